@@ -1,0 +1,47 @@
+"""Builds the FastAPI application over a settings object and an open database."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api import health, tasks
+from api.errors import install_error_handlers
+from models.database import Database
+from models.settings import Settings
+
+
+class BodyLimit:
+    """Refuse request bodies larger than any valid task could be, before reading them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self._app = app
+        self._max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length" and value.isdigit() and int(value) > self._max_bytes:
+                    response = JSONResponse(
+                        status_code=413,
+                        content={"detail": f"request body is larger than {self._max_bytes} bytes"},
+                    )
+                    await response(scope, receive, send)
+                    return
+        await self._app(scope, receive, send)
+
+
+def create_app(settings: Settings, database: Database, **extra_state: Any) -> FastAPI:
+    app = FastAPI(title="taskyard", version="0.1.0",
+                  description="Run code snippets in hardened containers on a shared host.")
+    app.state.settings = settings
+    app.state.database = database
+    for key, value in extra_state.items():
+        setattr(app.state, key, value)
+    install_error_handlers(app)
+    app.include_router(tasks.router)
+    app.include_router(health.router)
+    # JSON escapes can take six characters per byte of code or stdin.
+    app.add_middleware(BodyLimit, max_bytes=12 * settings.max_code_bytes + 64 * 1024)
+    return app

@@ -1,0 +1,149 @@
+"""Task routes: submit (desired state), read, list, cancel (a request), and transitions."""
+
+import asyncio
+import time
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
+
+from api.admission import admit
+from api.deps import DatabaseDep, ReadSession, SettingsDep, WriteSession
+from models.clock import utcnow
+from models.database import Database
+from models.phases import TERMINAL_PHASES, Phase, Reason
+from models.schemas import TaskCreate, TaskList, TaskRead, TransitionList, TransitionRead
+from models.tables import Task, Transition
+
+router = APIRouter()
+
+MAX_WAIT_SECONDS = 60
+WAIT_POLL_SECONDS = 0.05
+WaitQuery = Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS,
+                                   description="seconds to wait for a terminal phase")]
+
+
+def _get_or_404(session: Session, task_id: str) -> Task:
+    task = session.exec(select(Task).where(Task.id == task_id)).first()
+    if task is None:
+        raise HTTPException(404, f"task {task_id} not found")
+    return task
+
+
+def _read(database: Database, task_id: str) -> Task | None:
+    with database.read() as session:
+        return session.exec(select(Task).where(Task.id == task_id)).first()
+
+
+async def _wait_terminal(database: Database, task: Task, seconds: float) -> Task:
+    deadline = time.monotonic() + seconds
+    while task.phase not in TERMINAL_PHASES and time.monotonic() < deadline:
+        await asyncio.sleep(WAIT_POLL_SECONDS)
+        fresh = await run_in_threadpool(_read, database, task.id)
+        if fresh is None:
+            break
+        task = fresh
+    return task
+
+
+def _insert(database: Database, body: TaskCreate, timeout: int) -> Task:
+    task = Task(
+        id=uuid.uuid4().hex,
+        task_type=body.task_type.value,
+        code=body.code,
+        cpu=body.resources.cpu_count,
+        gpu=body.resources.gpu_count,
+        ram=body.resources.ram,
+        ram_bytes=body.resources.ram_bytes,
+        storage=body.resources.storage,
+        storage_bytes=body.resources.storage_bytes,
+        timeout_seconds=timeout,
+        stdin=body.stdin,
+    )
+    with database.write() as session:
+        session.add(task)
+        session.add(Transition(task_id=task.id, from_phase=None, to_phase=Phase.PENDING,
+                               reason=Reason.CREATED, message="task submitted",
+                               at=task.created_at, resource_version=task.resource_version))
+        session.commit()
+    return task
+
+
+def _admit(database: Database, body: TaskCreate, settings: SettingsDep) -> int:
+    with database.read() as session:
+        return admit(body, settings, session)
+
+
+@router.post("/tasks", status_code=201, response_model=TaskRead)
+async def submit_task(
+    body: TaskCreate, response: Response, settings: SettingsDep, database: DatabaseDep,
+    wait: WaitQuery = 0,
+) -> TaskRead:
+    """Store a desired task (phase Pending); with `wait`, return once it is terminal."""
+    timeout = await run_in_threadpool(_admit, database, body, settings)
+    task = await run_in_threadpool(_insert, database, body, timeout)
+    response.headers["Location"] = f"/tasks/{task.id}"
+    if wait:
+        task = await _wait_terminal(database, task, wait)
+    return TaskRead.from_row(task)
+
+
+@router.get("/tasks/{task_id}", response_model=TaskRead)
+async def get_task(task_id: str, database: DatabaseDep, wait: WaitQuery = 0) -> TaskRead:
+    """Read one task; with `wait`, wait up to that many seconds for a terminal phase."""
+    task = await run_in_threadpool(_read, database, task_id)
+    if task is None:
+        raise HTTPException(404, f"task {task_id} not found")
+    if wait:
+        task = await _wait_terminal(database, task, wait)
+    return TaskRead.from_row(task)
+
+
+@router.get("/tasks", response_model=TaskList)
+def list_tasks(
+    session: ReadSession,
+    phase: Phase | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]+$", max_length=18)] = None,
+) -> TaskList:
+    """List tasks, newest first, a page at a time."""
+    statement = select(Task).order_by(col(Task.pk).desc()).limit(limit + 1)
+    if phase is not None:
+        statement = statement.where(Task.phase == phase.value)
+    if cursor is not None:
+        statement = statement.where(col(Task.pk) < int(cursor))
+    rows = list(session.exec(statement))
+    page = rows[:limit]
+    next_cursor = str(page[-1].pk) if len(rows) > limit and page else None
+    return TaskList(items=[TaskRead.from_row(t) for t in page], next_cursor=next_cursor)
+
+
+@router.delete("/tasks/{task_id}", status_code=202, response_model=TaskRead)
+def cancel_task(task_id: str, session: WriteSession) -> TaskRead:
+    """Record a cancellation request; the controller stops the task."""
+    task = _get_or_404(session, task_id)
+    if task.phase in TERMINAL_PHASES:
+        raise HTTPException(409, f"task {task_id} is already {task.phase}; nothing to cancel")
+    if task.cancel_requested_at is None:
+        session.execute(
+            update(Task)
+            .where(col(Task.id) == task_id, col(Task.cancel_requested_at).is_(None))
+            .values(cancel_requested_at=utcnow(),
+                    resource_version=Task.resource_version + 1)
+        )
+        session.commit()
+        task = _get_or_404(session, task_id)
+    return TaskRead.from_row(task)
+
+
+@router.get("/tasks/{task_id}/events", response_model=TransitionList)
+def task_events(task_id: str, session: ReadSession) -> TransitionList:
+    """The task's phase transitions, oldest first."""
+    _get_or_404(session, task_id)
+    rows = session.exec(
+        select(Transition).where(Transition.task_id == task_id).order_by(col(Transition.seq))
+    )
+    return TransitionList(items=[TransitionRead.from_row(row) for row in rows])

@@ -1,0 +1,123 @@
+"""An in-memory `ContainerRuntime` for fast tests of the reconcile loop.
+
+A test drives it like an engine: `finish(name, exit_code, stdout=...)` makes a running
+container exit, `fail_next_run` injects engine errors, and `available = False` makes every
+call fail as an unreachable engine does.
+"""
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from controller.errors import RuntimeUnavailable
+from controller.runtime import (
+    ATTEMPT_LABEL,
+    TASK_LABEL,
+    CapturedOutput,
+    ContainerSpec,
+    ObservedContainer,
+    RuntimeHealth,
+)
+from controller.supervisor import MARKER
+from models.clock import utcnow
+
+
+@dataclass
+class FakeContainer:
+    spec: ContainerSpec
+    observed: ObservedContainer
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+
+@dataclass
+class FakeRuntime:
+    available: bool = True
+    containers: dict[str, FakeContainer] = field(default_factory=dict)
+    runs: list[str] = field(default_factory=list)
+    fail_next_run: Exception | None = None
+    clock_skew: timedelta = timedelta(0)
+
+    def _now(self) -> datetime:
+        return utcnow() + self.clock_skew
+
+    def _check(self) -> None:
+        if not self.available:
+            raise RuntimeUnavailable("fake engine is down")
+
+    def health(self) -> RuntimeHealth:
+        if not self.available:
+            return RuntimeHealth(ok=False, message="fake engine is down")
+        return RuntimeHealth(ok=True, message="fake engine", data_root=None)
+
+    def list_owned(self) -> list[ObservedContainer]:
+        self._check()
+        return [c.observed for c in self.containers.values()]
+
+    def create_only(self, spec: ContainerSpec) -> None:
+        """Leave a created, never started container, as a crash between create and start does."""
+        self.containers[spec.name] = FakeContainer(
+            spec,
+            ObservedContainer(
+                name=spec.name,
+                task_id=spec.labels[TASK_LABEL],
+                attempt=int(spec.labels[ATTEMPT_LABEL]),
+                state="created",
+            ),
+        )
+
+    def run(self, spec: ContainerSpec) -> ObservedContainer:
+        self._check()
+        if self.fail_next_run is not None:
+            error, self.fail_next_run = self.fail_next_run, None
+            raise error
+        self.runs.append(spec.name)
+        observed = ObservedContainer(
+            name=spec.name,
+            task_id=spec.labels[TASK_LABEL],
+            attempt=int(spec.labels[ATTEMPT_LABEL]),
+            state="running",
+            started_at=self._now(),
+        )
+        self.containers[spec.name] = FakeContainer(spec, observed)
+        return observed
+
+    def finish(
+        self, name: str, exit_code: int, *, stdout: bytes = b"", stderr: bytes = b"",
+        oom_killed: bool = False, report: bool = True,
+    ) -> None:
+        container = self.containers[name]
+        trailer = (
+            MARKER + b'{"exit_code": %d, "stdout_truncated": false, "stderr_truncated": false}\n'
+            % exit_code
+        ) if report else b""
+        container.stdout = stdout
+        container.stderr = stderr + trailer
+        container.observed = replace(
+            container.observed, state="exited", exit_code=exit_code,
+            oom_killed=oom_killed, finished_at=self._now(),
+        )
+
+    def kill(self, name: str) -> ObservedContainer | None:
+        self._check()
+        container = self.containers.get(name)
+        if container is None:
+            return None
+        if not container.observed.has_exited:
+            container.observed = replace(
+                container.observed, state="exited", exit_code=137, finished_at=self._now()
+            )
+        return container.observed
+
+    def output(self, name: str) -> CapturedOutput:
+        self._check()
+        container = self.containers.get(name)
+        if container is None:
+            return CapturedOutput(b"", b"")
+        return CapturedOutput(container.stdout, container.stderr)
+
+    def remove(self, name: str) -> None:
+        self._check()
+        self.containers.pop(name, None)
+
+    def names(self) -> set[str]:
+        return set(self.containers)

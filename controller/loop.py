@@ -1,0 +1,479 @@
+"""The reconcile loop: one pass reads capacity, desired tasks and observed containers, decides
+per task with the pure functions of `reconcile` and `scheduling`, acts through the runtime, and
+writes status with guarded transitions.
+
+Passes run as one APScheduler job (never two at once) on an interval, and are woken early by
+new work in the database (SQLite's `data_version`), by container exits (engine events), and by
+the next deadline. A wake that arrives during a pass makes that pass run once more.
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
+from sqlalchemy.orm import defer
+
+from controller.capacity import HostCapacity, discover_capacity
+from controller.errors import RuntimeUnavailable, StartRejected
+from controller.gpus import GpuInfo, discover_gpus
+from controller.reconcile import (
+    Action,
+    End,
+    Finish,
+    MarkRunning,
+    RemoveContainer,
+    Start,
+    Stop,
+    TaskView,
+    decide,
+    judge,
+)
+from controller.runtime import (
+    ATTEMPT_LABEL,
+    OWNER_LABEL,
+    TASK_LABEL,
+    ContainerRuntime,
+    ContainerSpec,
+    ObservedContainer,
+    RuntimeHealth,
+    container_name,
+)
+from controller.scheduling import Holding, Placement, Request, place
+from controller.status import move, note_waiting
+from controller.supervisor import build_payload
+from models.clock import utcnow
+from models.database import Database
+from models.phases import ACTIVE_PHASES, Phase, Reason
+from models.settings import Settings
+from models.tables import Capacity, Task
+
+log = logging.getLogger("taskyard.controller")
+
+CAPACITY_REFRESH = timedelta(seconds=60)
+# A scheduled task has not started yet; allow this much on top of its timeout when guessing
+# when it frees its slots.
+START_ALLOWANCE_SECONDS = 5.0
+_BIG_COLUMNS = ("code", "stdin", "stdout", "stderr", "result")
+
+
+@dataclass
+class PassReport:
+    """What one pass did, for logs and tests."""
+
+    started: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    runtime_ok: bool = True
+    next_deadline: datetime | None = None
+
+
+def _view(task: Task) -> TaskView:
+    return TaskView(
+        id=task.id,
+        phase=Phase(task.phase),
+        attempt=task.attempt,
+        timeout_seconds=task.timeout_seconds,
+        ram_bytes=task.ram_bytes,
+        cancel_requested_at=task.cancel_requested_at,
+        deadline_at=task.deadline_at,
+    )
+
+
+class Reconciler:
+    """One reconcile pass at a time over the database and the runtime."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        runtime: ContainerRuntime,
+        *,
+        owner: str,
+        gpu_probe: Callable[[], tuple[list[GpuInfo], str]] = discover_gpus,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._settings = settings
+        self._db = database
+        self._runtime = runtime
+        self._owner = owner
+        self._gpu_probe = gpu_probe
+        self._clock = clock
+        self._host: HostCapacity | None = None
+        self._host_at: datetime | None = None
+        self._gpu_message = ""
+
+    # --- capacity -------------------------------------------------------------------------
+
+    def _capacity(self, health: RuntimeHealth, now: datetime) -> HostCapacity:
+        if self._host is None or self._host_at is None or now - self._host_at > CAPACITY_REFRESH:
+            gpus, self._gpu_message = self._gpu_probe()
+            self._host = discover_capacity(self._settings, data_root=health.data_root, gpus=gpus)
+            self._host_at = now
+        return self._host
+
+    def _write_capacity(
+        self, host: HostCapacity, holdings: list[Holding], health: RuntimeHealth, now: datetime
+    ) -> None:
+        with self._db.write() as session:
+            row = session.get(Capacity, "local") or Capacity(node="local")
+            row.cpus_total = host.cpus_total
+            row.cpu_ids = list(host.cpu_ids)
+            row.ram_total = host.ram_total
+            row.ram_allocatable = host.ram_allocatable
+            row.storage_total = host.storage_total
+            row.storage_allocatable = host.storage_allocatable
+            row.gpu_ids = [gpu.index for gpu in host.gpus]
+            row.gpu_names = [gpu.name for gpu in host.gpus]
+            row.gpu_sharing = host.gpu_sharing
+            row.allocated_cpus = sorted(cpu for h in holdings for cpu in h.cpus)
+            row.allocated_gpus = sorted(gpu for h in holdings for gpu in h.gpus)
+            row.allocated_ram = sum(h.ram for h in holdings)
+            row.allocated_storage = sum(h.storage for h in holdings)
+            row.runtime_ok = health.ok
+            row.runtime_message = health.message
+            row.heartbeat_at = now
+            session.add(row)
+            session.commit()
+
+    # --- the pass -------------------------------------------------------------------------
+
+    def reconcile_once(self) -> PassReport:
+        now = self._clock()
+        report = PassReport()
+        health = self._runtime.health()
+        host = self._capacity(health, now)
+        report.runtime_ok = health.ok
+        tasks = self._active_tasks()
+
+        observed: list[ObservedContainer] | None = None
+        if health.ok:
+            try:
+                observed = self._runtime.list_owned()
+            except RuntimeUnavailable as exc:
+                health = RuntimeHealth(ok=False, message=str(exc))
+                report.runtime_ok = False
+
+        containers = {(c.task_id, c.attempt): c for c in observed or []}
+        for task in tasks:
+            if observed is None and task.phase != Phase.PENDING:
+                continue  # cannot tell a lost container from an unreachable engine
+            container = containers.get((task.id, task.attempt))
+            self._act(task, container, decide(_view(task), container, now), report)
+        if observed is not None:
+            self._collect_garbage(observed, tasks, report)
+
+        tasks = self._active_tasks()
+        holdings = self._holdings(tasks, now)
+        pending = [t for t in tasks if t.phase == Phase.PENDING and t.cancel_requested_at is None]
+        if health.ok:
+            self._schedule(pending, host, holdings, report)
+            tasks = self._active_tasks()
+            holdings = self._holdings(tasks, now)
+        else:
+            with self._db.write() as session:
+                for task in pending:
+                    note_waiting(session, task_id=task.id, reason=Reason.RUNTIME_UNAVAILABLE,
+                                 message=health.message)
+                session.commit()
+        self._write_capacity(host, holdings, health, now)
+        deadlines = [t.deadline_at for t in tasks if t.deadline_at and t.phase == Phase.RUNNING]
+        report.next_deadline = min(deadlines, default=None)
+        return report
+
+    def _active_tasks(self) -> list[Task]:
+        with self._db.read() as session:
+            statement = (
+                select(Task)
+                .where(Task.phase.in_([p.value for p in ACTIVE_PHASES]))  # type: ignore[attr-defined]
+                .order_by(Task.pk)  # type: ignore[arg-type]
+                .options(*(defer(getattr(Task, name)) for name in _BIG_COLUMNS))
+            )
+            return list(session.scalars(statement))
+
+    def _holdings(self, tasks: list[Task], now: datetime) -> list[Holding]:
+        holdings = []
+        for task in tasks:
+            if task.phase == Phase.PENDING:
+                continue
+            if task.deadline_at is not None:
+                ends_in = (task.deadline_at - now).total_seconds()
+            else:
+                ends_in = task.timeout_seconds + START_ALLOWANCE_SECONDS
+            holdings.append(
+                Holding(task.id, tuple(task.assigned_cpus), tuple(task.assigned_gpus),
+                        task.ram_bytes, task.storage_bytes, max(ends_in, 0.0))
+            )
+        return holdings
+
+    def _schedule(
+        self, pending: list[Task], host: HostCapacity, holdings: list[Holding], report: PassReport
+    ) -> None:
+        requests = [
+            Request(t.id, t.cpu, t.gpu, t.ram_bytes, t.storage_bytes, float(t.timeout_seconds))
+            for t in pending
+        ]
+        plan = place(requests, host.allocatable(), holdings)
+        by_id = {t.id: t for t in pending}
+        now = self._clock()
+        with self._db.write() as session:
+            for wait in plan.waiting:
+                note_waiting(session, task_id=wait.task_id, reason=Reason.UNSCHEDULABLE,
+                             message=wait.message)
+            session.commit()
+        for wait in plan.never_fits:
+            task = by_id[wait.task_id]
+            with self._db.write() as session:
+                move(session, now=now, task_id=task.id, from_phase=Phase.PENDING, at_attempt=task.attempt,
+                     to_phase=Phase.FAILED, reason=Reason.EXCEEDS_CAPACITY,
+                     message=f"can never fit this host: {wait.message}",
+                     result=f"can never fit this host: {wait.message}", finished_at=now)
+        for placement in plan.placements:
+            self._bind(by_id[placement.task_id], placement, report)
+
+    def _bind(self, task: Task, placement: Placement, report: PassReport) -> None:
+        # The attempt is written durably before any container exists (at-most-once start).
+        now = self._clock()
+        attempt = task.attempt + 1
+        cores = ", ".join(map(str, placement.cpus)) or "none (best effort)"
+        with self._db.write() as session:
+            moved = move(
+                session, now=now, task_id=task.id, from_phase=Phase.PENDING, at_attempt=task.attempt,
+                to_phase=Phase.SCHEDULED, reason=Reason.SCHEDULED,
+                message=f"attempt {attempt} placed on CPU cores {cores}"
+                + (f", GPUs {', '.join(map(str, placement.gpus))}" if placement.gpus else ""),
+                attempt=attempt, assigned_cpus=list(placement.cpus),
+                assigned_gpus=list(placement.gpus), scheduled_at=now,
+            )
+        if not moved:
+            return
+        task.phase, task.attempt = Phase.SCHEDULED, attempt
+        task.assigned_cpus, task.assigned_gpus = list(placement.cpus), list(placement.gpus)
+        self._act(task, None, Start(), report)
+
+    # --- acting on one decision ------------------------------------------------------------
+
+    def _act(
+        self, task: Task, container: ObservedContainer | None, action: Action, report: PassReport
+    ) -> None:
+        try:
+            self._execute(task, container, action, report)
+        except RuntimeUnavailable as exc:
+            # Transient: the next pass looks again from scratch.
+            log.warning("task %s: %s; retrying next pass", task.id, exc)
+        except Exception:
+            # One task's failure never aborts the pass for the others.
+            log.exception("task %s: unexpected error; retrying next pass", task.id)
+
+    def _execute(
+        self, task: Task, container: ObservedContainer | None, action: Action, report: PassReport
+    ) -> None:
+        now = self._clock()
+        name = container_name(self._owner, task.id, task.attempt)
+        match action:
+            case Start(replace_unstarted=replace):
+                if replace:
+                    self._runtime.remove(name)
+                self._start(task, name, report)
+            case MarkRunning(started_at=started_at):
+                self._mark_running(task, started_at or now)
+            case Stop():
+                stopped = self._runtime.kill(name)
+                self._finish(task, stopped, name, report, forced=action)
+            case Finish():
+                self._finish(task, container, name, report, forced=None)
+            case End(phase=phase, reason=reason, message=message):
+                with self._db.write() as session:
+                    result = "cancelled" if phase == Phase.CANCELLED else message
+                    if move(session, now=now, task_id=task.id, from_phase=Phase(task.phase),
+                            at_attempt=task.attempt, to_phase=phase, reason=reason,
+                            message=message, result=result, finished_at=now):
+                        report.finished.append(task.id)
+                if container is not None:
+                    self._runtime.remove(name)
+            case RemoveContainer():
+                self._runtime.remove(name)
+                report.removed.append(name)
+
+    def _start(self, task: Task, name: str, report: PassReport) -> None:
+        with self._db.read() as session:
+            code, stdin = session.execute(
+                select(Task.code, Task.stdin).where(Task.id == task.id)  # type: ignore[arg-type]
+            ).one()
+        spec = ContainerSpec(
+            name=name,
+            labels={OWNER_LABEL: self._owner, TASK_LABEL: task.id,
+                    ATTEMPT_LABEL: str(task.attempt)},
+            image=self._settings.image,
+            cpus=tuple(task.assigned_cpus),
+            all_cpus=self._host.cpu_ids if self._host else (),
+            cpu_quota=float(task.cpu) if task.cpu else self._settings.best_effort_cpu_quota,
+            gpus=tuple(task.assigned_gpus),
+            ram=task.ram_bytes,
+            storage=task.storage_bytes,
+            pids_limit=self._settings.pids_limit,
+            nofile_limit=self._settings.nofile_limit,
+            payload=build_payload(code, stdin, self._settings.output_limit_bytes),
+            log_limit=2 * self._settings.output_limit_bytes + 64 * 1024,
+            docker_runtime=self._settings.docker_runtime,
+        )
+        try:
+            started = self._runtime.run(spec)
+        except StartRejected as exc:
+            now = self._clock()
+            with self._db.write() as session:
+                move(session, now=now, task_id=task.id, from_phase=Phase.SCHEDULED, at_attempt=task.attempt,
+                     to_phase=Phase.FAILED, reason=Reason.START_FAILED, message=str(exc),
+                     result=str(exc), finished_at=now)
+            self._runtime.remove(name)
+            return
+        report.started.append(task.id)
+        if started.has_exited:
+            self._mark_running(task, started.started_at or self._clock())
+            task.phase = Phase.RUNNING
+            self._finish(task, started, name, report, forced=None)
+            return
+        self._mark_running(task, started.started_at or self._clock())
+
+    def _mark_running(self, task: Task, started_at: datetime) -> None:
+        deadline = started_at + timedelta(seconds=task.timeout_seconds)
+        now = self._clock()
+        with self._db.write() as session:
+            if move(session, now=now, task_id=task.id, from_phase=Phase.SCHEDULED, at_attempt=task.attempt,
+                    to_phase=Phase.RUNNING, reason=Reason.STARTED,
+                    message=f"container started; deadline in {task.timeout_seconds} s",
+                    started_at=started_at, deadline_at=deadline):
+                task.phase, task.started_at, task.deadline_at = Phase.RUNNING, started_at, deadline
+
+    def _finish(
+        self,
+        task: Task,
+        container: ObservedContainer | None,
+        name: str,
+        report: PassReport,
+        *,
+        forced: Stop | None,
+    ) -> None:
+        if task.phase == Phase.SCHEDULED and container is not None and container.started_at:
+            self._mark_running(task, container.started_at)
+        output = self._runtime.output(name)
+        outcome = judge(_view(task), container, output,
+                        limit=self._settings.output_limit_bytes, forced=forced)
+        now = self._clock()
+        finished_at = (container.finished_at if container and container.finished_at else now)
+        with self._db.write() as session:
+            moved = move(
+                session, now=now, task_id=task.id, from_phase=Phase(task.phase), at_attempt=task.attempt,
+                to_phase=outcome.phase, reason=outcome.reason, message=outcome.message,
+                result=outcome.result, exit_code=outcome.exit_code, stdout=outcome.stdout,
+                stderr=outcome.stderr, stdout_truncated=outcome.stdout_truncated,
+                stderr_truncated=outcome.stderr_truncated, finished_at=finished_at,
+            )
+        if moved:
+            report.finished.append(task.id)
+        # Removed only once the outcome is durable: a crash before this line leaves a terminal
+        # task with a container, which the next pass removes.
+        self._runtime.remove(name)
+
+    def _collect_garbage(
+        self, observed: list[ObservedContainer], tasks: list[Task], report: PassReport
+    ) -> None:
+        """Remove our containers whose task is gone, terminal, or on a later attempt."""
+        current = {t.id: t.attempt for t in tasks}
+        for container in observed:
+            if current.get(container.task_id) == container.attempt:
+                continue
+            if container.task_id in current and container.attempt > current[container.task_id]:
+                continue  # cannot happen by our own hand; leave it rather than guess
+            try:
+                if container.state == "running":
+                    self._runtime.kill(container.name)
+                self._runtime.remove(container.name)
+                report.removed.append(container.name)
+            except RuntimeUnavailable as exc:
+                log.warning("cannot remove %s: %s", container.name, exc)
+
+
+class ControllerService:
+    """Runs `Reconciler` passes as an APScheduler job and wakes it early when work arrives."""
+
+    def __init__(self, reconciler: Reconciler, database: Database, *, interval: float,
+                 exit_events: Callable[[Callable[[], None], threading.Event], None] | None = None
+                 ) -> None:
+        self._reconciler = reconciler
+        self._db = database
+        self._interval = interval
+        self._exit_events = exit_events
+        self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._again = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._job: Any = None
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
+
+    def start(self) -> None:
+        self._job = self._scheduler.add_job(
+            self._run_pass, "interval", seconds=self._interval, id="reconcile",
+            max_instances=1, coalesce=True, misfire_grace_time=None,
+            next_run_time=utcnow(),
+        )
+        self._scheduler.start()
+        self._spawn(self._watch_database, "taskyard-db-watch")
+        if self._exit_events is not None:
+            exit_events = self._exit_events
+            self._spawn(lambda: exit_events(self.wake, self._stop), "taskyard-engine-events")
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._scheduler.shutdown(wait=True)
+
+    def wake(self, at: datetime | None = None) -> None:
+        """Run a pass now (or at `at`), or once more right after the one in progress."""
+        if self._stop.is_set() or self._job is None:
+            return
+        if at is None:
+            self._again.set()
+        try:
+            next_run = self._job.next_run_time
+            when = at or utcnow()
+            if next_run is None or when < next_run:
+                self._job.modify(next_run_time=when)
+        except Exception:  # the job is being rescheduled by the scheduler itself: the flag holds
+            pass
+
+    def _run_pass(self) -> None:
+        while not self._stop.is_set():
+            self._again.clear()
+            try:
+                report = self._reconciler.reconcile_once()
+            except Exception:
+                log.exception("reconcile pass failed; the next one starts from scratch")
+                return
+            if report.next_deadline is not None:
+                self.wake(at=report.next_deadline)
+            if not self._again.is_set():
+                return
+
+    def _watch_database(self) -> None:
+        # data_version changes whenever another connection commits: new tasks, cancellations.
+        connection = self._db.reader.raw_connection()
+        try:
+            last = None
+            while not self._stop.wait(0.05):
+                cursor = connection.cursor()
+                version = cursor.execute("PRAGMA data_version").fetchone()[0]
+                cursor.close()
+                if last is not None and version != last:
+                    self.wake()
+                last = version
+        finally:
+            connection.close()

@@ -1,0 +1,176 @@
+"""Pure reconcile decisions: what to do about one task, given what the engine shows.
+
+`decide(task, container, now)` compares the desired state (phase, cancellation request,
+deadline) with the observed container of the task's current attempt and returns one action;
+`judge(...)` turns a stopped container and its output into the task's terminal status. Neither
+touches the database, the engine or the clock; `controller.loop` executes what they return.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from controller.runtime import CapturedOutput, ObservedContainer
+from controller.supervisor import parse_report
+from models.phases import Phase, Reason
+from models.quantities import format_size
+
+RESULT_TAIL_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """The fields of a task that decisions read."""
+
+    id: str
+    phase: Phase
+    attempt: int
+    timeout_seconds: int
+    ram_bytes: int
+    cancel_requested_at: datetime | None = None
+    deadline_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Noop:
+    pass
+
+
+@dataclass(frozen=True)
+class Start:
+    """Create and start the attempt's container (none exists, or one that never started)."""
+
+    replace_unstarted: bool = False
+
+
+@dataclass(frozen=True)
+class MarkRunning:
+    started_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Kill the container, then end the task with this outcome whatever its exit code."""
+
+    phase: Phase
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The container has exited: judge its outcome and record it."""
+
+
+@dataclass(frozen=True)
+class End:
+    """End the task without a container to look at."""
+
+    phase: Phase
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
+class RemoveContainer:
+    pass
+
+
+Action = Noop | Start | MarkRunning | Stop | Finish | End | RemoveContainer
+
+
+def decide(task: TaskView, container: ObservedContainer | None, now: datetime) -> Action:
+    """The one next step that moves `task` toward its desired state."""
+    if task.phase.is_terminal:
+        return RemoveContainer() if container is not None else Noop()
+    cancelled = task.cancel_requested_at is not None
+    if task.phase == Phase.PENDING:
+        if cancelled:
+            return End(Phase.CANCELLED, Reason.CANCELLED, "cancelled before it started")
+        return Noop()
+    if container is not None and container.has_exited:
+        return Finish()
+    if task.phase == Phase.SCHEDULED:
+        if container is None or container.never_started:
+            if cancelled:
+                return End(Phase.CANCELLED, Reason.CANCELLED, "cancelled before it started")
+            return Start(replace_unstarted=container is not None)
+        if cancelled:
+            return Stop(Phase.CANCELLED, Reason.CANCELLED)
+        return MarkRunning(container.started_at)
+    # Running
+    if container is None:
+        return End(
+            Phase.FAILED, Reason.CONTAINER_LOST,
+            "its container disappeared from the engine while it ran",
+        )
+    if cancelled:
+        return Stop(Phase.CANCELLED, Reason.CANCELLED)
+    if task.deadline_at is not None and now >= task.deadline_at:
+        return Stop(Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED)
+    return Noop()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    phase: Phase
+    reason: Reason
+    message: str
+    result: str
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+
+
+def _tail(text: str) -> str:
+    text = text.rstrip("\n")
+    return text if len(text) <= RESULT_TAIL_CHARS else "…" + text[-RESULT_TAIL_CHARS:]
+
+
+def judge(
+    task: TaskView,
+    container: ObservedContainer | None,
+    output: CapturedOutput,
+    *,
+    limit: int,
+    forced: Stop | None = None,
+) -> Outcome:
+    """The terminal status of a task whose container has stopped."""
+    raw_stderr, report = parse_report(output.stderr)
+    stdout_truncated = len(output.stdout) > limit or bool(report and report.stdout_truncated)
+    stderr_truncated = len(raw_stderr) > limit or bool(report and report.stderr_truncated)
+    stdout = output.stdout[:limit].decode("utf-8", errors="replace")
+    stderr = raw_stderr[:limit].decode("utf-8", errors="replace")
+    exit_code = container.exit_code if container is not None else None
+    finished = container.finished_at if container is not None else None
+
+    def outcome(phase: Phase, reason: Reason, message: str, result: str) -> Outcome:
+        return Outcome(phase, reason, message, result, exit_code, stdout, stderr,
+                       stdout_truncated, stderr_truncated)
+
+    cancelled_first = (
+        task.cancel_requested_at is not None
+        and (finished is None or finished >= task.cancel_requested_at)
+    )
+    if (forced is not None and forced.phase == Phase.CANCELLED) or (
+        forced is None and cancelled_first
+    ):
+        return outcome(Phase.CANCELLED, Reason.CANCELLED, "cancelled on request", "cancelled")
+    timed_out = forced is not None and forced.phase == Phase.TIMED_OUT
+    if forced is None and task.deadline_at is not None and finished is not None:
+        timed_out = finished >= task.deadline_at
+    if timed_out:
+        message = f"exceeded its {task.timeout_seconds} s timeout and was killed"
+        return outcome(Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED, message, message)
+    if report is not None and report.error is not None:
+        return outcome(Phase.FAILED, Reason.START_FAILED, report.error, report.error)
+    if exit_code == 0:
+        message = "exited with code 0"
+        if stdout_truncated:
+            message += f"; stdout was cut at {format_size(limit)}"
+        return outcome(Phase.SUCCEEDED, Reason.COMPLETED, message, stdout)
+    if container is not None and container.oom_killed:
+        message = f"killed: out of memory (limit {format_size(task.ram_bytes)})"
+        return outcome(Phase.FAILED, Reason.OOM_KILLED, message, message)
+    message = f"exited with code {exit_code}"
+    return outcome(Phase.FAILED, Reason.NON_ZERO_EXIT, message, _tail(stderr) or message)

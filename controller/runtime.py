@@ -1,0 +1,101 @@
+"""The narrow seam between the controller and a container engine.
+
+`ContainerRuntime` is what the reconcile executor calls; `controller.docker_runtime` implements
+it on the local Docker engine and `controller.fake_runtime` in memory for unit tests. Every
+container carries the owning instance and the task in its labels, and its name is
+deterministic (`container_name`), so each effect can be looked up before it is repeated.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+OWNER_LABEL = "taskyard.owner"
+TASK_LABEL = "taskyard.task"
+ATTEMPT_LABEL = "taskyard.attempt"
+
+
+def container_name(owner: str, task_id: str, attempt: int) -> str:
+    return f"taskyard-{owner[:12]}-{task_id}-{attempt}"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything the engine needs to run one attempt of one task, hardened."""
+
+    name: str
+    labels: dict[str, str]
+    image: str
+    cpus: tuple[int, ...]  # dedicated cores; empty means best effort on all allocatable cores
+    all_cpus: tuple[int, ...]
+    cpu_quota: float  # in CPUs
+    gpus: tuple[int, ...]
+    ram: int
+    storage: int
+    pids_limit: int
+    nofile_limit: int
+    payload: bytes  # the code and stdin, delivered on the container's stdin
+    log_limit: int
+    docker_runtime: str | None = None
+
+
+@dataclass(frozen=True)
+class ObservedContainer:
+    name: str
+    task_id: str
+    attempt: int
+    state: str  # created, running, paused, restarting, removing, exited, dead
+    exit_code: int | None = None
+    oom_killed: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def has_exited(self) -> bool:
+        return self.state in {"exited", "dead"}
+
+    @property
+    def never_started(self) -> bool:
+        return self.state == "created"
+
+
+@dataclass(frozen=True)
+class CapturedOutput:
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass(frozen=True)
+class RuntimeHealth:
+    ok: bool
+    message: str
+    data_root: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+
+class ContainerRuntime(Protocol):
+    def health(self) -> RuntimeHealth:
+        """Whether containers can be started now (engine reachable, image present)."""
+        ...
+
+    def list_owned(self) -> list[ObservedContainer]:
+        """Every container this instance created, in any state."""
+        ...
+
+    def run(self, spec: ContainerSpec) -> ObservedContainer:
+        """Create and start the container, and deliver its payload on stdin."""
+        ...
+
+    def kill(self, name: str) -> ObservedContainer | None:
+        """SIGKILL the container and wait for it to stop; already stopped or gone is success.
+
+        Returns the stopped container, or None where it is gone."""
+        ...
+
+    def output(self, name: str) -> CapturedOutput:
+        """The container's stdout and stderr as raw bytes."""
+        ...
+
+    def remove(self, name: str) -> None:
+        """Remove the container; already gone is success."""
+        ...

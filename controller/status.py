@@ -1,0 +1,75 @@
+"""Guarded status writes: every phase change is `UPDATE … WHERE id = ? AND phase = ? AND
+attempt = ?`, and commits together with its transition record, or not at all.
+
+A second controller, a crash and replay, or an API write in between can therefore never move a
+task twice: the losing writer sees zero rows and leaves the task alone.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session
+
+from models.phases import Phase, Reason
+from models.tables import Task, Transition
+
+
+def move(
+    session: Session,
+    *,
+    task_id: str,
+    from_phase: Phase,
+    at_attempt: int,
+    to_phase: Phase,
+    reason: Reason,
+    message: str,
+    now: datetime,
+    **fields: Any,
+) -> bool:
+    """Move a task from `from_phase` to `to_phase`; False where it was no longer there."""
+    statement = (
+        update(Task)
+        .where(Task.id == task_id)  # type: ignore[arg-type]
+        .where(Task.phase == from_phase)  # type: ignore[arg-type]
+        .where(Task.attempt == at_attempt)  # type: ignore[arg-type]
+        .values(
+            phase=to_phase,
+            reason=reason,
+            message=message,
+            resource_version=Task.resource_version + 1,
+            **fields,
+        )
+        .returning(Task.resource_version)
+    )
+    version = session.execute(statement).scalar_one_or_none()
+    if version is None:
+        session.rollback()
+        return False
+    session.add(
+        Transition(
+            task_id=task_id,
+            from_phase=from_phase,
+            to_phase=to_phase,
+            reason=reason,
+            message=message,
+            at=now,
+            resource_version=version,
+        )
+    )
+    session.commit()
+    return True
+
+
+def note_waiting(
+    session: Session, *, task_id: str, reason: Reason, message: str
+) -> None:
+    """Say why a Pending task waits, where that changed (no transition: the phase stays)."""
+    statement = (
+        update(Task)
+        .where(Task.id == task_id)  # type: ignore[arg-type]
+        .where(Task.phase == Phase.PENDING)  # type: ignore[arg-type]
+        .where((Task.reason != reason) | (Task.message != message))  # type: ignore[arg-type]
+        .values(reason=reason, message=message, resource_version=Task.resource_version + 1)
+    )
+    session.execute(statement)

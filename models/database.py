@@ -1,0 +1,71 @@
+"""Opening the SQLite database that the API and the controller share.
+
+Every connection runs in WAL mode with `synchronous=FULL`, so a commit is durable before the API
+answers, and readers never block the single writer. Write transactions start with
+`BEGIN IMMEDIATE`, so two processes that both write wait on the busy timeout instead of failing
+with a lock-upgrade deadlock.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlmodel import Session, SQLModel, create_engine
+
+from models import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def _sqlite_engine(url: str, *, begin: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below decide how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)
+
+    return engine
+
+
+@dataclass(frozen=True)
+class Database:
+    """A pair of engines over one file: one whose transactions may write, one for reads."""
+
+    writer: Engine
+    reader: Engine
+
+    def write(self) -> Session:
+        return Session(self.writer, expire_on_commit=False)
+
+    def read(self) -> Session:
+        return Session(self.reader, expire_on_commit=False)
+
+    def dispose(self) -> None:
+        self.writer.dispose()
+        self.reader.dispose()
+
+
+def open_database(url: str) -> Database:
+    """Open (and create where missing) the database at `url`, with its tables."""
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    database = Database(
+        writer=_sqlite_engine(url, begin="BEGIN IMMEDIATE"),
+        reader=_sqlite_engine(url, begin="BEGIN"),
+    )
+    SQLModel.metadata.create_all(database.writer)
+    return database

@@ -1,0 +1,39 @@
+"""Whether a request could ever fit this host: shared by the API (422 at submit time) and the
+scheduler (a queued task whose host shrank below it fails instead of waiting forever).
+"""
+
+from dataclasses import dataclass
+
+from models.quantities import format_size
+
+
+@dataclass(frozen=True)
+class HostLimits:
+    """The most the host can hand to one task: its whole allocatable capacity."""
+
+    cpus: int
+    gpus: int
+    ram: int
+    storage: int
+
+
+def exceeded_limits(
+    *, cpu: int, gpu: int, ram: int, storage: int, host: HostLimits
+) -> list[tuple[str, str]]:
+    """(field, message) for every resource asked beyond what the host can ever allocate."""
+    problems = []
+    if cpu > host.cpus:
+        problems.append(("cpu", f"requested {cpu} CPUs, this host can allocate {host.cpus}"))
+    if gpu > host.gpus:
+        problems.append(("gpu", f"requested {gpu} GPUs, this host can allocate {host.gpus}"))
+    if ram > host.ram:
+        problems.append(
+            ("ram", f"requested {format_size(ram)} RAM, "
+                    f"this host can allocate {format_size(host.ram)}")
+        )
+    if storage > host.storage:
+        problems.append(
+            ("storage", f"requested {format_size(storage)} storage, "
+                        f"this host can allocate {format_size(host.storage)}")
+        )
+    return problems

@@ -1,0 +1,213 @@
+"""Request and response shapes of the REST contract (`shared/spec/API.md`).
+
+`TaskCreate` keeps the seed's request shape and validation rules (never looser); `TaskRead` is
+the Task object clients see, built from a `tables.Task` row by `TaskRead.from_row`.
+"""
+
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, field_validator
+
+from models.clock import isoformat_z
+from models.quantities import normalize_size, parse_count, parse_size
+from models.tables import Task, Transition
+
+
+class TaskType(str, Enum):
+    execute_code = "execute_code"
+
+
+def _require_utf8(value: str, what: str) -> str:
+    # JSON may carry lone UTF-16 surrogates ("\ud800"); they cannot be stored or run.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{what} contains a character that is not valid Unicode text "
+            f"(a lone surrogate at position {exc.start})"
+        ) from None
+    return value
+
+
+class ResourcesIn(BaseModel):
+    """The seed's ResourceType: counts and sizes as strings, validated by their format."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: StrictStr
+    gpu: StrictStr
+    ram: StrictStr
+    storage: StrictStr
+
+    @field_validator("cpu", "gpu")
+    @classmethod
+    def _count(cls, value: str) -> str:
+        parse_count(value)
+        return value
+
+    @field_validator("ram", "storage")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        parse_size(value)
+        return normalize_size(value)
+
+    @property
+    def cpu_count(self) -> int:
+        return parse_count(self.cpu)
+
+    @property
+    def gpu_count(self) -> int:
+        return parse_count(self.gpu)
+
+    @property
+    def ram_bytes(self) -> int:
+        return parse_size(self.ram)
+
+    @property
+    def storage_bytes(self) -> int:
+        return parse_size(self.storage)
+
+
+class TaskCreate(BaseModel):
+    """The body of POST /tasks: the seed's RequestDTO plus `timeout_seconds` and `stdin`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_type: TaskType
+    code: StrictStr
+    resources: ResourcesIn
+    timeout_seconds: StrictInt | None = None
+    stdin: StrictStr | None = None
+
+    @field_validator("code")
+    @classmethod
+    def _code_is_text(cls, value: str) -> str:
+        return _require_utf8(value, "code")
+
+    @field_validator("stdin")
+    @classmethod
+    def _stdin_is_text(cls, value: str | None) -> str | None:
+        return None if value is None else _require_utf8(value, "stdin")
+
+
+class ResourcesOut(BaseModel):
+    cpu: int
+    gpu: int
+    ram: str
+    storage: str
+
+
+class TaskSpecOut(BaseModel):
+    task_type: str
+    code: str
+    resources: ResourcesOut
+    timeout_seconds: int
+    stdin: str | None
+
+
+class Assigned(BaseModel):
+    cpus: list[int]
+    gpus: list[int]
+
+
+class TaskStatusOut(BaseModel):
+    phase: str
+    reason: str
+    message: str
+    result: str | None
+    exit_code: int | None
+    stdout: str | None
+    stderr: str | None
+    stdout_truncated: bool
+    stderr_truncated: bool
+    assigned: Assigned
+    attempt: int
+    cancel_requested: bool
+    scheduled_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    deadline_at: str | None
+
+
+class TaskRead(BaseModel):
+    """The Task object of the contract."""
+
+    id: str
+    created_at: str
+    resource_version: int
+    spec: TaskSpecOut
+    status: TaskStatusOut
+
+    @classmethod
+    def from_row(cls, task: Task) -> "TaskRead":
+        return cls(
+            id=task.id,
+            created_at=isoformat_z(task.created_at) or "",
+            resource_version=task.resource_version,
+            spec=TaskSpecOut(
+                task_type=task.task_type,
+                code=task.code,
+                resources=ResourcesOut(
+                    cpu=task.cpu, gpu=task.gpu, ram=task.ram, storage=task.storage
+                ),
+                timeout_seconds=task.timeout_seconds,
+                stdin=task.stdin,
+            ),
+            status=TaskStatusOut(
+                phase=task.phase,
+                reason=task.reason,
+                message=task.message,
+                result=task.result,
+                exit_code=task.exit_code,
+                stdout=task.stdout,
+                stderr=task.stderr,
+                stdout_truncated=task.stdout_truncated,
+                stderr_truncated=task.stderr_truncated,
+                assigned=Assigned(cpus=list(task.assigned_cpus), gpus=list(task.assigned_gpus)),
+                attempt=task.attempt,
+                cancel_requested=task.cancel_requested_at is not None,
+                scheduled_at=isoformat_z(task.scheduled_at),
+                started_at=isoformat_z(task.started_at),
+                finished_at=isoformat_z(task.finished_at),
+                deadline_at=isoformat_z(task.deadline_at),
+            ),
+        )
+
+
+class TaskList(BaseModel):
+    items: list[TaskRead]
+    next_cursor: str | None
+
+
+class TransitionRead(BaseModel):
+    seq: int
+    task_id: str
+    from_phase: str | None
+    to_phase: str
+    reason: str
+    message: str
+    at: str
+    resource_version: int
+
+    @classmethod
+    def from_row(cls, row: Transition) -> "TransitionRead":
+        return cls(
+            seq=row.seq or 0,
+            task_id=row.task_id,
+            from_phase=row.from_phase,
+            to_phase=row.to_phase,
+            reason=row.reason,
+            message=row.message,
+            at=isoformat_z(row.at) or "",
+            resource_version=row.resource_version,
+        )
+
+
+class TransitionList(BaseModel):
+    items: list[TransitionRead]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    checks: dict[str, Any]

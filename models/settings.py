@@ -1,0 +1,80 @@
+"""Service settings, read from `TASKYARD_*` environment variables (see the README's table).
+
+`api/`, `controller/` and the CLI each call `load_settings()`; tests build `Settings(...)` directly.
+"""
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.quantities import MIB, parse_size
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "taskyard"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TASKYARD_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    image: str = "taskyard-runner:1"
+    docker_runtime: str | None = None
+    default_timeout_seconds: int = Field(default=30, ge=1)
+    max_timeout_seconds: int = Field(default=600, ge=1)
+    max_code_bytes: int = Field(default=MIB, ge=1)
+    output_limit_bytes: int = Field(default=MIB, ge=1024)
+    min_ram: str = "6MB"
+    min_storage: str = "1MB"
+
+    reserved_cpus: int = Field(default=0, ge=0)
+    reserved_ram: str = "256MB"
+    reserved_storage: str = "1GB"
+    gpu_sharing: int = Field(default=1, ge=1)
+
+    pids_limit: int = Field(default=256, ge=16)
+    nofile_limit: int = Field(default=1024, ge=64)
+    best_effort_cpu_quota: float = Field(default=1.0, gt=0)
+
+    reconcile_interval_seconds: float = Field(default=1.0, gt=0)
+    code_delivery_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("min_ram", "min_storage", "reserved_ram", "reserved_storage")
+    @classmethod
+    def _valid_size(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'taskyard.db'}"
+
+    @property
+    def min_ram_bytes(self) -> int:
+        return parse_size(self.min_ram)
+
+    @property
+    def min_storage_bytes(self) -> int:
+        return parse_size(self.min_storage)
+
+    @property
+    def reserved_ram_bytes(self) -> int:
+        return parse_size(self.reserved_ram)
+
+    @property
+    def reserved_storage_bytes(self) -> int:
+        return parse_size(self.reserved_storage)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (CLI flags) on top."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**given)  # type: ignore[arg-type]

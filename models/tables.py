@@ -1,0 +1,96 @@
+"""The SQLite tables: tasks (spec written by the API, status by the controller), their phase
+transitions, and the host's capacity record (like a Kubernetes Node).
+"""
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column, Index, Text
+from sqlmodel import Field, SQLModel
+
+from models.clock import utcnow
+from models.phases import Phase, Reason
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_phase_pk", "phase", "pk"),)
+
+    # `pk` orders tasks by arrival (first come, first served; newest first in lists);
+    # `id` is the opaque name clients see.
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    resource_version: int = 1
+
+    # spec: written once by the API
+    task_type: str
+    code: str = Field(sa_column=Column(Text, nullable=False))
+    cpu: int
+    gpu: int
+    ram: str
+    ram_bytes: int
+    storage: str
+    storage_bytes: int
+    timeout_seconds: int
+    stdin: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # desired-state change the API may write after creation
+    cancel_requested_at: datetime | None = None
+
+    # status: written only by the controller
+    phase: str = Field(default=Phase.PENDING)
+    reason: str = Field(default=Reason.CREATED)
+    message: str = "waiting for the controller to schedule it"
+    result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    exit_code: int | None = None
+    stdout: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    stderr: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    assigned_cpus: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    assigned_gpus: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    attempt: int = 0
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    deadline_at: datetime | None = None
+
+
+class Transition(SQLModel, table=True):
+    __tablename__ = "transitions"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    task_id: str = Field(index=True)
+    from_phase: str | None = None
+    to_phase: str
+    reason: str
+    message: str
+    at: datetime = Field(default_factory=utcnow)
+    resource_version: int
+
+
+class Capacity(SQLModel, table=True):
+    """What the host has, what may be handed out, and what is handed out now.
+
+    The controller rewrites this row on every pass; the API reads it to reject requests that
+    can never fit and to report health.
+    """
+
+    __tablename__ = "capacity"
+
+    node: str = Field(default="local", primary_key=True)
+    cpus_total: int = 0
+    cpu_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    ram_total: int = 0
+    ram_allocatable: int = 0
+    storage_total: int = 0
+    storage_allocatable: int = 0
+    gpu_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    gpu_names: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    gpu_sharing: int = 1
+    allocated_cpus: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    allocated_gpus: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    allocated_ram: int = 0
+    allocated_storage: int = 0
+    runtime_ok: bool = False
+    runtime_message: str = "the controller has not reported yet"
+    heartbeat_at: datetime | None = None

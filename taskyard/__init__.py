@@ -1,0 +1,1 @@
+"""The `taskyard` command: wires `api/` and `controller/` together and runs them."""

@@ -1,0 +1,69 @@
+"""The `taskyard` command line: `serve`, `api`, `controller`, `image build`, `doctor`."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from models.settings import load_settings
+
+DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def _server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    parser.add_argument("--data-dir", type=Path, help="where the SQLite database lives")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskyard", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    _server_flags(verbs.add_parser("serve", help="run the API and the controller in one process"))
+    _server_flags(verbs.add_parser("api", help="run only the API"))
+    controller = verbs.add_parser("controller", help="run only the controller")
+    controller.add_argument("--data-dir", type=Path)
+    image = verbs.add_parser("image", help="manage the runner image")
+    image_verbs = image.add_subparsers(dest="image_verb", required=True)
+    build = image_verbs.add_parser("build", help="build the runner image (offline if need be)")
+    build.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    doctor = verbs.add_parser("doctor", help="check whether this host can run tasks")
+    doctor.add_argument("--data-dir", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = {key: getattr(args, key, None) for key in ("host", "port", "data_dir")}
+    settings = load_settings(**overrides)
+
+    if args.verb in {"serve", "api"}:
+        from taskyard.service import run_api
+
+        run_api(settings, with_controller=args.verb == "serve")
+        return 0
+    if args.verb == "controller":
+        from taskyard.service import run_controller
+
+        run_controller(settings)
+        return 0
+    if args.verb == "image":
+        from controller.imagebuild import ImageBuildError, build_runner_image
+
+        try:
+            how = build_runner_image(settings.image, deploy_dir=DEPLOY_DIR, force=args.force)
+        except ImageBuildError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"runner image {settings.image}: {how}")
+        return 0
+    if args.verb == "doctor":
+        from taskyard.doctor import diagnose
+
+        return 0 if diagnose(settings) else 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""`taskyard doctor`: part by part, can this host run tasks, and how to fix what is missing."""
+
+import os
+import shutil
+from collections.abc import Callable
+
+from controller.docker_runtime import DockerRuntime
+from controller.gpus import discover_gpus
+from models.database import open_database
+from models.settings import Settings
+from taskyard.service import instance_id
+
+
+def diagnose(settings: Settings, say: Callable[[str], None] = print) -> bool:
+    ok = True
+
+    def line(good: bool, part: str, detail: str, fix: str = "") -> None:
+        nonlocal ok
+        ok = ok and good
+        say(f"[{'ok' if good else 'FAIL'}] {part}: {detail}")
+        if not good and fix:
+            say(f"       fix: {fix}")
+
+    try:
+        database = open_database(settings.resolved_database_url)
+        with database.write() as session:
+            session.connection()
+            session.commit()
+        database.dispose()
+        line(True, "database", f"{settings.resolved_database_url} is writable")
+    except Exception as exc:  # report any failure as a finding
+        line(False, "database", str(exc), f"make {settings.data_dir} writable")
+
+    health = DockerRuntime(instance_id(settings.data_dir), settings.image).health()
+    if health.ok:
+        line(True, "engine", health.message)
+    elif "image" in health.message:
+        line(True, "engine", "Docker engine reachable")
+        line(False, "runner image", health.message, "taskyard image build")
+    else:
+        fix = ("start it: dockerd &" if shutil.which("dockerd")
+               else "install and start it: apt-get install -y docker.io && dockerd &")
+        line(False, "engine", health.message, fix)
+
+    gpus, message = discover_gpus()
+    say(f"[ok] gpus: {message}" + "".join(f"\n       {g.index}: {g.name}" for g in gpus))
+    say(f"[ok] cpus: {len(os.sched_getaffinity(0))} usable, {settings.reserved_cpus} reserved")
+    return ok

@@ -1,0 +1,76 @@
+"""Starting the parts: the API under uvicorn, the controller's loop, or both in one process."""
+
+import logging
+import signal
+import threading
+import uuid
+from pathlib import Path
+
+import uvicorn
+
+from api.app import create_app
+from controller.docker_runtime import DockerRuntime
+from controller.loop import ControllerService, Reconciler
+from models.database import Database, open_database
+from models.settings import Settings
+
+log = logging.getLogger("taskyard")
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def instance_id(data_dir: Path) -> str:
+    """This instance's owner label: its containers are the only ones it adopts or removes."""
+    path = data_dir / "instance-id"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    owner = uuid.uuid4().hex
+    path.write_text(owner + "\n")
+    return owner
+
+
+def build_controller(settings: Settings, database: Database) -> ControllerService:
+    owner = instance_id(settings.data_dir)
+    runtime = DockerRuntime(owner, settings.image,
+                            delivery_timeout=settings.code_delivery_timeout_seconds)
+    reconciler = Reconciler(settings, database, runtime, owner=owner)
+    return ControllerService(reconciler, database, interval=settings.reconcile_interval_seconds,
+                             exit_events=runtime.wait_for_exit_events)
+
+
+def check_listen_address(host: str) -> None:
+    if host not in LOOPBACK:
+        raise SystemExit(
+            f"refusing to listen on {host}: user tokens are not implemented yet, so taskyard "
+            "only listens on loopback (127.0.0.1)"
+        )
+
+
+def run_api(settings: Settings, *, with_controller: bool) -> None:
+    check_listen_address(settings.host)
+    database = open_database(settings.resolved_database_url)
+    controller = build_controller(settings, database) if with_controller else None
+    if controller is not None:
+        controller.start()
+    log.info("taskyard API on http://%s:%d, database %s", settings.host, settings.port,
+             settings.resolved_database_url)
+    try:
+        uvicorn.run(create_app(settings, database), host=settings.host, port=settings.port,
+                    log_level="info", access_log=False)
+    finally:
+        if controller is not None:
+            controller.stop()
+        database.dispose()
+
+
+def run_controller(settings: Settings) -> None:
+    database = open_database(settings.resolved_database_url)
+    controller = build_controller(settings, database)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    controller.start()
+    log.info("taskyard controller running against %s", settings.resolved_database_url)
+    stop.wait()
+    controller.stop()
+    database.dispose()
