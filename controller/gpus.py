@@ -4,6 +4,7 @@ Hosts without the NVIDIA driver lack libnvidia-ml; `discover_gpus` then returns 
 and says why in its second value. Tests pass a fake `nvml` module with the same functions.
 """
 
+import contextlib
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -50,7 +51,6 @@ def discover_gpus(nvml: ModuleType | Any | None = None) -> tuple[list[GpuInfo], 
     except Exception as exc:
         return [], f"NVML failed while listing GPUs ({exc}): running without GPUs"
     finally:
-        try:
+        # Shutting down a half-initialised NVML is best effort.
+        with contextlib.suppress(Exception):
             nvml.nvmlShutdown()
-        except Exception:  # shutting down a half-initialised NVML is best effort
-            pass

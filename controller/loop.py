@@ -17,6 +17,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 from sqlalchemy.orm import defer
+from sqlmodel import col
 
 from controller.capacity import HostCapacity, discover_capacity
 from controller.errors import RuntimeUnavailable, StartRejected
@@ -177,8 +178,12 @@ class Reconciler:
         else:
             with self._db.write() as session:
                 for task in pending:
-                    note_waiting(session, task_id=task.id, reason=Reason.RUNTIME_UNAVAILABLE,
-                                 message=health.message)
+                    note_waiting(
+                        session,
+                        task_id=task.id,
+                        reason=Reason.RUNTIME_UNAVAILABLE,
+                        message=health.message,
+                    )
                 session.commit()
         self._write_capacity(host, holdings, health, now)
         deadlines = [t.deadline_at for t in tasks if t.deadline_at and t.phase == Phase.RUNNING]
@@ -189,8 +194,8 @@ class Reconciler:
         with self._db.read() as session:
             statement = (
                 select(Task)
-                .where(Task.phase.in_([p.value for p in ACTIVE_PHASES]))  # type: ignore[attr-defined]
-                .order_by(Task.pk)  # type: ignore[arg-type]
+                .where(col(Task.phase).in_([p.value for p in ACTIVE_PHASES]))
+                .order_by(col(Task.pk))
                 .options(*(defer(getattr(Task, name)) for name in _BIG_COLUMNS))
             )
             return list(session.scalars(statement))
@@ -205,8 +210,14 @@ class Reconciler:
             else:
                 ends_in = task.timeout_seconds + START_ALLOWANCE_SECONDS
             holdings.append(
-                Holding(task.id, tuple(task.assigned_cpus), tuple(task.assigned_gpus),
-                        task.ram_bytes, task.storage_bytes, max(ends_in, 0.0))
+                Holding(
+                    task.id,
+                    tuple(task.assigned_cpus),
+                    tuple(task.assigned_gpus),
+                    task.ram_bytes,
+                    task.storage_bytes,
+                    max(ends_in, 0.0),
+                )
             )
         return holdings
 
@@ -222,16 +233,25 @@ class Reconciler:
         now = self._clock()
         with self._db.write() as session:
             for wait in plan.waiting:
-                note_waiting(session, task_id=wait.task_id, reason=Reason.UNSCHEDULABLE,
-                             message=wait.message)
+                note_waiting(
+                    session, task_id=wait.task_id, reason=Reason.UNSCHEDULABLE, message=wait.message
+                )
             session.commit()
         for wait in plan.never_fits:
             task = by_id[wait.task_id]
             with self._db.write() as session:
-                move(session, now=now, task_id=task.id, from_phase=Phase.PENDING, at_attempt=task.attempt,
-                     to_phase=Phase.FAILED, reason=Reason.EXCEEDS_CAPACITY,
-                     message=f"can never fit this host: {wait.message}",
-                     result=f"can never fit this host: {wait.message}", finished_at=now)
+                move(
+                    session,
+                    now=now,
+                    task_id=task.id,
+                    from_phase=Phase.PENDING,
+                    at_attempt=task.attempt,
+                    to_phase=Phase.FAILED,
+                    reason=Reason.EXCEEDS_CAPACITY,
+                    message=f"can never fit this host: {wait.message}",
+                    result=f"can never fit this host: {wait.message}",
+                    finished_at=now,
+                )
         for placement in plan.placements:
             self._bind(by_id[placement.task_id], placement, report)
 
@@ -242,12 +262,19 @@ class Reconciler:
         cores = ", ".join(map(str, placement.cpus)) or "none (best effort)"
         with self._db.write() as session:
             moved = move(
-                session, now=now, task_id=task.id, from_phase=Phase.PENDING, at_attempt=task.attempt,
-                to_phase=Phase.SCHEDULED, reason=Reason.SCHEDULED,
+                session,
+                now=now,
+                task_id=task.id,
+                from_phase=Phase.PENDING,
+                at_attempt=task.attempt,
+                to_phase=Phase.SCHEDULED,
+                reason=Reason.SCHEDULED,
                 message=f"attempt {attempt} placed on CPU cores {cores}"
                 + (f", GPUs {', '.join(map(str, placement.gpus))}" if placement.gpus else ""),
-                attempt=attempt, assigned_cpus=list(placement.cpus),
-                assigned_gpus=list(placement.gpus), scheduled_at=now,
+                attempt=attempt,
+                assigned_cpus=list(placement.cpus),
+                assigned_gpus=list(placement.gpus),
+                scheduled_at=now,
             )
         if not moved:
             return
@@ -289,9 +316,18 @@ class Reconciler:
             case End(phase=phase, reason=reason, message=message):
                 with self._db.write() as session:
                     result = "cancelled" if phase == Phase.CANCELLED else message
-                    if move(session, now=now, task_id=task.id, from_phase=Phase(task.phase),
-                            at_attempt=task.attempt, to_phase=phase, reason=reason,
-                            message=message, result=result, finished_at=now):
+                    if move(
+                        session,
+                        now=now,
+                        task_id=task.id,
+                        from_phase=Phase(task.phase),
+                        at_attempt=task.attempt,
+                        to_phase=phase,
+                        reason=reason,
+                        message=message,
+                        result=result,
+                        finished_at=now,
+                    ):
                         report.finished.append(task.id)
                 if container is not None:
                     self._runtime.remove(name)
@@ -302,12 +338,15 @@ class Reconciler:
     def _start(self, task: Task, name: str, report: PassReport) -> None:
         with self._db.read() as session:
             code, stdin = session.execute(
-                select(Task.code, Task.stdin).where(Task.id == task.id)  # type: ignore[arg-type]
+                select(col(Task.code), col(Task.stdin)).where(col(Task.id) == task.id)
             ).one()
         spec = ContainerSpec(
             name=name,
-            labels={OWNER_LABEL: self._owner, TASK_LABEL: task.id,
-                    ATTEMPT_LABEL: str(task.attempt)},
+            labels={
+                OWNER_LABEL: self._owner,
+                TASK_LABEL: task.id,
+                ATTEMPT_LABEL: str(task.attempt),
+            },
             image=self._settings.image,
             cpus=tuple(task.assigned_cpus),
             all_cpus=self._host.cpu_ids if self._host else (),
@@ -326,9 +365,18 @@ class Reconciler:
         except StartRejected as exc:
             now = self._clock()
             with self._db.write() as session:
-                move(session, now=now, task_id=task.id, from_phase=Phase.SCHEDULED, at_attempt=task.attempt,
-                     to_phase=Phase.FAILED, reason=Reason.START_FAILED, message=str(exc),
-                     result=str(exc), finished_at=now)
+                move(
+                    session,
+                    now=now,
+                    task_id=task.id,
+                    from_phase=Phase.SCHEDULED,
+                    at_attempt=task.attempt,
+                    to_phase=Phase.FAILED,
+                    reason=Reason.START_FAILED,
+                    message=str(exc),
+                    result=str(exc),
+                    finished_at=now,
+                )
             self._runtime.remove(name)
             return
         report.started.append(task.id)
@@ -343,10 +391,18 @@ class Reconciler:
         deadline = started_at + timedelta(seconds=task.timeout_seconds)
         now = self._clock()
         with self._db.write() as session:
-            if move(session, now=now, task_id=task.id, from_phase=Phase.SCHEDULED, at_attempt=task.attempt,
-                    to_phase=Phase.RUNNING, reason=Reason.STARTED,
-                    message=f"container started; deadline in {task.timeout_seconds} s",
-                    started_at=started_at, deadline_at=deadline):
+            if move(
+                session,
+                now=now,
+                task_id=task.id,
+                from_phase=Phase.SCHEDULED,
+                at_attempt=task.attempt,
+                to_phase=Phase.RUNNING,
+                reason=Reason.STARTED,
+                message=f"container started; deadline in {task.timeout_seconds} s",
+                started_at=started_at,
+                deadline_at=deadline,
+            ):
                 task.phase, task.started_at, task.deadline_at = Phase.RUNNING, started_at, deadline
 
     def _finish(
@@ -361,17 +417,28 @@ class Reconciler:
         if task.phase == Phase.SCHEDULED and container is not None and container.started_at:
             self._mark_running(task, container.started_at)
         output = self._runtime.output(name)
-        outcome = judge(_view(task), container, output,
-                        limit=self._settings.output_limit_bytes, forced=forced)
+        outcome = judge(
+            _view(task), container, output, limit=self._settings.output_limit_bytes, forced=forced
+        )
         now = self._clock()
-        finished_at = (container.finished_at if container and container.finished_at else now)
+        finished_at = container.finished_at if container and container.finished_at else now
         with self._db.write() as session:
             moved = move(
-                session, now=now, task_id=task.id, from_phase=Phase(task.phase), at_attempt=task.attempt,
-                to_phase=outcome.phase, reason=outcome.reason, message=outcome.message,
-                result=outcome.result, exit_code=outcome.exit_code, stdout=outcome.stdout,
-                stderr=outcome.stderr, stdout_truncated=outcome.stdout_truncated,
-                stderr_truncated=outcome.stderr_truncated, finished_at=finished_at,
+                session,
+                now=now,
+                task_id=task.id,
+                from_phase=Phase(task.phase),
+                at_attempt=task.attempt,
+                to_phase=outcome.phase,
+                reason=outcome.reason,
+                message=outcome.message,
+                result=outcome.result,
+                exit_code=outcome.exit_code,
+                stdout=outcome.stdout,
+                stderr=outcome.stderr,
+                stdout_truncated=outcome.stdout_truncated,
+                stderr_truncated=outcome.stderr_truncated,
+                finished_at=finished_at,
             )
         if moved:
             report.finished.append(task.id)
@@ -401,9 +468,14 @@ class Reconciler:
 class ControllerService:
     """Runs `Reconciler` passes as an APScheduler job and wakes it early when work arrives."""
 
-    def __init__(self, reconciler: Reconciler, database: Database, *, interval: float,
-                 exit_events: Callable[[Callable[[], None], threading.Event], None] | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        database: Database,
+        *,
+        interval: float,
+        exit_events: Callable[[Callable[[], None], threading.Event], None] | None = None,
+    ) -> None:
         self._reconciler = reconciler
         self._db = database
         self._interval = interval
@@ -417,8 +489,13 @@ class ControllerService:
 
     def start(self) -> None:
         self._job = self._scheduler.add_job(
-            self._run_pass, "interval", seconds=self._interval, id="reconcile",
-            max_instances=1, coalesce=True, misfire_grace_time=None,
+            self._run_pass,
+            "interval",
+            seconds=self._interval,
+            id="reconcile",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
             next_run_time=utcnow(),
         )
         self._scheduler.start()

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from models.phases import Phase, Reason
 from models.tables import Task, Transition
@@ -30,9 +30,8 @@ def move(
     """Move a task from `from_phase` to `to_phase`; False where it was no longer there."""
     statement = (
         update(Task)
-        .where(Task.id == task_id)  # type: ignore[arg-type]
-        .where(Task.phase == from_phase)  # type: ignore[arg-type]
-        .where(Task.attempt == at_attempt)  # type: ignore[arg-type]
+        .where(col(Task.id) == task_id, col(Task.phase) == from_phase,
+               col(Task.attempt) == at_attempt)
         .values(
             phase=to_phase,
             reason=reason,
@@ -40,7 +39,7 @@ def move(
             resource_version=Task.resource_version + 1,
             **fields,
         )
-        .returning(Task.resource_version)
+        .returning(col(Task.resource_version))
     )
     version = session.execute(statement).scalar_one_or_none()
     if version is None:
@@ -67,9 +66,8 @@ def note_waiting(
     """Say why a Pending task waits, where that changed (no transition: the phase stays)."""
     statement = (
         update(Task)
-        .where(Task.id == task_id)  # type: ignore[arg-type]
-        .where(Task.phase == Phase.PENDING)  # type: ignore[arg-type]
-        .where((Task.reason != reason) | (Task.message != message))  # type: ignore[arg-type]
+        .where(col(Task.id) == task_id, col(Task.phase) == Phase.PENDING)
+        .where((col(Task.reason) != reason) | (col(Task.message) != message))
         .values(reason=reason, message=message, resource_version=Task.resource_version + 1)
     )
     session.execute(statement)

@@ -38,7 +38,7 @@ if [ "${#packages[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${packages[@]}"
 else
-    say "docker.io, debootstrap and python3-venv are installed"
+    say "needed packages are installed (docker.io, debootstrap, python3-venv)"
 fi
 
 # --- Docker engine --------------------------------------------------------------------------

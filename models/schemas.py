@@ -4,7 +4,7 @@
 the Task object clients see, built from a `tables.Task` row by `TaskRead.from_row`.
 """
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, field_validator
@@ -14,7 +14,7 @@ from models.quantities import normalize_size, parse_count, parse_size
 from models.tables import Task, Transition
 
 
-class TaskType(str, Enum):
+class TaskType(StrEnum):
     execute_code = "execute_code"
 
 

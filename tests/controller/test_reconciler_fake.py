@@ -1,0 +1,649 @@
+"""The reconcile loop against the in-memory fake runtime: every decision of `Reconciler`, over a
+real SQLite file, with tasks submitted through the real API app.
+
+The host is fixed at two allocatable CPU cores (0 and 1), 4 GiB of RAM, 10 GiB of storage and
+no GPUs, so that scheduling does not depend on the machine running the tests.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+from sqlmodel import col, select
+
+import controller.loop
+from api.app import create_app
+from controller.capacity import HostCapacity
+from controller.errors import RuntimeUnavailable, StartRejected
+from controller.fake_runtime import FakeRuntime
+from controller.loop import Reconciler
+from controller.runtime import (
+    ATTEMPT_LABEL,
+    OWNER_LABEL,
+    TASK_LABEL,
+    ContainerSpec,
+    container_name,
+)
+from controller.status import move
+from models.clock import utcnow
+from models.database import Database, open_database
+from models.phases import Phase, Reason
+from models.quantities import GIB
+from models.settings import Settings
+from models.tables import Capacity, Task, Transition
+
+OWNER = "test-owner"
+HOST = HostCapacity(
+    cpus_total=2, cpu_ids=(0, 1), ram_total=8 * GIB, ram_allocatable=4 * GIB,
+    storage_total=20 * GIB, storage_allocatable=10 * GIB, gpus=(), gpu_sharing=1,
+)
+
+
+@dataclass
+class Clock:
+    """A clock the test moves by hand; starts at the real time."""
+
+    now: datetime = field(default_factory=utcnow)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class World:
+    settings: Settings
+    db: Database
+    client: TestClient
+    fake: FakeRuntime
+    clock: Clock
+    reconciler: Reconciler
+
+    def new_reconciler(self) -> Reconciler:
+        """A fresh controller process over the same database and engine (after a kill -9)."""
+        self.reconciler = Reconciler(self.settings, self.db, self.fake, owner=OWNER,
+                                     gpu_probe=lambda: ([], "no gpus"), clock=self.clock)
+        return self.reconciler
+
+    def submit(self, cpu: str = "1", *, timeout: int = 30, code: str = "print('hi')") -> str:
+        response = self.client.post("/tasks", json={
+            "task_type": "execute_code", "code": code, "timeout_seconds": timeout,
+            "resources": {"cpu": cpu, "gpu": "0", "ram": "64MB", "storage": "100MB"},
+        })
+        assert response.status_code == 201, response.text
+        task_id: str = response.json()["id"]
+        return task_id
+
+    def cancel(self, task_id: str) -> None:
+        response = self.client.delete(f"/tasks/{task_id}")
+        assert response.status_code == 202, response.text
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        response = self.client.get(f"/tasks/{task_id}")
+        assert response.status_code == 200
+        task: dict[str, Any] = response.json()
+        return task
+
+    def status(self, task_id: str) -> dict[str, Any]:
+        status: dict[str, Any] = self.task(task_id)["status"]
+        return status
+
+    def phase(self, task_id: str) -> str:
+        phase: str = self.status(task_id)["phase"]
+        return phase
+
+    def events(self, task_id: str) -> list[dict[str, Any]]:
+        response = self.client.get(f"/tasks/{task_id}/events")
+        assert response.status_code == 200
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    def transition_count(self) -> int:
+        with self.db.read() as session:
+            return len(list(session.exec(select(Transition))))
+
+    def write_task(self, task_id: str, **values: Any) -> None:
+        with self.db.write() as session:
+            session.execute(update(Task).where(col(Task.id) == task_id).values(**values))
+            session.commit()
+
+    def once(self) -> None:
+        self.reconciler.reconcile_once()
+
+
+def name_of(task_id: str, attempt: int = 1) -> str:
+    return container_name(OWNER, task_id, attempt)
+
+
+def spec_for(task_id: str, attempt: int = 1) -> ContainerSpec:
+    return ContainerSpec(
+        name=name_of(task_id, attempt),
+        labels={OWNER_LABEL: OWNER, TASK_LABEL: task_id, ATTEMPT_LABEL: str(attempt)},
+        image="taskyard-runner:1", cpus=(0,), all_cpus=(0, 1), cpu_quota=1.0, gpus=(),
+        ram=64 * 1024 * 1024, storage=100 * 1024 * 1024, pids_limit=256, nofile_limit=1024,
+        payload=b"{}", log_limit=1 << 20,
+    )
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: HOST)
+    settings = Settings(data_dir=tmp_path)
+    db = open_database("sqlite:///" + str(tmp_path / "t.db"))
+    fake = FakeRuntime()
+    clock = Clock()
+    reconciler = Reconciler(settings, db, fake, owner=OWNER,
+                            gpu_probe=lambda: ([], "no gpus"), clock=clock)
+    with TestClient(create_app(settings, db)) as client:
+        yield World(settings, db, client, fake, clock, reconciler)
+    db.dispose()
+
+
+def running(world: World, cpu: str = "1", **kwargs: Any) -> str:
+    """Submit a task and run one pass, which must leave it Running."""
+    task_id = world.submit(cpu, **kwargs)
+    world.once()
+    assert world.phase(task_id) == "Running"
+    return task_id
+
+
+# --- the happy path -------------------------------------------------------------------------
+
+
+def test_pending_task_is_scheduled_and_started_in_one_pass(world: World) -> None:
+    task_id = world.submit("2")
+
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Running"
+    assert status["attempt"] == 1
+    assert sorted(status["assigned"]["cpus"]) == [0, 1]
+    assert status["assigned"]["gpus"] == []
+    assert status["started_at"] is not None
+    assert status["deadline_at"] is not None
+    assert world.fake.runs == [name_of(task_id)]
+    container = world.fake.containers[name_of(task_id)]
+    assert container.observed.state == "running"
+    assert container.spec.labels[TASK_LABEL] == task_id
+    assert container.spec.labels[OWNER_LABEL] == OWNER
+    assert container.spec.cpus == (0, 1)
+    assert container.spec.ram == 64 * 1024 * 1024
+
+
+def test_a_running_task_is_left_alone_by_later_passes(world: World) -> None:
+    task_id = running(world)
+    version = world.task(task_id)["resource_version"]
+
+    world.once()
+    world.once()
+
+    assert world.phase(task_id) == "Running"
+    assert world.task(task_id)["resource_version"] == version
+    assert len(world.fake.runs) == 1
+
+
+def test_exit_zero_succeeds_with_stdout_as_result(world: World) -> None:
+    task_id = running(world)
+
+    world.fake.finish(name_of(task_id), 0, stdout=b"hi\n")
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Succeeded"
+    assert status["reason"] == "Completed"
+    assert status["result"] == "hi\n"
+    assert status["stdout"] == "hi\n"
+    assert status["stderr"] == ""
+    assert status["exit_code"] == 0
+    assert status["finished_at"] is not None
+    assert name_of(task_id) not in world.fake.names()
+
+
+def test_non_zero_exit_fails_with_stderr_in_result(world: World) -> None:
+    task_id = running(world)
+
+    world.fake.finish(name_of(task_id), 1, stderr=b"Traceback\nValueError: boom\n")
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Failed"
+    assert status["reason"] == "NonZeroExit"
+    assert status["exit_code"] == 1
+    assert "ValueError: boom" in status["result"]
+    assert "taskyard-report" not in status["stderr"]
+    assert name_of(task_id) not in world.fake.names()
+
+
+def test_oom_killed_fails_naming_the_memory_limit(world: World) -> None:
+    task_id = running(world)
+
+    world.fake.finish(name_of(task_id), 137, oom_killed=True, report=False)
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Failed"
+    assert status["reason"] == "OOMKilled"
+    assert "out of memory" in status["result"]
+    assert "64MB" in status["result"]
+    assert name_of(task_id) not in world.fake.names()
+
+
+def test_transitions_are_recorded_in_order(world: World) -> None:
+    task_id = running(world)
+    world.fake.finish(name_of(task_id), 0, stdout=b"hi\n")
+    world.once()
+
+    events = world.events(task_id)
+
+    assert [(e["from_phase"], e["to_phase"]) for e in events] == [
+        (None, "Pending"), ("Pending", "Scheduled"), ("Scheduled", "Running"),
+        ("Running", "Succeeded"),
+    ]
+    assert [e["reason"] for e in events] == ["Created", "Scheduled", "Started", "Completed"]
+    seqs = [e["seq"] for e in events]
+    versions = [e["resource_version"] for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4
+    assert versions == sorted(versions) and len(set(versions)) == 4
+    assert world.task(task_id)["resource_version"] == versions[-1]
+
+
+# --- deadlines and cancellation -------------------------------------------------------------
+
+
+def test_deadline_passed_times_out_and_kills_the_container(world: World) -> None:
+    task_id = running(world, timeout=5)
+    world.once()
+    assert world.phase(task_id) == "Running"
+
+    world.clock.advance(6)
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "TimedOut"
+    assert status["reason"] == "DeadlineExceeded"
+    assert "5 s timeout" in status["result"]
+    assert name_of(task_id) not in world.fake.names()
+
+
+def test_task_not_timed_out_before_its_deadline(world: World) -> None:
+    task_id = running(world, timeout=5)
+
+    world.clock.advance(3)
+    world.once()
+
+    assert world.phase(task_id) == "Running"
+    assert name_of(task_id) in world.fake.names()
+
+
+def test_cancel_of_running_task_stops_it(world: World) -> None:
+    task_id = running(world)
+
+    world.cancel(task_id)
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Cancelled"
+    assert status["reason"] == "Cancelled"
+    assert status["result"] == "cancelled"
+    assert name_of(task_id) not in world.fake.names()
+
+
+def test_cancel_of_pending_task_never_runs_it(world: World) -> None:
+    task_id = world.submit()
+
+    world.cancel(task_id)
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Cancelled"
+    assert status["reason"] == "Cancelled"
+    assert world.fake.runs == []
+    assert world.fake.names() == set()
+
+
+# --- scheduling -----------------------------------------------------------------------------
+
+
+def test_two_tasks_wanting_all_cpus_run_one_after_the_other(world: World) -> None:
+    first = world.submit("2")
+    second = world.submit("2")
+
+    world.once()
+    world.once()
+
+    assert world.phase(first) == "Running"
+    assert world.phase(second) == "Pending"
+    waiting = world.status(second)
+    assert waiting["reason"] == "Unschedulable"
+    assert "Insufficient cpu" in waiting["message"]
+    assert world.fake.runs == [name_of(first)]
+
+    world.fake.finish(name_of(first), 0, stdout=b"done\n")
+    world.once()
+
+    assert world.phase(first) == "Succeeded"
+    assert world.phase(second) == "Running"
+    assert sorted(world.status(second)["assigned"]["cpus"]) == [0, 1]
+    assert world.fake.runs == [name_of(first), name_of(second)]
+
+
+def test_tasks_that_fit_together_run_together_on_distinct_cores(world: World) -> None:
+    first = world.submit("1")
+    second = world.submit("1")
+
+    world.once()
+
+    a = world.status(first)["assigned"]["cpus"]
+    b = world.status(second)["assigned"]["cpus"]
+    assert world.phase(first) == world.phase(second) == "Running"
+    assert len(a) == len(b) == 1
+    assert set(a).isdisjoint(b)
+
+
+def test_capacity_row_reports_what_is_handed_out(world: World) -> None:
+    running(world, "2")
+
+    with world.db.read() as session:
+        row = session.get(Capacity, "local")
+    assert row is not None
+    assert row.cpu_ids == [0, 1]
+    assert row.allocated_cpus == [0, 1]
+    assert row.allocated_ram == 64 * 1024 * 1024
+    assert row.runtime_ok is True
+    assert row.heartbeat_at is not None
+
+
+# --- the engine goes away -------------------------------------------------------------------
+
+
+def test_engine_down_keeps_tasks_waiting_and_running_tasks_alive(world: World) -> None:
+    busy = running(world)
+    world.fake.available = False
+    waiting = world.submit()
+
+    world.once()
+    world.once()
+
+    assert world.phase(busy) == "Running"
+    status = world.status(waiting)
+    assert status["phase"] == "Pending"
+    assert status["reason"] == "RuntimeUnavailable"
+    assert "down" in status["message"]
+    with world.db.read() as session:
+        row = session.get(Capacity, "local")
+    assert row is not None and row.runtime_ok is False
+
+    world.fake.available = True
+    world.once()
+
+    assert world.phase(busy) == "Running"
+    assert world.phase(waiting) == "Running"
+    assert world.fake.runs == [name_of(busy), name_of(waiting)]
+
+    world.fake.finish(name_of(busy), 0, stdout=b"ok\n")
+    world.once()
+    assert world.phase(busy) == "Succeeded"
+
+
+def test_engine_down_mid_pass_on_list_does_not_lose_running_tasks(world: World) -> None:
+    busy = running(world)
+
+    def broken_list() -> list[Any]:
+        raise RuntimeUnavailable("connection reset")
+
+    world.fake.list_owned = broken_list  # type: ignore[method-assign]
+    world.once()
+
+    assert world.phase(busy) == "Running"
+
+
+# --- crash recovery: a new controller over the same database and engine ----------------------
+
+
+def scheduled_without_container(world: World) -> str:
+    """A task left Scheduled with attempt 1 and no container, as a crash before run leaves it."""
+    task_id = world.submit()
+    world.fake.fail_next_run = RuntimeUnavailable("engine hiccup")
+    world.once()
+    status = world.status(task_id)
+    assert (status["phase"], status["attempt"]) == ("Scheduled", 1)
+    assert world.fake.runs == []
+    return task_id
+
+
+def test_scheduled_task_with_only_a_created_container_is_replaced_and_started(
+    world: World,
+) -> None:
+    task_id = scheduled_without_container(world)
+    world.fake.create_only(spec_for(task_id))
+
+    world.new_reconciler()
+    world.once()
+    world.once()
+
+    assert world.phase(task_id) == "Running"
+    assert world.status(task_id)["attempt"] == 1
+    assert world.fake.runs == [name_of(task_id)]
+    assert world.fake.containers[name_of(task_id)].observed.state == "running"
+
+
+def test_scheduled_task_with_a_running_container_is_adopted_not_restarted(
+    world: World,
+) -> None:
+    task_id = scheduled_without_container(world)
+    world.fake.run(spec_for(task_id))  # started just before the crash
+    runs = len(world.fake.runs)
+
+    world.new_reconciler()
+    world.once()
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Running"
+    assert status["started_at"] is not None
+    assert status["deadline_at"] is not None
+    assert len(world.fake.runs) == runs
+
+
+def test_running_task_with_running_container_is_adopted(world: World) -> None:
+    task_id = running(world)
+    version = world.task(task_id)["resource_version"]
+
+    world.new_reconciler()
+    world.once()
+
+    assert world.phase(task_id) == "Running"
+    assert world.task(task_id)["resource_version"] == version
+    assert len(world.fake.runs) == 1
+
+    world.fake.finish(name_of(task_id), 0, stdout=b"after restart\n")
+    world.once()
+    assert world.status(task_id)["result"] == "after restart\n"
+
+
+def test_exited_container_of_running_task_is_finished_after_restart(world: World) -> None:
+    task_id = running(world)
+    world.fake.finish(name_of(task_id), 0, stdout=b"hi\n")  # exits while no controller runs
+
+    world.new_reconciler()
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Succeeded"
+    assert status["result"] == "hi\n"
+    assert name_of(task_id) not in world.fake.names()
+    assert len(world.fake.runs) == 1
+
+
+def test_running_task_whose_container_vanished_fails_as_lost(world: World) -> None:
+    task_id = running(world)
+    del world.fake.containers[name_of(task_id)]
+
+    world.new_reconciler()
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Failed"
+    assert status["reason"] == "ContainerLost"
+    assert status["result"]
+    assert len(world.fake.runs) == 1
+
+
+def test_container_of_terminal_task_is_removed(world: World) -> None:
+    task_id = running(world)
+    world.fake.finish(name_of(task_id), 0, stdout=b"hi\n")
+    world.once()
+    world.fake.run(spec_for(task_id))  # left behind, still running
+
+    world.new_reconciler()
+    world.once()
+
+    assert world.phase(task_id) == "Succeeded"
+    assert name_of(task_id) not in world.fake.names()
+
+
+def test_container_whose_task_does_not_exist_is_removed(world: World) -> None:
+    world.fake.run(spec_for("ghost"))
+    world.fake.create_only(spec_for("ghost2"))
+
+    world.once()
+
+    assert world.fake.names() == set()
+
+
+def test_container_of_an_older_attempt_is_removed(world: World) -> None:
+    task_id = running(world)
+    # As if an admin reset requeued it and attempt 2 was scheduled just before a crash.
+    world.write_task(task_id, phase="Scheduled", attempt=2)
+
+    world.new_reconciler()
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Running"
+    assert status["attempt"] == 2
+    assert name_of(task_id, 1) not in world.fake.names()
+    assert world.fake.containers[name_of(task_id, 2)].observed.state == "running"
+
+
+def test_terminal_task_never_changes_phase_again(world: World) -> None:
+    task_id = running(world)
+    world.fake.finish(name_of(task_id), 0, stdout=b"hi\n")
+    world.once()
+    before = world.task(task_id)
+    transitions = world.transition_count()
+
+    world.fake.run(spec_for(task_id))
+    world.fake.finish(name_of(task_id), 1, stderr=b"late\n")
+    world.new_reconciler()
+    world.once()
+    world.once()
+
+    after = world.task(task_id)
+    assert after["status"]["phase"] == "Succeeded"
+    assert after["status"]["result"] == "hi\n"
+    assert after["resource_version"] == before["resource_version"]
+    assert world.transition_count() == transitions
+    assert world.client.delete(f"/tasks/{task_id}").status_code == 409
+
+
+# --- start errors ---------------------------------------------------------------------------
+
+
+def test_start_rejected_fails_the_task(world: World) -> None:
+    task_id = world.submit()
+    world.fake.fail_next_run = StartRejected("image taskyard-runner:1 not found")
+
+    world.once()
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Failed"
+    assert status["reason"] == "StartFailed"
+    assert "taskyard-runner:1" in status["message"]
+    assert world.fake.runs == []
+    assert world.fake.names() == set()
+
+
+def test_runtime_unavailable_on_start_retries_once_on_a_later_pass(world: World) -> None:
+    task_id = scheduled_without_container(world)
+    assert world.status(task_id)["reason"] == "Scheduled"
+
+    world.once()
+    world.once()
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Running"
+    assert status["attempt"] == 1
+    assert world.fake.runs == [name_of(task_id)]
+
+
+def test_failure_of_one_task_does_not_stop_the_others(world: World) -> None:
+    first = world.submit()
+    second = world.submit()
+    world.fake.fail_next_run = StartRejected("bad")
+
+    world.once()
+
+    assert world.phase(first) == "Failed"
+    assert world.phase(second) == "Running"
+
+
+# --- guarded transitions --------------------------------------------------------------------
+
+
+def test_move_from_a_phase_the_task_left_does_nothing(world: World) -> None:
+    task_id = world.submit()
+    count = world.transition_count()
+
+    with world.db.write() as session:
+        moved = move(session, task_id=task_id, from_phase=Phase.SCHEDULED, at_attempt=0,
+                     to_phase=Phase.RUNNING, reason=Reason.STARTED, message="no",
+                     now=utcnow())
+
+    assert moved is False
+    assert world.transition_count() == count
+    assert world.phase(task_id) == "Pending"
+    assert world.task(task_id)["resource_version"] == 1
+
+
+def test_move_at_a_stale_attempt_does_nothing(world: World) -> None:
+    task_id = world.submit()
+    count = world.transition_count()
+
+    with world.db.write() as session:
+        moved = move(session, task_id=task_id, from_phase=Phase.PENDING, at_attempt=3,
+                     to_phase=Phase.SCHEDULED, reason=Reason.SCHEDULED, message="no",
+                     now=utcnow())
+
+    assert moved is False
+    assert world.transition_count() == count
+    assert world.phase(task_id) == "Pending"
+
+
+def test_move_twice_only_the_first_wins(world: World) -> None:
+    task_id = world.submit()
+    count = world.transition_count()
+
+    results = []
+    for _ in range(2):
+        with world.db.write() as session:
+            results.append(move(session, task_id=task_id, from_phase=Phase.PENDING,
+                                at_attempt=0, to_phase=Phase.CANCELLED,
+                                reason=Reason.CANCELLED, message="cancelled", now=utcnow()))
+
+    assert results == [True, False]
+    assert world.transition_count() == count + 1
+    events = world.events(task_id)
+    assert events[-1]["from_phase"] == "Pending"
+    assert events[-1]["to_phase"] == "Cancelled"
+    assert events[-1]["resource_version"] == world.task(task_id)["resource_version"] == 2

@@ -1,0 +1,55 @@
+"""End-to-end fixtures: the real Docker engine and real `taskyard` server processes.
+
+These tests never skip: without a reachable engine and runner image they fail with the command
+that fixes it (`deploy/setup-host.sh`). `pytest -m "not docker"` runs the rest alone.
+"""
+
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from harness import IMAGE, Client, Server, owned_containers
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture(scope="session")
+def engine() -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:
+        pytest.fail(f"the Docker engine is not reachable ({exc}); run deploy/setup-host.sh")
+    try:
+        client.images.get(IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"runner image {IMAGE} is missing; run `taskyard image build`")
+    return client
+
+
+@pytest.fixture(scope="session")
+def server(engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Server]:
+    running = Server(tmp_path_factory.mktemp("serve")).start()
+    yield running
+    running.kill(signal.SIGTERM)
+    for container in owned_containers(engine, running.owner):
+        container.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def client(server: Server) -> Client:
+    return Client(server.url)
+
+
+@pytest.fixture
+def fresh_dir(tmp_path: Path) -> Path:
+    return tmp_path / f"instance-{uuid.uuid4().hex[:8]}"

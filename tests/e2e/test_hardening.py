@@ -1,0 +1,140 @@
+"""What the code inside a task container can and cannot do, checked from inside it."""
+
+import json
+
+import pytest
+from harness import Client, task_body
+
+PROBE = r"""
+import json, os, socket
+facts = {"uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd()}
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+facts["cap_eff"] = status["CapEff"].strip()
+facts["no_new_privs"] = status["NoNewPrivs"].strip()
+facts["interfaces"] = sorted(name for _, name in socket.if_nameindex())
+facts["env"] = sorted(os.environ)
+def can_write(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        return True
+    except OSError:
+        return False
+facts["write"] = {p: can_write(p) for p in ["/work/ok", "/tmp/x", "/x", "/etc/x", "/usr/x"]}
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=2)
+    facts["internet"] = True
+except OSError:
+    facts["internet"] = False
+try:
+    socket.getaddrinfo("deb.debian.org", 80)
+    facts["dns"] = True
+except OSError:
+    facts["dns"] = False
+facts["docker_socket"] = os.path.exists("/var/run/docker.sock")
+print(json.dumps(facts))
+"""
+
+
+@pytest.fixture(scope="module")
+def facts(client: Client) -> dict:
+    task = client.submit(task_body(PROBE), wait=30)
+    assert task["status"]["phase"] == "Succeeded", task["status"]
+    return json.loads(task["status"]["result"])
+
+
+def test_runs_as_an_unprivileged_user(facts: dict) -> None:
+    assert facts["uid"] == 65534
+    assert facts["gid"] == 65534
+    assert int(facts["cap_eff"], 16) == 0
+    assert facts["no_new_privs"] == "1"
+
+
+def test_has_no_network(facts: dict) -> None:
+    assert facts["interfaces"] == ["lo"]
+    assert facts["internet"] is False
+    assert facts["dns"] is False
+
+
+def test_can_write_only_its_work_area(facts: dict) -> None:
+    assert facts["cwd"] == "/work"
+    assert facts["write"] == {"/work/ok": True, "/tmp/x": False, "/x": False, "/etc/x": False,
+                              "/usr/x": False}
+
+
+def test_sees_no_engine_socket_and_no_service_settings(facts: dict) -> None:
+    assert facts["docker_socket"] is False
+    assert not [name for name in facts["env"] if name.startswith(("TASKYARD", "DOCKER"))]
+
+
+def test_memory_limit_holds(client: Client) -> None:
+    hog = "blocks = []\nwhile True:\n    blocks.append(bytearray(16 * 1024 * 1024))"
+    task = client.submit(task_body(hog, ram="64MB", storage="16MB"), wait=30)
+    assert task["status"]["phase"] == "Failed"
+    assert task["status"]["reason"] == "OOMKilled"
+    assert "out of memory (limit 64MB)" in task["status"]["result"]
+
+
+def test_memory_bomb_in_a_child_process_only(client: Client) -> None:
+    code = (
+        "import subprocess, sys\n"
+        "r = subprocess.run([sys.executable, '-c', "
+        "'b=[]\\nwhile True: b.append(bytearray(16*1024*1024))'])\n"
+        "print('child exit', r.returncode)"
+    )
+    task = client.submit(task_body(code, ram="64MB", storage="16MB"), wait=30)
+    # The main process survived and exited 0: that is a success, whatever the engine's flag says.
+    assert task["status"]["phase"] == "Succeeded", task["status"]
+    assert task["status"]["result"] == "child exit -9\n"
+
+
+def test_storage_limit_holds(client: Client) -> None:
+    code = (
+        "import errno\n"
+        "try:\n"
+        "    with open('/work/big', 'wb') as f:\n"
+        "        for _ in range(64):\n"
+        "            f.write(b'x' * 1024 * 1024)\n"
+        "    print('wrote 64MB')\n"
+        "except OSError as e:\n"
+        "    print('stopped:', errno.errorcode[e.errno])\n"
+    )
+    task = client.submit(task_body(code, ram="256MB", storage="16MB"), wait=30)
+    assert task["status"]["phase"] == "Succeeded", task["status"]
+    assert task["status"]["result"] in {"stopped: ENOSPC\n", "stopped: EFBIG\n"}
+
+
+def test_fork_bomb_is_contained(client: Client) -> None:
+    code = (
+        "import os\n"
+        "n = 0\n"
+        "try:\n"
+        "    for _ in range(5000):\n"
+        "        if os.fork() == 0:\n"
+        "            import time; time.sleep(5); os._exit(0)\n"
+        "        n += 1\n"
+        "except OSError:\n"
+        "    pass\n"
+        "print('forked', n)\n"
+    )
+    task = client.submit(task_body(code, ram="256MB", storage="16MB", timeout=20), wait=30)
+    assert task["status"]["phase"] == "Succeeded", task["status"]
+    forked = int(task["status"]["result"].split()[1])
+    assert forked < 256
+
+
+def test_output_is_capped_and_flagged(client: Client) -> None:
+    code = "import sys\nfor _ in range(3):\n    sys.stdout.write('x' * (1024 * 1024))\n"
+    task = client.submit(task_body(code, ram="256MB", storage="16MB"), wait=30)
+    assert task["status"]["phase"] == "Succeeded"
+    assert task["status"]["stdout_truncated"] is True
+    assert len(task["status"]["stdout"]) == 1024 * 1024
+    assert task["status"]["stderr_truncated"] is False
+
+
+def test_non_zero_exit_reports_the_end_of_stderr(client: Client) -> None:
+    task = client.submit(task_body("raise ValueError('boom')"), wait=30)
+    assert task["status"]["phase"] == "Failed"
+    assert task["status"]["reason"] == "NonZeroExit"
+    assert task["status"]["exit_code"] == 1
+    assert task["status"]["result"].endswith("ValueError: boom")
