@@ -56,6 +56,7 @@ from models.tables import Capacity, Task
 log = logging.getLogger("taskyard.controller")
 
 CAPACITY_REFRESH = timedelta(seconds=60)
+HEARTBEAT_EVERY = timedelta(seconds=3)
 # A scheduled task has not started yet; allow this much on top of its timeout when guessing
 # when it frees its slots.
 START_ALLOWANCE_SECONDS = 5.0
@@ -106,6 +107,8 @@ class Reconciler:
         self._clock = clock
         self._host: HostCapacity | None = None
         self._host_at: datetime | None = None
+        self._written_capacity: dict[str, object] | None = None
+        self._heartbeat_at: datetime | None = None
         self._gpu_message = ""
 
     # --- capacity -------------------------------------------------------------------------
@@ -120,26 +123,40 @@ class Reconciler:
     def _write_capacity(
         self, host: HostCapacity, holdings: list[Holding], health: RuntimeHealth, now: datetime
     ) -> None:
+        """Rewrite the capacity row where it changed, and the heartbeat now and again.
+
+        A pass that changes nothing must write nothing: the database watcher would take the
+        commit for new work and wake another pass.
+        """
+        fields = {
+            "cpus_total": host.cpus_total,
+            "cpu_ids": list(host.cpu_ids),
+            "ram_total": host.ram_total,
+            "ram_allocatable": host.ram_allocatable,
+            "storage_total": host.storage_total,
+            "storage_allocatable": host.storage_allocatable,
+            "gpu_ids": [gpu.index for gpu in host.gpus],
+            "gpu_names": [gpu.name for gpu in host.gpus],
+            "gpu_sharing": host.gpu_sharing,
+            "allocated_cpus": sorted(cpu for h in holdings for cpu in h.cpus),
+            "allocated_gpus": sorted(gpu for h in holdings for gpu in h.gpus),
+            "allocated_ram": sum(h.ram for h in holdings),
+            "allocated_storage": sum(h.storage for h in holdings),
+            "runtime_ok": health.ok,
+            "runtime_message": health.message,
+        }
+        heartbeat_due = self._heartbeat_at is None or now - self._heartbeat_at >= HEARTBEAT_EVERY
+        if fields == self._written_capacity and not heartbeat_due:
+            return
         with self._db.write() as session:
             row = session.get(Capacity, "local") or Capacity(node="local")
-            row.cpus_total = host.cpus_total
-            row.cpu_ids = list(host.cpu_ids)
-            row.ram_total = host.ram_total
-            row.ram_allocatable = host.ram_allocatable
-            row.storage_total = host.storage_total
-            row.storage_allocatable = host.storage_allocatable
-            row.gpu_ids = [gpu.index for gpu in host.gpus]
-            row.gpu_names = [gpu.name for gpu in host.gpus]
-            row.gpu_sharing = host.gpu_sharing
-            row.allocated_cpus = sorted(cpu for h in holdings for cpu in h.cpus)
-            row.allocated_gpus = sorted(gpu for h in holdings for gpu in h.gpus)
-            row.allocated_ram = sum(h.ram for h in holdings)
-            row.allocated_storage = sum(h.storage for h in holdings)
-            row.runtime_ok = health.ok
-            row.runtime_message = health.message
+            for name, value in fields.items():
+                setattr(row, name, value)
             row.heartbeat_at = now
             session.add(row)
             session.commit()
+        self._written_capacity = fields
+        self._heartbeat_at = now
 
     # --- the pass -------------------------------------------------------------------------
 
@@ -256,9 +273,8 @@ class Reconciler:
             self._bind(by_id[placement.task_id], placement, report)
 
     def _bind(self, task: Task, placement: Placement, report: PassReport) -> None:
-        # The attempt is written durably before any container exists (at-most-once start).
+        # The placement is written durably before any container exists (at-most-once start).
         now = self._clock()
-        attempt = task.attempt + 1
         cores = ", ".join(map(str, placement.cpus)) or "none (best effort)"
         with self._db.write() as session:
             moved = move(
@@ -269,16 +285,15 @@ class Reconciler:
                 at_attempt=task.attempt,
                 to_phase=Phase.SCHEDULED,
                 reason=Reason.SCHEDULED,
-                message=f"attempt {attempt} placed on CPU cores {cores}"
+                message=f"attempt {task.attempt} placed on CPU cores {cores}"
                 + (f", GPUs {', '.join(map(str, placement.gpus))}" if placement.gpus else ""),
-                attempt=attempt,
                 assigned_cpus=list(placement.cpus),
                 assigned_gpus=list(placement.gpus),
                 scheduled_at=now,
             )
         if not moved:
             return
-        task.phase, task.attempt = Phase.SCHEDULED, attempt
+        task.phase = Phase.SCHEDULED
         task.assigned_cpus, task.assigned_gpus = list(placement.cpus), list(placement.gpus)
         self._act(task, None, Start(), report)
 
@@ -307,7 +322,8 @@ class Reconciler:
                     self._runtime.remove(name)
                 self._start(task, name, report)
             case MarkRunning(started_at=started_at):
-                self._mark_running(task, started_at or now)
+                # Adopted after a restart: the engine's start time, but never one in our future.
+                self._mark_running(task, min(started_at or now, now))
             case Stop():
                 stopped = self._runtime.kill(name)
                 self._finish(task, stopped, name, report, forced=action)
@@ -380,12 +396,11 @@ class Reconciler:
             self._runtime.remove(name)
             return
         report.started.append(task.id)
+        # The deadline counts on the controller's clock, which is the one `decide` compares
+        # it with; the engine's clock may differ (a VM, a remote engine).
+        self._mark_running(task, self._clock())
         if started.has_exited:
-            self._mark_running(task, started.started_at or self._clock())
-            task.phase = Phase.RUNNING
             self._finish(task, started, name, report, forced=None)
-            return
-        self._mark_running(task, started.started_at or self._clock())
 
     def _mark_running(self, task: Task, started_at: datetime) -> None:
         deadline = started_at + timedelta(seconds=task.timeout_seconds)
@@ -415,7 +430,7 @@ class Reconciler:
         forced: Stop | None,
     ) -> None:
         if task.phase == Phase.SCHEDULED and container is not None and container.started_at:
-            self._mark_running(task, container.started_at)
+            self._mark_running(task, min(container.started_at, self._clock()))
         output = self._runtime.output(name)
         outcome = judge(
             _view(task), container, output, limit=self._settings.output_limit_bytes, forced=forced

@@ -157,8 +157,10 @@ def judge(
     ):
         return outcome(Phase.CANCELLED, Reason.CANCELLED, "cancelled on request", "cancelled")
     timed_out = forced is not None and forced.phase == Phase.TIMED_OUT
-    if forced is None and task.deadline_at is not None and finished is not None:
-        timed_out = finished >= task.deadline_at
+    if forced is None and container is not None and container.started_at and finished:
+        # Both times are the engine's, so a skew between its clock and ours does not count.
+        ran_for = (finished - container.started_at).total_seconds()
+        timed_out = ran_for >= task.timeout_seconds
     if timed_out:
         message = f"exceeded its {task.timeout_seconds} s timeout and was killed"
         return outcome(Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED, message, message)

@@ -156,6 +156,7 @@ class _Reservation:
 
     head_id: str
     starts_in: float
+    after_task: str
     spare_cpus: int
     spare_gpus: int
     spare_ram: int
@@ -184,6 +185,7 @@ def _reserve(request: Request, free: _Free, holdings: Sequence[Holding]) -> _Res
             return _Reservation(
                 head_id=request.task_id,
                 starts_in=max(holding.ends_in, 0.0),
+                after_task=holding.task_id,
                 spare_cpus=len(future.cpus) - request.cpu,
                 spare_gpus=future.gpus_available() - request.gpu,
                 spare_ram=future.ram - request.ram,
@@ -218,7 +220,9 @@ def place(
                 continue
             reservation = _reserve(request, free, holdings)
             when = (
-                f"; expected to start within {reservation.starts_in:.0f}s"
+                # Named by the task it waits for, not by seconds: the message stays the same
+                # from pass to pass, so waiting tasks are not rewritten every second.
+                f"; next in line, starts once task {reservation.after_task} ends"
                 if reservation is not None else ""
             )
             plan.waiting.append(Wait(request.task_id, "; ".join(short) + when))

@@ -48,7 +48,9 @@ class Task(SQLModel, table=True):
     stderr_truncated: bool = False
     assigned_cpus: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     assigned_gpus: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    attempt: int = 0
+    # Which attempt this is: 1 from creation, + 1 for each admin requeue. Container names
+    # carry it, so an attempt's container is created at most once.
+    attempt: int = 1
     scheduled_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -293,6 +293,13 @@ def test_code_limit_counts_utf8_bytes_not_characters(small_code_client: TestClie
     assert ["body", "code"] in locs(response)
 
 
+def test_stdin_over_the_limit_is_refused_naming_stdin(small_code_client: TestClient) -> None:
+    response = small_code_client.post("/tasks", json=body(stdin="x" * 1001))
+
+    assert response.status_code in (413, 422), response.text
+    assert ["body", "stdin"] in locs(response)
+
+
 def test_huge_body_is_refused_before_it_is_read(small_code_client: TestClient) -> None:
     response = small_code_client.post("/tasks", json=body(code="x" * 200_000))
 

@@ -5,6 +5,7 @@ The host is fixed at two allocatable CPU cores (0 and 1), 4 GiB of RAM, 10 GiB o
 no GPUs, so that scheduling does not depend on the machine running the tests.
 """
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,7 +22,8 @@ from api.app import create_app
 from controller.capacity import HostCapacity
 from controller.errors import RuntimeUnavailable, StartRejected
 from controller.fake_runtime import FakeRuntime
-from controller.loop import Reconciler
+from controller.gpus import GpuInfo
+from controller.loop import ControllerService, Reconciler
 from controller.runtime import (
     ATTEMPT_LABEL,
     OWNER_LABEL,
@@ -638,7 +640,7 @@ def test_move_twice_only_the_first_wins(world: World) -> None:
     for _ in range(2):
         with world.db.write() as session:
             results.append(move(session, task_id=task_id, from_phase=Phase.PENDING,
-                                at_attempt=0, to_phase=Phase.CANCELLED,
+                                at_attempt=1, to_phase=Phase.CANCELLED,
                                 reason=Reason.CANCELLED, message="cancelled", now=utcnow()))
 
     assert results == [True, False]
@@ -647,3 +649,246 @@ def test_move_twice_only_the_first_wins(world: World) -> None:
     assert events[-1]["from_phase"] == "Pending"
     assert events[-1]["to_phase"] == "Cancelled"
     assert events[-1]["resource_version"] == world.task(task_id)["resource_version"] == 2
+
+
+# --- more outcomes and orderings ------------------------------------------------------------
+
+
+def test_exit_seen_after_the_deadline_still_succeeds(world: World) -> None:
+    # The code ended in time; the controller only noticed late (it was busy or restarting).
+    task_id = running(world, timeout=5)
+    world.fake.finish(name_of(task_id), 0, stdout=b"in time\n")
+
+    world.clock.advance(60)
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Succeeded"
+    assert status["result"] == "in time\n"
+
+
+def test_cancel_after_the_container_exited_keeps_the_real_outcome(world: World) -> None:
+    task_id = running(world)
+    world.fake.finish(name_of(task_id), 0, stdout=b"done\n")
+    world.cancel(task_id)
+
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Succeeded"
+    assert status["result"] == "done\n"
+
+
+def test_cancel_of_scheduled_task_without_container_never_runs_it(world: World) -> None:
+    task_id = scheduled_without_container(world)
+    world.cancel(task_id)
+
+    world.once()
+
+    assert world.phase(task_id) == "Cancelled"
+    assert world.fake.runs == []
+    assert world.fake.names() == set()
+
+
+def test_cancel_of_scheduled_task_with_running_container_after_restart(world: World) -> None:
+    task_id = scheduled_without_container(world)
+    world.fake.run(spec_for(task_id))
+    world.cancel(task_id)
+
+    world.new_reconciler()
+    world.once()
+
+    assert world.phase(task_id) == "Cancelled"
+    assert world.fake.names() == set()
+    assert len(world.fake.runs) == 1
+
+
+def test_scheduled_task_whose_container_already_exited_is_finished_after_restart(
+    world: World,
+) -> None:
+    task_id = scheduled_without_container(world)
+    world.fake.run(spec_for(task_id))
+    world.fake.finish(name_of(task_id), 0, stdout=b"quick\n")
+
+    world.new_reconciler()
+    world.once()
+
+    assert world.status(task_id)["result"] == "quick\n"
+    assert [(e["from_phase"], e["to_phase"]) for e in world.events(task_id)][-2:] == [
+        ("Scheduled", "Running"), ("Running", "Succeeded"),
+    ]
+    assert len(world.fake.runs) == 1
+    assert world.fake.names() == set()
+
+
+def test_best_effort_task_runs_without_reserving_a_core(world: World) -> None:
+    busy = running(world, "2")
+    best_effort = world.submit("0")
+
+    world.once()
+
+    status = world.status(best_effort)
+    assert world.phase(busy) == "Running"
+    assert status["phase"] == "Running"
+    assert status["assigned"]["cpus"] == []
+    spec = world.fake.containers[name_of(best_effort)].spec
+    assert spec.cpus == ()
+    assert spec.cpu_quota == world.settings.best_effort_cpu_quota
+
+
+def test_long_small_task_does_not_overtake_a_waiting_large_one(world: World) -> None:
+    running(world, "1", timeout=30)
+    large = world.submit("2", timeout=30)
+    small_long = world.submit("1", timeout=600)
+
+    world.once()
+
+    assert world.phase(large) == "Pending"
+    assert world.phase(small_long) == "Pending"
+    assert large in world.status(small_long)["message"]
+
+
+def test_short_small_task_may_fill_the_gap_before_a_waiting_large_one(world: World) -> None:
+    running(world, "1", timeout=30)
+    large = world.submit("2", timeout=30)
+    small_short = world.submit("1", timeout=5)
+
+    world.once()
+
+    assert world.phase(large) == "Pending"
+    assert world.phase(small_short) == "Running"
+
+
+def test_task_larger_than_the_host_fails_instead_of_waiting_forever(world: World) -> None:
+    task_id = world.submit("3")  # accepted: the controller had not reported capacity yet
+
+    world.once()
+
+    status = world.status(task_id)
+    assert status["phase"] == "Failed"
+    assert status["reason"] == "ExceedsCapacity"
+    assert "allocate 2" in status["message"]
+    assert world.fake.runs == []
+
+
+def test_finished_task_gives_its_cores_back(world: World) -> None:
+    task_id = running(world, "2")
+    world.fake.finish(name_of(task_id), 0)
+
+    world.once()
+
+    with world.db.read() as session:
+        row = session.get(Capacity, "local")
+    assert row is not None
+    assert row.allocated_cpus == []
+    assert row.allocated_ram == 0
+
+
+def test_timeout_counts_on_the_controller_clock_despite_engine_clock_skew(
+    world: World,
+) -> None:
+    # The engine's clock runs 20 s behind the controller's: a 30 s task must still get 30 s.
+    world.fake.clock_skew = timedelta(seconds=-20)
+    task_id = running(world, timeout=30)
+
+    world.clock.advance(15)
+    world.once()
+
+    assert world.phase(task_id) == "Running"
+
+    world.clock.advance(16)
+    world.once()
+
+    assert world.phase(task_id) == "TimedOut"
+
+
+def test_engine_failing_to_kill_at_the_deadline_retries_next_pass(world: World) -> None:
+    task_id = running(world, timeout=5)
+    real_kill = world.fake.kill
+    calls: list[str] = []
+
+    def kill_once_unreachable(name: str) -> Any:
+        calls.append(name)
+        if len(calls) == 1:
+            raise RuntimeUnavailable("engine restarting")
+        return real_kill(name)
+
+    world.fake.kill = kill_once_unreachable  # type: ignore[method-assign]
+    world.clock.advance(6)
+
+    world.once()
+    assert world.phase(task_id) == "Running"
+
+    world.once()
+    assert world.phase(task_id) == "TimedOut"
+    assert name_of(task_id) not in world.fake.names()
+
+
+def test_waiting_task_is_not_rewritten_by_passes_that_change_nothing(world: World) -> None:
+    running(world, "2")
+    waiting = world.submit("2")
+    world.once()
+    version = world.task(waiting)["resource_version"]
+
+    world.once()
+    world.once()
+
+    assert world.task(waiting)["resource_version"] == version
+
+
+def test_gpu_tasks_share_nothing_without_gpu_sharing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gpu = GpuInfo(index=0, name="Test GPU", uuid="GPU-0", memory_bytes=16 * GIB)
+    host = HostCapacity(**{**HOST.__dict__, "gpus": (gpu,)})
+    monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: host)
+    world.new_reconciler()
+    payload = {"task_type": "execute_code", "code": "x",
+               "resources": {"cpu": "1", "gpu": "1", "ram": "64MB", "storage": "100MB"}}
+    first = world.client.post("/tasks", json=payload).json()["id"]
+    second = world.client.post("/tasks", json=payload).json()["id"]
+
+    world.once()
+
+    assert world.status(first)["assigned"]["gpus"] == [0]
+    assert world.fake.containers[name_of(first)].spec.gpus == (0,)
+    assert world.phase(second) == "Pending"
+    assert "Insufficient gpu" in world.status(second)["message"]
+
+
+def test_idle_controller_service_does_not_wake_itself(world: World) -> None:
+    # With nothing to do, passes come once per interval; the controller's own status writes
+    # (its heartbeat) must not count as "new work in the database".
+    reconciler = Reconciler(world.settings, world.db, world.fake, owner=OWNER,
+                            gpu_probe=lambda: ([], "no gpus"))  # the real clock
+    passes: list[datetime] = []
+    reconcile_once = reconciler.reconcile_once
+
+    def counting() -> Any:
+        passes.append(utcnow())
+        return reconcile_once()
+
+    reconciler.reconcile_once = counting  # type: ignore[method-assign]
+    service = ControllerService(reconciler, world.db, interval=1.0)
+    service.start()
+    try:
+        time.sleep(2.5)
+    finally:
+        service.stop()
+
+    assert 1 <= len(passes) <= 5, f"{len(passes)} passes in 2.5 s with a 1 s interval"
+
+
+def test_controller_service_wakes_on_a_new_task(world: World) -> None:
+    service = ControllerService(world.reconciler, world.db, interval=30.0)
+    service.start()
+    try:
+        time.sleep(0.3)  # the first pass runs at start
+        task_id = world.submit()
+        deadline = time.monotonic() + 5
+        while world.phase(task_id) != "Running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        service.stop()
+
+    assert world.phase(task_id) == "Running"

@@ -218,6 +218,21 @@ def test_long_task_is_backfilled_on_capacity_the_head_will_not_need() -> None:
     assert waiting(plan)["long2"].startswith("Insufficient cpu: requested 1, free 0")
 
 
+def test_long_tasks_share_the_spare_capacity_rather_than_each_using_all_of_it() -> None:
+    # At t=100 the head takes 3 of 4 cores: one spare core, though two are free now.
+    plan = place(
+        [
+            request("head", cpu=3),
+            request("long1", cpu=1, runs_for=500),
+            request("long2", cpu=1, runs_for=500),
+        ],
+        host(),
+        [holding("h", cpus=(0, 1), ends_in=100)],
+    )
+    assert placed(plan) == {"long1": Placement("long1", (2,), ())}
+    assert waiting(plan)["long2"] == "would delay an earlier task; queued behind task head"
+
+
 def test_backfill_counts_spare_ram_not_only_cores() -> None:
     plan = place(
         [request("head", cpu=4, ram=3 * GIB), request("long", cpu=0, ram=2 * GIB, runs_for=500)],
@@ -300,13 +315,17 @@ def scenarios(draw: st.DrawFn) -> tuple[Allocatable, list[Holding], list[Request
         holdings.append(Holding(f"held{n}", tuple(sorted(cpus)), tuple(sorted(gpus)),
                                 held_ram, held_storage, draw(st.floats(0, 600))))
 
+    def amount(most: int, unit: int) -> int:
+        # Mostly small amounts, so that queues with several fitting requests are common.
+        return draw(st.one_of(st.just(0), st.integers(0, 2), st.integers(0, most + 1))) * unit
+
     pending = [
         Request(
             f"task{n}",
-            cpu=draw(st.integers(0, len(cpu_ids) + 1)),
-            gpu=draw(st.integers(0, len(gpu_ids) + 1)),
-            ram=draw(st.integers(0, ram // MIB + 256)) * MIB,
-            storage=draw(st.integers(0, storage // MIB + 256)) * MIB,
+            cpu=amount(len(cpu_ids), 1),
+            gpu=amount(len(gpu_ids), 1),
+            ram=amount(ram // (256 * MIB), 256 * MIB),
+            storage=amount(storage // GIB, GIB),
             runs_for=draw(st.floats(1, 600)),
         )
         for n in range(draw(st.integers(0, 8)))
