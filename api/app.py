@@ -1,13 +1,16 @@
 """Builds the FastAPI application over a settings object and an open database."""
 
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import health, tasks
+from api import admin, health, metrics, tasks, watch
 from api.errors import install_error_handlers
+from api.watch import TransitionFeed
+from models.admin_token import ensure_admin_token
 from models.database import Database
 from models.settings import Settings
 
@@ -32,16 +35,29 @@ class BodyLimit:
         await self._app(scope, receive, send)
 
 
-def create_app(settings: Settings, database: Database, **extra_state: Any) -> FastAPI:
-    app = FastAPI(title="taskyard", version="0.1.0",
+def create_app(settings: Settings, database: Database) -> FastAPI:
+    feed = TransitionFeed(database, settings.watch_poll_seconds)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await feed.start()
+        try:
+            yield
+        finally:
+            await feed.stop()
+
+    app = FastAPI(title="taskyard", version="0.1.0", lifespan=lifespan,
                   description="Run code snippets in hardened containers on a shared host.")
     app.state.settings = settings
     app.state.database = database
-    for key, value in extra_state.items():
-        setattr(app.state, key, value)
+    app.state.feed = feed
+    app.state.admin_token, app.state.admin_token_path = ensure_admin_token(settings)
     install_error_handlers(app)
     app.include_router(tasks.router)
+    app.include_router(watch.router)
+    app.include_router(admin.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     # JSON escapes can take six characters per byte of code or stdin.
     app.add_middleware(BodyLimit, max_bytes=12 * settings.max_code_bytes + 64 * 1024)
     return app

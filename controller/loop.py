@@ -9,13 +9,14 @@ the next deadline. A wake that arrives during a pass makes that pass run once mo
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import defer
 from sqlmodel import col
 
@@ -28,11 +29,14 @@ from controller.reconcile import (
     Finish,
     MarkRunning,
     RemoveContainer,
+    Reset,
     Start,
     Stop,
+    StuckLimits,
     TaskView,
     decide,
     judge,
+    stuck_reason,
 )
 from controller.runtime import (
     ATTEMPT_LABEL,
@@ -45,17 +49,19 @@ from controller.runtime import (
     container_name,
 )
 from controller.scheduling import Holding, Placement, Request, place
+from controller.stats import ControllerStats
 from controller.status import move, note_waiting
 from controller.supervisor import build_payload
 from models.clock import utcnow
 from models.database import Database
 from models.phases import ACTIVE_PHASES, Phase, Reason
 from models.settings import Settings
-from models.tables import Capacity, Task
+from models.tables import TRANSITIONS_COMPACTED_THROUGH, Capacity, Meta, Task, Transition
 
 log = logging.getLogger("taskyard.controller")
 
 CAPACITY_REFRESH = timedelta(seconds=60)
+COMPACT_EVERY = timedelta(seconds=60)
 HEARTBEAT_EVERY = timedelta(seconds=3)
 # A scheduled task has not started yet; allow this much on top of its timeout when guessing
 # when it frees its slots.
@@ -83,6 +89,9 @@ def _view(task: Task) -> TaskView:
         ram_bytes=task.ram_bytes,
         cancel_requested_at=task.cancel_requested_at,
         deadline_at=task.deadline_at,
+        reset_to=Phase(task.reset_requested_to) if task.reset_requested_to else None,
+        created_at=task.created_at,
+        scheduled_at=task.scheduled_at,
     )
 
 
@@ -109,6 +118,10 @@ class Reconciler:
         self._host_at: datetime | None = None
         self._written_capacity: dict[str, object] | None = None
         self._heartbeat_at: datetime | None = None
+        self._compacted_at: datetime | None = None
+        self._stuck_limits = StuckLimits(settings.stuck_grace_seconds,
+                                         settings.pending_stuck_seconds)
+        self.stats = ControllerStats()
         self._gpu_message = ""
 
     # --- capacity -------------------------------------------------------------------------
@@ -152,6 +165,7 @@ class Reconciler:
             row = session.get(Capacity, "local") or Capacity(node="local")
             for name, value in fields.items():
                 setattr(row, name, value)
+            row.stats = self.stats.dump()
             row.heartbeat_at = now
             session.add(row)
             session.commit()
@@ -161,11 +175,11 @@ class Reconciler:
     # --- the pass -------------------------------------------------------------------------
 
     def reconcile_once(self) -> PassReport:
+        began = time.perf_counter()
         now = self._clock()
         report = PassReport()
         health = self._runtime.health()
         host = self._capacity(health, now)
-        report.runtime_ok = health.ok
         tasks = self._active_tasks()
 
         observed: list[ObservedContainer] | None = None
@@ -173,12 +187,15 @@ class Reconciler:
             try:
                 observed = self._runtime.list_owned()
             except RuntimeUnavailable as exc:
+                self.stats.engine_errors += 1
                 health = RuntimeHealth(ok=False, message=str(exc))
-                report.runtime_ok = False
+        else:
+            self.stats.engine_errors += 1
+        report.runtime_ok = health.ok
 
         containers = {(c.task_id, c.attempt): c for c in observed or []}
         for task in tasks:
-            if observed is None and task.phase != Phase.PENDING:
+            if observed is None and task.phase in {Phase.SCHEDULED, Phase.RUNNING}:
                 continue  # cannot tell a lost container from an unreachable engine
             container = containers.get((task.id, task.attempt))
             self._act(task, container, decide(_view(task), container, now), report)
@@ -186,41 +203,96 @@ class Reconciler:
             self._collect_garbage(observed, tasks, report)
 
         tasks = self._active_tasks()
-        holdings = self._holdings(tasks, now)
-        pending = [t for t in tasks if t.phase == Phase.PENDING and t.cancel_requested_at is None]
+        pending = [
+            t for t in tasks
+            if t.phase == Phase.PENDING and t.cancel_requested_at is None
+            and t.reset_requested_to is None
+        ]
         if health.ok:
-            self._schedule(pending, host, holdings, report)
+            self._schedule(pending, host, self._holdings(tasks, now), report)
             tasks = self._active_tasks()
-            holdings = self._holdings(tasks, now)
         else:
             with self._db.write() as session:
                 for task in pending:
-                    note_waiting(
-                        session,
-                        task_id=task.id,
-                        reason=Reason.RUNTIME_UNAVAILABLE,
-                        message=health.message,
-                    )
+                    note_waiting(session, task_id=task.id, reason=Reason.RUNTIME_UNAVAILABLE,
+                                 message=health.message)
                 session.commit()
-        self._write_capacity(host, holdings, health, now)
+        self._record_stuck(tasks, containers, health.ok, self._clock())
+        self._compact_history(now)
+        self.stats.pass_seconds.observe(time.perf_counter() - began)
+        self._write_capacity(host, self._holdings(tasks, now), health, now)
         deadlines = [t.deadline_at for t in tasks if t.deadline_at and t.phase == Phase.RUNNING]
         report.next_deadline = min(deadlines, default=None)
         return report
 
     def _active_tasks(self) -> list[Task]:
+        """Non-terminal tasks, and terminal ones an admin asked to reset, in arrival order."""
         with self._db.read() as session:
             statement = (
                 select(Task)
-                .where(col(Task.phase).in_([p.value for p in ACTIVE_PHASES]))
+                .where(
+                    col(Task.phase).in_([p.value for p in ACTIVE_PHASES])
+                    | col(Task.reset_requested_to).is_not(None)
+                )
                 .order_by(col(Task.pk))
                 .options(*(defer(getattr(Task, name)) for name in _BIG_COLUMNS))
             )
             return list(session.scalars(statement))
 
+    def _record_stuck(
+        self,
+        tasks: list[Task],
+        containers: dict[tuple[str, int], ObservedContainer],
+        engine_ok: bool,
+        now: datetime,
+    ) -> None:
+        """Write down which tasks make no progress and why; clear it once they move again."""
+        changes = []
+        for task in tasks:
+            why = stuck_reason(_view(task), containers.get((task.id, task.attempt)), now,
+                               engine_ok=engine_ok, limits=self._stuck_limits)
+            if why != task.stuck_reason:
+                changes.append((task, why))
+        if not changes:
+            return
+        with self._db.write() as session:
+            for task, why in changes:
+                session.execute(
+                    update(Task)
+                    .where(col(Task.id) == task.id, col(Task.phase) == task.phase)
+                    .values(stuck_reason=why, stuck_since=now if why else None,
+                            resource_version=Task.resource_version + 1)
+                )
+                if why:
+                    log.warning("task %s is stuck: %s", task.id, why)
+            session.commit()
+
+    def _compact_history(self, now: datetime) -> None:
+        """Keep the newest `transition_retention` transitions; say where history now begins."""
+        if self._compacted_at is not None and now - self._compacted_at < COMPACT_EVERY:
+            return
+        self._compacted_at = now
+        retention = self._settings.transition_retention
+        with self._db.read() as session:
+            newest = session.execute(select(func.max(col(Transition.seq)))).scalar() or 0
+            marker = session.get(Meta, TRANSITIONS_COMPACTED_THROUGH)
+        through = newest - retention
+        if through <= (marker.value if marker else 0):
+            return
+        with self._db.write() as session:
+            session.execute(delete(Transition).where(col(Transition.seq) <= through))
+            row = session.get(Meta, TRANSITIONS_COMPACTED_THROUGH) or Meta(
+                key=TRANSITIONS_COMPACTED_THROUGH
+            )
+            row.value = through
+            session.add(row)
+            session.commit()
+        log.info("compacted transitions through seq %d", through)
+
     def _holdings(self, tasks: list[Task], now: datetime) -> list[Holding]:
         holdings = []
         for task in tasks:
-            if task.phase == Phase.PENDING:
+            if task.phase not in {Phase.SCHEDULED, Phase.RUNNING}:
                 continue
             if task.deadline_at is not None:
                 ends_in = (task.deadline_at - now).total_seconds()
@@ -306,6 +378,7 @@ class Reconciler:
             self._execute(task, container, action, report)
         except RuntimeUnavailable as exc:
             # Transient: the next pass looks again from scratch.
+            self.stats.engine_errors += 1
             log.warning("task %s: %s; retrying next pass", task.id, exc)
         except Exception:
             # One task's failure never aborts the pass for the others.
@@ -350,6 +423,49 @@ class Reconciler:
             case RemoveContainer():
                 self._runtime.remove(name)
                 report.removed.append(name)
+            case Reset(to=to):
+                self._reset(task, container, name, to, report)
+
+    def _reset(
+        self, task: Task, container: ObservedContainer | None, name: str, to: Phase,
+        report: PassReport,
+    ) -> None:
+        """Carry out an admin reset: stop and remove the container, free the slots, move."""
+        output = None
+        if container is not None:
+            if not container.has_exited:
+                self._runtime.kill(name)
+            output = self._runtime.output(name)
+            self._runtime.remove(name)
+            report.removed.append(name)
+        now = self._clock()
+        cleared: dict[str, object] = {
+            "reset_requested_to": None, "reset_requested_at": None,
+            "stuck_reason": None, "stuck_since": None,
+        }
+        if to == Phase.PENDING:
+            fields = cleared | {
+                "attempt": task.attempt + 1, "assigned_cpus": [], "assigned_gpus": [],
+                "cancel_requested_at": None, "scheduled_at": None, "started_at": None,
+                "finished_at": None, "deadline_at": None, "result": None, "exit_code": None,
+                "stdout": None, "stderr": None, "stdout_truncated": False,
+                "stderr_truncated": False,
+            }
+            message = f"requeued by an admin as attempt {task.attempt + 1}"
+        else:
+            message = "failed by an admin"
+            fields = cleared | {"result": message, "finished_at": now}
+            if output is not None:
+                # Whatever the task printed before the reset is kept, as for any other ending.
+                kept = judge(_view(task), None, output, limit=self._settings.output_limit_bytes)
+                fields |= {"stdout": kept.stdout, "stderr": kept.stderr,
+                           "stdout_truncated": kept.stdout_truncated,
+                           "stderr_truncated": kept.stderr_truncated}
+        with self._db.write() as session:
+            if move(session, now=now, task_id=task.id, from_phase=Phase(task.phase),
+                    at_attempt=task.attempt, to_phase=to, reason=Reason.ADMIN_RESET,
+                    message=message, **fields):
+                report.finished.append(task.id)
 
     def _start(self, task: Task, name: str, report: PassReport) -> None:
         with self._db.read() as session:
@@ -396,6 +512,7 @@ class Reconciler:
             self._runtime.remove(name)
             return
         report.started.append(task.id)
+        self.stats.containers_started += 1
         # The deadline counts on the controller's clock, which is the one `decide` compares
         # it with; the engine's clock may differ (a VM, a remote engine).
         self._mark_running(task, self._clock())
@@ -419,6 +536,8 @@ class Reconciler:
                 deadline_at=deadline,
             ):
                 task.phase, task.started_at, task.deadline_at = Phase.RUNNING, started_at, deadline
+                waited = (started_at - task.created_at).total_seconds()
+                self.stats.submit_to_start_seconds.observe(max(waited, 0.0))
 
     def _finish(
         self,
@@ -457,6 +576,9 @@ class Reconciler:
             )
         if moved:
             report.finished.append(task.id)
+            if task.started_at is not None:
+                ran = (finished_at - task.started_at).total_seconds()
+                self.stats.run_seconds.observe(max(ran, 0.0))
         # Removed only once the outcome is durable: a crash before this line leaves a terminal
         # task with a container, which the next pass removes.
         self._runtime.remove(name)

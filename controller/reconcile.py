@@ -28,6 +28,9 @@ class TaskView:
     ram_bytes: int
     cancel_requested_at: datetime | None = None
     deadline_at: datetime | None = None
+    reset_to: Phase | None = None
+    created_at: datetime | None = None
+    scheduled_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -74,11 +77,20 @@ class RemoveContainer:
     pass
 
 
-Action = Noop | Start | MarkRunning | Stop | Finish | End | RemoveContainer
+@dataclass(frozen=True)
+class Reset:
+    """An admin asked to requeue (to Pending) or fail the task: stop its container first."""
+
+    to: Phase
+
+
+Action = Noop | Start | MarkRunning | Stop | Finish | End | RemoveContainer | Reset
 
 
 def decide(task: TaskView, container: ObservedContainer | None, now: datetime) -> Action:
     """The one next step that moves `task` toward its desired state."""
+    if task.reset_to is not None:
+        return Reset(task.reset_to)
     if task.phase.is_terminal:
         return RemoveContainer() if container is not None else Noop()
     cancelled = task.cancel_requested_at is not None
@@ -107,6 +119,44 @@ def decide(task: TaskView, container: ObservedContainer | None, now: datetime) -
     if task.deadline_at is not None and now >= task.deadline_at:
         return Stop(Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED)
     return Noop()
+
+
+@dataclass(frozen=True)
+class StuckLimits:
+    grace_seconds: float
+    pending_seconds: float
+
+
+def stuck_reason(
+    task: TaskView,
+    container: ObservedContainer | None,
+    now: datetime,
+    *,
+    engine_ok: bool,
+    limits: StuckLimits,
+) -> str | None:
+    """Why `task` makes no progress, or None while it does. The words stay the same while
+    the condition lasts, so the record is written once, with the time it began."""
+    if task.phase.is_terminal or task.reset_to is not None:
+        return None
+    if not engine_ok:
+        if task.phase == Phase.PENDING:
+            waited = (now - task.created_at).total_seconds() if task.created_at else 0.0
+            if waited < limits.pending_seconds:
+                return None
+            return "pending while the container engine is unavailable"
+        return "the container engine is unavailable, so its container cannot be observed"
+    if task.phase == Phase.SCHEDULED and task.scheduled_at is not None:
+        waited = (now - task.scheduled_at).total_seconds()
+        if waited >= limits.grace_seconds and (container is None or container.never_started):
+            return (f"scheduled more than {limits.grace_seconds:.0f} s ago, "
+                    "but its container has not started")
+    if task.phase == Phase.RUNNING and task.deadline_at is not None:
+        overdue = (now - task.deadline_at).total_seconds()
+        if overdue >= limits.grace_seconds:
+            return (f"still running more than {limits.grace_seconds:.0f} s past its deadline: "
+                    "its container could not be stopped")
+    return None
 
 
 @dataclass(frozen=True)

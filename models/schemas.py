@@ -111,6 +111,11 @@ class Assigned(BaseModel):
     gpus: list[int]
 
 
+class StuckOut(BaseModel):
+    why: str
+    since: str | None
+
+
 class TaskStatusOut(BaseModel):
     phase: str
     reason: str
@@ -124,6 +129,8 @@ class TaskStatusOut(BaseModel):
     assigned: Assigned
     attempt: int
     cancel_requested: bool
+    reset_requested: str | None
+    stuck: "StuckOut | None"
     scheduled_at: str | None
     started_at: str | None
     finished_at: str | None
@@ -167,6 +174,10 @@ class TaskRead(BaseModel):
                 assigned=Assigned(cpus=list(task.assigned_cpus), gpus=list(task.assigned_gpus)),
                 attempt=task.attempt,
                 cancel_requested=task.cancel_requested_at is not None,
+                reset_requested=task.reset_requested_to,
+                stuck=StuckOut(why=task.stuck_reason, since=isoformat_z(task.stuck_since))
+                if task.stuck_reason
+                else None,
                 scheduled_at=isoformat_z(task.scheduled_at),
                 started_at=isoformat_z(task.started_at),
                 finished_at=isoformat_z(task.finished_at),
@@ -206,6 +217,26 @@ class TransitionRead(BaseModel):
 
 class TransitionList(BaseModel):
     items: list[TransitionRead]
+
+
+class ResetRequest(BaseModel):
+    """The body of POST /admin/tasks/{id}/reset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: Literal["Pending", "Failed"] = "Pending"
+
+
+class StuckTask(BaseModel):
+    task_id: str
+    phase: str
+    why: str
+    since: str | None
+
+
+class StuckList(BaseModel):
+    items: list[StuckTask]
+    controller: dict[str, Any]
 
 
 class Health(BaseModel):

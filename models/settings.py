@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(default=1.0, gt=0)
     code_delivery_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    admin_token: str | None = None
+    watch_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    watch_poll_seconds: float = Field(default=0.01, gt=0)
+    transition_retention: int = Field(default=1_000_000, ge=1000)
+    stuck_grace_seconds: float = Field(default=30.0, gt=0)
+    pending_stuck_seconds: float = Field(default=300.0, gt=0)
+    controller_stale_seconds: float = Field(default=10.0, gt=0)
+
     @field_validator("min_ram", "min_storage", "reserved_ram", "reserved_storage")
     @classmethod
     def _valid_size(cls, value: str) -> str:

@@ -3,6 +3,7 @@ transitions, and the host's capacity record (like a Kubernetes Node).
 """
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, Column, Index, Text
 from sqlmodel import Field, SQLModel
@@ -33,8 +34,10 @@ class Task(SQLModel, table=True):
     storage_bytes: int
     timeout_seconds: int
     stdin: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    # desired-state change the API may write after creation
+    # desired-state changes the API may write after creation
     cancel_requested_at: datetime | None = None
+    reset_requested_to: str | None = Field(default=None, index=True)
+    reset_requested_at: datetime | None = None
 
     # status: written only by the controller
     phase: str = Field(default=Phase.PENDING)
@@ -55,6 +58,9 @@ class Task(SQLModel, table=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     deadline_at: datetime | None = None
+    # Recorded by the controller when the task makes no progress, and why.
+    stuck_reason: str | None = None
+    stuck_since: datetime | None = None
 
 
 class Transition(SQLModel, table=True):
@@ -96,3 +102,17 @@ class Capacity(SQLModel, table=True):
     runtime_ok: bool = False
     runtime_message: str = "the controller has not reported yet"
     heartbeat_at: datetime | None = None
+    # The controller's own counters and histograms, for GET /metrics (see controller.stats).
+    stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Meta(SQLModel, table=True):
+    """Small facts about the database itself, such as how far history was compacted."""
+
+    __tablename__ = "meta"
+
+    key: str = Field(primary_key=True)
+    value: int = 0
+
+
+TRANSITIONS_COMPACTED_THROUGH = "transitions_compacted_through"

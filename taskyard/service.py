@@ -52,11 +52,15 @@ def run_api(settings: Settings, *, with_controller: bool) -> None:
     controller = build_controller(settings, database) if with_controller else None
     if controller is not None:
         controller.start()
+    app = create_app(settings, database)
     log.info("taskyard API on http://%s:%d, database %s", settings.host, settings.port,
              settings.resolved_database_url)
+    token_path = app.state.admin_token_path
+    log.info("admin token: %s", f"in {token_path} (mode 0600)" if token_path
+             else "from TASKYARD_ADMIN_TOKEN")
     try:
-        uvicorn.run(create_app(settings, database), host=settings.host, port=settings.port,
-                    log_level="info", access_log=False)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
+                    access_log=False)
     finally:
         if controller is not None:
             controller.stop()

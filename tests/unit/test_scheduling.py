@@ -116,7 +116,7 @@ def test_every_shortfall_is_listed() -> None:
 
 def test_waiting_head_says_when_it_expects_to_start() -> None:
     plan = place([request("t", cpu=4)], host(), [holding("h", cpus=(0,), ends_in=42)])
-    assert waiting(plan)["t"].endswith("expected to start within 42s")
+    assert waiting(plan)["t"].endswith("next in line, starts once task h ends")
 
 
 @pytest.mark.parametrize(

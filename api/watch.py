@@ -1,0 +1,226 @@
+"""GET /watch: Server-Sent Events of phase transitions, resumable without gap or duplicate.
+
+One `TransitionFeed` per API process polls SQLite's `data_version` (a few microseconds, every
+`watch_poll_seconds`) and, when another connection committed, reads the new transitions once
+and hands them to every watcher's bounded queue. A watcher first subscribes, then replays what
+it missed from the database, then follows the feed, skipping anything at or below the last
+`seq` it sent. A watcher that falls behind (its queue overflows) is not dropped: it catches up
+from the database, so a slow client costs the server one bounded queue and nothing more.
+"""
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import DatabaseDep
+from models.database import Database
+from models.phases import TERMINAL_PHASES, Phase
+from models.schemas import TransitionRead
+from models.tables import TRANSITIONS_COMPACTED_THROUGH, Meta, Transition
+
+router = APIRouter()
+
+QUEUE_SIZE = 1024
+REPLAY_BATCH = 500
+
+
+@dataclass(eq=False)
+class Subscriber:
+    queue: asyncio.Queue[TransitionRead] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=QUEUE_SIZE)
+    )
+    overflowed: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _read_after(database: Database, after: int, limit: int, task_id: str | None = None
+                ) -> list[TransitionRead]:
+    with database.read() as session:
+        statement = select(Transition).where(col(Transition.seq) > after)
+        if task_id is not None:
+            statement = statement.where(Transition.task_id == task_id)
+        rows = session.exec(statement.order_by(col(Transition.seq)).limit(limit))
+        return [TransitionRead.from_row(row) for row in rows]
+
+
+def _latest_seq(database: Database) -> int:
+    with database.read() as session:
+        row = session.exec(select(Transition).order_by(col(Transition.seq).desc()).limit(1)
+                           ).first()
+        return row.seq or 0 if row else 0
+
+
+def _compacted_through(database: Database) -> int:
+    with database.read() as session:
+        meta = session.get(Meta, TRANSITIONS_COMPACTED_THROUGH)
+        return meta.value if meta else 0
+
+
+class TransitionFeed:
+    """Fans new transitions out to the watchers of this process."""
+
+    def __init__(self, database: Database, poll_seconds: float) -> None:
+        self._db = database
+        self._poll = poll_seconds
+        self._subscribers: set[Subscriber] = set()
+        self._last_seq = 0
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def subscribe(self) -> Subscriber:
+        subscriber = Subscriber()
+        self._subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+
+    @property
+    def watchers(self) -> int:
+        return len(self._subscribers)
+
+    async def start(self) -> None:
+        self._last_seq = await run_in_threadpool(_latest_seq, self._db)
+        self._task = asyncio.create_task(self._run(), name="taskyard-transition-feed")
+        self.ready.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        connection = sqlite3.connect(self._db.reader.url.database or ":memory:",
+                                     check_same_thread=False)
+        try:
+            version = None
+            while True:
+                current = connection.execute("PRAGMA data_version").fetchone()[0]
+                if current != version:
+                    version = current
+                    await self._publish_new()
+                await asyncio.sleep(self._poll)
+        finally:
+            connection.close()
+
+    async def _publish_new(self) -> None:
+        while True:
+            rows = await run_in_threadpool(_read_after, self._db, self._last_seq, REPLAY_BATCH)
+            for row in rows:
+                self._last_seq = row.seq
+                for subscriber in self._subscribers:
+                    if subscriber.overflowed:
+                        continue
+                    try:
+                        subscriber.queue.put_nowait(row)
+                    except asyncio.QueueFull:
+                        subscriber.overflowed = True
+                    subscriber.wake.set()
+            if len(rows) < REPLAY_BATCH:
+                return
+
+
+def _frame(event: TransitionRead) -> bytes:
+    data = json.dumps(event.model_dump(), ensure_ascii=False)
+    return f"id: {event.seq}\nevent: transition\ndata: {data}\n\n".encode()
+
+
+def _matches(event: TransitionRead, task_id: str | None, phase: Phase | None) -> bool:
+    return (task_id is None or event.task_id == task_id) and (
+        phase is None or event.to_phase == phase
+    )
+
+
+async def _stream(
+    request: Request, feed: TransitionFeed, subscriber: Subscriber, database: Database,
+    after: int, task_id: str | None, phase: Phase | None, heartbeat: float,
+) -> AsyncIterator[bytes]:
+    last = after
+    try:
+        yield b": watching transitions\n\n"
+        catch_up = True
+        while True:
+            if catch_up:
+                # Replay from the database: what happened before we subscribed, or what a full
+                # queue could not hold.
+                subscriber.overflowed = False
+                while True:
+                    rows = await run_in_threadpool(_read_after, database, last, REPLAY_BATCH,
+                                                   task_id)
+                    for event in rows:
+                        last = event.seq
+                        if _matches(event, task_id, phase):
+                            yield _frame(event)
+                        if task_id is not None and Phase(event.to_phase) in TERMINAL_PHASES:
+                            return
+                    if len(rows) < REPLAY_BATCH:
+                        break
+                catch_up = False
+            while not subscriber.queue.empty():
+                event = subscriber.queue.get_nowait()
+                if event.seq <= last:
+                    continue
+                last = event.seq
+                if _matches(event, task_id, phase):
+                    yield _frame(event)
+                if task_id == event.task_id and Phase(event.to_phase) in TERMINAL_PHASES:
+                    return
+            if subscriber.overflowed:
+                catch_up = True
+                continue
+            subscriber.wake.clear()
+            try:
+                await asyncio.wait_for(subscriber.wake.wait(), timeout=heartbeat)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    return
+                yield b": keepalive\n\n"
+    finally:
+        feed.unsubscribe(subscriber)
+
+
+@router.get("/watch", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}, 410: {}})
+async def watch(
+    request: Request,
+    database: DatabaseDep,
+    task_id: str | None = None,
+    phase: Phase | None = None,
+    since: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """Stream phase transitions as Server-Sent Events; resume after Last-Event-ID or `since`."""
+    if last_event_id is not None:
+        if not last_event_id.strip().isdigit():
+            raise HTTPException(422, "Last-Event-ID must be a transition seq (digits)")
+        since = int(last_event_id)
+    feed: TransitionFeed = request.app.state.feed
+    await feed.ready.wait()
+    subscriber = feed.subscribe()
+    try:
+        if since is None:
+            # A watch on one task starts from its beginning; a watch on all, from now.
+            since = 0 if task_id is not None else await run_in_threadpool(_latest_seq, database)
+        compacted = await run_in_threadpool(_compacted_through, database)
+        if since < compacted:
+            raise HTTPException(410, f"transitions up to seq {compacted} were compacted away; "
+                                     "list the tasks again and watch from the latest seq")
+    except BaseException:
+        feed.unsubscribe(subscriber)
+        raise
+    heartbeat = request.app.state.settings.watch_heartbeat_seconds
+    return StreamingResponse(
+        _stream(request, feed, subscriber, database, since, task_id, phase, heartbeat),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
