@@ -26,7 +26,9 @@ def healthz(session: ReadSession, settings: SettingsDep) -> Health:
         return Health(status="degraded", checks=checks)
 
     capacity = session.get(Capacity, "local")
-    stale_after = timedelta(seconds=max(10.0, 5 * settings.reconcile_interval_seconds))
+    stale_after = timedelta(
+        seconds=max(settings.controller_stale_seconds, 5 * settings.reconcile_interval_seconds)
+    )
     if capacity is None or capacity.heartbeat_at is None:
         checks["controller"] = {"ok": False, "message": "the controller has not reported yet"}
         checks["runtime"] = {"ok": False, "message": "unknown until the controller reports"}

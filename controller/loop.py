@@ -62,7 +62,7 @@ log = logging.getLogger("taskyard.controller")
 
 CAPACITY_REFRESH = timedelta(seconds=60)
 COMPACT_EVERY = timedelta(seconds=60)
-HEARTBEAT_EVERY = timedelta(seconds=3)
+HEARTBEAT_EVERY = timedelta(seconds=3)  # at most; a quarter of the staleness limit if less
 # A scheduled task has not started yet; allow this much on top of its timeout when guessing
 # when it frees its slots.
 START_ALLOWANCE_SECONDS = 5.0
@@ -158,7 +158,9 @@ class Reconciler:
             "runtime_ok": health.ok,
             "runtime_message": health.message,
         }
-        heartbeat_due = self._heartbeat_at is None or now - self._heartbeat_at >= HEARTBEAT_EVERY
+        every = min(HEARTBEAT_EVERY,
+                    timedelta(seconds=self._settings.controller_stale_seconds / 4))
+        heartbeat_due = self._heartbeat_at is None or now - self._heartbeat_at >= every
         if fields == self._written_capacity and not heartbeat_due:
             return
         with self._db.write() as session:

@@ -151,3 +151,25 @@ def test_api_and_controller_as_separate_processes(engine: docker.DockerClient,
         controller.kill(signal.SIGTERM)
         for container in owned_containers(engine, controller.owner):
             container.remove(force=True)
+
+
+def test_unreachable_engine_keeps_the_service_answering(fresh_dir: Path) -> None:
+    server = Server(fresh_dir, env={"DOCKER_HOST": f"unix://{fresh_dir}/no-engine.sock"})
+    server.start(healthy=False)
+    try:
+        client = Client(server.url)
+        task = client.submit(EXAMPLE_2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            status = client.get(task["id"])["status"]
+            if status["reason"] == "RuntimeUnavailable":
+                break
+            time.sleep(0.1)
+        assert (status["phase"], status["reason"]) == ("Pending", "RuntimeUnavailable")
+        assert "Docker engine" in status["message"]
+        health = client.http.get("/healthz").json()
+        assert health["status"] == "degraded"
+        assert health["checks"]["runtime"]["ok"] is False
+        assert health["checks"]["controller"]["ok"] is True  # the loop itself keeps running
+    finally:
+        server.kill(signal.SIGTERM)
