@@ -18,6 +18,9 @@ from models.schemas import ResetRequest, StuckList, StuckTask, TaskRead
 from models.tables import Capacity, Task, Transition
 
 router = APIRouter(prefix="/admin", dependencies=[AdminOnly])
+# The same capacity view without a token: in open mode every task is visible anyway, and the
+# dashboard shows who holds which core to everyone.
+public_router = APIRouter()
 
 
 def _active(session: Session) -> list[Task]:
@@ -25,6 +28,7 @@ def _active(session: Session) -> list[Task]:
     return list(session.exec(statement.order_by(col(Task.pk))))
 
 
+@public_router.get("/capacity")
 @router.get("/capacity")
 def capacity(session: ReadSession) -> dict[str, Any]:
     """Allocatable, allocated and free per resource, and which task holds which CPU and GPU."""

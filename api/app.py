@@ -5,9 +5,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import admin, health, metrics, tasks, watch
+from api import admin, dashboard, health, metrics, tasks, watch
 from api.errors import install_error_handlers
 from api.watch import TransitionFeed
 from models.admin_token import ensure_admin_token
@@ -56,6 +57,9 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(watch.router)
     app.include_router(admin.router)
+    app.include_router(admin.public_router)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
     app.include_router(health.router)
     app.include_router(metrics.router)
     # JSON escapes can take six characters per byte of code or stdin.
