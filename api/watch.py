@@ -25,7 +25,7 @@ from api.deps import DatabaseDep
 from models.database import Database
 from models.phases import TERMINAL_PHASES, Phase
 from models.schemas import TransitionRead
-from models.tables import TRANSITIONS_COMPACTED_THROUGH, Meta, Transition
+from models.tables import TRANSITIONS_COMPACTED_THROUGH, Meta, Task, Transition
 
 router = APIRouter()
 
@@ -57,6 +57,11 @@ def _latest_seq(database: Database) -> int:
         row = session.exec(select(Transition).order_by(col(Transition.seq).desc()).limit(1)
                            ).first()
         return row.seq or 0 if row else 0
+
+
+def _task_exists(database: Database, task_id: str) -> bool:
+    with database.read() as session:
+        return session.exec(select(Task.pk).where(Task.id == task_id)).first() is not None
 
 
 def _compacted_through(database: Database) -> int:
@@ -157,14 +162,18 @@ async def _stream(
                 while True:
                     rows = await run_in_threadpool(_read_after, database, last, REPLAY_BATCH,
                                                    task_id)
+                    ended = False
                     for event in rows:
                         last = event.seq
                         if _matches(event, task_id, phase):
                             yield _frame(event)
-                        if task_id is not None and Phase(event.to_phase) in TERMINAL_PHASES:
-                            return
+                        ended = Phase(event.to_phase) in TERMINAL_PHASES
                     if len(rows) < REPLAY_BATCH:
                         break
+                # A one-task watch ends where the task's history does, if that is an ending;
+                # an earlier ending followed by an admin requeue does not count.
+                if task_id is not None and ended:
+                    return
                 catch_up = False
             while not subscriber.queue.empty():
                 event = subscriber.queue.get_nowait()
@@ -206,12 +215,16 @@ async def watch(
         since = int(last_event_id)
     feed: TransitionFeed = request.app.state.feed
     await feed.ready.wait()
+    if task_id is not None and not await run_in_threadpool(_task_exists, database, task_id):
+        raise HTTPException(404, f"task {task_id} not found")
     subscriber = feed.subscribe()
     try:
-        if since is None:
-            # A watch on one task starts from its beginning; a watch on all, from now.
-            since = 0 if task_id is not None else await run_in_threadpool(_latest_seq, database)
         compacted = await run_in_threadpool(_compacted_through, database)
+        if since is None:
+            # A watch on one task starts from its beginning (or what is left of it); a watch on
+            # all, from now.
+            since = compacted if task_id is not None else await run_in_threadpool(
+                _latest_seq, database)
         if since < compacted:
             raise HTTPException(410, f"transitions up to seq {compacted} were compacted away; "
                                      "list the tasks again and watch from the latest seq")

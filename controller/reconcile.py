@@ -109,6 +109,8 @@ def decide(task: TaskView, container: ObservedContainer | None, now: datetime) -
             return Stop(Phase.CANCELLED, Reason.CANCELLED)
         return MarkRunning(container.started_at)
     # Running
+    if container is None and cancelled:
+        return End(Phase.CANCELLED, Reason.CANCELLED, "cancelled; its container was already gone")
     if container is None:
         return End(
             Phase.FAILED, Reason.CONTAINER_LOST,

@@ -33,11 +33,12 @@ def move(
         .where(col(Task.id) == task_id, col(Task.phase) == from_phase,
                col(Task.attempt) == at_attempt)
         .values(
+            # A task that moves is no longer stuck (fields may still say otherwise).
+            **({"stuck_reason": None, "stuck_since": None} | fields),
             phase=to_phase,
             reason=reason,
             message=message,
             resource_version=Task.resource_version + 1,
-            **fields,
         )
         .returning(col(Task.resource_version))
     )

@@ -61,7 +61,9 @@ def main():
     drain_until = None
     while streams:
         writers = [child.stdin] if pending_in and not child.stdin.closed else []
-        timeout = None if drain_until is None else max(0.0, drain_until - time.monotonic())
+        # Wake now and then even when nothing is written: a silent grandchild holding the
+        # pipes open must not hide that the code itself has exited.
+        timeout = 0.1 if drain_until is None else max(0.0, drain_until - time.monotonic())
         ready, writable, _ = select.select(list(streams), writers, [], timeout)
         if writable:
             try:

@@ -59,8 +59,9 @@ def run_api(settings: Settings, *, with_controller: bool) -> None:
     log.info("admin token: %s", f"in {token_path} (mode 0600)" if token_path
              else "from TASKYARD_ADMIN_TOKEN")
     try:
+        # Open /watch streams never end by themselves: give them a moment, then close them.
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                    access_log=False)
+                    access_log=False, timeout_graceful_shutdown=3)
     finally:
         if controller is not None:
             controller.stop()

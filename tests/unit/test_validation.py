@@ -94,6 +94,12 @@ def test_optional_fields_are_accepted() -> None:
     assert task.stdin == "3\n"
 
 
+def test_explicit_nulls_for_optional_fields_are_accepted() -> None:
+    task = TaskCreate.model_validate(body(timeout_seconds=None, stdin=None))
+    assert task.timeout_seconds is None
+    assert task.stdin is None
+
+
 def test_lower_case_units_are_stored_canonically() -> None:
     task = TaskCreate.model_validate(resources(ram="1gb", storage="2Gb"))
     assert task.resources.ram == "1GB"

@@ -1,0 +1,407 @@
+"""Truth tables for the pure reconcile decisions: `decide` (the next step for one task) and
+`judge` (the terminal status of a stopped container), and the supervisor report they read.
+"""
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controller.reconcile import (
+    RESULT_TAIL_CHARS,
+    Action,
+    End,
+    Finish,
+    MarkRunning,
+    Noop,
+    RemoveContainer,
+    Reset,
+    Start,
+    Stop,
+    TaskView,
+    decide,
+    judge,
+)
+from controller.runtime import CapturedOutput, ObservedContainer
+from controller.supervisor import MARKER, Report, parse_report
+from models.phases import Phase, Reason
+
+MIB = 1024 * 1024
+NOW = datetime(2026, 11, 27, 22, 0, 0, tzinfo=UTC)
+STARTED = NOW - timedelta(seconds=5)
+
+
+def seconds(n: float) -> timedelta:
+    return timedelta(seconds=n)
+
+
+def task(
+    phase: Phase = Phase.RUNNING,
+    *,
+    cancel: datetime | None = None,
+    deadline: datetime | None = None,
+    timeout: int = 30,
+    ram: int = 64 * MIB,
+    reset_to: Phase | None = None,
+) -> TaskView:
+    return TaskView(
+        id="t1",
+        phase=phase,
+        attempt=1,
+        timeout_seconds=timeout,
+        ram_bytes=ram,
+        cancel_requested_at=cancel,
+        deadline_at=deadline,
+        reset_to=reset_to,
+    )
+
+
+def container(
+    state: str,
+    *,
+    exit_code: int | None = None,
+    oom_killed: bool = False,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+) -> ObservedContainer:
+    return ObservedContainer(
+        name="taskyard-test-t1-1",
+        task_id="t1",
+        attempt=1,
+        state=state,
+        exit_code=exit_code,
+        oom_killed=oom_killed,
+        started_at=started_at,
+        finished_at=finished_at,
+    )
+
+
+CONTAINERS: dict[str, ObservedContainer | None] = {
+    "none": None,
+    "created": container("created"),
+    "running": container("running", started_at=STARTED),
+    "exited": container("exited", exit_code=0, started_at=STARTED, finished_at=NOW - seconds(1)),
+}
+
+CANCELLED_BEFORE_START = End(Phase.CANCELLED, Reason.CANCELLED, "cancelled before it started")
+# The user asked to stop it and it is stopped: that is a cancellation, not a lost container.
+CANCELLED_WITHOUT_CONTAINER = End(
+    Phase.CANCELLED, Reason.CANCELLED, "cancelled; its container was already gone"
+)
+CONTAINER_LOST = End(
+    Phase.FAILED, Reason.CONTAINER_LOST, "its container disappeared from the engine while it ran"
+)
+STOP_CANCELLED = Stop(Phase.CANCELLED, Reason.CANCELLED)
+STOP_TIMED_OUT = Stop(Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED)
+
+# phase, container, cancel requested, deadline passed -> action
+DECISIONS: list[tuple[Phase, str, bool, bool, Action]] = [
+    (Phase.PENDING, "none", False, False, Noop()),
+    (Phase.PENDING, "none", False, True, Noop()),
+    (Phase.PENDING, "none", True, False, CANCELLED_BEFORE_START),
+    (Phase.PENDING, "none", True, True, CANCELLED_BEFORE_START),
+    (Phase.SCHEDULED, "none", False, False, Start(replace_unstarted=False)),
+    (Phase.SCHEDULED, "none", False, True, Start(replace_unstarted=False)),
+    (Phase.SCHEDULED, "none", True, False, CANCELLED_BEFORE_START),
+    (Phase.SCHEDULED, "none", True, True, CANCELLED_BEFORE_START),
+    (Phase.SCHEDULED, "created", False, False, Start(replace_unstarted=True)),
+    (Phase.SCHEDULED, "created", False, True, Start(replace_unstarted=True)),
+    (Phase.SCHEDULED, "created", True, False, CANCELLED_BEFORE_START),
+    (Phase.SCHEDULED, "created", True, True, CANCELLED_BEFORE_START),
+    (Phase.SCHEDULED, "running", False, False, MarkRunning(STARTED)),
+    (Phase.SCHEDULED, "running", False, True, MarkRunning(STARTED)),
+    (Phase.SCHEDULED, "running", True, False, STOP_CANCELLED),
+    (Phase.SCHEDULED, "running", True, True, STOP_CANCELLED),
+    (Phase.SCHEDULED, "exited", False, False, Finish()),
+    (Phase.SCHEDULED, "exited", False, True, Finish()),
+    (Phase.SCHEDULED, "exited", True, False, Finish()),
+    (Phase.SCHEDULED, "exited", True, True, Finish()),
+    (Phase.RUNNING, "none", False, False, CONTAINER_LOST),
+    (Phase.RUNNING, "none", False, True, CONTAINER_LOST),
+    (Phase.RUNNING, "none", True, False, CANCELLED_WITHOUT_CONTAINER),
+    (Phase.RUNNING, "none", True, True, CANCELLED_WITHOUT_CONTAINER),
+    (Phase.RUNNING, "created", False, False, Noop()),
+    (Phase.RUNNING, "created", False, True, STOP_TIMED_OUT),
+    (Phase.RUNNING, "created", True, False, STOP_CANCELLED),
+    (Phase.RUNNING, "created", True, True, STOP_CANCELLED),
+    (Phase.RUNNING, "running", False, False, Noop()),
+    (Phase.RUNNING, "running", False, True, STOP_TIMED_OUT),
+    (Phase.RUNNING, "running", True, False, STOP_CANCELLED),
+    (Phase.RUNNING, "running", True, True, STOP_CANCELLED),
+    (Phase.RUNNING, "exited", False, False, Finish()),
+    (Phase.RUNNING, "exited", False, True, Finish()),
+    (Phase.RUNNING, "exited", True, False, Finish()),
+    (Phase.RUNNING, "exited", True, True, Finish()),
+]
+
+
+def decision_id(row: tuple[Phase, str, bool, bool, Action]) -> str:
+    phase, state, cancel, late = row[:4]
+    return "-".join(
+        [phase.lower(), f"container-{state}"]
+        + (["cancel"] if cancel else [])
+        + (["past-deadline"] if late else [])
+    )
+
+
+@pytest.mark.parametrize(
+    ("phase", "state", "cancel", "late", "expected"),
+    [pytest.param(*row, id=decision_id(row)) for row in DECISIONS],
+)
+def test_decide(phase: Phase, state: str, cancel: bool, late: bool, expected: Action) -> None:
+    view = task(
+        phase,
+        cancel=NOW - seconds(2) if cancel else None,
+        deadline=NOW - seconds(1) if late else NOW + seconds(10),
+    )
+    assert decide(view, CONTAINERS[state], NOW) == expected
+
+
+@pytest.mark.parametrize("phase", [Phase.SUCCEEDED, Phase.FAILED, Phase.TIMED_OUT,
+                                   Phase.CANCELLED], ids=str)
+@pytest.mark.parametrize("state", list(CONTAINERS))
+@pytest.mark.parametrize("cancel", [False, True], ids=["", "cancel"])
+def test_terminal_task_only_has_its_container_removed(
+    phase: Phase, state: str, cancel: bool
+) -> None:
+    view = task(phase, cancel=NOW - seconds(2) if cancel else None, deadline=NOW - seconds(1))
+    expected = Noop() if CONTAINERS[state] is None else RemoveContainer()
+    assert decide(view, CONTAINERS[state], NOW) == expected
+
+
+def test_deadline_reached_exactly_now_stops_the_task() -> None:
+    view = task(Phase.RUNNING, deadline=NOW)
+    assert decide(view, CONTAINERS["running"], NOW) == STOP_TIMED_OUT
+
+
+def test_running_task_without_a_deadline_is_left_alone() -> None:
+    assert decide(task(Phase.RUNNING, deadline=None), CONTAINERS["running"], NOW) == Noop()
+
+
+@pytest.mark.parametrize("phase", list(Phase), ids=str)
+@pytest.mark.parametrize("to", [Phase.PENDING, Phase.FAILED], ids=str)
+def test_admin_reset_comes_before_everything_else(phase: Phase, to: Phase) -> None:
+    view = task(phase, cancel=NOW - seconds(2), deadline=NOW - seconds(1), reset_to=to)
+    assert decide(view, CONTAINERS["running"], NOW) == Reset(to)
+
+
+# --- judge --------------------------------------------------------------------------------------
+
+LIMIT = MIB
+
+
+def report(**fields: object) -> bytes:
+    return MARKER + json.dumps(fields).encode() + b"\n"
+
+
+def exited(
+    exit_code: int, *, oom_killed: bool = False, ran_for: float = 1.0
+) -> ObservedContainer:
+    return container(
+        "exited",
+        exit_code=exit_code,
+        oom_killed=oom_killed,
+        started_at=STARTED,
+        finished_at=STARTED + seconds(ran_for),
+    )
+
+
+def output(stdout: bytes = b"", stderr: bytes = b"", *, exit_code: int = 0) -> CapturedOutput:
+    """What the engine gives back from a container whose supervisor finished normally."""
+    return CapturedOutput(stdout, stderr + report(
+        exit_code=exit_code, stdout_bytes=len(stdout), stderr_bytes=len(stderr),
+        stdout_truncated=False, stderr_truncated=False))
+
+
+def running_task(**changes: object) -> TaskView:
+    view = task(Phase.RUNNING, timeout=2, deadline=STARTED + seconds(2))
+    return replace(view, **changes)
+
+
+def test_exit_zero_succeeds_with_stdout_as_result() -> None:
+    result = judge(running_task(), exited(0), output(b"Hello, World!\n"), limit=LIMIT)
+    assert (result.phase, result.reason) == (Phase.SUCCEEDED, Reason.COMPLETED)
+    assert result.result == "Hello, World!\n"
+    assert result.stdout == "Hello, World!\n"
+    assert result.stderr == ""
+    assert result.exit_code == 0
+    assert not result.stdout_truncated and not result.stderr_truncated
+
+
+def test_non_zero_exit_fails_with_the_end_of_stderr() -> None:
+    stderr = b'Traceback (most recent call last):\n  File "main.py"\nValueError: boom\n'
+    result = judge(running_task(), exited(3), output(b"partial\n", stderr, exit_code=3),
+                   limit=LIMIT)
+    assert (result.phase, result.reason) == (Phase.FAILED, Reason.NON_ZERO_EXIT)
+    assert result.result.endswith("ValueError: boom")
+    assert result.exit_code == 3
+    assert result.stdout == "partial\n"
+    assert result.stderr == stderr.decode()
+    assert result.message == "exited with code 3"
+
+
+def test_non_zero_exit_without_stderr_says_the_exit_code() -> None:
+    result = judge(running_task(), exited(3), output(exit_code=3), limit=LIMIT)
+    assert (result.phase, result.result) == (Phase.FAILED, "exited with code 3")
+
+
+def test_long_stderr_result_keeps_only_its_end() -> None:
+    stderr = b"x" * 10_000 + b"\nRuntimeError: the last line\n"
+    result = judge(running_task(), exited(1), output(b"", stderr, exit_code=1), limit=LIMIT)
+    assert result.result.endswith("RuntimeError: the last line")
+    assert len(result.result) <= RESULT_TAIL_CHARS + 1
+    assert result.stderr == stderr.decode()
+
+
+def test_oom_kill_fails_with_the_memory_limit() -> None:
+    view = running_task(ram_bytes=64 * MIB)
+    result = judge(view, exited(137, oom_killed=True), CapturedOutput(b"", b""), limit=LIMIT)
+    assert (result.phase, result.reason) == (Phase.FAILED, Reason.OOM_KILLED)
+    assert "out of memory (limit 64MB)" in result.result
+    assert result.exit_code == 137
+
+
+def test_oom_flag_with_exit_zero_is_a_success() -> None:
+    result = judge(running_task(), exited(0, oom_killed=True), output(b"done\n"), limit=LIMIT)
+    assert (result.phase, result.reason, result.result) == (
+        Phase.SUCCEEDED, Reason.COMPLETED, "done\n")
+
+
+def test_container_that_ran_past_its_timeout_timed_out() -> None:
+    result = judge(running_task(), exited(137, ran_for=2.5), CapturedOutput(b"tick\n", b""),
+                   limit=LIMIT)
+    assert (result.phase, result.reason) == (Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED)
+    assert "2 s timeout" in result.result
+    assert result.stdout == "tick\n"
+
+
+def test_container_that_exited_within_its_timeout_did_not_time_out() -> None:
+    result = judge(running_task(), exited(0, ran_for=1.9), output(b"ok\n"), limit=LIMIT)
+    assert result.phase == Phase.SUCCEEDED
+
+
+def test_forced_timeout_stop_times_out_whatever_the_exit_code() -> None:
+    result = judge(running_task(), exited(137, ran_for=0.5), CapturedOutput(b"", b""),
+                   limit=LIMIT, forced=STOP_TIMED_OUT)
+    assert (result.phase, result.reason) == (Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED)
+    assert "2 s timeout" in result.result
+
+
+def test_cancel_requested_before_the_container_finished_cancels() -> None:
+    view = running_task(cancel_requested_at=STARTED + seconds(0.5))
+    result = judge(view, exited(137), CapturedOutput(b"", b""), limit=LIMIT)
+    assert (result.phase, result.reason, result.result) == (
+        Phase.CANCELLED, Reason.CANCELLED, "cancelled")
+
+
+def test_forced_cancel_stop_cancels_even_with_exit_zero() -> None:
+    view = running_task(cancel_requested_at=STARTED + seconds(0.5))
+    result = judge(view, exited(0), output(b"done\n"), limit=LIMIT, forced=STOP_CANCELLED)
+    assert (result.phase, result.reason) == (Phase.CANCELLED, Reason.CANCELLED)
+
+
+def test_cancel_requested_after_the_container_finished_keeps_the_natural_outcome() -> None:
+    view = running_task(cancel_requested_at=STARTED + seconds(1.5))
+    result = judge(view, exited(0, ran_for=1.0), output(b"done\n"), limit=LIMIT)
+    assert (result.phase, result.result) == (Phase.SUCCEEDED, "done\n")
+
+    failed = judge(view, exited(3, ran_for=1.0), output(b"", b"boom\n", exit_code=3),
+                   limit=LIMIT)
+    assert (failed.phase, failed.reason) == (Phase.FAILED, Reason.NON_ZERO_EXIT)
+
+
+def test_stdout_longer_than_the_limit_is_cut_and_flagged() -> None:
+    stdout = b"a" * LIMIT + b"TAIL"
+    result = judge(running_task(), exited(0), CapturedOutput(stdout, b""), limit=LIMIT)
+    assert result.phase == Phase.SUCCEEDED
+    assert result.stdout == "a" * LIMIT
+    assert result.result == "a" * LIMIT
+    assert result.stdout_truncated and not result.stderr_truncated
+    assert "stdout was cut at 1MB" in result.message
+
+
+def test_stderr_longer_than_the_limit_is_cut_and_flagged() -> None:
+    stderr = b"e" * 100 + b"TAIL"
+    result = judge(running_task(), exited(1), CapturedOutput(b"", stderr), limit=100)
+    assert result.stderr == "e" * 100
+    assert result.stderr_truncated and not result.stdout_truncated
+
+
+def test_report_is_stripped_from_stderr_and_its_truncation_flags_are_honoured() -> None:
+    # The supervisor already cut both streams; only its report knows that it did.
+    stderr = b"warning: careful\n" + report(
+        exit_code=0, stdout_bytes=5000, stderr_bytes=5000,
+        stdout_truncated=True, stderr_truncated=True)
+    result = judge(running_task(), exited(0), CapturedOutput(b"out\n", stderr), limit=LIMIT)
+    assert result.stderr == "warning: careful\n"
+    assert "taskyard-report" not in result.stderr
+    assert result.stdout_truncated and result.stderr_truncated
+    assert (result.phase, result.result) == (Phase.SUCCEEDED, "out\n")
+
+
+def test_report_at_the_limit_does_not_count_as_stderr() -> None:
+    stderr = b"e" * 100 + report(exit_code=1, stdout_truncated=False, stderr_truncated=False)
+    result = judge(running_task(), exited(1), CapturedOutput(b"", stderr), limit=100)
+    assert result.stderr == "e" * 100
+    assert not result.stderr_truncated
+
+
+def test_supervisor_error_fails_the_task_with_that_error() -> None:
+    stderr = report(error="no code was delivered to the container")
+    result = judge(running_task(), exited(3), CapturedOutput(b"", stderr), limit=LIMIT)
+    assert (result.phase, result.reason) == (Phase.FAILED, Reason.START_FAILED)
+    assert result.result == "no code was delivered to the container"
+    assert result.stderr == ""
+
+
+def test_invalid_utf8_output_is_decoded_with_replacement_characters() -> None:
+    result = judge(running_task(), exited(0), output(b"ok \xff\xfe\n", b"\xc3("), limit=LIMIT)
+    assert result.stdout == "ok \ufffd\ufffd\n"
+    assert result.result == "ok \ufffd\ufffd\n"
+    assert result.stderr == "\ufffd("
+
+
+def test_container_gone_before_judging_keeps_no_exit_code() -> None:
+    result = judge(running_task(), None, CapturedOutput(b"", b""), limit=LIMIT,
+                   forced=STOP_TIMED_OUT)
+    assert result.phase == Phase.TIMED_OUT
+    assert result.exit_code is None
+
+
+# --- parse_report -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("stderr", "rest", "parsed"),
+    [
+        pytest.param(b"", b"", None, id="empty"),
+        pytest.param(b"plain error\n", b"plain error\n", None, id="no-marker"),
+        pytest.param(
+            b"err\n" + report(exit_code=2, stdout_truncated=True, stderr_truncated=False),
+            b"err\n", Report(exit_code=2, stdout_truncated=True), id="report-after-output",
+        ),
+        pytest.param(report(exit_code=0), b"", Report(exit_code=0), id="report-alone"),
+        pytest.param(
+            MARKER + b'{"exit_code": 1}', b"", Report(exit_code=1), id="no-trailing-newline",
+        ),
+        pytest.param(
+            report(error="could not write"), b"", Report(error="could not write"),
+            id="error-report",
+        ),
+        pytest.param(
+            b"a" + report(exit_code="1"), b"a", Report(), id="exit-code-not-an-integer",
+        ),
+        pytest.param(
+            MARKER + b"{not json\n", MARKER + b"{not json\n", None, id="invalid-json",
+        ),
+        pytest.param(MARKER + b"[1, 2]\n", MARKER + b"[1, 2]\n", None, id="json-not-an-object"),
+        pytest.param(MARKER + b"\xff\xfe\n", MARKER + b"\xff\xfe\n", None, id="invalid-utf8"),
+        pytest.param(MARKER, MARKER, None, id="marker-only"),
+        pytest.param(
+            b"x" + report(exit_code=7) + b"y" + report(exit_code=0),
+            b"x" + report(exit_code=7) + b"y", Report(exit_code=0), id="last-report-wins",
+        ),
+    ],
+)
+def test_parse_report(stderr: bytes, rest: bytes, parsed: Report | None) -> None:
+    assert parse_report(stderr) == (rest, parsed)

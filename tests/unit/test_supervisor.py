@@ -1,0 +1,260 @@
+"""The supervisor program that runs first in every task container, run for real with the local
+python3 (no Docker): the work dir "/work" is replaced by a temporary directory.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.supervisor import MARKER, SOURCE, Report, build_payload, parse_report
+
+LIMIT = 1024
+
+
+class Run:
+    """One finished supervisor run: its exit code, output and the report it wrote."""
+
+    def __init__(self, completed: subprocess.CompletedProcess[bytes]) -> None:
+        self.returncode = completed.returncode
+        self.stdout = completed.stdout
+        self.stderr, self.report = parse_report(completed.stderr)
+        self.raw_stderr = completed.stderr
+        line = completed.stderr[completed.stderr.rfind(MARKER) + len(MARKER):]
+        self.fields = json.loads(line) if MARKER in completed.stderr else {}
+
+
+def source_in(work: Path) -> str:
+    src = SOURCE.replace('"/work/main.py"', repr(str(work / "main.py")))
+    src = src.replace('cwd="/work"', f"cwd={str(work)!r}")
+    assert "/work" not in src.replace(str(work), "")
+    return src
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+def supervise(
+    work: Path,
+    code: str,
+    stdin: str | None = None,
+    *,
+    limit: int = LIMIT,
+    wait: str = "2",
+    timeout: float = 20,
+) -> Run:
+    completed = subprocess.run(
+        [sys.executable, "-I", "-c", source_in(work), wait],
+        input=build_payload(textwrap.dedent(code), stdin, limit),
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    return Run(completed)
+
+
+def test_stdout_and_stderr_are_copied_and_reported(work: Path) -> None:
+    run = supervise(work, """
+        import sys
+        print("Hello, World!")
+        print("a warning", file=sys.stderr)
+    """)
+    assert run.returncode == 0
+    assert run.stdout == b"Hello, World!\n"
+    assert run.stderr == b"a warning\n"
+    assert run.report == Report(exit_code=0)
+    assert run.fields["stdout_bytes"] == len(b"Hello, World!\n")
+    assert run.fields["stderr_bytes"] == len(b"a warning\n")
+
+
+def test_code_is_written_to_the_work_dir_and_runs_there(work: Path) -> None:
+    run = supervise(work, """
+        # the first line of the task
+        import os
+        print(os.getcwd())
+        print(open("main.py").read().strip().splitlines()[0])
+    """)
+    assert run.stdout.decode().splitlines() == [str(work), "# the first line of the task"]
+
+
+def test_stdin_is_delivered_to_the_code(work: Path) -> None:
+    run = supervise(work, """
+        import sys
+        data = sys.stdin.read()
+        print(sum(int(n) for n in data.split()), repr(data))
+    """, stdin="1 2 3\n4\n")
+    assert run.stdout == b"10 '1 2 3\\n4\\n'\n"
+
+
+def test_large_stdin_is_delivered_whole(work: Path) -> None:
+    stdin = "x" * 300_000 + "\n"
+    run = supervise(work, """
+        import sys
+        print(len(sys.stdin.read()))
+    """, stdin=stdin)
+    assert run.stdout == b"300001\n"
+
+
+def test_code_that_ignores_a_large_stdin_still_finishes(work: Path) -> None:
+    run = supervise(work, 'print("not reading")\n', stdin="y\n" * 500_000, timeout=10)
+    assert run.returncode == 0
+    assert run.stdout == b"not reading\n"
+    assert run.report == Report(exit_code=0)
+
+
+def test_no_stdin_reads_as_end_of_file(work: Path) -> None:
+    run = supervise(work, """
+        import sys
+        print(repr(sys.stdin.read()))
+    """, stdin=None)
+    assert run.stdout == b"''\n"
+
+
+def test_unicode_code_and_stdin_survive(work: Path) -> None:
+    run = supervise(work, """
+        import sys
+        sys.stdout.buffer.write(("שלום é " + sys.stdin.read()).encode("utf-8"))
+    """, stdin="👩‍💻")
+    assert run.stdout.decode("utf-8") == "שלום é 👩‍💻"
+
+
+def test_output_is_capped_at_the_limit_and_flagged(work: Path) -> None:
+    run = supervise(work, """
+        import sys
+        sys.stdout.write("o" * 5000)
+        sys.stderr.write("e" * 3000)
+    """, limit=LIMIT)
+    assert run.stdout == b"o" * LIMIT
+    assert run.stderr == b"e" * LIMIT
+    assert run.report == Report(exit_code=0, stdout_truncated=True, stderr_truncated=True)
+    assert run.fields["stdout_bytes"] == 5000
+    assert run.fields["stderr_bytes"] == 3000
+
+
+def test_output_exactly_at_the_limit_is_not_truncated(work: Path) -> None:
+    run = supervise(work, """
+        import sys
+        sys.stdout.write("o" * 1024)
+    """, limit=1024)
+    assert run.stdout == b"o" * 1024
+    assert run.report == Report(exit_code=0)
+
+
+def test_report_comes_after_all_of_stderr(work: Path) -> None:
+    run = supervise(work, """
+        import sys
+        sys.stderr.write("last words")
+    """)
+    assert run.raw_stderr.startswith(b"last words" + MARKER)
+    assert run.raw_stderr.endswith(b"\n")
+
+
+def test_child_exit_code_is_propagated(work: Path) -> None:
+    run = supervise(work, """
+        import sys
+        print("failing")
+        sys.exit(3)
+    """)
+    assert run.returncode == 3
+    assert run.report is not None and run.report.exit_code == 3
+    assert run.stdout == b"failing\n"
+
+
+def test_uncaught_exception_exits_1_with_the_traceback(work: Path) -> None:
+    run = supervise(work, "raise ValueError('boom')\n")
+    assert run.returncode == 1
+    assert run.stderr.rstrip().endswith(b"ValueError: boom")
+
+
+def test_child_killed_by_sigkill_gives_137(work: Path) -> None:
+    run = supervise(work, """
+        import os, signal
+        print("before", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    assert run.returncode == 137
+    assert run.report is not None and run.report.exit_code == 137
+    assert run.stdout == b"before\n"
+
+
+def test_empty_stdin_reports_that_no_code_was_delivered(work: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-I", "-c", source_in(work), "0.5"],
+        input=b"", capture_output=True, timeout=10, check=False,
+    )
+    _, report = parse_report(completed.stderr)
+    assert completed.returncode == 3
+    assert report is not None and report.error is not None
+    assert "no code was delivered" in report.error
+    assert not (work / "main.py").exists()
+
+
+def test_payload_that_never_arrives_ends_after_the_delivery_wait(work: Path) -> None:
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-I", "-c", source_in(work), "0.5"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        _, stderr = process.communicate(timeout=10)  # stdin stays open and empty until then
+    finally:
+        process.kill()
+    _, report = parse_report(stderr)
+    assert process.returncode == 3
+    assert report is not None and report.error is not None
+    assert "no code was delivered" in report.error
+    assert time.monotonic() - started < 5
+
+
+@pytest.fixture
+def grandchildren(work: Path) -> Iterator[Path]:
+    """A file where the code writes the pids it leaves behind; they are killed afterwards."""
+    pids = work.parent / "pids"
+    yield pids
+    if pids.exists():
+        for pid in pids.read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    "grandchild",
+    [
+        pytest.param("import time; time.sleep(30)", id="silent"),
+        pytest.param(
+            "import time\nwhile True:\n    print('still here', flush=True)\n    time.sleep(0.01)",
+            id="chatty",
+        ),
+        pytest.param("while True:\n    print('still here', flush=True)", id="flooding"),
+    ],
+)
+def test_setsid_grandchild_does_not_keep_the_supervisor_alive(
+    work: Path, grandchildren: Path, grandchild: str
+) -> None:
+    code = f"""
+        import subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", {grandchild!r}], start_new_session=True)
+        open({str(grandchildren)!r}, "w").write(str(child.pid))
+        print("parent done", flush=True)
+    """
+    started = time.monotonic()
+    try:
+        run = supervise(work, code, timeout=5)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the supervisor was still running 5 s after the code exited")
+    assert time.monotonic() - started < 3
+    assert run.returncode == 0
+    assert run.stdout.startswith(b"parent done\n")
+    assert run.report is not None and run.report.exit_code == 0
