@@ -115,9 +115,9 @@ def reset_task(
         return TaskRead.from_row(task)  # sent twice: the first request stands
     if task.reset_requested_to is not None:
         raise HTTPException(409, f"a reset to {task.reset_requested_to} is already pending")
-    if to == Phase.PENDING and task.phase == Phase.PENDING:
+    if to == "Pending" and task.phase == Phase.PENDING:
         raise HTTPException(409, "the task is already Pending; there is nothing to requeue")
-    if to == Phase.FAILED and task.phase in TERMINAL_PHASES:
+    if to == "Failed" and task.phase in TERMINAL_PHASES:
         raise HTTPException(409, f"the task already ended ({task.phase}); "
                                  "only a requeue (to Pending) applies")
     session.execute(

@@ -139,6 +139,9 @@ class DockerRuntime:
             container.start()
             self._deliver(container, spec.payload)
             container.reload()
+        except NotFound as exc:
+            # Removed behind our back between create and start: look again next pass.
+            raise RuntimeUnavailable(f"the container vanished while starting: {exc}") from exc
         except APIError as exc:
             if exc.is_client_error():
                 raise StartRejected(f"the engine refused to start it: {exc.explanation}") from exc

@@ -321,7 +321,6 @@ class Reconciler:
         ]
         plan = place(requests, host.allocatable(), holdings)
         by_id = {t.id: t for t in pending}
-        now = self._clock()
         with self._db.write() as session:
             for wait in plan.waiting:
                 note_waiting(
@@ -329,20 +328,9 @@ class Reconciler:
                 )
             session.commit()
         for wait in plan.never_fits:
-            task = by_id[wait.task_id]
-            with self._db.write() as session:
-                move(
-                    session,
-                    now=now,
-                    task_id=task.id,
-                    from_phase=Phase.PENDING,
-                    at_attempt=task.attempt,
-                    to_phase=Phase.FAILED,
-                    reason=Reason.EXCEEDS_CAPACITY,
-                    message=f"can never fit this host: {wait.message}",
-                    result=f"can never fit this host: {wait.message}",
-                    finished_at=now,
-                )
+            message = f"can never fit this host: {wait.message}"
+            self._end(by_id[wait.task_id], Phase.FAILED, Reason.EXCEEDS_CAPACITY, message,
+                      message, report)
         for placement in plan.placements:
             self._bind(by_id[placement.task_id], placement, report)
 
@@ -405,21 +393,8 @@ class Reconciler:
             case Finish():
                 self._finish(task, container, name, report, forced=None)
             case End(phase=phase, reason=reason, message=message):
-                with self._db.write() as session:
-                    result = "cancelled" if phase == Phase.CANCELLED else message
-                    if move(
-                        session,
-                        now=now,
-                        task_id=task.id,
-                        from_phase=Phase(task.phase),
-                        at_attempt=task.attempt,
-                        to_phase=phase,
-                        reason=reason,
-                        message=message,
-                        result=result,
-                        finished_at=now,
-                    ):
-                        report.finished.append(task.id)
+                result = "cancelled" if phase == Phase.CANCELLED else message
+                self._end(task, phase, reason, message, result, report)
                 if container is not None:
                     self._runtime.remove(name)
             case RemoveContainer():
@@ -427,6 +402,18 @@ class Reconciler:
                 report.removed.append(name)
             case Reset(to=to):
                 self._reset(task, container, name, to, report)
+
+    def _end(
+        self, task: Task, phase: Phase, reason: Reason, message: str, result: str,
+        report: PassReport,
+    ) -> None:
+        """End a task that has no container output to judge."""
+        now = self._clock()
+        with self._db.write() as session:
+            if move(session, now=now, task_id=task.id, from_phase=Phase(task.phase),
+                    at_attempt=task.attempt, to_phase=phase, reason=reason, message=message,
+                    result=result, finished_at=now):
+                report.finished.append(task.id)
 
     def _reset(
         self, task: Task, container: ObservedContainer | None, name: str, to: Phase,
@@ -497,20 +484,7 @@ class Reconciler:
         try:
             started = self._runtime.run(spec)
         except StartRejected as exc:
-            now = self._clock()
-            with self._db.write() as session:
-                move(
-                    session,
-                    now=now,
-                    task_id=task.id,
-                    from_phase=Phase.SCHEDULED,
-                    at_attempt=task.attempt,
-                    to_phase=Phase.FAILED,
-                    reason=Reason.START_FAILED,
-                    message=str(exc),
-                    result=str(exc),
-                    finished_at=now,
-                )
+            self._end(task, Phase.FAILED, Reason.START_FAILED, str(exc), str(exc), report)
             self._runtime.remove(name)
             return
         report.started.append(task.id)

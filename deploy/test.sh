@@ -18,8 +18,8 @@ export PATH="$VENV/bin:$PATH"
 step "ruff check ."
 ruff check .
 
-step "mypy models controller"
-mypy models controller
+step "mypy models controller api taskyard"
+mypy models controller api taskyard
 
 step "lint-imports"
 lint-imports

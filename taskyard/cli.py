@@ -1,11 +1,16 @@
-"""The `taskyard` command line: `serve`, `api`, `controller`, `image build`, `doctor`."""
+"""The `taskyard` command line.
+
+Service verbs: `serve`, `api`, `controller`, `image build`, `doctor`. Client verbs, which talk to
+a running service over REST (`taskyard.commands`): `submit`, `get`, `list`, `watch`, `cancel`,
+`admin capacity | stuck | reset`.
+"""
 
 import argparse
 import logging
 import sys
 from pathlib import Path
 
-from models.settings import load_settings
+from taskyard.commands import add_client_verbs, run
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -17,7 +22,8 @@ def _server_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskyard", description=__doc__)
+    parser = argparse.ArgumentParser(prog="taskyard", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", required=True)
     _server_flags(verbs.add_parser("serve", help="run the API and the controller in one process"))
     _server_flags(verbs.add_parser("api", help="run only the API"))
@@ -29,11 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="rebuild even if it exists")
     doctor = verbs.add_parser("doctor", help="check whether this host can run tasks")
     doctor.add_argument("--data-dir", type=Path)
+    add_client_verbs(verbs)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "handler", None) is not None:
+        # A client verb: no logging setup and no service settings, only an HTTP call.
+        return run(args)
+
+    from models.settings import load_settings
+
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

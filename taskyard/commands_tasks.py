@@ -1,0 +1,287 @@
+"""The task verbs of `taskyard`: `submit` (optionally `--wait` or `--watch`), `get`, `list`,
+`watch` and `cancel`, added to the parser by `taskyard.commands.add_client_verbs`.
+"""
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from taskyard.client import TERMINAL_PHASES, ApiError, HistoryGone, Task
+from taskyard.commands import EXIT_INTERRUPTED, Context, UsageError, common_flags, show
+from taskyard.commands_output import (
+    Progress,
+    arrow,
+    task_summary,
+    tasks_table,
+    transition_line,
+    yamlish,
+)
+
+PHASES = ["Pending", "Scheduled", "Running", "Succeeded", "Failed", "TimedOut", "Cancelled"]
+TOKEN_ENV = "TASKYARD_TOKEN"
+WAIT_POLL_SECONDS = 1.0  # one GET ?wait= per second: the progress line ticks, terminal is prompt
+
+
+class _WatchDone(Exception):
+    """Ends a single-task watch whose task finished while its history was compacted away."""
+
+
+def _read_source(path: str, stdin: TextIO) -> str:
+    try:
+        if path == "-":
+            return stdin.read()
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+                         ) from None
+
+
+def submit_body(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
+    """The POST /tasks body from the command line; resources go as the contract's strings."""
+    if args.code is not None and args.file is not None:
+        raise UsageError("give the code once: FILE, -c CODE, or - for stdin")
+    if args.code is not None:
+        code = args.code
+    elif args.file is not None:
+        code = _read_source(args.file, stdin)
+    elif not stdin.isatty():
+        code = _read_source("-", stdin)
+    else:
+        raise UsageError("no code: give FILE, -c CODE, or pipe it on stdin")
+    body: dict[str, Any] = {
+        "task_type": "execute_code",
+        "code": code,
+        "resources": {"cpu": args.cpu, "gpu": args.gpu, "ram": args.ram,
+                      "storage": args.storage},
+    }
+    if args.timeout is not None:
+        body["timeout_seconds"] = args.timeout
+    if args.stdin_file is not None:
+        if args.stdin_file == "-" and (args.file == "-" or (args.code is None
+                                                            and args.file is None)):
+            raise UsageError("stdin cannot carry both the code and the task's input")
+        body["stdin"] = _read_source(args.stdin_file, stdin)
+    return body
+
+
+def _submit(ctx: Context) -> int:
+    body = submit_body(ctx.args, ctx.stdin)
+    started = ctx.monotonic()
+    task = ctx.client.submit(body)
+    task_id = task["id"]
+    if not (ctx.args.wait or ctx.args.watch):
+        show(ctx, task, default=lambda: f"task/{task_id} created")
+        return 0
+    ctx.note(f"task/{task_id} created")
+    try:
+        if ctx.args.watch:
+            task = _follow(ctx, task)
+        task = wait_terminal(ctx, task, started)
+    except KeyboardInterrupt:
+        ctx.note(f"\ninterrupted: task/{task_id} keeps going; "
+                 f"`taskyard cancel {task_id}` stops it")
+        return EXIT_INTERRUPTED
+    return finish(ctx, task)
+
+
+def wait_terminal(ctx: Context, task: Task, started: float) -> Task:
+    """Poll with GET ?wait= until the task is terminal, showing progress on stderr."""
+    if task["status"]["phase"] in TERMINAL_PHASES:
+        return task
+    progress = Progress(ctx.err, task["id"], started=started, clock=ctx.monotonic)
+    progress.show(task["status"])
+    while task["status"]["phase"] not in TERMINAL_PHASES:
+        task = ctx.client.get(task["id"], wait=WAIT_POLL_SECONDS)
+        progress.show(task["status"])
+    progress.done()
+    return task
+
+
+def _follow(ctx: Context, task: Task) -> Task:
+    """`submit --watch`: every transition of the task, from its creation, on stderr."""
+    task_id = task["id"]
+    try:
+        seqs = [event["seq"] for event in ctx.client.events(task_id)]
+        since = min(seqs) - 1 if seqs else None  # replay from creation: nothing is missed
+    except ApiError:
+        since = None
+    to = arrow(ctx.err)
+    try:
+        for event in ctx.client.watch(task_id=task_id, since=since,
+                                      on_retry=_retry_note(ctx)):
+            ctx.note(transition_line(event, to=to))
+            if event["to_phase"] in TERMINAL_PHASES:
+                break
+    except HistoryGone:
+        ctx.note("watch: history compacted; waiting for the outcome instead")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        ctx.note("watch: this server has no /watch; waiting for the outcome instead")
+    return ctx.client.get(task_id)
+
+
+def finish(ctx: Context, task: Task) -> int:
+    """Print a finished task's output like a local run; 0 only when it succeeded."""
+    status = task["status"]
+    if getattr(ctx.args, "output", None):
+        show(ctx, task, default=str)
+    else:
+        output = status.get("stdout")
+        if output is None and status["phase"] == "Succeeded":
+            output = status.get("result")
+        ctx.out.write(output or "")
+        ctx.out.flush()
+        errors = status.get("stderr") or ""
+        if errors:
+            # Our own lines follow on stderr; never glue them to the task's last line.
+            ctx.err.write(errors if errors.endswith("\n") else errors + "\n")
+    for stream in ("stdout", "stderr"):
+        if status.get(f"{stream}_truncated"):
+            ctx.note(f"note: the task's {stream} was cut at the service's output limit")
+    if status["phase"] == "Succeeded":
+        return 0
+    ctx.note(f"error: task/{task['id']} {status['phase']} ({status['reason']}): "
+             f"{status['message']}")
+    result = (status.get("result") or "").strip()
+    if result and result not in (status.get("stderr") or "") and result != status["message"]:
+        ctx.note(f"  {result}")
+    return 1
+
+
+def _retry_note(ctx: Context) -> Callable[[str, int, float], None]:
+    def note(why: str, attempt: int, delay: float) -> None:
+        ctx.note(f"watch: connection lost ({why}); reconnecting in {delay:.1f}s "
+                 f"(try {attempt})")
+    return note
+
+
+def _get(ctx: Context) -> int:
+    task = ctx.client.get(ctx.args.id)
+    show(ctx, task, default=lambda: task_summary(task, ctx.now()))
+    return 0
+
+
+def _list(ctx: Context) -> int:
+    args = ctx.args
+    page = ctx.client.list_tasks(phase=args.phase, limit=args.limit)
+    items, cursor = list(page["items"]), page.get("next_cursor")
+    while args.all and cursor:
+        page = ctx.client.list_tasks(phase=args.phase, limit=args.limit, cursor=cursor)
+        items.extend(page["items"])
+        cursor = page.get("next_cursor")
+    if args.output == "json":
+        ctx.print(json.dumps({"items": items, "next_cursor": cursor}, indent=2))
+    elif args.output == "yaml":
+        ctx.print(yamlish({"items": items, "next_cursor": cursor}))
+    elif args.output == "name":
+        for task in items:
+            ctx.print(f"task/{task['id']}")
+    elif not items:
+        ctx.note("No tasks found.")
+    else:
+        ctx.print(tasks_table(items, ctx.now(), wide=args.output == "wide"))
+        if cursor:
+            ctx.note(f"(the newest {len(items)} shown; `taskyard list --all` shows every one)")
+    return 0
+
+
+def _watch(ctx: Context) -> int:
+    args = ctx.args
+    to = arrow(ctx.out)
+
+    def gone(exc: HistoryGone) -> int | None:
+        ctx.note(f"watch: {exc}; transitions in between are not shown; "
+                 "restarting from the current state")
+        if not args.task:
+            return None  # a watch on all tasks starts from the newest transition
+        task = ctx.client.get(args.task)
+        ctx.note(f"task/{args.task} is now {task['status']['phase']}")
+        if task["status"]["phase"] in TERMINAL_PHASES:
+            raise _WatchDone
+        # Without `since` a one-task watch starts at the task's beginning, which is gone;
+        # resume after the newest of its transitions that is still kept.
+        seqs = [event["seq"] for event in ctx.client.events(args.task)]
+        return max(seqs) if seqs else None
+
+    try:
+        for event in ctx.client.watch(task_id=args.task, phase=args.phase, since=args.since,
+                                      on_retry=_retry_note(ctx), on_gone=gone):
+            ctx.print(json.dumps(event) if args.output == "json"
+                      else transition_line(event, to=to))
+    except _WatchDone:
+        pass
+    return 0
+
+
+def _cancel(ctx: Context) -> int:
+    failed = 0
+    for task_id in ctx.args.ids:
+        try:
+            ctx.client.cancel(task_id)
+        except ApiError as exc:
+            ctx.note(f"error: {exc}")
+            failed += 1
+            continue
+        ctx.print(f"task/{task_id} cancellation requested")
+    return 1 if failed else 0
+
+
+def _user_token(args: argparse.Namespace) -> str | None:
+    token: str | None = args.token or os.environ.get(TOKEN_ENV) or None
+    return token
+
+
+def _verb(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str,
+          handler: Callable[[Context], int], help_text: str) -> argparse.ArgumentParser:
+    parser = verbs.add_parser(name, help=help_text, description=help_text)
+    common_flags(parser, token_help=f"bearer token for the API (default: ${TOKEN_ENV})")
+    parser.set_defaults(handler=handler, parser=parser, resolve_token=_user_token)
+    return parser
+
+
+def _output_flag(parser: argparse.ArgumentParser, *choices: str) -> None:
+    parser.add_argument("-o", "--output", choices=choices, help="output format")
+
+
+def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add `submit`, `get`, `list`, `watch` and `cancel` to the `taskyard` parser."""
+    submit = _verb(verbs, "submit", _submit, "submit a code snippet as a task")
+    submit.add_argument("file", nargs="?", metavar="FILE",
+                        help="Python file to run; `-` (or nothing, with a pipe) reads stdin")
+    submit.add_argument("-c", "--code", help="the code itself, as python -c takes it")
+    submit.add_argument("--cpu", default="1", help="CPU cores (default 1; 0: best effort)")
+    submit.add_argument("--gpu", default="0", help="whole GPUs (default 0)")
+    submit.add_argument("--ram", default="256MB", help="memory limit (default 256MB)")
+    submit.add_argument("--storage", default="100MB", help="writable space (default 100MB)")
+    submit.add_argument("--timeout", type=int, metavar="S", help="seconds (server default 30)")
+    submit.add_argument("--stdin-file", metavar="F", help="file given to the task as stdin")
+    submit.add_argument("--wait", action="store_true",
+                        help="wait for the outcome, print the task's output, exit 0 on success")
+    submit.add_argument("--watch", action="store_true",
+                        help="as --wait, and print every transition on stderr as it happens")
+    _output_flag(submit, "json", "yaml", "wide", "name")
+
+    get = _verb(verbs, "get", _get, "show one task")
+    get.add_argument("id", metavar="ID")
+    _output_flag(get, "json", "yaml", "wide", "name")
+
+    listing = _verb(verbs, "list", _list, "list tasks, newest first")
+    listing.add_argument("--phase", choices=PHASES)
+    listing.add_argument("--limit", type=int, default=50, metavar="N",
+                         help="tasks per page (default 50, at most 500)")
+    listing.add_argument("--all", action="store_true", help="follow every page")
+    _output_flag(listing, "json", "yaml", "wide", "name")
+
+    watch = _verb(verbs, "watch", _watch, "print task transitions live, one line each")
+    watch.add_argument("--task", metavar="ID", help="only this task; ends when it finishes")
+    watch.add_argument("--phase", choices=PHASES, help="only transitions into this phase")
+    watch.add_argument("--since", type=int, metavar="SEQ",
+                       help="first replay every transition after this sequence number")
+    _output_flag(watch, "json")
+
+    cancel = _verb(verbs, "cancel", _cancel, "ask for tasks to be cancelled")
+    cancel.add_argument("ids", nargs="+", metavar="ID")
