@@ -79,7 +79,12 @@ class TransitionFeed:
         self._subscribers: set[Subscriber] = set()
         self._last_seq = 0
         self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
         self.ready = asyncio.Event()
+
+    def changed(self) -> asyncio.Event:
+        """An event set at the next commit by anyone (new output chunks, status changes)."""
+        return self._changed
 
     def subscribe(self) -> Subscriber:
         subscriber = Subscriber()
@@ -114,6 +119,8 @@ class TransitionFeed:
                 if current != version:
                     version = current
                     await self._publish_new()
+                    self._changed.set()
+                    self._changed = asyncio.Event()
                 await asyncio.sleep(self._poll)
         finally:
             connection.close()

@@ -9,6 +9,7 @@ environment of our own making (nothing of the service's).
 
 import socket
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -229,6 +230,23 @@ class DockerRuntime:
         except (DockerException, OSError) as exc:
             raise RuntimeUnavailable(f"cannot kill {name}: {exc}") from exc
         return _observe(container.attrs)
+
+    def follow(self, name: str) -> Iterator[tuple[str, bytes]]:
+        try:
+            container = self._engine().containers.get(name)
+            # logs=True replays what was printed before we attached: after a restart the
+            # follower starts over and skips what is already stored.
+            frames = container.attach(stdout=True, stderr=True, stream=True, logs=True,
+                                      demux=True)
+        except NotFound:
+            return
+        except (DockerException, OSError) as exc:
+            raise RuntimeUnavailable(f"cannot follow {name}: {exc}") from exc
+        for stdout, stderr in frames:
+            if stdout:
+                yield "stdout", stdout
+            if stderr:
+                yield "stderr", stderr
 
     def output(self, name: str) -> CapturedOutput:
         try:

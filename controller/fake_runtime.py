@@ -5,6 +5,7 @@ container exit, `fail_next_run` injects engine errors, and `available = False` m
 call fail as an unreachable engine does.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -107,6 +108,13 @@ class FakeRuntime:
                 container.observed, state="exited", exit_code=137, finished_at=self._now()
             )
         return container.observed
+
+    def follow(self, name: str) -> Iterator[tuple[str, bytes]]:
+        """What the container printed so far; a fake container prints all at once."""
+        container = self.containers.get(name)
+        if container is None:
+            return iter(())
+        return iter([("stdout", container.stdout)] if container.stdout else [])
 
     def output(self, name: str) -> CapturedOutput:
         self._check()

@@ -23,6 +23,7 @@ from sqlmodel import col
 from controller.capacity import HostCapacity, discover_capacity
 from controller.errors import RuntimeUnavailable, StartRejected
 from controller.gpus import GpuInfo, discover_gpus
+from controller.output import ChunkWriter, OutputReader
 from controller.reconcile import (
     Action,
     End,
@@ -54,9 +55,16 @@ from controller.status import move, note_waiting
 from controller.supervisor import build_payload
 from models.clock import utcnow
 from models.database import Database
-from models.phases import ACTIVE_PHASES, Phase, Reason
+from models.phases import ACTIVE_PHASES, TERMINAL_PHASES, Phase, Reason
 from models.settings import Settings
-from models.tables import TRANSITIONS_COMPACTED_THROUGH, Capacity, Meta, Task, Transition
+from models.tables import (
+    TRANSITIONS_COMPACTED_THROUGH,
+    Capacity,
+    Meta,
+    OutputChunk,
+    Task,
+    Transition,
+)
 
 log = logging.getLogger("taskyard.controller")
 
@@ -122,7 +130,30 @@ class Reconciler:
         self._stuck_limits = StuckLimits(settings.stuck_grace_seconds,
                                          settings.pending_stuck_seconds)
         self.stats = ControllerStats()
+        self._writer = ChunkWriter(database)
+        self._readers: dict[str, OutputReader] = {}
         self._gpu_message = ""
+
+    def close(self) -> None:
+        """Stop the output writer after it has stored what it holds."""
+        self._writer.close()
+
+    def _follow(self, task: Task, name: str) -> None:
+        """Make sure a reader copies this running container's output (once per container)."""
+        reader = self._readers.get(name)
+        if reader is not None and reader.is_alive():
+            return
+        self._readers[name] = OutputReader(
+            self._db, self._runtime, self._writer, task_id=task.id, attempt=task.attempt,
+            name=name, limit=self._settings.output_limit_bytes,
+        ).start()
+
+    def _stop_following(self, name: str) -> None:
+        """Wait for the container's reader to drain (its container has stopped) and store."""
+        reader = self._readers.pop(name, None)
+        if reader is not None:
+            reader.join(timeout=2.0)
+            self._writer.flush()
 
     # --- capacity -------------------------------------------------------------------------
 
@@ -200,6 +231,8 @@ class Reconciler:
             if observed is None and task.phase in {Phase.SCHEDULED, Phase.RUNNING}:
                 continue  # cannot tell a lost container from an unreachable engine
             container = containers.get((task.id, task.attempt))
+            if container is not None and container.state == "running":
+                self._follow(task, container.name)
             self._act(task, container, decide(_view(task), container, now), report)
         if observed is not None:
             self._collect_garbage(observed, tasks, report)
@@ -270,10 +303,22 @@ class Reconciler:
             session.commit()
 
     def _compact_history(self, now: datetime) -> None:
-        """Keep the newest `transition_retention` transitions; say where history now begins."""
+        """Keep the newest `transition_retention` transitions, and say where history now
+        begins; drop the live-output chunks of tasks that ended a while ago (their final
+        stdout and stderr stay on the task)."""
         if self._compacted_at is not None and now - self._compacted_at < COMPACT_EVERY:
             return
         self._compacted_at = now
+        ended_before = now - timedelta(seconds=self._settings.output_chunk_retention_seconds)
+        finished = (
+            select(col(Task.id))
+            .where(col(Task.id).in_(select(col(OutputChunk.task_id)).distinct()))
+            .where(col(Task.phase).in_([p.value for p in TERMINAL_PHASES]))
+            .where(col(Task.finished_at) < ended_before)
+        )
+        with self._db.write() as session:
+            session.execute(delete(OutputChunk).where(col(OutputChunk.task_id).in_(finished)))
+            session.commit()
         retention = self._settings.transition_retention
         with self._db.read() as session:
             newest = session.execute(select(func.max(col(Transition.seq)))).scalar() or 0
@@ -424,6 +469,7 @@ class Reconciler:
         if container is not None:
             if not container.has_exited:
                 self._runtime.kill(name)
+            self._stop_following(name)
             output = self._runtime.output(name)
             self._runtime.remove(name)
             report.removed.append(name)
@@ -492,6 +538,7 @@ class Reconciler:
         # The deadline counts on the controller's clock, which is the one `decide` compares
         # it with; the engine's clock may differ (a VM, a remote engine).
         self._mark_running(task, self._clock())
+        self._follow(task, name)
         if started.has_exited:
             self._finish(task, started, name, report, forced=None)
 
@@ -526,6 +573,7 @@ class Reconciler:
     ) -> None:
         if task.phase == Phase.SCHEDULED and container is not None and container.started_at:
             self._mark_running(task, min(container.started_at, self._clock()))
+        self._stop_following(name)
         output = self._runtime.output(name)
         outcome = judge(
             _view(task), container, output, limit=self._settings.output_limit_bytes, forced=forced
@@ -625,6 +673,7 @@ class ControllerService:
     def stop(self) -> None:
         self._stop.set()
         self._scheduler.shutdown(wait=True)
+        self._reconciler.close()
 
     def wake(self, at: datetime | None = None) -> None:
         """Run a pass now (or at `at`), or once more right after the one in progress."""

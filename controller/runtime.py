@@ -6,6 +6,7 @@ container carries the owning instance and the task in its labels, and its name i
 deterministic (`container_name`), so each effect can be looked up before it is repeated.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -90,6 +91,10 @@ class ContainerRuntime(Protocol):
         """SIGKILL the container and wait for it to stop; already stopped or gone is success.
 
         Returns the stopped container, or None where it is gone."""
+        ...
+
+    def follow(self, name: str) -> Iterator[tuple[str, bytes]]:
+        """(stream, bytes) of the container's output from its start, live, until it stops."""
         ...
 
     def output(self, name: str) -> CapturedOutput:

@@ -25,6 +25,9 @@ packages=()
 # without apparmor_parser dockerd runs every task container without the docker-default profile.
 command -v dockerd >/dev/null || packages+=(docker.io apparmor ca-certificates)
 command -v debootstrap >/dev/null || packages+=(debootstrap)
+# The dashboard's browser tests drive Debian's Chromium; without recommends it brings no font,
+# and screenshots would show boxes instead of text.
+[ -x /usr/bin/chromium ] || packages+=(chromium fonts-liberation)
 # Ubuntu hosts need Debian's keys to check what debootstrap downloads.
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || packages+=(debian-archive-keyring)
 if [ -z "${TASKYARD_PYTHON:-}" ]; then
@@ -38,7 +41,7 @@ if [ "${#packages[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${packages[@]}"
 else
-    say "needed packages are installed (docker.io, debootstrap, python3-venv)"
+    say "needed packages are installed (docker.io, debootstrap, python3-venv, chromium)"
 fi
 
 # --- Docker engine --------------------------------------------------------------------------

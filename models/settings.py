@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     watch_heartbeat_seconds: float = Field(default=15.0, gt=0)
     watch_poll_seconds: float = Field(default=0.01, gt=0)
     transition_retention: int = Field(default=1_000_000, ge=1000)
+    output_chunk_retention_seconds: float = Field(default=600.0, ge=0)
     stuck_grace_seconds: float = Field(default=30.0, gt=0)
     pending_stuck_seconds: float = Field(default=300.0, gt=0)
     controller_stale_seconds: float = Field(default=10.0, gt=0)

@@ -5,7 +5,7 @@ transitions, and the host's capacity record (like a Kubernetes Node).
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from models.clock import utcnow
@@ -74,6 +74,22 @@ class Transition(SQLModel, table=True):
     message: str
     at: datetime = Field(default_factory=utcnow)
     resource_version: int
+
+
+class OutputChunk(SQLModel, table=True):
+    """A piece of a running task's stdout or stderr, appended by the controller as it is
+    printed, so that GET /tasks/{id}/logs can stream it live. Raw bytes: a character split
+    between two chunks is decoded whole by the reader."""
+
+    __tablename__ = "output_chunks"
+    __table_args__ = (Index("ix_output_chunks_task_seq", "task_id", "seq"),)
+
+    seq: int | None = Field(default=None, primary_key=True)
+    task_id: str
+    attempt: int
+    stream: str  # "stdout" or "stderr"
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    at: datetime = Field(default_factory=utcnow)
 
 
 class Capacity(SQLModel, table=True):

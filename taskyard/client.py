@@ -319,6 +319,54 @@ class TaskyardClient:
                 on_retry(why, failures, delay)
             self._sleep(delay)
 
+    def logs(
+        self, task_id: str, *, follow: bool = False, stream: str | None = None,
+        retries: int = 5, read_timeout: float = 60.0,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """("output" | "end", payload) from GET /tasks/{id}/logs, resumed after a dropped
+        connection with Last-Event-ID, each chunk once."""
+        params: dict[str, Any] = {"follow": "true" if follow else "false"}
+        if stream:
+            params["stream"] = stream
+        last: int | None = None
+        failures = 0
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last is not None:
+                headers["Last-Event-ID"] = str(last)
+            try:
+                with self._http.stream(
+                    "GET", f"/tasks/{task_id}/logs", params=params, headers=headers,
+                    timeout=httpx.Timeout(10.0, read=read_timeout),
+                ) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise self._error(response)
+                    parser = SseParser()
+                    for line in response.iter_lines():
+                        failures = 0
+                        sse = parser.feed(line)
+                        if sse is None or sse.event not in ("output", "end"):
+                            continue
+                        payload = json.loads(sse.data)
+                        if sse.event == "end":
+                            yield "end", payload
+                            return
+                        if sse.id:
+                            last = int(sse.id)
+                        yield "output", payload
+                    if not follow:
+                        return
+            except httpx.TransportError as exc:
+                if last is None and failures == 0 and isinstance(
+                        exc, httpx.ConnectError | httpx.ConnectTimeout):
+                    raise self._unreachable(exc) from None
+            failures += 1
+            if failures > retries:
+                raise CannotConnect(f"lost the log stream of task {task_id} on "
+                                    f"{self.base_url}; gave up after {retries} reconnects")
+            self._sleep(min(0.5 * 2 ** (failures - 1), 5.0))
+
     def _call(self, method: str, path: str, *, params: Any = None, json: Any = None,
               timeout: float | None = None) -> Any:
         try:

@@ -72,11 +72,13 @@ def _submit(ctx: Context) -> int:
     started = ctx.monotonic()
     task = ctx.client.submit(body)
     task_id = task["id"]
-    if not (ctx.args.wait or ctx.args.watch):
+    if not (ctx.args.wait or ctx.args.watch or ctx.args.follow):
         show(ctx, task, default=lambda: f"task/{task_id} created")
         return 0
     ctx.note(f"task/{task_id} created")
     try:
+        if ctx.args.follow:
+            return _print_logs(ctx, task_id, follow=True, stream=None)
         if ctx.args.watch:
             task = _follow(ctx, task)
         task = wait_terminal(ctx, task, started)
@@ -150,6 +152,34 @@ def finish(ctx: Context, task: Task) -> int:
     if result and result not in (status.get("stderr") or "") and result != status["message"]:
         ctx.note(f"  {result}")
     return 1
+
+
+def _print_logs(ctx: Context, task_id: str, *, follow: bool, stream: str | None) -> int:
+    """Copy the task's output to ours as it arrives; 0 once it ended in success."""
+    ended: dict[str, Any] | None = None
+    for kind, payload in ctx.client.logs(task_id, follow=follow, stream=stream):
+        if kind == "end":
+            ended = payload
+            break
+        target = ctx.out if payload.get("stream") == "stdout" else ctx.err
+        target.write(payload.get("text") or "")
+        target.flush()
+    if ended is None:
+        return 0  # not following: what exists so far was printed
+    if ended.get("phase") == "Succeeded":
+        return 0
+    task = ctx.client.get(task_id)
+    status = task["status"]
+    ctx.note(f"error: task/{task_id} {status['phase']} ({status['reason']}): "
+             f"{status['message']}")
+    return 1
+
+
+def _logs(ctx: Context) -> int:
+    try:
+        return _print_logs(ctx, ctx.args.id, follow=ctx.args.follow, stream=ctx.args.stream)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _retry_note(ctx: Context) -> Callable[[str, int, float], None]:
@@ -263,6 +293,8 @@ def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]")
                         help="wait for the outcome, print the task's output, exit 0 on success")
     submit.add_argument("--watch", action="store_true",
                         help="as --wait, and print every transition on stderr as it happens")
+    submit.add_argument("--follow", action="store_true",
+                        help="print the task's output live as it is produced, then its outcome")
     _output_flag(submit, "json", "yaml", "wide", "name")
 
     get = _verb(verbs, "get", _get, "show one task")
@@ -282,6 +314,12 @@ def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]")
     watch.add_argument("--since", type=int, metavar="SEQ",
                        help="first replay every transition after this sequence number")
     _output_flag(watch, "json")
+
+    logs = _verb(verbs, "logs", _logs, "print a task's output (live with -f)")
+    logs.add_argument("id", metavar="ID")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="keep printing as the task writes, until it ends")
+    logs.add_argument("--stream", choices=("stdout", "stderr"), help="only this stream")
 
     cancel = _verb(verbs, "cancel", _cancel, "ask for tasks to be cancelled")
     cancel.add_argument("ids", nargs="+", metavar="ID")

@@ -1,0 +1,130 @@
+"""GET /tasks/{id}/logs: a task's stdout and stderr as Server-Sent Events, live with `follow`.
+
+The controller appends output chunks to the database as the container prints; this route
+replays them in order (`id:` = the chunk's seq, resumable with `Last-Event-ID`) and, with
+`follow=true`, waits for more until the task is terminal, then sends an `end` event. Chunks of
+long-finished tasks are compacted away; their output then comes from the task's final stdout
+and stderr.
+"""
+
+import asyncio
+import codecs
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import DatabaseDep
+from api.watch import TransitionFeed
+from models.clock import isoformat_z
+from models.database import Database
+from models.phases import TERMINAL_PHASES
+from models.tables import OutputChunk, Task
+
+router = APIRouter()
+
+BATCH = 200
+Stream = Literal["stdout", "stderr"]
+
+
+def _task(database: Database, task_id: str) -> Task | None:
+    with database.read() as session:
+        return session.exec(select(Task).where(Task.id == task_id)).first()
+
+
+def _chunks(database: Database, task_id: str, attempt: int, after: int,
+            stream: Stream | None) -> list[OutputChunk]:
+    with database.read() as session:
+        statement = select(OutputChunk).where(
+            OutputChunk.task_id == task_id, OutputChunk.attempt == attempt,
+            col(OutputChunk.seq) > after)
+        if stream is not None:
+            statement = statement.where(OutputChunk.stream == stream)
+        return list(session.exec(statement.order_by(col(OutputChunk.seq)).limit(BATCH)))
+
+
+def _event(kind: str, payload: dict[str, object], event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
+def _end(task: Task) -> bytes:
+    return _event("end", {"phase": task.phase, "reason": task.reason, "exit_code": task.exit_code,
+                          "stdout_truncated": task.stdout_truncated,
+                          "stderr_truncated": task.stderr_truncated})
+
+
+async def _stream(request: Request, database: Database, task: Task, after: int,
+                  stream: Stream | None, follow: bool, heartbeat: float) -> AsyncIterator[bytes]:
+    feed: TransitionFeed = request.app.state.feed
+    decoders = {name: codecs.getincrementaldecoder("utf-8")("replace")
+                for name in ("stdout", "stderr")}
+    last, sent_any = after, after > 0
+    while True:
+        changed = feed.changed()  # taken before reading, so no commit slips between
+        rows = await run_in_threadpool(_chunks, database, task.id, task.attempt, last, stream)
+        for row in rows:
+            last = row.seq or last
+            sent_any = True
+            text = decoders[row.stream].decode(row.data)
+            yield _event("output", {"seq": row.seq, "stream": row.stream, "text": text,
+                                    "at": isoformat_z(row.at)}, row.seq)
+        if len(rows) == BATCH:
+            continue
+        fresh = await run_in_threadpool(_task, database, task.id)
+        if fresh is None:
+            return
+        if fresh.phase in TERMINAL_PHASES:
+            # The controller stores every chunk before it records the ending, so one more
+            # read after seeing the ending misses nothing.
+            rows = await run_in_threadpool(_chunks, database, task.id, task.attempt, last,
+                                           stream)
+            if rows:
+                continue
+            if not sent_any:  # compacted away, or never streamed: the final output stands
+                for name, final in (("stdout", fresh.stdout), ("stderr", fresh.stderr)):
+                    if final and stream in (None, name):
+                        yield _event("output", {"seq": None, "stream": name, "text": final,
+                                                "at": isoformat_z(fresh.finished_at)})
+            yield _end(fresh)
+            return
+        if not follow:
+            return
+        try:
+            await asyncio.wait_for(changed.wait(), timeout=heartbeat)
+        except TimeoutError:
+            if await request.is_disconnected():
+                return
+            yield b": keepalive\n\n"
+
+
+@router.get("/tasks/{task_id}/logs", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}, 404: {}})
+async def task_logs(
+    request: Request,
+    task_id: str,
+    database: DatabaseDep,
+    follow: bool = False,
+    stream: Stream | None = None,
+    since: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """Stream the task's output; with `follow`, live until the task is terminal."""
+    if last_event_id is not None:
+        if not last_event_id.strip().isdigit():
+            raise HTTPException(422, "Last-Event-ID must be an output chunk seq (digits)")
+        since = int(last_event_id)
+    task = await run_in_threadpool(_task, database, task_id)
+    if task is None:
+        raise HTTPException(404, f"task {task_id} not found")
+    await request.app.state.feed.ready.wait()
+    heartbeat = request.app.state.settings.watch_heartbeat_seconds
+    return StreamingResponse(
+        _stream(request, database, task, since or 0, stream, follow, heartbeat),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,46 @@
+/** Formatting of ids, phases, sizes, durations and times for people. */
+
+export const PHASES = ["Pending", "Scheduled", "Running", "Succeeded", "Failed", "TimedOut",
+  "Cancelled"];
+export const TERMINAL = new Set(["Succeeded", "Failed", "TimedOut", "Cancelled"]);
+
+const MIB = 1024 * 1024;
+const GIB = 1024 * MIB;
+
+/** Ids are 32 hex characters; eight tell tasks apart on one host. */
+export const shortId = (id) => String(id).slice(0, 8);
+
+/** Link to a task's page. The id is URI-encoded, so the href is always a fragment. */
+export const taskHref = (id) => `#/tasks/${encodeURIComponent(id)}`;
+
+/** Bytes in the seed's binary units (1MB = 1024×1024 bytes), as the API writes them. */
+export function formatBytes(bytes) {
+  if (bytes >= GIB) return `${trim(bytes / GIB)}GB`;
+  return `${trim(bytes / MIB)}MB`;
+}
+
+function trim(value) {
+  return value >= 100 || Number.isInteger(value) ? String(Math.round(value)) : value.toFixed(1);
+}
+
+/** "4 s", "2 min 03 s", "1 h 05 min": short enough for a table cell on a phone. */
+export function formatDuration(ms) {
+  const seconds = Math.max(0, Math.floor(ms / 1000));
+  if (seconds < 60) return `${seconds} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ${pad(seconds % 60)} s`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 48) return `${hours} h ${pad(minutes % 60)} min`;
+  return `${Math.floor(hours / 24)} d`;
+}
+
+const pad = (n) => String(n).padStart(2, "0");
+
+/** A timestamp in the viewer's local time; the full ISO value goes in a title. */
+export function formatTime(iso) {
+  if (!iso) return "—";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return String(iso);
+  const sameDay = date.toDateString() === new Date().toDateString();
+  return sameDay ? date.toLocaleTimeString() : date.toLocaleString();
+}

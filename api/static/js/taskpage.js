@@ -1,0 +1,203 @@
+/**
+ * A task's page (#/tasks/<id>): its status, result and output, the code highlighted, its
+ * spec, and the timeline of its transitions. It follows the task live: the shared store
+ * receives every transition from /watch, and this page re-reads the timeline when its task
+ * changes. Cancel sends DELETE /tasks/{id}; the controller then stops the task.
+ */
+
+import { api } from "./api.js";
+import { byId, fill, h, setText } from "./dom.js";
+import { TERMINAL, formatDuration, formatTime, shortId } from "./format.js";
+import { highlight } from "./highlight.js";
+
+export class TaskPage {
+  constructor(store) {
+    this.store = store;
+    this.root = byId("view-task");
+    this.id = null;
+    this.parts = null;
+    this.eventsTimer = null;
+    store.addEventListener("change", (event) => {
+      if (event.detail.id === this.id) this.changed();
+    });
+  }
+
+  /** Show the page for one task; called by the router. */
+  async show(id) {
+    this.id = id;
+    this.build(id);
+    const entry = this.store.get(id);
+    if (entry) this.changed();
+    try {
+      this.store.upsert(await api.getTask(id)); // fresh output and timestamps
+    } catch (error) {
+      if (this.id !== id) return;
+      const text = error.status === 404 ? `There is no task with id ${id}.` : error.message;
+      fill(this.parts.body, h("p", { class: "notice error" }, text));
+    }
+  }
+
+  hide() {
+    this.id = null;
+  }
+
+  build(id) {
+    const p = {
+      phase: h("span", { class: "phase" }, "…"),
+      cancel: h("button", { type: "button", class: "button danger", hidden: true,
+        onclick: () => this.cancel() }, "Cancel task"),
+      status: h("p", { class: "status-line", role: "status", "aria-live": "polite" },
+        "Loading…"),
+      message: h("p", { class: "notice", role: "status", "aria-live": "polite", hidden: true }),
+      result: h("pre", { class: "output", "aria-labelledby": "result-heading" }),
+      exit: h("p", { class: "muted" }),
+      stdout: output("stdout"),
+      stderr: output("stderr"),
+      code: h("code", { class: "code" }),
+      spec: h("dl", { class: "spec" }),
+      timeline: h("ol", { class: "timeline" }),
+    };
+    p.body = h("div", { class: "task-grid" },
+      panel("Result", "result-heading", p.result, p.exit),
+      panel("Timeline", "timeline-heading", p.timeline),
+      panel("Output", "output-heading", p.stdout.box, p.stderr.box),
+      panel("Code", "code-heading", h("pre", { class: "code-block" }, p.code)),
+      panel("Spec", "spec-heading", p.spec));
+    this.parts = p;
+    this.codeShown = false;
+    fill(this.root,
+      h("p", { class: "crumbs" }, h("a", { href: "#/" }, "← All tasks")),
+      h("div", { class: "task-head" },
+        h("h1", { id: "task-heading", tabindex: "-1" }, "Task ",
+          h("span", { class: "mono", title: id }, shortId(id))),
+        p.phase, p.cancel),
+      p.status, p.message, p.body);
+  }
+
+  /** The task changed (or was first read): update everything but the code. */
+  changed() {
+    const entry = this.store.get(this.id);
+    if (!entry || !this.parts) return;
+    const { task } = entry;
+    const p = this.parts;
+    const { status } = task;
+    setText(p.phase, status.phase);
+    p.phase.dataset.phase = status.phase;
+    p.cancel.hidden = TERMINAL.has(status.phase);
+    p.cancel.disabled = status.cancel_requested;
+    setText(p.cancel, status.cancel_requested ? "Cancel requested" : "Cancel task");
+    this.tick();
+    setText(p.result, status.result ?? (TERMINAL.has(status.phase) ? "" : "not finished yet"));
+    setText(p.exit, status.exit_code === null ? "" : `exit code ${status.exit_code}`);
+    const ended = TERMINAL.has(status.phase);
+    p.stdout.show(status.stdout, status.stdout_truncated, ended);
+    p.stderr.show(status.stderr, status.stderr_truncated, ended);
+    if (!this.codeShown) {
+      fill(p.code, highlight(task.spec.code));
+      this.codeShown = true;
+    }
+    fill(p.spec, specRows(task));
+    this.loadEventsSoon();
+  }
+
+  /** Called every second, and on change: "Running for 12 s · Started: container running". */
+  tick() {
+    const entry = this.id && this.store.get(this.id);
+    if (!entry || !this.parts) return;
+    const { status } = entry.task;
+    const since = formatDuration(Date.now() - entry.phaseSince);
+    const why = status.message ? `${status.reason}: ${status.message}` : status.reason;
+    const when = TERMINAL.has(status.phase) ? `${since} ago` : `for ${since}`;
+    setText(this.parts.status, `${status.phase} ${when} · ${why}`);
+  }
+
+  loadEventsSoon() {
+    clearTimeout(this.eventsTimer);
+    this.eventsTimer = setTimeout(() => this.loadEvents(), 100);
+  }
+
+  async loadEvents() {
+    const id = this.id;
+    let events;
+    try {
+      events = (await api.events(id)).items;
+    } catch {
+      return; // the next change tries again
+    }
+    if (id !== this.id) return;
+    fill(this.parts.timeline, events.map((event, index) => timelineItem(event, events[index - 1])));
+  }
+
+  async cancel() {
+    const id = this.id;
+    if (!window.confirm(`Cancel task ${shortId(id)}? Its container is stopped.`)) return;
+    const message = this.parts.message;
+    try {
+      this.store.upsert(await api.cancel(id));
+      showNotice(message, "Cancellation requested; the controller stops the task.", false);
+    } catch (error) {
+      showNotice(message, `Could not cancel: ${error.message}`, true);
+    }
+  }
+}
+
+function panel(title, headingId, ...children) {
+  return h("section", { class: "panel", "aria-labelledby": headingId },
+    h("h2", { id: headingId }, title), ...children);
+}
+
+/** A stdout or stderr box: its text, and a badge when the API cut it at the cap. */
+function output(name) {
+  const badge = h("span", { class: "badge warn", hidden: true }, "truncated");
+  const pre = h("pre", { class: "output", "aria-label": name });
+  const box = h("div", { class: "stream", dataset: { stream: name } },
+    h("h3", {}, name, " ", badge), pre);
+  return {
+    box,
+    show(text, truncated, ended) {
+      setText(pre, text ?? "");
+      // The API hands output over when the task ends; say so rather than show a blank box.
+      pre.dataset.empty = text ? "false" : ended ? "true" : "pending";
+      badge.hidden = !truncated;
+      box.dataset.truncated = String(Boolean(truncated));
+    },
+  };
+}
+
+function specRows(task) {
+  const { spec, status } = task;
+  const res = spec.resources;
+  const rows = [
+    ["id", task.id],
+    ["type", spec.task_type],
+    ["resources", `${res.cpu} cpu · ${res.gpu} gpu · ${res.ram} ram · ${res.storage} storage`],
+    ["timeout", `${spec.timeout_seconds} s`],
+    ["stdin", spec.stdin === null ? "none" : spec.stdin],
+    ["attempt", String(status.attempt)],
+    ["cores", status.assigned.cpus.join(", ") || "none"],
+    ["GPUs", status.assigned.gpus.join(", ") || "none"],
+    ["submitted", formatTime(task.created_at)],
+    ["scheduled", formatTime(status.scheduled_at)],
+    ["started", formatTime(status.started_at)],
+    ["finished", formatTime(status.finished_at)],
+  ];
+  if (status.stuck) rows.push(["stuck", status.stuck.why]);
+  return rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]);
+}
+
+function timelineItem(event, previous) {
+  const gap = previous ? Date.parse(event.at) - Date.parse(previous.at) : null;
+  return h("li", { dataset: { toPhase: event.to_phase } },
+    h("time", { datetime: event.at, title: event.at }, formatTime(event.at)),
+    gap === null ? null : h("span", { class: "muted" }, ` +${(gap / 1000).toFixed(1)} s`),
+    h("div", {}, `${event.from_phase ?? "—"} → `,
+      h("span", { class: "phase", dataset: { phase: event.to_phase } }, event.to_phase),
+      " ", h("span", { class: "reason" }, event.reason)),
+    event.message ? h("div", { class: "muted" }, event.message) : null);
+}
+
+export function showNotice(el, text, isError) {
+  el.hidden = false;
+  el.classList.toggle("error", isError);
+  setText(el, text);
+}

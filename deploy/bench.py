@@ -1,0 +1,1037 @@
+"""The taskyard benchmark: each figure of the performance issue next to its baseline, both
+measured in the same run on the same machine, printed as one table.
+
+Run it from the repository root, on a host where the service runs (Docker engine up, runner
+image built; `deploy/setup-host.sh` does both):
+
+    .venv/bin/python deploy/bench.py                   # full run, a few minutes
+    .venv/bin/python deploy/bench.py --quick           # smoke run for CI, under a minute
+    .venv/bin/python deploy/bench.py --only latency rate
+
+Figures (names for `--only`): footprint, latency, burst, handoff, watch, rate, reconcile,
+scheduler. Each one starts what it needs: a `taskyard serve` (or `taskyard api`) process on a
+free 127.0.0.1 port with a temporary data dir, a no-op FastAPI app under uvicorn, plain
+`docker run` containers labelled `taskyard.bench=<run id>`. Everything is stopped and every
+container it started is removed at the end, also after Ctrl-C or SIGTERM. The run has a global
+deadline and each figure a time budget. It reports medians and never asserts on time: the exit
+code is 0 unless something broke (a server that does not start, a task that fails, a figure
+that cannot finish in its budget), and then 1 with the reason in the table.
+
+The submit rate is driven by `wrk` (Debian package `wrk`) where it is installed; otherwise by
+an asyncio client, which may saturate before the server does (the output says which).
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE = os.environ.get("TASKYARD_IMAGE", "taskyard-runner:1")
+BENCH_LABEL = "taskyard.bench"
+OWNER_LABEL = "taskyard.owner"
+TERMINAL = frozenset({"Succeeded", "Failed", "TimedOut", "Cancelled"})
+CORES = len(os.sched_getaffinity(0))
+MIB = 1024 * 1024
+EXAMPLE_1: dict[str, Any] = {
+    "task_type": "execute_code",
+    "code": "print('Hello, World!')",
+    "resources": {"cpu": "2", "gpu": "0", "ram": "512MB", "storage": "1GB"},
+}
+HELLO = "Hello, World!\n"
+RATE_CONNECTIONS = 16
+SUBMIT_THREADS = 16
+
+NOOP_APP = '''\
+"""The submit-rate baseline: a no-op route on the same kind of server as taskyard's API."""
+import sys
+
+import uvicorn
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.post("/noop")
+async def noop():
+    return {}
+
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+                access_log=False)
+'''
+
+
+class BenchError(Exception):
+    """Something broke: the figure cannot be measured, and the run exits non-zero."""
+
+
+# --- sizes, budgets, results ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sizes:
+    latency_runs: int
+    burst_tasks: int
+    handoff_rounds: int
+    watch_clients: int
+    rate_seconds: int
+    rate_rounds: int
+    reconcile_terminal: int
+    reconcile_passes: int
+    scheduler_pending: int
+    settle_seconds: float
+    deadline_seconds: float
+    budgets: dict[str, float]
+
+
+FULL = Sizes(
+    latency_runs=20, burst_tasks=200, handoff_rounds=5, watch_clients=1000, rate_seconds=5,
+    rate_rounds=3, reconcile_terminal=100_000, reconcile_passes=20, scheduler_pending=10_000,
+    settle_seconds=5.0, deadline_seconds=1800,
+    budgets={"footprint": 60, "latency": 180, "burst": 480, "handoff": 150, "watch": 180,
+             "rate": 180, "reconcile": 300, "scheduler": 180},
+)
+QUICK = Sizes(
+    latency_runs=3, burst_tasks=20, handoff_rounds=1, watch_clients=50, rate_seconds=1,
+    rate_rounds=1, reconcile_terminal=10_000, reconcile_passes=5, scheduler_pending=10_000,
+    settle_seconds=1.0, deadline_seconds=58,
+    budgets={"footprint": 12, "latency": 12, "burst": 25, "handoff": 12, "watch": 15,
+             "rate": 14, "reconcile": 15, "scheduler": 12},
+)
+
+
+@dataclass
+class Row:
+    """One line of the table; `note` is printed under it, as a footnote."""
+
+    figure: str
+    taskyard: str
+    baseline: str = "—"
+    ratio: str = "—"
+    target: str = "—"
+    met: str = "—"
+    notes: list[str] = field(default_factory=list)
+    broken: bool = False
+
+
+def seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def times(value: float) -> str:
+    return f"{value:.2f}×"
+
+
+def verdict(met: bool) -> str:
+    return "yes" if met else "NO"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile (q in 0..100) of a non-empty sample."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def at_epoch(iso: str) -> float:
+    """Seconds since the epoch of one of the API's ISO 8601 UTC times (`...Z`)."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def remaining(until: float) -> float:
+    return until - time.monotonic()
+
+
+# --- the processes the run starts -------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Service:
+    """One server process of ours on a free 127.0.0.1 port, in its own process group."""
+
+    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], cwd: Path,
+                 data_dir: Path | None = None) -> None:
+        self.name = name
+        self.port = free_port()
+        self.argv = [arg.replace("{port}", str(self.port)) for arg in argv]
+        self.env = {**env, "TASKYARD_HOST": "127.0.0.1", "TASKYARD_PORT": str(self.port)}
+        self.cwd = cwd
+        self.data_dir = data_dir
+        self.log = cwd / f"{name}-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, ready: Callable[[httpx.Client], bool], timeout: float = 60) -> "Service":
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.url, timeout=5) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise BenchError(f"{self.name} exited with {self.process.returncode}:\n"
+                                     f"{self.log.read_text()[-2000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if ready(client):
+                        return self
+                time.sleep(0.1)
+        raise BenchError(f"{self.name} not ready after {timeout:.0f} s:\n"
+                         f"{self.log.read_text()[-2000:]}")
+
+    def rss_mb(self) -> float:
+        assert self.process is not None
+        return psutil.Process(self.process.pid).memory_info().rss / MIB
+
+    @property
+    def owner(self) -> str | None:
+        path = self.data_dir / "instance-id" if self.data_dir else None
+        return path.read_text().strip() if path and path.exists() else None
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=15)
+
+
+def _serve_ready(client: httpx.Client) -> bool:
+    response = client.get("/healthz")
+    return response.status_code == 200 and response.json()["status"] == "ok"
+
+
+def _answers(client: httpx.Client) -> bool:
+    return client.get("/healthz").status_code == 200
+
+
+def _noop_ready(client: httpx.Client) -> bool:
+    return client.post("/noop").status_code == 200
+
+
+def remove_containers(label: str) -> int:
+    """Remove every container carrying `label` (key=value); how many there were."""
+    listed = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={label}"],
+                            capture_output=True, text=True, timeout=60)
+    ids = listed.stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=180)
+    return len(ids)
+
+
+class Lab:
+    """What this run starts, and `close()`, which stops and removes all of it."""
+
+    def __init__(self) -> None:
+        self.run_id = uuid.uuid4().hex[:12]
+        self.root = Path(tempfile.mkdtemp(prefix="taskyard-bench-"))
+        self.services: list[Service] = []
+        self._serve: Service | None = None
+        self._noop: Service | None = None
+
+    def _taskyard(self, verb: str, ready: Callable[[httpx.Client], bool]) -> Service:
+        data_dir = self.root / f"{verb}-{len(self.services)}"
+        data_dir.mkdir()
+        env = {**os.environ, "TASKYARD_DATA_DIR": str(data_dir)}
+        env.pop("TASKYARD_DATABASE_URL", None)
+        service = Service(f"taskyard-{verb}", [sys.executable, "-m", "taskyard.cli", verb],
+                          env=env, cwd=data_dir, data_dir=data_dir)
+        self.services.append(service)
+        return service.start(ready)
+
+    def serve(self) -> Service:
+        """The `taskyard serve` process (API and controller) shared by the live figures."""
+        if self._serve is None:
+            self._serve = self._taskyard("serve", _serve_ready)
+        return self._serve
+
+    def api_only(self) -> Service:
+        """A fresh `taskyard api` without a controller: submitted tasks stay Pending."""
+        return self._taskyard("api", _answers)
+
+    def noop(self) -> Service:
+        if self._noop is None:
+            folder = self.root / "noop"
+            folder.mkdir()
+            (folder / "bench_noop.py").write_text(NOOP_APP)
+            service = Service("noop", [sys.executable, "bench_noop.py", "{port}"],
+                              env=dict(os.environ), cwd=folder)
+            self.services.append(service)
+            self._noop = service.start(_noop_ready)
+        return self._noop
+
+    def docker_run(self, limits: Sequence[str], code: str) -> list[str]:
+        """A plain `docker run` of `code`, hardened no further than the issue's baseline."""
+        return ["docker", "run", "--rm", "--network", "none", "--label",
+                f"{BENCH_LABEL}={self.run_id}", *limits, IMAGE, "python3", "-c", code]
+
+    def close(self) -> int:
+        """Stop every process and remove every container of this run; leftover containers."""
+        for service in reversed(self.services):
+            service.stop()
+        leftovers = remove_containers(f"{BENCH_LABEL}={self.run_id}")
+        for service in self.services:
+            if service.owner:
+                leftovers += remove_containers(f"{OWNER_LABEL}={service.owner}")
+        shutil.rmtree(self.root, ignore_errors=True)
+        return leftovers
+
+
+# --- talking to taskyard --------------------------------------------------------------------
+
+
+def task_body(code: str, *, cpu: str = "1", ram: str = "128MB", storage: str = "64MB"
+              ) -> dict[str, Any]:
+    return {"task_type": "execute_code", "code": code,
+            "resources": {"cpu": cpu, "gpu": "0", "ram": ram, "storage": storage}}
+
+
+def created(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code != 201:
+        raise BenchError(f"POST /tasks answered {response.status_code}: {response.text[:300]}")
+    task: dict[str, Any] = response.json()
+    return task
+
+
+def wait_terminal(client: httpx.Client, task_id: str, until: float) -> dict[str, Any]:
+    while True:
+        wait = max(0.0, min(30.0, remaining(until)))
+        response = client.get(f"/tasks/{task_id}", params={"wait": wait} if wait else None)
+        task: dict[str, Any] = response.json()
+        if task["status"]["phase"] in TERMINAL:
+            return task
+        if remaining(until) <= 0:
+            raise BenchError(f"task {task_id} still {task['status']['phase']} when the "
+                             "figure's time budget ran out")
+
+
+def wait_phase(client: httpx.Client, task_ids: Sequence[str], phases: set[str], until: float
+               ) -> list[dict[str, Any]]:
+    while True:
+        tasks = [client.get(f"/tasks/{task_id}").json() for task_id in task_ids]
+        if all(task["status"]["phase"] in phases for task in tasks):
+            return tasks
+        if remaining(until) <= 0:
+            raise BenchError(f"tasks not {'/'.join(sorted(phases))} within the time budget: "
+                             f"{[t['status']['phase'] for t in tasks]}")
+        time.sleep(0.02)
+
+
+def metric_values(client: httpx.Client) -> dict[str, float]:
+    """GET /metrics as {'name{labels}': value}."""
+    values = {}
+    for line in client.get("/metrics").text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def terminal_count(client: httpx.Client) -> int:
+    values = metric_values(client)
+    return int(sum(values.get(f'taskyard_tasks{{phase="{phase}"}}', 0) for phase in TERMINAL))
+
+
+def run_docker(command: list[str], expect: str | None = None) -> float:
+    began = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    took = time.perf_counter() - began
+    if done.returncode != 0 or (expect is not None and done.stdout != expect):
+        raise BenchError(f"docker run failed ({done.returncode}): {done.stderr[-500:]}")
+    return took
+
+
+# --- 6. footprint ----------------------------------------------------------------------------
+
+
+def figure_footprint(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
+    serve = lab.serve()
+    noop = lab.noop()
+    time.sleep(min(sizes.settle_seconds, max(0.0, remaining(until) - 3)))
+    samples, base = [], []
+    for _ in range(5):
+        samples.append(serve.rss_mb())
+        base.append(noop.rss_mb())
+        time.sleep(0.2)
+    idle, noop_rss = statistics.median(samples), statistics.median(base)
+    return [Row("6 footprint: idle serve RSS", f"{idle:.0f} MB", f"{noop_rss:.0f} MB no-op app",
+                times(idle / noop_rss), "< 150 MB", verdict(idle < 150),
+                ["footprint: RSS of the `taskyard serve` process (API + controller, idle, "
+                 f"{sizes.settle_seconds:.0f} s after healthz ok), median of 5 samples; "
+                 "baseline: the no-op FastAPI app under uvicorn, for scale"])]
+
+
+# --- 1. latency ------------------------------------------------------------------------------
+
+
+def figure_latency(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
+    if CORES < 2:
+        return [Row("1 latency, Example 1", "skipped: Example 1 asks for 2 cores")]
+    serve = lab.serve()
+    command = lab.docker_run(["--cpus", "2", "-m", "512m"], EXAMPLE_1["code"])
+    ours: list[float] = []
+    theirs: list[float] = []
+    stages: list[list[float]] = []
+
+    with httpx.Client(base_url=serve.url, timeout=60) as client:
+        def via_taskyard() -> None:
+            sent = time.time()
+            began = time.perf_counter()
+            task = created(client.post("/tasks", params={"wait": 30}, json=EXAMPLE_1))
+            took = time.perf_counter() - began
+            status = task["status"]
+            if status["phase"] != "Succeeded" or status["stdout"] != HELLO:
+                raise BenchError(f"Example 1 ended {status['phase']}: {status['message']}")
+            ours.append(took)
+            marks = [sent, at_epoch(task["created_at"]), at_epoch(status["scheduled_at"]),
+                     at_epoch(status["started_at"]), at_epoch(status["finished_at"]),
+                     sent + took]
+            stages.append([b - a for a, b in pairwise(marks)])
+
+        def via_docker() -> None:
+            theirs.append(run_docker(command, HELLO))
+
+        via_taskyard()  # warm-up pair, not counted: first request, image in page cache
+        via_docker()
+        ours.clear()
+        stages.clear()
+        theirs.clear()
+        for i in range(sizes.latency_runs):
+            if remaining(until) < 2:
+                break
+            pair = (via_taskyard, via_docker) if i % 2 == 0 else (via_docker, via_taskyard)
+            for run in pair:
+                run()
+    if not ours:
+        raise BenchError("no latency run fitted in the time budget")
+    ty, raw = statistics.median(ours), statistics.median(theirs)
+    breakdown = [statistics.median(stage) for stage in zip(*stages, strict=True)]
+    names = ("submit→created", "created→scheduled", "scheduled→started (container start)",
+             "started→finished", "finished→client")
+    return [Row(f"1 latency, Example 1 (median of {len(ours)})", seconds(ty),
+                f"{seconds(raw)} docker run", times(ty / raw), "≤ 0.50×", verdict(ty / raw <= 0.5),
+                [f"latency: POST /tasks?wait=30 vs `{' '.join(command[:3])} … --cpus 2 -m 512m`, "
+                 "interleaved one of each, alternating which goes first; a warm-up pair not "
+                 f"counted; p90 {seconds(percentile(ours, 90))} vs "
+                 f"{seconds(percentile(theirs, 90))}",
+                 "latency breakdown (medians, server timestamps): "
+                 + ", ".join(f"{name} {seconds(value)}"
+                             for name, value in zip(names, breakdown, strict=True))])]
+
+
+# --- 2. burst --------------------------------------------------------------------------------
+
+
+def figure_burst(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
+    serve = lab.serve()
+    count = sizes.burst_tasks
+    codes = [f"print({i} * {i})" for i in range(count)]
+    limits = ["--cpus", "1", "-m", "128m"]
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(CORES) as pool:
+        list(pool.map(lambda code: run_docker(lab.docker_run(limits, code)), codes))
+    raw = time.perf_counter() - began
+
+    with httpx.Client(base_url=serve.url, timeout=60,
+                      limits=httpx.Limits(max_connections=SUBMIT_THREADS)) as client:
+        before = terminal_count(client)
+        began = time.perf_counter()
+        with ThreadPoolExecutor(SUBMIT_THREADS) as pool:
+            ids = list(pool.map(
+                lambda code: created(client.post("/tasks", json=task_body(code)))["id"], codes))
+        submitted = time.perf_counter() - began
+        while terminal_count(client) < before + count:
+            if remaining(until) <= 0:
+                raise BenchError(f"burst: {before + count - terminal_count(client)} of {count} "
+                                 "tasks not terminal when the time budget ran out")
+            time.sleep(0.1)
+        ours = time.perf_counter() - began
+        wanted = set(ids)
+        tasks = [t for t in client.get("/tasks", params={"limit": 500}).json()["items"]
+                 if t["id"] in wanted]
+    failed = [t for t in tasks if t["status"]["phase"] != "Succeeded"]
+    if len(tasks) != count or failed:
+        raise BenchError(f"burst: {len(failed)} of {count} tasks did not succeed, e.g. "
+                         f"{failed[0]['status'] if failed else 'some are missing'}")
+    busy = sum(at_epoch(t["status"]["finished_at"]) - at_epoch(t["status"]["started_at"])
+               for t in tasks)
+    return [Row(f"2 burst, {count} tasks at cpu 1", seconds(ours),
+                f"{seconds(raw)} docker run -P{CORES}", times(ours / raw), "≤ 1.00×",
+                verdict(ours / raw <= 1.0),
+                [f"burst: {count} one-liners submitted by {SUBMIT_THREADS} threads (all "
+                 f"accepted in {seconds(submitted)}), until /metrics counts them terminal, "
+                 f"vs the same snippets as `docker run --cpus 1 -m 128m`, {CORES} at a time; "
+                 f"taskyard's slots held a running container {busy / CORES / ours:.0%} of the "
+                 "wall time"])]
+
+
+# --- submit-to-start when a slot frees up ----------------------------------------------------
+
+
+def figure_handoff(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
+    serve = lab.serve()
+    gaps: list[float] = []
+    stages: list[tuple[float, float]] = []
+    with httpx.Client(base_url=serve.url, timeout=60) as client:
+        slots = int(metric_values(client)['taskyard_allocatable{resource="cpu"}'])
+        for _ in range(sizes.handoff_rounds):
+            if gaps and remaining(until) < 15:
+                break
+            # Staggered sleeps, so that the first one to end is the one that frees the slot.
+            sleepers = [
+                created(client.post("/tasks", json=task_body(
+                    f"import time; time.sleep({1.5 + 0.5 * i})", ram="64MB")))["id"]
+                for i in range(slots)
+            ]
+            wait_phase(client, sleepers, {"Running"}, until)
+            queued = created(client.post("/tasks", json=task_body("print('next')", ram="64MB")))
+            task = wait_terminal(client, queued["id"], until)
+            ended = min(at_epoch(wait_terminal(client, s, until)["status"]["finished_at"])
+                        for s in sleepers)
+            status = task["status"]
+            gaps.append(at_epoch(status["started_at"]) - ended)
+            stages.append((at_epoch(status["scheduled_at"]) - ended,
+                           at_epoch(status["started_at"]) - at_epoch(status["scheduled_at"])))
+    if not gaps:
+        raise BenchError("no handoff round fitted in the time budget")
+    to_scheduled = statistics.median(s[0] for s in stages)
+    to_started = statistics.median(s[1] for s in stages)
+    return [Row(f"  slot handoff: end → next start (median of {len(gaps)})",
+                seconds(statistics.median(gaps)),
+                notes=[f"handoff: all {slots} cores busy with sleep tasks, one more queued; from "
+                       "the first sleeper's finished_at to the queued task's started_at: "
+                       f"{seconds(to_scheduled)} until it is scheduled, "
+                       f"{seconds(to_started)} more until its container has started"])]
+
+
+# --- 5. watch fan-out ------------------------------------------------------------------------
+
+
+@dataclass
+class Crowd:
+    """What the watch clients share: how many are subscribed, and the task to follow."""
+
+    size: int
+    joined: int = 0
+    target: str | None = None
+
+
+async def _read_chunk(reader: asyncio.StreamReader) -> bytes:
+    size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+    data = await reader.readexactly(size + 2)
+    return data[:-2]
+
+
+async def _follow_watch(port: int, crowd: Crowd, connecting: asyncio.Semaphore
+                        ) -> list[tuple[float, dict[str, Any]]]:
+    """One /watch client: every transition it receives, with its arrival time."""
+    async with connecting:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /watch HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                     b"accept: text/event-stream\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+    try:
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise BenchError(f"GET /watch answered {head.splitlines()[0]!r}")
+        chunked = b"transfer-encoding: chunked" in head.lower()
+        events: list[tuple[float, dict[str, Any]]] = []
+        buffer = b""
+        subscribed = False
+        while True:
+            data = await (_read_chunk(reader) if chunked else reader.read(65536))
+            arrived = time.time()
+            if not data:
+                raise BenchError("a /watch stream ended early")
+            buffer += data
+            while b"\n\n" in buffer:
+                frame, buffer = buffer.split(b"\n\n", 1)
+                if frame.startswith(b":"):
+                    if not subscribed:
+                        subscribed = True
+                        crowd.joined += 1
+                    continue
+                line = next(x for x in frame.split(b"\n") if x.startswith(b"data:"))
+                event = json.loads(line[5:])
+                events.append((arrived, event))
+                if event["task_id"] == crowd.target and event["to_phase"] in TERMINAL:
+                    return events
+    finally:
+        writer.close()
+
+
+async def _watch_fanout(serve: Service, clients: int, until: float
+                        ) -> tuple[list[float], float, float, int, int]:
+    """Delays (ms) of every transition at every client, RSS before/peak, transitions, misses."""
+    crowd = Crowd(clients)
+    rss_before = statistics.median(serve.rss_mb() for _ in range(3))
+    connecting = asyncio.Semaphore(100)
+    followers = [asyncio.create_task(_follow_watch(serve.port, crowd, connecting))
+                 for _ in range(clients)]
+    try:
+        while crowd.joined < clients:
+            broken = [f for f in followers if f.done() and f.exception()]
+            if broken:
+                raise BenchError(f"a watch client failed: {broken[0].exception()!r}")
+            if remaining(until) <= 0:
+                raise BenchError(f"only {crowd.joined} of {clients} watch clients subscribed "
+                                 "within the time budget")
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        rss_connected = serve.rss_mb()
+        async with httpx.AsyncClient(base_url=serve.url, timeout=30) as http:
+            response = await http.post("/tasks", json=task_body("print('watched')", ram="64MB"))
+            crowd.target = created(response)["id"]
+            done, _ = await asyncio.wait(followers, timeout=max(1.0, remaining(until)))
+            rss_after = serve.rss_mb()
+            history = (await http.get(f"/tasks/{crowd.target}/events")).json()["items"]
+    finally:
+        for follower in followers:
+            follower.cancel()
+        await asyncio.gather(*followers, return_exceptions=True)
+    expected = {event["seq"] for event in history}
+    delays, received = [], 0
+    for follower in done:
+        if follower.cancelled() or follower.exception():
+            continue
+        for arrived, event in follower.result():
+            if event["seq"] in expected:
+                received += 1
+                delays.append((arrived - at_epoch(event["at"])) * 1000)
+    missing = clients * len(expected) - received
+    return delays, rss_before, max(rss_connected, rss_after), len(expected), missing
+
+
+def figure_watch(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
+    serve = lab.serve()
+    clients = sizes.watch_clients
+    delays, before, peak, transitions, missing = asyncio.run(
+        _watch_fanout(serve, clients, until))
+    if missing:
+        raise BenchError(f"watch: {missing} of {clients * transitions} deliveries missing")
+    p50, p99 = percentile(delays, 50), percentile(delays, 99)
+    growth = peak - before
+    return [
+        Row(f"5 watch, {clients} clients: delivery p99", f"{p99:.0f} ms", target="< 200 ms",
+            met=verdict(p99 < 200),
+            notes=[f"watch: {clients} raw-socket SSE clients on one asyncio loop in this "
+                   f"process; {transitions} transitions of one task × {clients} clients; delay "
+                   f"= arrival − the event's `at`; p50 {p50:.0f} ms, p99 {p99:.0f} ms, max "
+                   f"{max(delays):.0f} ms (includes this client's own loop)"]),
+        Row(f"5 watch, {clients} clients: RSS growth", f"{growth:.0f} MB",
+            f"{before:.0f} MB before", target="< 100 MB", met=verdict(growth < 100)),
+    ]
+
+
+# --- 3. submit rate --------------------------------------------------------------------------
+
+
+@dataclass
+class Rate:
+    per_second: float
+    answered: int
+    errors: str
+
+
+def _wrk(url: str, script: Path, duration: int) -> Rate:
+    threads = max(1, min(4, CORES))
+    done = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{RATE_CONNECTIONS}", f"-d{duration}s", "--timeout", "10s",
+         "-s", str(script), url], capture_output=True, text=True, timeout=duration + 60)
+    if done.returncode != 0:
+        raise BenchError(f"wrk failed: {done.stderr[-500:]}")
+    out = done.stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    if rps is None or count is None:
+        raise BenchError(f"cannot read wrk's output:\n{out}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    errors = ", ".join(filter(None, [
+        f"{bad.group(1)} non-2xx" if bad else "",
+        f"socket errors {socket_errors.group(1)}" if socket_errors else "",
+    ]))
+    answered = int(count.group(1)) - (int(bad.group(1)) if bad else 0)
+    return Rate(float(rps.group(1)), answered, errors)
+
+
+async def _asyncio_load(url: str, body: bytes, duration: int) -> Rate:
+    ok = bad = 0
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(
+            max_connections=RATE_CONNECTIONS)) as client:
+        began = time.perf_counter()
+        stop = began + duration
+
+        async def worker() -> None:
+            nonlocal ok, bad
+            while time.perf_counter() < stop:
+                response = await client.post(url, content=body,
+                                              headers={"content-type": "application/json"})
+                if response.status_code < 300:
+                    ok += 1
+                else:
+                    bad += 1
+
+        await asyncio.gather(*(worker() for _ in range(RATE_CONNECTIONS)))
+        took = time.perf_counter() - began
+    return Rate(ok / took, ok, f"{bad} non-2xx" if bad else "")
+
+
+def figure_rate(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
+    api = lab.api_only()  # no controller: thousands of submitted tasks must not start
+    noop = lab.noop()
+    body = json.dumps(task_body("print('hi')", ram="64MB", storage="16MB"))
+    script = lab.root / "post.lua"
+    script.write_text('wrk.method = "POST"\n'
+                      'wrk.headers["Content-Type"] = "application/json"\n'
+                      f"wrk.body = [[{body}]]\n")
+    use_wrk = shutil.which("wrk") is not None
+
+    def load(url: str, duration: int) -> Rate:
+        if use_wrk:
+            return _wrk(url, script, duration)
+        return asyncio.run(_asyncio_load(url, body.encode(), duration))
+
+    targets = {"taskyard": api.url + "/tasks", "noop": noop.url + "/noop"}
+    for url in targets.values():
+        load(url, 1)  # warm-up
+    rates: dict[str, list[Rate]] = {"taskyard": [], "noop": []}
+    for i in range(sizes.rate_rounds):
+        if i and remaining(until) < 2 * sizes.rate_seconds + 10:
+            break
+        for name in (("noop", "taskyard") if i % 2 == 0 else ("taskyard", "noop")):
+            rates[name].append(load(targets[name], sizes.rate_seconds))
+    errors = [f"{name}: {r.errors}" for name, rs in rates.items() for r in rs if r.errors]
+    if errors:
+        raise BenchError("submit rate: the load generator saw errors: " + "; ".join(errors))
+
+    assert api.data_dir is not None
+    with contextlib.closing(sqlite3.connect(api.data_dir / "taskyard.db")) as db:
+        rows = db.execute("SELECT count(*) FROM tasks").fetchone()[0]
+    answered = sum(r.answered for r in rates["taskyard"])
+    warmup_rows = rows - answered  # the warm-up's rows, and requests in flight at the end
+    if warmup_rows < 0:
+        raise BenchError(f"submit rate: {answered} POSTs answered 2xx but only {rows} rows "
+                         "exist: a 201 without a durable row")
+    ours = statistics.median(r.per_second for r in rates["taskyard"])
+    theirs = statistics.median(r.per_second for r in rates["noop"])
+    generator = (f"wrk, {max(1, min(4, CORES))} threads" if use_wrk else
+                 "an asyncio httpx client (wrk is not installed: `apt-get install wrk`); it "
+                 "may cap below what the servers can do")
+    return [Row(f"3 submit rate, {RATE_CONNECTIONS} connections", f"{ours:.0f}/s",
+                f"{theirs:.0f}/s no-op route", f"{ours / theirs:.0%}", "≥ 35%",
+                verdict(ours / theirs >= 0.35),
+                [f"rate: {generator}, {RATE_CONNECTIONS} connections, {len(rates['noop'])} "
+                 f"alternating rounds of {sizes.rate_seconds} s each (medians), on the same "
+                 f"{CORES} cores as both servers; taskyard: `taskyard api` alone (no "
+                 f"controller); every 201 has its row: {rows} rows ≥ {answered} answered"])]
+
+
+# --- 4. reconcile cost, and the scheduler (in-process, fake engine) ---------------------------
+
+
+def _task_row_template(phase: str) -> dict[str, Any]:
+    """A `tasks` row as the service writes it, with every column the model has today."""
+    import sqlalchemy
+
+    from models.tables import Task
+
+    now = datetime.now(UTC)
+    ended = phase in TERMINAL
+    task = Task(
+        id="template", task_type="execute_code", code="print(1)", cpu=1, gpu=0, ram="64MB",
+        ram_bytes=64 * MIB, storage="16MB", storage_bytes=16 * MIB, timeout_seconds=30,
+        phase=phase, reason="Completed" if ended else "Created",
+        message="exited with code 0" if ended else "task submitted",
+        result="1\n" if ended else None, exit_code=0 if ended else None,
+        stdout="1\n" if ended else None, stderr="" if ended else None,
+        assigned_cpus=[0] if ended else [], scheduled_at=now if ended else None,
+        started_at=now if ended else None, finished_at=now if ended else None,
+        attempt=1, created_at=now - timedelta(hours=1),
+    )
+    columns = sqlalchemy.inspect(Task).local_table.columns
+    return {column.name: getattr(task, column.name) for column in columns if column.name != "pk"}
+
+
+def _fill(database: Any, count: int, phase: str) -> None:
+    """Bulk-insert `count` tasks in `phase` (with the transitions that led there)."""
+    from sqlalchemy import insert, inspect
+
+    from models.tables import Task, Transition
+
+    template = _task_row_template(phase)
+    path = ["Pending", "Scheduled", "Running", phase] if phase in TERMINAL else ["Pending"]
+    batch = 10_000
+    for start in range(0, count, batch):
+        tasks, transitions = [], []
+        for i in range(start, min(count, start + batch)):
+            task_id = f"bench{i:010d}"
+            tasks.append({**template, "id": task_id})
+            for version, (before, after) in enumerate(zip([None, *path], path, strict=False)):
+                transitions.append({"task_id": task_id, "from_phase": before,
+                                    "to_phase": after, "reason": "Created", "message": "",
+                                    "at": template["created_at"],
+                                    "resource_version": version + 1})
+        with database.writer.begin() as connection:
+            connection.execute(insert(inspect(Task).local_table), tasks)
+            connection.execute(insert(inspect(Transition).local_table), transitions)
+
+
+@contextlib.contextmanager
+def reconciler_over(folder: Path, count: int, phase: str) -> Iterator[Any]:
+    """A `Reconciler` on the fake engine over a fresh database holding `count` tasks."""
+    from controller.fake_runtime import FakeRuntime
+    from controller.loop import Reconciler
+    from models.database import open_database
+    from models.settings import Settings
+
+    folder.mkdir(parents=True)
+    settings = Settings(data_dir=folder, database_url=None)
+    database = open_database(settings.resolved_database_url)
+    _fill(database, count, phase)
+    reconciler = Reconciler(settings, database, FakeRuntime(), owner="bench",
+                            gpu_probe=lambda: ([], "no GPUs in the benchmark"))
+    try:
+        yield reconciler
+    finally:
+        close = getattr(reconciler, "close", None)
+        if close is not None:
+            close()
+        database.dispose()
+
+
+def _timed(action: Callable[[], object]) -> float:
+    began = time.perf_counter()
+    action()
+    return time.perf_counter() - began
+
+
+def figure_reconcile(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
+    many = sizes.reconcile_terminal
+    began = time.perf_counter()
+    with reconciler_over(lab.root / "reconcile-100", 100, "Succeeded") as few_pass, \
+            reconciler_over(lab.root / f"reconcile-{many}", many, "Succeeded") as many_pass:
+        built = time.perf_counter() - began
+        for _ in range(2):  # warm-up: capacity discovery, first heartbeat, history compaction
+            few_pass.reconcile_once()
+            many_pass.reconcile_once()
+        few: list[float] = []
+        lots: list[float] = []
+        for i in range(sizes.reconcile_passes):
+            if few and remaining(until) < 2:
+                break
+            for reconciler, sample in ((few_pass, few), (many_pass, lots))[:: 1 if i % 2 else -1]:
+                sample.append(_timed(reconciler.reconcile_once))
+    small, big = statistics.median(few), statistics.median(lots)
+    return [Row(f"4 reconcile pass, {many:,} vs 100 terminal", seconds(big),
+                f"{seconds(small)} with 100", times(big / small), "≤ 1.50×",
+                verdict(big / small <= 1.5),
+                [f"reconcile: Reconciler.reconcile_once() in-process on the fake engine, medians "
+                 f"of {len(few)} alternating passes after 2 warm-up passes; databases built in "
+                 f"{built:.1f} s (each task with its 4 transitions)"])]
+
+
+def figure_scheduler(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
+    from controller.scheduling import Allocatable, Holding, Request, place
+
+    count = sizes.scheduler_pending
+    cpu_ids = tuple(sorted(os.sched_getaffinity(0)))
+    allocatable = Allocatable(cpu_ids=cpu_ids, gpu_ids=(), ram=16 * 1024 * MIB,
+                              storage=100 * 1024 * MIB)
+    # Every core busy: the realistic case for a long queue, and the one that explains itself.
+    holdings = [Holding(f"running{cpu}", (cpu,), (), 64 * MIB, 16 * MIB, 10.0 + cpu)
+                for cpu in cpu_ids]
+    requests = [Request(f"pending{i}", 1, 0, 64 * MIB, 16 * MIB, 30.0) for i in range(count)]
+    placing: list[float] = []
+    keep_for_passes = remaining(until) / 2
+    while len(placing) < 20 and (len(placing) < 3 or remaining(until) > keep_for_passes):
+        placing.append(_timed(lambda: place(requests, allocatable, holdings)))
+    rows = [Row(f"  scheduler: place() over {count:,} pending", seconds(statistics.median(placing)),
+                notes=[f"scheduler: controller.scheduling.place() with all {len(cpu_ids)} cores "
+                       f"held, median of {len(placing)} calls"])]
+
+    with reconciler_over(lab.root / "pending", count, "Pending") as reconciler:
+        first = _timed(reconciler.reconcile_once)
+        steady: list[float] = []
+        while len(steady) < 5 and (len(steady) < 2 or remaining(until) > 5):
+            steady.append(_timed(reconciler.reconcile_once))
+    rows.append(Row(f"  reconcile pass, {count:,} pending", seconds(statistics.median(steady)),
+                    notes=[f"pending pass: Reconciler.reconcile_once() on the fake engine with "
+                           f"{count:,} pending tasks and {len(cpu_ids)} cores: the first pass "
+                           f"(places {len(cpu_ids)}, notes why the rest wait) took "
+                           f"{seconds(first)}; later passes, median of {len(steady)}"]))
+    return rows
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+FIGURES: dict[str, Callable[[Lab, Sizes, float], list[Row]]] = {
+    "footprint": figure_footprint,
+    "latency": figure_latency,
+    "burst": figure_burst,
+    "handoff": figure_handoff,
+    "watch": figure_watch,
+    "rate": figure_rate,
+    "reconcile": figure_reconcile,
+    "scheduler": figure_scheduler,
+}
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    try:
+        docker = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        docker = ""
+    ram = psutil.virtual_memory().total / (1024 * MIB)
+    load = os.getloadavg()[0]
+    return (f"machine: {cpu}, {CORES} cores, {ram:.1f} GiB RAM, Docker "
+            f"{docker or 'not answering'}, kernel {platform.release()}, Python "
+            f"{platform.python_version()}; load average {load:.2f} at start")
+
+
+def check_prerequisites() -> None:
+    try:
+        subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, check=True,
+                       timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        raise BenchError(f"the Docker engine is not answering or image {IMAGE} is missing: run "
+                         "deploy/setup-host.sh (or `taskyard image build`)") from None
+
+
+def print_table(rows: list[Row]) -> None:
+    header = ("figure", "taskyard", "baseline", "ratio", "target", "met?")
+    cells = [header] + [(r.figure, r.taskyard, r.baseline, r.ratio, r.target, r.met)
+                        for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    for n, line in enumerate(cells):
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+              .rstrip())
+        if n == 0:
+            print("  ".join("-" * width for width in widths))
+    notes = [note for row in rows for note in row.notes]
+    if notes:
+        print()
+        for note in notes:
+            print(f"- {note}")
+
+
+def raise_open_file_limit(wanted: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run (< 60 s)")
+    parser.add_argument("--only", nargs="+", choices=sorted(FIGURES), metavar="NAME",
+                        help=f"run only these figures: {', '.join(FIGURES)}")
+    parser.add_argument("--deadline", type=float, help="global time limit in seconds")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    deadline = time.monotonic() + (args.deadline or sizes.deadline_seconds)
+    chosen = [name for name in FIGURES if not args.only or name in args.only]
+
+    sys.path.insert(0, str(REPO))  # the in-process figures import models/ and controller/
+    import logging
+
+    logging.getLogger("taskyard").setLevel(logging.ERROR)
+    # The watch clients (and the server, which inherits it) need a socket each.
+    raise_open_file_limit(sizes.watch_clients * 2 + 1024)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    started = datetime.now(UTC)
+    print(f"taskyard benchmark, {'quick' if args.quick else 'full'} run, "
+          f"{started:%Y-%m-%d %H:%M} UTC")
+    print(machine(), flush=True)
+    rows: list[Row] = []
+    lab = Lab()
+    interrupted = False
+    try:
+        check_prerequisites()
+        for name in chosen:
+            budget = sizes.budgets[name]
+            until = min(deadline, time.monotonic() + budget)
+            if remaining(until) < min(5.0, budget / 2):
+                rows.append(Row(name, "skipped: the run's deadline was reached"))
+                continue
+            print(f"... {name} (budget {budget:.0f} s)", file=sys.stderr, flush=True)
+            began = time.monotonic()
+            try:
+                rows += FIGURES[name](lab, sizes, until)
+            except (BenchError, httpx.HTTPError, subprocess.SubprocessError, OSError) as exc:
+                rows.append(Row(name, "BROKEN (see below)", notes=[f"{name}: {exc}"],
+                                broken=True))
+            print(f"    {name} took {time.monotonic() - began:.1f} s", file=sys.stderr,
+                  flush=True)
+    except BenchError as exc:
+        rows.append(Row("setup", "BROKEN (see below)", notes=[str(exc)], broken=True))
+    except KeyboardInterrupt:
+        print("interrupted; cleaning up", file=sys.stderr)
+        interrupted = True
+    finally:
+        leftovers = lab.close()
+    if interrupted:
+        return 130
+    print()
+    print_table(rows)
+    took = (datetime.now(UTC) - started).total_seconds()
+    print(f"\nwall time {took:.0f} s; removed {leftovers} leftover container(s) at the end")
+    broken = [row for row in rows if row.broken]
+    if broken:
+        print(f"error: {len(broken)} figure(s) could not be measured: "
+              + ", ".join(row.figure for row in broken), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

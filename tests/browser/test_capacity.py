@@ -1,0 +1,48 @@
+"""Capacity at a glance: which task holds which core, RAM and storage bars, and the queue."""
+
+from dashboard import TASK_SECONDS, open_dashboard, screenshot
+from harness import HOST_CPUS, Client, Server, task_body
+from playwright.sync_api import Page, expect
+
+
+def test_a_running_task_holds_a_core_in_the_grid_and_frees_it_after(
+        page: Page, server: Server, client: Client) -> None:
+    open_dashboard(page, server.url)
+    expect(page.locator('.cell[data-kind="cpu"]')).to_have_count(HOST_CPUS)
+    task = client.submit(task_body("import time\ntime.sleep(4)\n", cpu="1", ram="64MB"))
+    short = task["id"][:8]
+
+    held = page.locator(f'.cell[data-kind="cpu"][data-task-id="{task["id"]}"]')
+    expect(held).to_have_count(1, timeout=TASK_SECONDS)
+    expect(held).to_have_attribute("data-state", "held")
+    expect(held).to_have_attribute("title", f"CPU {held.get_attribute('data-slot')}: "
+                                   f"held by task {short} (Running)")
+    held.click()
+    expect(page.locator(".cap-detail")).to_contain_text(f"held by task {short}")
+    expect(page.locator(".cap-detail a")).to_have_attribute("href", f"#/tasks/{task['id']}")
+    expect(page.locator(".legend")).to_contain_text(short)
+    ram = page.get_by_role("meter", name="RAM")
+    assert int(ram.get_attribute("aria-valuenow") or 0) >= 64 * 1024 * 1024
+    screenshot(page, "capacity-core-held")
+
+    expect(held).to_have_count(0, timeout=TASK_SECONDS)
+    expect(page.locator(".cap-detail")).to_contain_text("free")
+    assert client.get(task["id"])["status"]["phase"] == "Succeeded"
+    screenshot(page, "capacity-core-freed")
+
+
+def test_the_queue_says_why_its_head_waits(page: Page, server: Server, client: Client) -> None:
+    # One task takes every core; the next one, asking for a core, has to wait for it.
+    hog = client.submit(task_body("import time\ntime.sleep(5)\n", cpu=str(HOST_CPUS)))
+    client.wait_for(hog["id"], phases={"Running"})
+    waiting = client.submit(task_body("print('next')", cpu="1"))
+    open_dashboard(page, server.url)
+
+    queue = page.locator(".queue")
+    expect(queue).to_contain_text("Queue: 1 pending", timeout=TASK_SECONDS)
+    expect(queue.locator("a")).to_have_text(waiting["id"][:8])
+    expect(queue).to_contain_text("Insufficient cpu")
+    screenshot(page, "capacity-queue-head-waits")
+
+    expect(queue).to_contain_text("Queue: empty", timeout=TASK_SECONDS)
+    assert client.wait_for(waiting["id"])["status"]["phase"] == "Succeeded"
