@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import admin, dashboard, health, logs, metrics, tasks, watch
+from api import admin, attach, dashboard, health, logs, metrics, tasks, watch
 from api.errors import install_error_handlers
 from api.watch import TransitionFeed
 from models.admin_token import ensure_admin_token
@@ -57,6 +57,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(watch.router)
     app.include_router(logs.router)
+    app.include_router(attach.router)
     app.include_router(admin.router)
     app.include_router(admin.public_router)
     app.include_router(dashboard.router)

@@ -31,12 +31,12 @@ BATCH = 200
 Stream = Literal["stdout", "stderr"]
 
 
-def _task(database: Database, task_id: str) -> Task | None:
+def read_task(database: Database, task_id: str) -> Task | None:
     with database.read() as session:
         return session.exec(select(Task).where(Task.id == task_id)).first()
 
 
-def _chunks(database: Database, task_id: str, attempt: int, after: int,
+def read_chunks(database: Database, task_id: str, attempt: int, after: int,
             stream: Stream | None) -> list[OutputChunk]:
     with database.read() as session:
         statement = select(OutputChunk).where(
@@ -66,7 +66,7 @@ async def _stream(request: Request, database: Database, task: Task, after: int,
     last, sent_any = after, after > 0
     while True:
         changed = feed.changed()  # taken before reading, so no commit slips between
-        rows = await run_in_threadpool(_chunks, database, task.id, task.attempt, last, stream)
+        rows = await run_in_threadpool(read_chunks, database, task.id, task.attempt, last, stream)
         for row in rows:
             last = row.seq or last
             sent_any = True
@@ -75,13 +75,13 @@ async def _stream(request: Request, database: Database, task: Task, after: int,
                                     "at": isoformat_z(row.at)}, row.seq)
         if len(rows) == BATCH:
             continue
-        fresh = await run_in_threadpool(_task, database, task.id)
+        fresh = await run_in_threadpool(read_task, database, task.id)
         if fresh is None:
             return
         if fresh.phase in TERMINAL_PHASES:
             # The controller stores every chunk before it records the ending, so one more
             # read after seeing the ending misses nothing.
-            rows = await run_in_threadpool(_chunks, database, task.id, task.attempt, last,
+            rows = await run_in_threadpool(read_chunks, database, task.id, task.attempt, last,
                                            stream)
             if rows:
                 continue
@@ -118,7 +118,7 @@ async def task_logs(
         if not last_event_id.strip().isdigit():
             raise HTTPException(422, "Last-Event-ID must be an output chunk seq (digits)")
         since = int(last_event_id)
-    task = await run_in_threadpool(_task, database, task_id)
+    task = await run_in_threadpool(read_task, database, task_id)
     if task is None:
         raise HTTPException(404, f"task {task_id} not found")
     await request.app.state.feed.ready.wait()

@@ -62,6 +62,7 @@ def _insert(database: Database, body: TaskCreate, timeout: int) -> Task:
         storage_bytes=body.resources.storage_bytes,
         timeout_seconds=timeout,
         stdin=body.stdin,
+        interactive=body.interactive,
     )
     with database.write() as session:
         session.add(task)

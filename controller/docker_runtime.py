@@ -76,6 +76,7 @@ class DockerRuntime:
         self._image = image
         self._delivery_timeout = delivery_timeout
         self._client: docker.DockerClient | None = None
+        self._stdin: dict[str, tuple[socket.socket, Any]] = {}
 
     def _engine(self) -> docker.DockerClient:
         if self._client is None:
@@ -138,7 +139,7 @@ class DockerRuntime:
         try:
             container = engine.containers.get(spec.name)
             container.start()
-            self._deliver(container, spec.payload)
+            self._deliver(container, spec.payload, keep_open=spec.interactive)
             container.reload()
         except NotFound as exc:
             # Removed behind our back between create and start: look again next pass.
@@ -151,16 +152,39 @@ class DockerRuntime:
             raise RuntimeUnavailable(f"cannot start the container: {exc}") from exc
         return _observe(container.attrs)
 
-    def _deliver(self, container: Any, payload: bytes) -> None:
+    def _deliver(self, container: Any, payload: bytes, *, keep_open: bool) -> None:
         # The container was created with stdin_once: closing this one attach closes its stdin,
-        # which tells the supervisor the payload is complete.
+        # which tells the supervisor the input is complete. An interactive task keeps it open
+        # for `send_input`.
         attached = container.attach_socket(params={"stdin": 1, "stream": 1})
         raw: socket.socket = attached._sock
         try:
             raw.sendall(payload)
-        finally:
+        except OSError:
             raw.close()
             attached.close()
+            raise
+        if keep_open:
+            self._stdin[container.name] = (raw, attached)
+            return
+        raw.close()
+        attached.close()
+
+    def send_input(self, name: str, data: bytes, *, eof: bool) -> bool:
+        held = self._stdin.get(name)
+        if held is None:
+            return False
+        raw, attached = held
+        try:
+            if data:
+                raw.sendall(data)
+        except OSError:
+            eof = True
+        if eof:
+            del self._stdin[name]
+            raw.close()
+            attached.close()
+        return True
 
     def _create_args(self, engine: docker.DockerClient, spec: ContainerSpec) -> dict[str, Any]:
         cores = spec.cpus or spec.all_cpus
@@ -260,6 +284,10 @@ class DockerRuntime:
         return CapturedOutput(stdout, stderr)
 
     def remove(self, name: str) -> None:
+        held = self._stdin.pop(name, None)
+        if held is not None:
+            held[0].close()
+            held[1].close()
         try:
             self._engine().containers.get(name).remove(force=True)
         except NotFound:

@@ -36,6 +36,8 @@ class FakeRuntime:
     containers: dict[str, FakeContainer] = field(default_factory=dict)
     runs: list[str] = field(default_factory=list)
     fail_next_run: Exception | None = None
+    inputs: dict[str, list[bytes]] = field(default_factory=dict)
+    closed_inputs: set[str] = field(default_factory=set)
     clock_skew: timedelta = timedelta(0)
 
     def _now(self) -> datetime:
@@ -97,6 +99,15 @@ class FakeRuntime:
             container.observed, state="exited", exit_code=exit_code,
             oom_killed=oom_killed, finished_at=self._now(),
         )
+
+    def send_input(self, name: str, data: bytes, *, eof: bool) -> bool:
+        container = self.containers.get(name)
+        if container is None or not container.spec.interactive or name in self.closed_inputs:
+            return False
+        self.inputs.setdefault(name, []).append(data)
+        if eof:
+            self.closed_inputs.add(name)
+        return True
 
     def kill(self, name: str) -> ObservedContainer | None:
         self._check()

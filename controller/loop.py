@@ -60,6 +60,7 @@ from models.settings import Settings
 from models.tables import (
     TRANSITIONS_COMPACTED_THROUGH,
     Capacity,
+    InputChunk,
     Meta,
     OutputChunk,
     Task,
@@ -132,6 +133,7 @@ class Reconciler:
         self.stats = ControllerStats()
         self._writer = ChunkWriter(database)
         self._readers: dict[str, OutputReader] = {}
+        self._forwarded: dict[str, int] = {}  # container name -> last input seq sent; -1 closed
         self._gpu_message = ""
 
     def close(self) -> None:
@@ -150,6 +152,7 @@ class Reconciler:
 
     def _stop_following(self, name: str) -> None:
         """Wait for the container's reader to drain (its container has stopped) and store."""
+        self._forwarded.pop(name, None)
         reader = self._readers.pop(name, None)
         if reader is not None:
             reader.join(timeout=2.0)
@@ -236,6 +239,7 @@ class Reconciler:
             self._act(task, container, decide(_view(task), container, now), report)
         if observed is not None:
             self._collect_garbage(observed, tasks, report)
+            self._forward_input(tasks)
 
         tasks = self._active_tasks()
         pending = [
@@ -273,6 +277,30 @@ class Reconciler:
                 .options(*(defer(getattr(Task, name)) for name in _BIG_COLUMNS))
             )
             return list(session.scalars(statement))
+
+    def _forward_input(self, tasks: list[Task]) -> None:
+        """Pass what clients sent to interactive tasks on to their containers' stdin."""
+        for task in tasks:
+            if not task.interactive or task.phase != Phase.RUNNING:
+                continue
+            name = container_name(self._owner, task.id, task.attempt)
+            after = self._forwarded.get(name, 0)
+            if after < 0:
+                continue  # its stdin is closed
+            with self._db.read() as session:
+                chunks = list(session.scalars(
+                    select(InputChunk)
+                    .where(col(InputChunk.task_id) == task.id, col(InputChunk.seq) > after)
+                    .order_by(col(InputChunk.seq))
+                ))
+            for chunk in chunks:
+                open_ = self._runtime.send_input(name, chunk.data, eof=chunk.eof)
+                self._forwarded[name] = -1 if (chunk.eof or not open_) else chunk.seq or after
+                if self._forwarded[name] < 0:
+                    if not open_:
+                        log.warning("task %s: its stdin is no longer open (a controller "
+                                    "restart closes it); input is dropped", task.id)
+                    break
 
     def _record_stuck(
         self,
@@ -523,7 +551,9 @@ class Reconciler:
             storage=task.storage_bytes,
             pids_limit=self._settings.pids_limit,
             nofile_limit=self._settings.nofile_limit,
-            payload=build_payload(code, stdin, self._settings.output_limit_bytes),
+            payload=build_payload(code, stdin, self._settings.output_limit_bytes,
+                                  interactive=task.interactive),
+            interactive=task.interactive,
             log_limit=2 * self._settings.output_limit_bytes + 64 * 1024,
             docker_runtime=self._settings.docker_runtime,
         )

@@ -38,6 +38,7 @@ class ContainerSpec:
     payload: bytes  # the code and stdin, delivered on the container's stdin
     log_limit: int
     docker_runtime: str | None = None
+    interactive: bool = False  # keep stdin open after the payload, for send_input
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ class ContainerRuntime(Protocol):
 
     def run(self, spec: ContainerSpec) -> ObservedContainer:
         """Create and start the container, and deliver its payload on stdin."""
+        ...
+
+    def send_input(self, name: str, data: bytes, *, eof: bool) -> bool:
+        """Pass stdin to an interactive container this process started; False where its
+        stdin is no longer open (closed, or started by an earlier controller)."""
         ...
 
     def kill(self, name: str) -> ObservedContainer | None:

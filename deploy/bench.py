@@ -105,6 +105,7 @@ class Sizes:
     reconcile_terminal: int
     reconcile_passes: int
     scheduler_pending: int
+    pending_pass_tasks: int
     settle_seconds: float
     deadline_seconds: float
     budgets: dict[str, float]
@@ -113,22 +114,22 @@ class Sizes:
 FULL = Sizes(
     latency_runs=20, burst_tasks=200, handoff_rounds=5, watch_clients=1000, rate_seconds=5,
     rate_rounds=3, reconcile_terminal=100_000, reconcile_passes=20, scheduler_pending=10_000,
-    settle_seconds=5.0, deadline_seconds=1800,
+    pending_pass_tasks=10_000, settle_seconds=5.0, deadline_seconds=1800,
     budgets={"footprint": 60, "latency": 180, "burst": 480, "handoff": 150, "watch": 180,
              "rate": 180, "reconcile": 300, "scheduler": 180},
 )
 QUICK = Sizes(
     latency_runs=3, burst_tasks=20, handoff_rounds=1, watch_clients=50, rate_seconds=1,
     rate_rounds=1, reconcile_terminal=10_000, reconcile_passes=5, scheduler_pending=10_000,
-    settle_seconds=1.0, deadline_seconds=58,
-    budgets={"footprint": 12, "latency": 12, "burst": 25, "handoff": 12, "watch": 15,
-             "rate": 14, "reconcile": 15, "scheduler": 12},
+    pending_pass_tasks=1_000, settle_seconds=1.0, deadline_seconds=58,
+    budgets={"footprint": 10, "latency": 10, "burst": 30, "handoff": 12, "watch": 12,
+             "rate": 10, "reconcile": 10, "scheduler": 10},
 )
 
 
 @dataclass
 class Row:
-    """One line of the table; `note` is printed under it, as a footnote."""
+    """One line of the table; its `notes` are printed under the table."""
 
     figure: str
     taskyard: str
@@ -138,6 +139,7 @@ class Row:
     met: str = "—"
     notes: list[str] = field(default_factory=list)
     broken: bool = False
+    source: str = ""  # the figure's name, for the table's order
 
 
 def seconds(value: float) -> str:
@@ -270,7 +272,9 @@ class Lab:
     def _taskyard(self, verb: str, ready: Callable[[httpx.Client], bool]) -> Service:
         data_dir = self.root / f"{verb}-{len(self.services)}"
         data_dir.mkdir()
-        env = {**os.environ, "TASKYARD_DATA_DIR": str(data_dir)}
+        # The server runs the code of the tree this file sits in, whatever is installed.
+        python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "TASKYARD_DATA_DIR": str(data_dir), "PYTHONPATH": python_path}
         env.pop("TASKYARD_DATABASE_URL", None)
         service = Service(f"taskyard-{verb}", [sys.executable, "-m", "taskyard.cli", verb],
                           env=env, cwd=data_dir, data_dir=data_dir)
@@ -479,29 +483,29 @@ def figure_burst(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
             ids = list(pool.map(
                 lambda code: created(client.post("/tasks", json=task_body(code)))["id"], codes))
         submitted = time.perf_counter() - began
-        while terminal_count(client) < before + count:
-            if remaining(until) <= 0:
-                raise BenchError(f"burst: {before + count - terminal_count(client)} of {count} "
-                                 "tasks not terminal when the time budget ran out")
+        while (done := terminal_count(client) - before) < count and remaining(until) > 0:
             time.sleep(0.1)
         ours = time.perf_counter() - began
         wanted = set(ids)
         tasks = [t for t in client.get("/tasks", params={"limit": 500}).json()["items"]
-                 if t["id"] in wanted]
+                 if t["id"] in wanted and t["status"]["phase"] in TERMINAL]
     failed = [t for t in tasks if t["status"]["phase"] != "Succeeded"]
-    if len(tasks) != count or failed:
+    if failed:
         raise BenchError(f"burst: {len(failed)} of {count} tasks did not succeed, e.g. "
-                         f"{failed[0]['status'] if failed else 'some are missing'}")
+                         f"{failed[0]['status']}")
     busy = sum(at_epoch(t["status"]["finished_at"]) - at_epoch(t["status"]["started_at"])
                for t in tasks)
-    return [Row(f"2 burst, {count} tasks at cpu 1", seconds(ours),
-                f"{seconds(raw)} docker run -P{CORES}", times(ours / raw), "≤ 1.00×",
-                verdict(ours / raw <= 1.0),
-                [f"burst: {count} one-liners submitted by {SUBMIT_THREADS} threads (all "
-                 f"accepted in {seconds(submitted)}), until /metrics counts them terminal, "
-                 f"vs the same snippets as `docker run --cpus 1 -m 128m`, {CORES} at a time; "
-                 f"taskyard's slots held a running container {busy / CORES / ours:.0%} of the "
-                 "wall time"])]
+    # Out of time is a measurement too (a lower bound), not a failure: no timed assertions.
+    bound = "" if done >= count else "> "
+    notes = [f"burst: {count} one-liners submitted by {SUBMIT_THREADS} threads (all accepted "
+             f"in {seconds(submitted)}), until /metrics counts them terminal, vs the same "
+             f"snippets as `docker run --cpus 1 -m 128m`, {CORES} at a time; taskyard's slots "
+             f"held a running container {busy / CORES / ours:.0%} of the wall time"]
+    if bound:
+        notes.append(f"burst: the time budget ran out with {done} of {count} tasks terminal")
+    return [Row(f"2 burst, {count} tasks at cpu 1", bound + seconds(ours),
+                f"{seconds(raw)} docker run -P{CORES}", bound + times(ours / raw), "≤ 1.00×",
+                verdict(not bound and ours / raw <= 1.0), notes)]
 
 
 # --- submit-to-start when a slot frees up ----------------------------------------------------
@@ -793,10 +797,12 @@ def _task_row_template(phase: str) -> dict[str, Any]:
 
 def _fill(database: Any, count: int, phase: str) -> None:
     """Bulk-insert `count` tasks in `phase` (with the transitions that led there)."""
-    from sqlalchemy import insert, inspect
+    from sqlalchemy import insert
+    from sqlmodel import SQLModel
 
     from models.tables import Task, Transition
 
+    tables = SQLModel.metadata.tables
     template = _task_row_template(phase)
     path = ["Pending", "Scheduled", "Running", phase] if phase in TERMINAL else ["Pending"]
     batch = 10_000
@@ -811,8 +817,8 @@ def _fill(database: Any, count: int, phase: str) -> None:
                                     "at": template["created_at"],
                                     "resource_version": version + 1})
         with database.writer.begin() as connection:
-            connection.execute(insert(inspect(Task).local_table), tasks)
-            connection.execute(insert(inspect(Transition).local_table), transitions)
+            connection.execute(insert(tables[str(Task.__tablename__)]), tasks)
+            connection.execute(insert(tables[str(Transition.__tablename__)]), transitions)
 
 
 @contextlib.contextmanager
@@ -888,14 +894,16 @@ def figure_scheduler(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
                 notes=[f"scheduler: controller.scheduling.place() with all {len(cpu_ids)} cores "
                        f"held, median of {len(placing)} calls"])]
 
-    with reconciler_over(lab.root / "pending", count, "Pending") as reconciler:
+    queued = sizes.pending_pass_tasks
+    with reconciler_over(lab.root / "pending", queued, "Pending") as reconciler:
         first = _timed(reconciler.reconcile_once)
         steady: list[float] = []
-        while len(steady) < 5 and (len(steady) < 2 or remaining(until) > 5):
+        passes = max(2, min(5, sizes.reconcile_passes // 2))
+        while len(steady) < passes and (not steady or remaining(until) > 1.5 * max(steady)):
             steady.append(_timed(reconciler.reconcile_once))
-    rows.append(Row(f"  reconcile pass, {count:,} pending", seconds(statistics.median(steady)),
+    rows.append(Row(f"  reconcile pass, {queued:,} pending", seconds(statistics.median(steady)),
                     notes=[f"pending pass: Reconciler.reconcile_once() on the fake engine with "
-                           f"{count:,} pending tasks and {len(cpu_ids)} cores: the first pass "
+                           f"{queued:,} pending tasks and {len(cpu_ids)} cores: the first pass "
                            f"(places {len(cpu_ids)}, notes why the rest wait) took "
                            f"{seconds(first)}; later passes, median of {len(steady)}"]))
     return rows
@@ -904,16 +912,21 @@ def figure_scheduler(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
 # --- the run ---------------------------------------------------------------------------------
 
 
+# In the order they run: footprint first, on a fresh idle server; burst last, since a slow
+# service makes it the one most likely to spend its whole budget.
 FIGURES: dict[str, Callable[[Lab, Sizes, float], list[Row]]] = {
     "footprint": figure_footprint,
     "latency": figure_latency,
-    "burst": figure_burst,
     "handoff": figure_handoff,
     "watch": figure_watch,
     "rate": figure_rate,
     "reconcile": figure_reconcile,
     "scheduler": figure_scheduler,
+    "burst": figure_burst,
 }
+# In the order the table shows them: the issue's numbered targets, then the untargeted extras.
+TABLE_ORDER = ("latency", "burst", "rate", "reconcile", "watch", "footprint", "handoff",
+               "scheduler")
 
 
 def machine() -> str:
@@ -1001,15 +1014,18 @@ def main(argv: list[str] | None = None) -> int:
             budget = sizes.budgets[name]
             until = min(deadline, time.monotonic() + budget)
             if remaining(until) < min(5.0, budget / 2):
-                rows.append(Row(name, "skipped: the run's deadline was reached"))
+                rows.append(Row(name, "skipped: the run's deadline was reached", source=name))
                 continue
             print(f"... {name} (budget {budget:.0f} s)", file=sys.stderr, flush=True)
             began = time.monotonic()
             try:
-                rows += FIGURES[name](lab, sizes, until)
+                measured = FIGURES[name](lab, sizes, until)
             except (BenchError, httpx.HTTPError, subprocess.SubprocessError, OSError) as exc:
-                rows.append(Row(name, "BROKEN (see below)", notes=[f"{name}: {exc}"],
-                                broken=True))
+                measured = [Row(name, "BROKEN (see below)", notes=[f"{name}: {exc}"],
+                                broken=True)]
+            for row in measured:
+                row.source = name
+            rows += measured
             print(f"    {name} took {time.monotonic() - began:.1f} s", file=sys.stderr,
                   flush=True)
     except BenchError as exc:
@@ -1021,8 +1037,10 @@ def main(argv: list[str] | None = None) -> int:
         leftovers = lab.close()
     if interrupted:
         return 130
+    sys.stderr.flush()
     print()
-    print_table(rows)
+    print_table(sorted(rows, key=lambda row: TABLE_ORDER.index(row.source)
+                       if row.source in TABLE_ORDER else len(TABLE_ORDER)))
     took = (datetime.now(UTC) - started).total_seconds()
     print(f"\nwall time {took:.0f} s; removed {leftovers} leftover container(s) at the end")
     broken = [row for row in rows if row.broken]

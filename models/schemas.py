@@ -7,7 +7,7 @@ the Task object clients see, built from a `tables.Task` row by `TaskRead.from_ro
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, field_validator
 
 from models.clock import isoformat_z
 from models.quantities import normalize_size, parse_count, parse_size
@@ -79,6 +79,7 @@ class TaskCreate(BaseModel):
     resources: ResourcesIn
     timeout_seconds: StrictInt | None = None
     stdin: StrictStr | None = None
+    interactive: StrictBool = False
 
     @field_validator("code")
     @classmethod
@@ -104,6 +105,7 @@ class TaskSpecOut(BaseModel):
     resources: ResourcesOut
     timeout_seconds: int
     stdin: str | None
+    interactive: bool
 
 
 class Assigned(BaseModel):
@@ -160,6 +162,7 @@ class TaskRead(BaseModel):
                 ),
                 timeout_seconds=task.timeout_seconds,
                 stdin=task.stdin,
+                interactive=task.interactive,
             ),
             status=TaskStatusOut(
                 phase=task.phase,

@@ -34,6 +34,8 @@ class Task(SQLModel, table=True):
     storage_bytes: int
     timeout_seconds: int
     stdin: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # More stdin arrives while it runs, through WS /tasks/{id}/attach.
+    interactive: bool = False
     # desired-state changes the API may write after creation
     cancel_requested_at: datetime | None = None
     reset_requested_to: str | None = Field(default=None, index=True)
@@ -89,6 +91,20 @@ class OutputChunk(SQLModel, table=True):
     attempt: int
     stream: str  # "stdout" or "stderr"
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    at: datetime = Field(default_factory=utcnow)
+
+
+class InputChunk(SQLModel, table=True):
+    """Stdin for an interactive task, written by the API (WS /tasks/{id}/attach) and passed
+    on to the container by the controller; `eof` closes the task's stdin."""
+
+    __tablename__ = "input_chunks"
+    __table_args__ = (Index("ix_input_chunks_task_seq", "task_id", "seq"),)
+
+    seq: int | None = Field(default=None, primary_key=True)
+    task_id: str
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    eof: bool = False
     at: datetime = Field(default_factory=utcnow)
 
 

@@ -1,6 +1,7 @@
 /**
- * The REST client: only the public API of shared/spec/API.md. Paths are relative, so the
- * page also works when taskyard is served under a path prefix.
+ * The REST client: only the public API of shared/spec/API.md, and the URLs of its event
+ * streams for EventSource. Paths are relative, so the page also works when taskyard is served
+ * under a path prefix.
  */
 
 export class ApiError extends Error {
@@ -49,6 +50,13 @@ export const api = {
   },
   getTask: (id) => request("GET", task(id)),
   events: (id) => request("GET", `${task(id)}/events`),
+  /** The URL of a task's output as Server-Sent Events, for EventSource (js/logs.js). */
+  logsUrl(id, { follow = false, since = 0 } = {}) {
+    const query = new URLSearchParams();
+    if (follow) query.set("follow", "true");
+    if (since > 0) query.set("since", String(since));
+    return `${task(id)}/logs?${query}`;
+  },
   submit: (body) => request("POST", "tasks", { body }),
   cancel: (id) => request("DELETE", task(id)),
   capacity: () => request("GET", "capacity"),

@@ -2,13 +2,17 @@
  * A task's page (#/tasks/<id>): its status, result and output, the code highlighted, its
  * spec, and the timeline of its transitions. It follows the task live: the shared store
  * receives every transition from /watch, and this page re-reads the timeline when its task
- * changes. Cancel sends DELETE /tasks/{id}; the controller then stops the task.
+ * changes. While the task is not terminal, its stdout and stderr stream in from
+ * GET /tasks/{id}/logs (js/logs.js); once it is, the final output of GET /tasks/{id}, with its
+ * truncated flags, replaces them. Cancel sends DELETE /tasks/{id}; the controller then stops
+ * the task.
  */
 
 import { api } from "./api.js";
 import { byId, fill, h, setText } from "./dom.js";
 import { TERMINAL, formatDuration, formatTime, shortId } from "./format.js";
 import { highlight } from "./highlight.js";
+import { LogFollower } from "./logs.js";
 
 export class TaskPage {
   constructor(store) {
@@ -17,6 +21,8 @@ export class TaskPage {
     this.id = null;
     this.parts = null;
     this.eventsTimer = null;
+    this.follower = null; // the live output of this.id, while it runs
+    this.followedAttempt = null;
     store.addEventListener("change", (event) => {
       if (event.detail.id === this.id) this.changed();
     });
@@ -24,6 +30,7 @@ export class TaskPage {
 
   /** Show the page for one task; called by the router. */
   async show(id) {
+    this.unfollow();
     this.id = id;
     this.build(id);
     const entry = this.store.get(id);
@@ -38,6 +45,7 @@ export class TaskPage {
   }
 
   hide() {
+    this.unfollow();
     this.id = null;
   }
 
@@ -89,9 +97,15 @@ export class TaskPage {
     this.tick();
     setText(p.result, status.result ?? (TERMINAL.has(status.phase) ? "" : "not finished yet"));
     setText(p.exit, status.exit_code === null ? "" : `exit code ${status.exit_code}`);
-    const ended = TERMINAL.has(status.phase);
-    p.stdout.show(status.stdout, status.stdout_truncated, ended);
-    p.stderr.show(status.stderr, status.stderr_truncated, ended);
+    if (!TERMINAL.has(status.phase)) {
+      this.follow(status.attempt);
+    } else if (!entry.partial) {
+      // The final output is what the API kept; it stands in for whatever streamed live. (A
+      // terminal phase known from /watch alone waits for this read, streaming until then.)
+      this.unfollow();
+      p.stdout.finish(status.stdout, status.stdout_truncated);
+      p.stderr.finish(status.stderr, status.stderr_truncated);
+    }
     if (!this.codeShown) {
       fill(p.code, highlight(task.spec.code));
       this.codeShown = true;
@@ -109,6 +123,34 @@ export class TaskPage {
     const why = status.message ? `${status.reason}: ${status.message}` : status.reason;
     const when = TERMINAL.has(status.phase) ? `${since} ago` : `for ${since}`;
     setText(this.parts.status, `${status.phase} ${when} · ${why}`);
+  }
+
+  /** Stream the output of this task's attempt into the boxes, unless that began already. */
+  follow(attempt) {
+    // Also after `end`: /watch may still say Running for a moment, and the boxes hold it all.
+    if (this.followedAttempt === attempt) return;
+    this.unfollow();
+    // An admin requeue starts a new attempt, with output of its own.
+    this.parts.stdout.clear();
+    this.parts.stderr.clear();
+    const id = this.id;
+    const boxes = { stdout: this.parts.stdout, stderr: this.parts.stderr };
+    this.followedAttempt = attempt;
+    this.follower = new LogFollower(id, {
+      onOutput: (chunk) => boxes[chunk.stream]?.append(chunk.text),
+      onEnd: (end) => {
+        this.follower = null;
+        boxes.stdout.mark(end.stdout_truncated);
+        boxes.stderr.mark(end.stderr_truncated);
+        this.store.refresh(id); // the final output, should /watch not have told yet
+      },
+    }).start();
+  }
+
+  unfollow() {
+    this.follower?.stop();
+    this.follower = null;
+    this.followedAttempt = null;
   }
 
   loadEventsSoon() {
@@ -146,20 +188,51 @@ function panel(title, headingId, ...children) {
     h("h2", { id: headingId }, title), ...children);
 }
 
-/** A stdout or stderr box: its text, and a badge when the API cut it at the cap. */
+/**
+ * A stdout or stderr box: its text, and a badge when the API cut it at the cap. Live chunks
+ * are appended to one text node (never parsed as markup); a box scrolled to its end stays at
+ * the end as text arrives, one the reader scrolled up stays where it is.
+ */
 function output(name) {
   const badge = h("span", { class: "badge warn", hidden: true }, "truncated");
-  const pre = h("pre", { class: "output", "aria-label": name });
+  const pre = h("pre", { class: "output", "aria-label": name, dataset: { empty: "pending" } });
   const box = h("div", { class: "stream", dataset: { stream: name } },
     h("h3", {}, name, " ", badge), pre);
+  let text = pre.appendChild(document.createTextNode(""));
+
+  function keepingTheEnd(write) {
+    const atEnd = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 2;
+    write();
+    if (atEnd) pre.scrollTop = pre.scrollHeight;
+  }
+  function mark(truncated) {
+    badge.hidden = !truncated;
+    box.dataset.truncated = String(Boolean(truncated));
+  }
   return {
     box,
-    show(text, truncated, ended) {
-      setText(pre, text ?? "");
-      // The API hands output over when the task ends; say so rather than show a blank box.
-      pre.dataset.empty = text ? "false" : ended ? "true" : "pending";
-      badge.hidden = !truncated;
-      box.dataset.truncated = String(Boolean(truncated));
+    mark,
+    clear() {
+      text.data = "";
+      pre.dataset.empty = "pending";
+      mark(false);
+    },
+    append(chunk) {
+      if (!chunk) return;
+      keepingTheEnd(() => text.appendData(chunk));
+      pre.dataset.empty = "false";
+    },
+    /** The task ended: show its final output (unchanged text is left alone, scroll too). */
+    finish(final, truncated) {
+      const value = final ?? "";
+      if (text.data !== value || pre.childNodes.length !== 1) {
+        keepingTheEnd(() => {
+          text = document.createTextNode(value);
+          pre.replaceChildren(text);
+        });
+      }
+      pre.dataset.empty = value ? "false" : "true";
+      mark(truncated);
     },
   };
 }
