@@ -6,11 +6,11 @@ the task, recording an `AdminReset` transition.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, Depends, HTTPException
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from api.auth import AdminOnly
+from api.auth import AdminOnly, require_caller
 from api.deps import ReadSession, SettingsDep, WriteSession
 from models.clock import as_utc, isoformat_z, utcnow
 from models.phases import ACTIVE_PHASES, TERMINAL_PHASES, Phase, Reason
@@ -28,7 +28,7 @@ def _active(session: Session) -> list[Task]:
     return list(session.exec(statement.order_by(col(Task.pk))))
 
 
-@public_router.get("/capacity")
+@public_router.get("/capacity", dependencies=[Depends(require_caller)])
 @router.get("/capacity")
 def capacity(session: ReadSession) -> dict[str, Any]:
     """Allocatable, allocated and free per resource, and which task holds which CPU and GPU."""

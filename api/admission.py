@@ -3,14 +3,15 @@ after the request body has passed the seed's format rules (`models.schemas.TaskC
 """
 
 from fastapi import HTTPException
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from api.errors import field_error
 from models.fit import HostLimits, exceeded_limits
+from models.phases import ACTIVE_PHASES
 from models.quantities import format_size
 from models.schemas import TaskCreate
 from models.settings import Settings
-from models.tables import Capacity
+from models.tables import Capacity, Task
 
 # Beyond these a request is nonsense on any host, whether or not capacity is known yet.
 MAX_COUNT = 4096
@@ -74,3 +75,19 @@ def admit(body: TaskCreate, settings: Settings, session: Session) -> int:
                 for name, message in problems
             ])
     return timeout
+
+
+def check_quota(session: Session, settings: Settings, user: str, cpu: int) -> None:
+    """429 where this user's unfinished tasks already use up their share."""
+    active = list(session.exec(
+        select(Task.cpu).where(col(Task.owner) == user,
+                               col(Task.phase).in_([p.value for p in ACTIVE_PHASES]))
+    ))
+    limit = settings.user_max_active_tasks
+    if limit and len(active) >= limit:
+        raise HTTPException(429, f"quota: you have {len(active)} unfinished tasks, the most "
+                                 f"one user may have is {limit}; wait for some to finish")
+    if settings.user_max_cpus and sum(active) + cpu > settings.user_max_cpus:
+        raise HTTPException(429, f"quota: your unfinished tasks ask for {sum(active)} CPUs and "
+                                 f"this one for {cpu}; one user may have "
+                                 f"{settings.user_max_cpus} at once")

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import admin, attach, dashboard, health, logs, metrics, tasks, watch
+from api import admin, attach, dashboard, health, logs, metrics, tasks, tokens, watch
 from api.errors import install_error_handlers
 from api.watch import TransitionFeed
 from models.admin_token import ensure_admin_token
@@ -60,6 +60,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.include_router(attach.router)
     app.include_router(admin.router)
     app.include_router(admin.public_router)
+    app.include_router(tokens.router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
     app.include_router(health.router)

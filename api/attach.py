@@ -15,9 +15,10 @@ import contextlib
 import json
 from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import identify
 from api.logs import read_chunks, read_task
 from api.watch import TransitionFeed
 from models.database import Database
@@ -96,7 +97,20 @@ async def attach(websocket: WebSocket, task_id: str) -> None:
     database: Database = websocket.app.state.database
     feed: TransitionFeed = websocket.app.state.feed
     await websocket.accept()
+    header = websocket.headers.get("authorization", "")
+    token = header[7:] if header.lower().startswith("bearer ") else None
+    try:
+        caller = await run_in_threadpool(
+            lambda: identify(token or websocket.query_params.get("access_token"),
+                             admin_token=websocket.app.state.admin_token,
+                             settings=websocket.app.state.settings, database=database))
+    except HTTPException as exc:
+        await websocket.send_json({"type": "error", "message": str(exc.detail)})
+        await websocket.close(code=4401)
+        return
     task = await run_in_threadpool(read_task, database, task_id)
+    if task is not None and not caller.sees(task):
+        task = None  # only the task's owner (or the admin) may attach
     if task is None or not task.interactive:
         why = (f"task {task_id} not found" if task is None
                else 'this task was not submitted with "interactive": true')

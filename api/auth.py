@@ -1,26 +1,100 @@
-"""Bearer-token checks. Admin endpoints accept only the admin token: 401 without a token,
-403 with a wrong one.
+"""Who is calling: the admin, a user (by bearer token), or anyone (open mode).
+
+Open mode is one person on one machine: no user token was ever created and the service listens
+on loopback only. Then task endpoints need no token. Otherwise every task endpoint needs
+`Authorization: Bearer <token>` (or `?access_token=` where a browser's EventSource or WebSocket
+cannot send headers): 401 without one, or for an unknown or revoked one. A task belongs to the
+token that created it; other users get 404 for it. The admin token is accepted everywhere and
+sees every task; admin endpoints accept only it (401 without a token, 403 with another).
 """
 
 import hmac
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session, col, select
+
+from api.deps import get_database
+from models.database import Database
+from models.settings import Settings
+from models.tables import ApiToken, Task
+from models.tokens import hash_token
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 _bearer = HTTPBearer(auto_error=False)
+
+
+@dataclass(frozen=True)
+class Caller:
+    is_admin: bool = False
+    user: str | None = None  # the token id of a user; None for the admin and in open mode
+
+    def sees(self, task: Task) -> bool:
+        return self.user is None or task.owner == self.user
+
+
+def _is_admin(token: str, expected: str) -> bool:
+    return hmac.compare_digest(token.encode(), expected.encode())
+
+
+def open_mode(settings: Settings, session: Session) -> bool:
+    if settings.host not in LOOPBACK:
+        return False
+    return session.exec(select(ApiToken.id).limit(1)).first() is None
+
+
+def identify(token: str | None, *, admin_token: str, settings: Settings,
+             database: Database) -> Caller:
+    """The caller behind `token` (None: no token given); raises 401 where it is no one."""
+    with database.read() as session:
+        if token is None:
+            if open_mode(settings, session):
+                return Caller()
+            raise HTTPException(401, "a bearer token is required: send "
+                                     "Authorization: Bearer <token>",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if _is_admin(token, admin_token):
+            return Caller(is_admin=True)
+        row = session.exec(
+            select(ApiToken).where(col(ApiToken.token_hash) == hash_token(token))
+        ).first()
+    if row is None or row.revoked_at is not None:
+        raise HTTPException(401, "this token is unknown or revoked",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return Caller(user=row.id)
+
+
+def token_of(request_token: HTTPAuthorizationCredentials | None, query_token: str | None
+             ) -> str | None:
+    if request_token is not None and request_token.scheme.lower() == "bearer":
+        return request_token.credentials
+    return query_token
+
+
+def require_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    database: Annotated[Database, Depends(get_database)],
+) -> Caller:
+    token = token_of(credentials, request.query_params.get("access_token"))
+    return identify(token, admin_token=request.app.state.admin_token,
+                    settings=request.app.state.settings, database=database)
 
 
 def require_admin(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    token = token_of(credentials, request.query_params.get("access_token"))
+    if token is None:
         raise HTTPException(401, "admin token required: send Authorization: Bearer <token>",
                             headers={"WWW-Authenticate": "Bearer"})
-    expected: str = request.app.state.admin_token
-    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
+    if not _is_admin(token, request.app.state.admin_token):
         raise HTTPException(403, "this token is not the admin token")
 
 
+CallerDep = Annotated[Caller, Depends(require_caller)]
 AdminOnly = Depends(require_admin)

@@ -18,6 +18,7 @@ from fastapi.responses import StreamingResponse
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import CallerDep
 from api.deps import DatabaseDep
 from api.watch import TransitionFeed
 from models.clock import isoformat_z
@@ -47,6 +48,21 @@ def read_chunks(database: Database, task_id: str, attempt: int, after: int,
         return list(session.exec(statement.order_by(col(OutputChunk.seq)).limit(BATCH)))
 
 
+def _chunks_before(database: Database, task: Task, seq: int) -> list[OutputChunk]:
+    """The last few chunks of each stream at or before `seq`, oldest first: enough to hold
+    the first bytes of a character (at most 3) cut by the resume point."""
+    with database.read() as session:
+        rows: list[OutputChunk] = []
+        for name in ("stdout", "stderr"):
+            rows += reversed(list(session.exec(
+                select(OutputChunk).where(
+                    OutputChunk.task_id == task.id, OutputChunk.attempt == task.attempt,
+                    OutputChunk.stream == name, col(OutputChunk.seq) <= seq)
+                .order_by(col(OutputChunk.seq).desc()).limit(3)
+            )))
+        return rows
+
+
 def _event(kind: str, payload: dict[str, object], event_id: int | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {kind}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
@@ -63,6 +79,11 @@ async def _stream(request: Request, database: Database, task: Task, after: int,
     feed: TransitionFeed = request.app.state.feed
     decoders = {name: codecs.getincrementaldecoder("utf-8")("replace")
                 for name in ("stdout", "stderr")}
+    if after:
+        # A resume may fall between the bytes of one character: feed each stream's chunk
+        # before the resume point to its decoder, so the rest of the character decodes whole.
+        for row in await run_in_threadpool(_chunks_before, database, task, after):
+            decoders[row.stream].decode(row.data)
     last, sent_any = after, after > 0
     while True:
         changed = feed.changed()  # taken before reading, so no commit slips between
@@ -85,6 +106,11 @@ async def _stream(request: Request, database: Database, task: Task, after: int,
                                            stream)
             if rows:
                 continue
+            for name, decoder in decoders.items():
+                tail = decoder.decode(b"", final=True)  # an incomplete character at the end
+                if tail and sent_any:
+                    yield _event("output", {"seq": None, "stream": name, "text": tail,
+                                            "at": isoformat_z(fresh.finished_at)})
             if not sent_any:  # compacted away, or never streamed: the final output stands
                 for name, final in (("stdout", fresh.stdout), ("stderr", fresh.stderr)):
                     if final and stream in (None, name):
@@ -108,6 +134,7 @@ async def task_logs(
     request: Request,
     task_id: str,
     database: DatabaseDep,
+    caller: CallerDep,
     follow: bool = False,
     stream: Stream | None = None,
     since: Annotated[int | None, Query(ge=0)] = None,
@@ -119,7 +146,7 @@ async def task_logs(
             raise HTTPException(422, "Last-Event-ID must be an output chunk seq (digits)")
         since = int(last_event_id)
     task = await run_in_threadpool(read_task, database, task_id)
-    if task is None:
+    if task is None or not caller.sees(task):
         raise HTTPException(404, f"task {task_id} not found")
     await request.app.state.feed.ready.wait()
     heartbeat = request.app.state.settings.watch_heartbeat_seconds

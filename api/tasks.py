@@ -10,7 +10,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from api.admission import admit
+from api.admission import admit, check_quota
+from api.auth import Caller, CallerDep
 from api.deps import DatabaseDep, ReadSession, SettingsDep, WriteSession
 from models.clock import utcnow
 from models.database import Database
@@ -26,9 +27,10 @@ WaitQuery = Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS,
                                    description="seconds to wait for a terminal phase")]
 
 
-def _get_or_404(session: Session, task_id: str) -> Task:
+def _get_or_404(session: Session, task_id: str, caller: Caller) -> Task:
     task = session.exec(select(Task).where(Task.id == task_id)).first()
-    if task is None:
+    # Another user's task is as absent as a task that never existed.
+    if task is None or not caller.sees(task):
         raise HTTPException(404, f"task {task_id} not found")
     return task
 
@@ -49,9 +51,10 @@ async def _wait_terminal(database: Database, task: Task, seconds: float) -> Task
     return task
 
 
-def _insert(database: Database, body: TaskCreate, timeout: int) -> Task:
+def _insert(database: Database, body: TaskCreate, timeout: int, owner: str | None) -> Task:
     task = Task(
         id=uuid.uuid4().hex,
+        owner=owner,
         task_type=body.task_type.value,
         code=body.code,
         cpu=body.resources.cpu_count,
@@ -73,19 +76,22 @@ def _insert(database: Database, body: TaskCreate, timeout: int) -> Task:
     return task
 
 
-def _admit(database: Database, body: TaskCreate, settings: SettingsDep) -> int:
+def _admit(database: Database, body: TaskCreate, settings: SettingsDep, caller: Caller) -> int:
     with database.read() as session:
-        return admit(body, settings, session)
+        timeout = admit(body, settings, session)
+        if caller.user is not None:
+            check_quota(session, settings, caller.user, body.resources.cpu_count)
+        return timeout
 
 
 @router.post("/tasks", status_code=201, response_model=TaskRead)
 async def submit_task(
     body: TaskCreate, response: Response, settings: SettingsDep, database: DatabaseDep,
-    wait: WaitQuery = 0,
+    caller: CallerDep, wait: WaitQuery = 0,
 ) -> TaskRead:
     """Store a desired task (phase Pending); with `wait`, return once it is terminal."""
-    timeout = await run_in_threadpool(_admit, database, body, settings)
-    task = await run_in_threadpool(_insert, database, body, timeout)
+    timeout = await run_in_threadpool(_admit, database, body, settings, caller)
+    task = await run_in_threadpool(_insert, database, body, timeout, caller.user)
     response.headers["Location"] = f"/tasks/{task.id}"
     if wait:
         task = await _wait_terminal(database, task, wait)
@@ -93,10 +99,11 @@ async def submit_task(
 
 
 @router.get("/tasks/{task_id}", response_model=TaskRead)
-async def get_task(task_id: str, database: DatabaseDep, wait: WaitQuery = 0) -> TaskRead:
+async def get_task(task_id: str, database: DatabaseDep, caller: CallerDep,
+                   wait: WaitQuery = 0) -> TaskRead:
     """Read one task; with `wait`, wait up to that many seconds for a terminal phase."""
     task = await run_in_threadpool(_read, database, task_id)
-    if task is None:
+    if task is None or not caller.sees(task):
         raise HTTPException(404, f"task {task_id} not found")
     if wait:
         task = await _wait_terminal(database, task, wait)
@@ -106,6 +113,7 @@ async def get_task(task_id: str, database: DatabaseDep, wait: WaitQuery = 0) -> 
 @router.get("/tasks", response_model=TaskList)
 def list_tasks(
     session: ReadSession,
+    caller: CallerDep,
     phase: Phase | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(pattern=r"^[0-9]+$", max_length=18)] = None,
@@ -116,6 +124,8 @@ def list_tasks(
         statement = statement.where(Task.phase == phase.value)
     if cursor is not None:
         statement = statement.where(col(Task.pk) < int(cursor))
+    if caller.user is not None:
+        statement = statement.where(col(Task.owner) == caller.user)
     rows = list(session.exec(statement))
     page = rows[:limit]
     next_cursor = str(page[-1].pk) if len(rows) > limit and page else None
@@ -123,9 +133,9 @@ def list_tasks(
 
 
 @router.delete("/tasks/{task_id}", status_code=202, response_model=TaskRead)
-def cancel_task(task_id: str, session: WriteSession) -> TaskRead:
+def cancel_task(task_id: str, session: WriteSession, caller: CallerDep) -> TaskRead:
     """Record a cancellation request; the controller stops the task."""
-    task = _get_or_404(session, task_id)
+    task = _get_or_404(session, task_id, caller)
     if task.phase in TERMINAL_PHASES:
         raise HTTPException(409, f"task {task_id} is already {task.phase}; nothing to cancel")
     if task.cancel_requested_at is None:
@@ -136,14 +146,14 @@ def cancel_task(task_id: str, session: WriteSession) -> TaskRead:
                     resource_version=Task.resource_version + 1)
         )
         session.commit()
-        task = _get_or_404(session, task_id)
+        task = _get_or_404(session, task_id, caller)
     return TaskRead.from_row(task)
 
 
 @router.get("/tasks/{task_id}/events", response_model=TransitionList)
-def task_events(task_id: str, session: ReadSession) -> TransitionList:
+def task_events(task_id: str, session: ReadSession, caller: CallerDep) -> TransitionList:
     """The task's phase transitions, oldest first."""
-    _get_or_404(session, task_id)
+    _get_or_404(session, task_id, caller)
     rows = session.exec(
         select(Transition).where(Transition.task_id == task_id).order_by(col(Transition.seq))
     )

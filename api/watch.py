@@ -21,6 +21,7 @@ from fastapi.responses import StreamingResponse
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import Caller, CallerDep
 from api.deps import DatabaseDep
 from models.database import Database
 from models.phases import TERMINAL_PHASES, Phase
@@ -59,9 +60,11 @@ def _latest_seq(database: Database) -> int:
         return row.seq or 0 if row else 0
 
 
-def _task_exists(database: Database, task_id: str) -> bool:
+def _owner_of(database: Database, task_id: str) -> tuple[bool, str | None]:
+    """Whether the task exists, and whose it is."""
     with database.read() as session:
-        return session.exec(select(Task.pk).where(Task.id == task_id)).first() is not None
+        row = session.exec(select(Task.pk, Task.owner).where(Task.id == task_id)).first()
+        return (False, None) if row is None else (True, row[1])
 
 
 def _compacted_through(database: Database) -> int:
@@ -153,9 +156,27 @@ def _matches(event: TransitionRead, task_id: str | None, phase: Phase | None) ->
     )
 
 
+class _Visibility:
+    """Which tasks' transitions a user may see: their own, looked up once per task."""
+
+    def __init__(self, database: Database, caller: Caller) -> None:
+        self._db = database
+        self._caller = caller
+        self._known: dict[str, bool] = {}
+
+    async def allows(self, event: TransitionRead) -> bool:
+        if self._caller.user is None:
+            return True
+        if event.task_id not in self._known:
+            _, owner = await run_in_threadpool(_owner_of, self._db, event.task_id)
+            self._known[event.task_id] = owner == self._caller.user
+        return self._known[event.task_id]
+
+
 async def _stream(
     request: Request, feed: TransitionFeed, subscriber: Subscriber, database: Database,
     after: int, task_id: str | None, phase: Phase | None, heartbeat: float,
+    visibility: _Visibility,
 ) -> AsyncIterator[bytes]:
     last = after
     try:
@@ -172,7 +193,7 @@ async def _stream(
                     ended = False
                     for event in rows:
                         last = event.seq
-                        if _matches(event, task_id, phase):
+                        if _matches(event, task_id, phase) and await visibility.allows(event):
                             yield _frame(event)
                         ended = Phase(event.to_phase) in TERMINAL_PHASES
                     if len(rows) < REPLAY_BATCH:
@@ -187,7 +208,7 @@ async def _stream(
                 if event.seq <= last:
                     continue
                 last = event.seq
-                if _matches(event, task_id, phase):
+                if _matches(event, task_id, phase) and await visibility.allows(event):
                     yield _frame(event)
                 if task_id == event.task_id and Phase(event.to_phase) in TERMINAL_PHASES:
                     return
@@ -210,6 +231,7 @@ async def _stream(
 async def watch(
     request: Request,
     database: DatabaseDep,
+    caller: CallerDep,
     task_id: str | None = None,
     phase: Phase | None = None,
     since: Annotated[int | None, Query(ge=0)] = None,
@@ -220,10 +242,12 @@ async def watch(
         if not last_event_id.strip().isdigit():
             raise HTTPException(422, "Last-Event-ID must be a transition seq (digits)")
         since = int(last_event_id)
+    if task_id is not None:
+        found, owner = await run_in_threadpool(_owner_of, database, task_id)
+        if not found or (caller.user is not None and owner != caller.user):
+            raise HTTPException(404, f"task {task_id} not found")
     feed: TransitionFeed = request.app.state.feed
     await feed.ready.wait()
-    if task_id is not None and not await run_in_threadpool(_task_exists, database, task_id):
-        raise HTTPException(404, f"task {task_id} not found")
     subscriber = feed.subscribe()
     try:
         compacted = await run_in_threadpool(_compacted_through, database)
@@ -240,7 +264,8 @@ async def watch(
         raise
     heartbeat = request.app.state.settings.watch_heartbeat_seconds
     return StreamingResponse(
-        _stream(request, feed, subscriber, database, since, task_id, phase, heartbeat),
+        _stream(request, feed, subscriber, database, since, task_id, phase, heartbeat,
+                _Visibility(database, caller)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

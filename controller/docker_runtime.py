@@ -8,6 +8,7 @@ environment of our own making (nothing of the service's).
 """
 
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -16,6 +17,7 @@ from typing import Any
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, LogConfig, Ulimit
+from docker.utils.socket import STDERR
 
 from controller.errors import RuntimeUnavailable, StartRejected
 from controller.runtime import (
@@ -256,21 +258,31 @@ class DockerRuntime:
         return _observe(container.attrs)
 
     def follow(self, name: str) -> Iterator[tuple[str, bytes]]:
+        # The log file, followed: unlike attach(logs=True), which reads the log and only then
+        # subscribes (and whose first bytes docker-py can drop), it has no gap. docker-py's
+        # public logs() merges the two streams, so the frames are read here the way its own
+        # _multiplexed_response_stream_helper reads them, keeping each frame's stream id.
+        api = self._engine().api
         try:
-            container = self._engine().containers.get(name)
-            # logs=True replays what was printed before we attached: after a restart the
-            # follower starts over and skips what is already stored.
-            frames = container.attach(stdout=True, stderr=True, stream=True, logs=True,
-                                      demux=True)
+            response = api._get(api._url("/containers/{0}/logs", name),
+                                params={"stdout": 1, "stderr": 1, "follow": 1}, stream=True)
+            api._raise_for_status(response)
+            # A task may print nothing for longer than the client's timeout.
+            api._disable_socket_timeout(api._get_raw_response_socket(response))
+            while True:
+                header = response.raw.read(8)
+                if len(header) < 8:
+                    return
+                stream_id, length = struct.unpack(">BxxxL", header)
+                data = response.raw.read(length) if length else b""
+                if length and not data:
+                    return
+                if data:
+                    yield ("stderr" if stream_id == STDERR else "stdout"), data
         except NotFound:
             return
         except (DockerException, OSError) as exc:
             raise RuntimeUnavailable(f"cannot follow {name}: {exc}") from exc
-        for stdout, stderr in frames:
-            if stdout:
-                yield "stdout", stdout
-            if stderr:
-                yield "stderr", stderr
 
     def output(self, name: str) -> CapturedOutput:
         try:

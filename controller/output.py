@@ -84,6 +84,17 @@ class ChunkWriter:
     def _write(self, batch: list[_Piece]) -> None:
         if not batch:
             return
+        # A flood of small writes becomes a few rows: adjacent pieces of one stream merge.
+        merged: list[_Piece] = []
+        for piece in batch:
+            last = merged[-1] if merged else None
+            if last is not None and (last.task_id, last.attempt, last.stream) == (
+                    piece.task_id, piece.attempt, piece.stream):
+                merged[-1] = _Piece(last.task_id, last.attempt, last.stream,
+                                    last.data + piece.data)
+            else:
+                merged.append(piece)
+        batch = merged
         try:
             with self._db.write() as session:
                 session.add_all(OutputChunk(task_id=p.task_id, attempt=p.attempt,
@@ -131,26 +142,43 @@ class OutputReader:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        # An earlier reader of this container in this process may have pieces in flight.
+        self._writer.flush()
         stored = stored_bytes(self._db, self._task_id, self._attempt)
         seen = dict.fromkeys(STREAMS, 0)
+        held = b""  # the end of stderr that may be the start of the supervisor's report
         reported = False
+
+        def keep(stream: str, data: bytes) -> None:
+            start, seen[stream] = seen[stream], seen[stream] + len(data)
+            # Skip what an earlier reader stored (the engine replays from the start), and
+            # keep nothing past the cap.
+            low = max(stored[stream] - start, 0)
+            high = min(len(data), self._limit - start)
+            if high > low:
+                self._writer.put(_Piece(self._task_id, self._attempt, stream, data[low:high]))
+
         try:
             for stream, data in self._runtime.follow(self._name):
-                if stream == "stderr" and not reported:
-                    # The supervisor's report closes stderr; it is ours, not the task's.
-                    at = data.find(MARKER)
-                    if at >= 0:
-                        data, reported = data[:at], True
-                elif stream == "stderr":
+                if stream == "stdout":
+                    keep(stream, data)
                     continue
-                start, seen[stream] = seen[stream], seen[stream] + len(data)
-                # Skip what an earlier reader stored (the engine replays from the start), and
-                # keep nothing past the cap.
-                low = max(stored[stream] - start, 0)
-                high = min(len(data), self._limit - start)
-                if high > low:
-                    self._writer.put(_Piece(self._task_id, self._attempt, stream,
-                                            data[low:high]))
+                if reported:
+                    continue
+                # The supervisor's report closes stderr; it is ours, not the task's, and it
+                # may arrive cut in two.
+                data, held = held + data, b""
+                at = data.find(MARKER)
+                if at >= 0:
+                    data, reported = data[:at], True
+                else:
+                    for size in range(min(len(MARKER) - 1, len(data)), 0, -1):
+                        if MARKER.startswith(data[-size:]):
+                            data, held = data[:-size], data[-size:]
+                            break
+                keep(stream, data)
+            if held:
+                keep("stderr", held)
         except RuntimeUnavailable as exc:
             log.warning("live output of %s stopped: %s", self._name, exc)
         except Exception:

@@ -4,7 +4,7 @@ measured in the same run on the same machine, printed as one table.
 Run it from the repository root, on a host where the service runs (Docker engine up, runner
 image built; `deploy/setup-host.sh` does both):
 
-    .venv/bin/python deploy/bench.py                   # full run, a few minutes
+    .venv/bin/python deploy/bench.py                   # full run, about 6 min on 2 cores
     .venv/bin/python deploy/bench.py --quick           # smoke run for CI, under a minute
     .venv/bin/python deploy/bench.py --only latency rate
 
@@ -13,9 +13,11 @@ scheduler. Each one starts what it needs: a `taskyard serve` (or `taskyard api`)
 free 127.0.0.1 port with a temporary data dir, a no-op FastAPI app under uvicorn, plain
 `docker run` containers labelled `taskyard.bench=<run id>`. Everything is stopped and every
 container it started is removed at the end, also after Ctrl-C or SIGTERM. The run has a global
-deadline and each figure a time budget. It reports medians and never asserts on time: the exit
-code is 0 unless something broke (a server that does not start, a task that fails, a figure
-that cannot finish in its budget), and then 1 with the reason in the table.
+deadline and each figure a time budget: a figure stops early (fewer runs, or a lower bound such
+as "> 30 s") rather than overrun, and one that does not fit at all is skipped. It reports
+medians and never asserts on time: the exit code is 0 unless something broke (the engine or
+image missing, a server that does not start, a task that fails, a watch client that cannot
+subscribe), and then 1 with the reason under the table. Progress goes to stderr.
 
 The submit rate is driven by `wrk` (Debian package `wrk`) where it is installed; otherwise by
 an asyncio client, which may saturate before the server does (the output says which).
@@ -471,8 +473,11 @@ def figure_burst(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
     limits = ["--cpus", "1", "-m", "128m"]
 
     began = time.perf_counter()
-    with ThreadPoolExecutor(CORES) as pool:
+    pool = ThreadPoolExecutor(CORES)
+    try:
         list(pool.map(lambda code: run_docker(lab.docker_run(limits, code)), codes))
+    finally:  # on Ctrl-C or a failure, start no more containers
+        pool.shutdown(cancel_futures=True)
     raw = time.perf_counter() - began
 
     with httpx.Client(base_url=serve.url, timeout=60,
@@ -948,6 +953,19 @@ def machine() -> str:
             f"{platform.python_version()}; load average {load:.2f} at start")
 
 
+def code_version() -> str:
+    """Which taskyard was measured: the commit, and whether the tree differs from it."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "code: unknown (no git)"
+    return f"code: {head or 'unknown'}{' with uncommitted changes' if dirty else ''}"
+
+
 def check_prerequisites() -> None:
     try:
         subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, check=True,
@@ -981,6 +999,11 @@ def raise_open_file_limit(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
 
+def terminated(*_: object) -> None:
+    print("terminated; stopping what the benchmark started", file=sys.stderr)
+    sys.exit(143)  # unwinds through main's cleanup
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -999,12 +1022,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("taskyard").setLevel(logging.ERROR)
     # The watch clients (and the server, which inherits it) need a socket each.
     raise_open_file_limit(sizes.watch_clients * 2 + 1024)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, terminated)
 
     started = datetime.now(UTC)
     print(f"taskyard benchmark, {'quick' if args.quick else 'full'} run, "
           f"{started:%Y-%m-%d %H:%M} UTC")
-    print(machine(), flush=True)
+    print(machine())
+    print(code_version(), flush=True)
     rows: list[Row] = []
     lab = Lab()
     interrupted = False

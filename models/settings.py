@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     code_delivery_timeout_seconds: float = Field(default=10.0, gt=0)
 
     admin_token: str | None = None
+    allow_remote: bool = False
+    user_max_active_tasks: int = Field(default=100, ge=0)
+    user_max_cpus: int = Field(default=0, ge=0)
     watch_heartbeat_seconds: float = Field(default=15.0, gt=0)
     watch_poll_seconds: float = Field(default=0.01, gt=0)
     transition_retention: int = Field(default=1_000_000, ge=1000)

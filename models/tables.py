@@ -22,6 +22,8 @@ class Task(SQLModel, table=True):
     id: str = Field(unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow)
     resource_version: int = 1
+    # The user token that created it; None in open mode and for the admin.
+    owner: str | None = Field(default=None, index=True)
 
     # spec: written once by the API
     task_type: str
@@ -136,6 +138,18 @@ class Capacity(SQLModel, table=True):
     heartbeat_at: datetime | None = None
     # The controller's own counters and histograms, for GET /metrics (see controller.stats).
     stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ApiToken(SQLModel, table=True):
+    """A user's bearer token. Only its SHA-256 is stored; the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: str = Field(primary_key=True)
+    name: str
+    token_hash: str = Field(unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
 
 
 class Meta(SQLModel, table=True):

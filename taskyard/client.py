@@ -241,6 +241,10 @@ class TaskyardClient:
     def stuck(self) -> dict[str, Any]:
         return cast(dict[str, Any], self._call("GET", "/admin/tasks/stuck"))
 
+    def admin_call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """An admin route that answers JSON (the token verbs)."""
+        return cast(dict[str, Any], self._call(method, path, json=body))
+
     def reset(self, task_id: str, to: str) -> Task:
         return cast(Task, self._call("POST", f"/admin/tasks/{task_id}/reset", json={"to": to}))
 

@@ -1,4 +1,4 @@
-"""`taskyard admin capacity | stuck | reset`: the admin verbs, added to the parser by
+"""`taskyard admin capacity | stuck | reset | token`: the admin verbs, added to the parser by
 `taskyard.commands.add_client_verbs`.
 
 They send the admin bearer token, found in `--token`, else `$TASKYARD_ADMIN_TOKEN`, else the file
@@ -148,8 +148,37 @@ def _reset(ctx: Context) -> int:
     return 0
 
 
+def _token(ctx: Context) -> int:
+    """`admin token create NAME | list | revoke ID`."""
+    try:
+        if ctx.args.token_verb == "create":
+            answer = ctx.client.admin_call("POST", "/admin/tokens", {"name": ctx.args.name})
+            if ctx.args.output == "json":
+                ctx.print(json.dumps(answer, indent=2))
+            else:
+                ctx.note(f"token/{answer['id']} created for {answer['name']}; it is shown "
+                         "only now, keep it:")
+                ctx.print(str(answer["token"]))
+            return 0
+        if ctx.args.token_verb == "revoke":
+            answer = ctx.client.admin_call("DELETE", f"/admin/tokens/{ctx.args.id}")
+            ctx.print(f"token/{answer['id']} revoked")
+            return 0
+        answer = ctx.client.admin_call("GET", "/admin/tokens")
+    except ApiError as exc:
+        raise _explain_auth(ctx, exc) from None
+    if ctx.args.output == "json":
+        ctx.print(json.dumps(answer, indent=2))
+        return 0
+    now = ctx.now()
+    ctx.print(table(["ID", "NAME", "AGE", "REVOKED"],
+                    [[str(t["id"]), str(t["name"]), age(t.get("created_at"), now),
+                      "yes" if t.get("revoked_at") else ""] for t in answer["items"]]))
+    return 0
+
+
 def add_admin_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    admin = verbs.add_parser("admin", help="admin verbs: capacity, stuck, reset",
+    admin = verbs.add_parser("admin", help="admin verbs: capacity, stuck, reset, token",
                              description="Admin verbs; they need the admin token.")
     admin_verbs = admin.add_subparsers(dest="admin_verb", required=True)
 
@@ -172,3 +201,11 @@ def add_admin_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]"
     reset.add_argument("--to", choices=["Pending", "Failed"], default="Pending",
                        help="Pending requeues it (attempt + 1), Failed ends it (default Pending)")
     reset.add_argument("-o", "--output", choices=["json", "yaml", "name"])
+    token = verb("token", _token, "user API tokens: create, list, revoke")
+    token_verbs = token.add_subparsers(dest="token_verb", required=True)
+    create = token_verbs.add_parser("create", help="create a token (shown once)")
+    create.add_argument("name", metavar="NAME")
+    token_verbs.add_parser("list", help="list tokens (never their secrets)")
+    revoke = token_verbs.add_parser("revoke", help="revoke a token")
+    revoke.add_argument("id", metavar="ID")
+    token.add_argument("-o", "--output", choices=["json"])

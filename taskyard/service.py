@@ -38,16 +38,20 @@ def build_controller(settings: Settings, database: Database) -> ControllerServic
                              exit_events=runtime.wait_for_exit_events)
 
 
-def check_listen_address(host: str) -> None:
-    if host not in LOOPBACK:
-        raise SystemExit(
-            f"refusing to listen on {host}: user tokens are not implemented yet, so taskyard "
-            "only listens on loopback (127.0.0.1)"
-        )
+def check_listen_address(settings: Settings) -> None:
+    """Beyond loopback, every task endpoint needs a token; still, opening up is explicit."""
+    if settings.host in LOOPBACK or settings.allow_remote:
+        return
+    raise SystemExit(
+        f"refusing to listen on {settings.host}: beyond loopback anyone who can reach the port "
+        "could run code here. Create user tokens (POST /admin/tokens, `taskyard admin token "
+        "create NAME`) and set TASKYARD_ALLOW_REMOTE=true; every task endpoint then needs a "
+        "token."
+    )
 
 
 def run_api(settings: Settings, *, with_controller: bool) -> None:
-    check_listen_address(settings.host)
+    check_listen_address(settings)
     database = open_database(settings.resolved_database_url)
     controller = build_controller(settings, database) if with_controller else None
     if controller is not None:

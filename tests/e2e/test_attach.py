@@ -1,6 +1,7 @@
 """WS /tasks/{id}/attach on the real engine: stdin in, output and exit out."""
 
 import asyncio
+import concurrent.futures
 import json
 from typing import Any
 
@@ -23,6 +24,13 @@ async def _talk(url: str, send: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return received
 
 
+def talk(url: str, send: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run the conversation on a loop of its own thread: other fixtures (Playwright's) may
+    hold a running event loop in this one."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, _talk(url, send)).result(timeout=60)
+
+
 def _ws(server: Server, task_id: str) -> str:
     return f"ws://127.0.0.1:{server.port}/tasks/{task_id}/attach"
 
@@ -34,11 +42,11 @@ def test_an_interactive_task_echoes_what_the_client_sends(client: Client, server
         "code": "import sys\nfor line in sys.stdin:\n    print('echo:', line.strip(), flush=True)",
         "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "16MB"},
     })
-    messages = asyncio.run(_talk(_ws(server, task["id"]), [
+    messages = talk(_ws(server, task["id"]), [
         {"type": "data", "stream": "stdin", "data": "one\n"},
         {"type": "data", "stream": "stdin", "data": "two\n"},
         {"type": "eof"},
-    ]))
+    ])
 
     stdout = "".join(m["data"] for m in messages if m["type"] == "data"
                      and m["stream"] == "stdout")
@@ -55,7 +63,7 @@ def test_the_timeout_still_applies_to_an_interactive_task(client: Client, server
         "code": "print('waiting', flush=True)\ninput()",
         "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "16MB"},
     })
-    messages = asyncio.run(_talk(_ws(server, task["id"]), []))  # sends nothing, never EOF
+    messages = talk(_ws(server, task["id"]), [])  # sends nothing, never EOF
     stdout = "".join(m["data"] for m in messages if m["type"] == "data")
     assert stdout == "waiting\n"
     assert messages[-1]["type"] == "exit"
@@ -66,7 +74,7 @@ def test_attach_refuses_unknown_and_non_interactive_tasks(client: Client, server
                                                           ) -> None:
     plain = client.submit(EXAMPLE_2)
     for task_id, words in ((plain["id"], "interactive"), ("no-such-task", "not found")):
-        messages = asyncio.run(_talk(_ws(server, task_id), []))
+        messages = talk(_ws(server, task_id), [])
         assert messages[0]["type"] == "error"
         assert words in messages[0]["message"]
         assert messages[-1] == {"type": "closed",
@@ -79,11 +87,11 @@ def test_bad_messages_get_an_error_not_a_disconnect(client: Client, server: Serv
         "code": "print(input())",
         "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "16MB"},
     })
-    messages = asyncio.run(_talk(_ws(server, task["id"]), [
+    messages = talk(_ws(server, task["id"]), [
         {"type": "signal", "signal": "SIGKILL"},
         {"type": "data", "stream": "stdin", "data": "still here\n"},
         {"type": "eof"},
-    ]))
+    ])
     assert messages[0]["type"] == "error"
     assert "expected" in messages[0]["message"]
     assert "".join(m["data"] for m in messages if m["type"] == "data") == "still here\n"
