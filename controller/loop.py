@@ -1,26 +1,20 @@
-"""The reconcile loop: one pass reads capacity, desired tasks and observed containers, decides
-per task with the pure functions of `reconcile` and `scheduling`, acts through the runtime, and
-writes status with guarded transitions.
-
-Passes run as one APScheduler job (never two at once) on an interval, and are woken early by
-new work in the database (SQLite's `data_version`), by container exits (engine events), and by
-the next deadline. A wake that arrives during a pass makes that pass run once more.
+"""The reconcile pass: it reads capacity, desired tasks and observed containers, decides per
+task with the pure functions of `reconcile` and `scheduling`, acts through the runtime, and
+writes status with guarded transitions. `controller.service` runs the passes.
 """
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import defer
 from sqlmodel import col
 
 from controller.capacity import HostCapacity, discover_capacity
+from controller.compaction import compact_history
 from controller.errors import RuntimeUnavailable, StartRejected
 from controller.gpus import GpuInfo, discover_gpus
 from controller.output import ChunkWriter, OutputReader
@@ -55,16 +49,12 @@ from controller.status import move, note_waiting
 from controller.supervisor import build_payload
 from models.clock import utcnow
 from models.database import Database
-from models.phases import ACTIVE_PHASES, TERMINAL_PHASES, Phase, Reason
+from models.phases import ACTIVE_PHASES, Phase, Reason
 from models.settings import Settings
 from models.tables import (
-    TRANSITIONS_COMPACTED_THROUGH,
     Capacity,
     InputChunk,
-    Meta,
-    OutputChunk,
     Task,
-    Transition,
 )
 
 log = logging.getLogger("taskyard.controller")
@@ -339,38 +329,10 @@ class Reconciler:
             session.commit()
 
     def _compact_history(self, now: datetime) -> None:
-        """Keep the newest `transition_retention` transitions, and say where history now
-        begins; drop the live-output chunks of tasks that ended a while ago (their final
-        stdout and stderr stay on the task)."""
         if self._compacted_at is not None and now - self._compacted_at < COMPACT_EVERY:
             return
         self._compacted_at = now
-        ended_before = now - timedelta(seconds=self._settings.output_chunk_retention_seconds)
-        finished = (
-            select(col(Task.id))
-            .where(col(Task.id).in_(select(col(OutputChunk.task_id)).distinct()))
-            .where(col(Task.phase).in_([p.value for p in TERMINAL_PHASES]))
-            .where(col(Task.finished_at) < ended_before)
-        )
-        with self._db.write() as session:
-            session.execute(delete(OutputChunk).where(col(OutputChunk.task_id).in_(finished)))
-            session.commit()
-        retention = self._settings.transition_retention
-        with self._db.read() as session:
-            newest = session.execute(select(func.max(col(Transition.seq)))).scalar() or 0
-            marker = session.get(Meta, TRANSITIONS_COMPACTED_THROUGH)
-        through = newest - retention
-        if through <= (marker.value if marker else 0):
-            return
-        with self._db.write() as session:
-            session.execute(delete(Transition).where(col(Transition.seq) <= through))
-            row = session.get(Meta, TRANSITIONS_COMPACTED_THROUGH) or Meta(
-                key=TRANSITIONS_COMPACTED_THROUGH
-            )
-            row.value = through
-            session.add(row)
-            session.commit()
-        log.info("compacted transitions through seq %d", through)
+        compact_history(self._db, self._settings, now)
 
     def _holdings(self, tasks: list[Task], now: datetime) -> list[Holding]:
         holdings = []
@@ -665,95 +627,3 @@ class Reconciler:
                 report.removed.append(container.name)
             except RuntimeUnavailable as exc:
                 log.warning("cannot remove %s: %s", container.name, exc)
-
-
-class ControllerService:
-    """Runs `Reconciler` passes as an APScheduler job and wakes it early when work arrives."""
-
-    def __init__(
-        self,
-        reconciler: Reconciler,
-        database: Database,
-        *,
-        interval: float,
-        exit_events: Callable[[Callable[[], None], threading.Event], None] | None = None,
-    ) -> None:
-        self._reconciler = reconciler
-        self._db = database
-        self._interval = interval
-        self._exit_events = exit_events
-        self._scheduler = BackgroundScheduler(timezone="UTC")
-        self._again = threading.Event()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._job: Any = None
-        logging.getLogger("apscheduler").setLevel(logging.ERROR)
-
-    def start(self) -> None:
-        self._job = self._scheduler.add_job(
-            self._run_pass,
-            "interval",
-            seconds=self._interval,
-            id="reconcile",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-            next_run_time=utcnow(),
-        )
-        self._scheduler.start()
-        self._spawn(self._watch_database, "taskyard-db-watch")
-        if self._exit_events is not None:
-            exit_events = self._exit_events
-            self._spawn(lambda: exit_events(self.wake, self._stop), "taskyard-engine-events")
-
-    def _spawn(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._scheduler.shutdown(wait=True)
-        self._reconciler.close()
-
-    def wake(self, at: datetime | None = None) -> None:
-        """Run a pass now (or at `at`), or once more right after the one in progress."""
-        if self._stop.is_set() or self._job is None:
-            return
-        if at is None:
-            self._again.set()
-        try:
-            next_run = self._job.next_run_time
-            when = at or utcnow()
-            if next_run is None or when < next_run:
-                self._job.modify(next_run_time=when)
-        except Exception:  # the job is being rescheduled by the scheduler itself: the flag holds
-            pass
-
-    def _run_pass(self) -> None:
-        while not self._stop.is_set():
-            self._again.clear()
-            try:
-                report = self._reconciler.reconcile_once()
-            except Exception:
-                log.exception("reconcile pass failed; the next one starts from scratch")
-                return
-            if report.next_deadline is not None:
-                self.wake(at=report.next_deadline)
-            if not self._again.is_set():
-                return
-
-    def _watch_database(self) -> None:
-        # data_version changes whenever another connection commits: new tasks, cancellations.
-        connection = self._db.reader.raw_connection()
-        try:
-            last = None
-            while not self._stop.wait(0.05):
-                cursor = connection.cursor()
-                version = cursor.execute("PRAGMA data_version").fetchone()[0]
-                cursor.close()
-                if last is not None and version != last:
-                    self.wake()
-                last = version
-        finally:
-            connection.close()

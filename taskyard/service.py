@@ -10,7 +10,8 @@ import uvicorn
 
 from api.app import create_app
 from controller.docker_runtime import DockerRuntime
-from controller.loop import ControllerService, Reconciler
+from controller.loop import Reconciler
+from controller.service import ControllerService
 from models.database import Database, open_database
 from models.settings import Settings
 

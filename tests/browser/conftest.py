@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
 from dashboard import OUTPUT_LIMIT, SCREENSHOTS, screenshot
-from harness import IMAGE, Client, Server, owned_containers
+from harness import Client, Server, owned_containers, require_engine
 from playwright.sync_api import Browser, Page, sync_playwright
 
 HERE = Path(__file__).parent
@@ -55,16 +55,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def engine() -> docker.DockerClient:
-    try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-    except Exception as exc:
-        pytest.fail(f"the Docker engine is not reachable ({exc}); run deploy/setup-host.sh")
-    try:
-        client.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"runner image {IMAGE} is missing; run `taskyard image build`")
-    return client
+    return require_engine()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
 from cli_support import stop
-from harness import IMAGE, Server
+from harness import Server, require_engine
 
 HERE = Path(__file__).parent
 
@@ -32,16 +32,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def engine() -> docker.DockerClient:
-    try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-    except Exception as exc:
-        pytest.fail(f"the Docker engine is not reachable ({exc}); run deploy/setup-host.sh")
-    try:
-        client.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"runner image {IMAGE} is missing; run `taskyard image build`")
-    return client
+    return require_engine()
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from controller.capacity import HostCapacity
 from controller.errors import RuntimeUnavailable, StartRejected
 from controller.fake_runtime import FakeRuntime
 from controller.gpus import GpuInfo
-from controller.loop import ControllerService, Reconciler
+from controller.loop import Reconciler
 from controller.runtime import (
     ATTEMPT_LABEL,
     OWNER_LABEL,
@@ -31,6 +31,7 @@ from controller.runtime import (
     ContainerSpec,
     container_name,
 )
+from controller.service import ControllerService
 from controller.status import move
 from models.clock import utcnow
 from models.database import Database, open_database

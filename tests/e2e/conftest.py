@@ -11,7 +11,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from harness import IMAGE, Client, Server, owned_containers
+from harness import Client, Server, owned_containers, require_engine
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -23,16 +23,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def engine() -> docker.DockerClient:
-    try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-    except Exception as exc:
-        pytest.fail(f"the Docker engine is not reachable ({exc}); run deploy/setup-host.sh")
-    try:
-        client.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"runner image {IMAGE} is missing; run `taskyard image build`")
-    return client
+    return require_engine()
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,24 @@ EXAMPLE_2 = {
 TERMINAL = {"Succeeded", "Failed", "TimedOut", "Cancelled"}
 
 
+def require_engine() -> docker.DockerClient:
+    """The real Docker engine with the runner image, or a test failure naming the fix.
+
+    Never a skip: in CI a missing engine must fail the run."""
+    import pytest
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:
+        pytest.fail(f"the Docker engine is not reachable ({exc}); run deploy/setup-host.sh")
+    try:
+        client.images.get(IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"runner image {IMAGE} is missing; run `taskyard image build`")
+    return client
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -26,6 +26,10 @@ export class TaskPage {
     store.addEventListener("change", (event) => {
       if (event.detail.id === this.id) this.changed();
     });
+    // A relist stores tasks without a "change" each; this page may be showing one of them.
+    store.addEventListener("reset", () => {
+      if (this.id) this.changed();
+    });
   }
 
   /** Show the page for one task; called by the router. */
@@ -37,6 +41,9 @@ export class TaskPage {
     if (entry) this.changed();
     try {
       this.store.upsert(await api.getTask(id)); // fresh output and timestamps
+      // The read may tell the store nothing new (a relist got there first, without a
+      // "change"): draw from what it holds either way.
+      if (this.id === id) this.changed();
     } catch (error) {
       if (this.id !== id) return;
       const text = error.status === 404 ? `There is no task with id ${id}.` : error.message;
