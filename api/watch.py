@@ -187,10 +187,10 @@ async def _stream(
                 # Replay from the database: what happened before we subscribed, or what a full
                 # queue could not hold.
                 subscriber.overflowed = False
+                ended = False
                 while True:
                     rows = await run_in_threadpool(_read_after, database, last, REPLAY_BATCH,
                                                    task_id)
-                    ended = False
                     for event in rows:
                         last = event.seq
                         if _matches(event, task_id, phase) and await visibility.allows(event):
