@@ -36,7 +36,8 @@ REPLAY_BATCH = 500
 
 @dataclass(eq=False)
 class Subscriber:
-    queue: asyncio.Queue[TransitionRead] = field(
+    # Each event with its SSE frame, encoded once for all watchers by the feed.
+    queue: asyncio.Queue[tuple[TransitionRead, bytes]] = field(
         default_factory=lambda: asyncio.Queue(maxsize=QUEUE_SIZE)
     )
     overflowed: bool = False
@@ -133,11 +134,12 @@ class TransitionFeed:
             rows = await run_in_threadpool(_read_after, self._db, self._last_seq, REPLAY_BATCH)
             for row in rows:
                 self._last_seq = row.seq
+                item = (row, _frame(row))
                 for subscriber in self._subscribers:
                     if subscriber.overflowed:
                         continue
                     try:
-                        subscriber.queue.put_nowait(row)
+                        subscriber.queue.put_nowait(item)
                     except asyncio.QueueFull:
                         subscriber.overflowed = True
                     subscriber.wake.set()
@@ -204,12 +206,12 @@ async def _stream(
                     return
                 catch_up = False
             while not subscriber.queue.empty():
-                event = subscriber.queue.get_nowait()
+                event, frame = subscriber.queue.get_nowait()
                 if event.seq <= last:
                     continue
                 last = event.seq
                 if _matches(event, task_id, phase) and await visibility.allows(event):
-                    yield _frame(event)
+                    yield frame
                 if task_id == event.task_id and Phase(event.to_phase) in TERMINAL_PHASES:
                     return
             if subscriber.overflowed:
