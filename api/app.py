@@ -9,7 +9,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import admin, attach, dashboard, health, logs, metrics, tasks, tokens, watch
+from api.auth import TokensSeen
 from api.errors import install_error_handlers
+from api.submissions import SubmissionWriter
 from api.watch import TransitionFeed
 from models.admin_token import ensure_admin_token
 from models.database import Database
@@ -38,6 +40,7 @@ class BodyLimit:
 
 def create_app(settings: Settings, database: Database) -> FastAPI:
     feed = TransitionFeed(database, settings.watch_poll_seconds)
+    submissions = SubmissionWriter(database)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -46,12 +49,15 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
             yield
         finally:
             await feed.stop()
+            submissions.close()
 
     app = FastAPI(title="taskyard", version="0.1.0", lifespan=lifespan,
                   description="Run code snippets in hardened containers on a shared host.")
     app.state.settings = settings
     app.state.database = database
     app.state.feed = feed
+    app.state.submissions = submissions
+    app.state.tokens_seen = TokensSeen()
     app.state.admin_token, app.state.admin_token_path = ensure_admin_token(settings)
     install_error_handlers(app)
     app.include_router(tasks.router)

@@ -103,7 +103,8 @@ async def attach(websocket: WebSocket, task_id: str) -> None:
         caller = await run_in_threadpool(
             lambda: identify(token or websocket.query_params.get("access_token"),
                              admin_token=websocket.app.state.admin_token,
-                             settings=websocket.app.state.settings, database=database))
+                             settings=websocket.app.state.settings, database=database,
+                             tokens=websocket.app.state.tokens_seen))
     except HTTPException as exc:
         await websocket.send_json({"type": "error", "message": str(exc.detail)})
         await websocket.close(code=4401)

@@ -9,6 +9,7 @@ sees every task; admin endpoints accept only it (401 without a token, 403 with a
 """
 
 import hmac
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -40,18 +41,35 @@ def _is_admin(token: str, expected: str) -> bool:
     return hmac.compare_digest(token.encode(), expected.encode())
 
 
-def open_mode(settings: Settings, session: Session) -> bool:
+class TokensSeen:
+    """Whether any user token exists. Tokens are revoked, never deleted, so once one is seen
+    the answer stays yes; a no is trusted for a second (another API process may create one),
+    and this process's own token route says so at once."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.checked_at = -1.0
+
+    def any(self, session: Session) -> bool:
+        now = time.monotonic()
+        if not self.seen and now - self.checked_at > 1.0:
+            self.seen = session.exec(select(ApiToken.id).limit(1)).first() is not None
+            self.checked_at = now
+        return self.seen
+
+
+def open_mode(settings: Settings, session: Session, tokens: TokensSeen) -> bool:
     if settings.host not in LOOPBACK:
         return False
-    return session.exec(select(ApiToken.id).limit(1)).first() is None
+    return not tokens.any(session)
 
 
 def identify(token: str | None, *, admin_token: str, settings: Settings,
-             database: Database) -> Caller:
+             database: Database, tokens: TokensSeen) -> Caller:
     """The caller behind `token` (None: no token given); raises 401 where it is no one."""
     with database.read() as session:
         if token is None:
-            if open_mode(settings, session):
+            if open_mode(settings, session, tokens):
                 return Caller()
             raise HTTPException(401, "a bearer token is required: send "
                                      "Authorization: Bearer <token>",
@@ -81,7 +99,8 @@ def require_caller(
 ) -> Caller:
     token = token_of(credentials, request.query_params.get("access_token"))
     return identify(token, admin_token=request.app.state.admin_token,
-                    settings=request.app.state.settings, database=database)
+                    settings=request.app.state.settings, database=database,
+                    tokens=request.app.state.tokens_seen)
 
 
 def require_admin(

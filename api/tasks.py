@@ -5,7 +5,7 @@ import time
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
@@ -13,9 +13,10 @@ from starlette.concurrency import run_in_threadpool
 from api.admission import admit, check_quota
 from api.auth import Caller, CallerDep
 from api.deps import DatabaseDep, ReadSession, SettingsDep, WriteSession
+from api.submissions import SubmissionWriter
 from models.clock import utcnow
 from models.database import Database
-from models.phases import TERMINAL_PHASES, Phase, Reason
+from models.phases import TERMINAL_PHASES, Phase
 from models.schemas import TaskCreate, TaskList, TaskRead, TransitionList, TransitionRead
 from models.tables import Task, Transition
 
@@ -51,8 +52,8 @@ async def _wait_terminal(database: Database, task: Task, seconds: float) -> Task
     return task
 
 
-def _insert(database: Database, body: TaskCreate, timeout: int, owner: str | None) -> Task:
-    task = Task(
+def _new_task(body: TaskCreate, timeout: int, owner: str | None) -> Task:
+    return Task(
         id=uuid.uuid4().hex,
         owner=owner,
         task_type=body.task_type.value,
@@ -67,13 +68,6 @@ def _insert(database: Database, body: TaskCreate, timeout: int, owner: str | Non
         stdin=body.stdin,
         interactive=body.interactive,
     )
-    with database.write() as session:
-        session.add(task)
-        session.add(Transition(task_id=task.id, from_phase=None, to_phase=Phase.PENDING,
-                               reason=Reason.CREATED, message="task submitted",
-                               at=task.created_at, resource_version=task.resource_version))
-        session.commit()
-    return task
 
 
 def _admit(database: Database, body: TaskCreate, settings: SettingsDep, caller: Caller) -> int:
@@ -86,12 +80,14 @@ def _admit(database: Database, body: TaskCreate, settings: SettingsDep, caller: 
 
 @router.post("/tasks", status_code=201, response_model=TaskRead)
 async def submit_task(
-    body: TaskCreate, response: Response, settings: SettingsDep, database: DatabaseDep,
-    caller: CallerDep, wait: WaitQuery = 0,
+    body: TaskCreate, request: Request, response: Response, settings: SettingsDep,
+    database: DatabaseDep, caller: CallerDep, wait: WaitQuery = 0,
 ) -> TaskRead:
     """Store a desired task (phase Pending); with `wait`, return once it is terminal."""
     timeout = await run_in_threadpool(_admit, database, body, settings, caller)
-    task = await run_in_threadpool(_insert, database, body, timeout, caller.user)
+    task = _new_task(body, timeout, caller.user)
+    writer: SubmissionWriter = request.app.state.submissions
+    await writer.insert(task)
     response.headers["Location"] = f"/tasks/{task.id}"
     if wait:
         task = await _wait_terminal(database, task, wait)

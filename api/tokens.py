@@ -5,7 +5,7 @@ Creating the first token ends open mode: from then on every task endpoint needs 
 
 import secrets
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
@@ -42,13 +42,14 @@ class TokenList(BaseModel):
 
 
 @router.post("", status_code=201, response_model=TokenRead)
-def create_token(body: TokenCreate, session: WriteSession) -> TokenRead:
+def create_token(body: TokenCreate, session: WriteSession, request: Request) -> TokenRead:
     """Create a user token; its secret is in this answer only (only its hash is kept)."""
     token = new_token()
     row = ApiToken(id="u-" + secrets.token_hex(6), name=body.name,
                    token_hash=hash_token(token))
     session.add(row)
     session.commit()
+    request.app.state.tokens_seen.seen = True  # open mode ends now, not a second from now
     return TokenRead.from_row(row, token)
 
 
