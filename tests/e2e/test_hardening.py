@@ -138,3 +138,42 @@ def test_non_zero_exit_reports_the_end_of_stderr(client: Client) -> None:
     assert task["status"]["reason"] == "NonZeroExit"
     assert task["status"]["exit_code"] == 1
     assert task["status"]["result"].endswith("ValueError: boom")
+
+
+ESCAPES = r"""
+import ctypes, errno, json, os, signal
+libc = ctypes.CDLL(None, use_errno=True)
+facts = {}
+try:
+    os.setuid(0)
+    facts["setuid0"] = "worked"
+except PermissionError:
+    facts["setuid0"] = "EPERM"
+CLONE_NEWUSER = 0x10000000
+facts["unshare_user"] = libc.unshare(CLONE_NEWUSER)
+facts["unshare_errno"] = errno.errorcode.get(ctypes.get_errno(), "?")
+try:
+    os.kill(1, signal.SIGKILL)
+    facts["kill_pid1"] = "sent"
+except PermissionError:
+    facts["kill_pid1"] = "EPERM"
+try:
+    facts["pid1_environ"] = sorted(
+        item.split(b"=")[0].decode() for item in open("/proc/1/environ", "rb").read().split(b"\0")
+        if item)
+except OSError as exc:
+    facts["pid1_environ"] = exc.strerror
+print(json.dumps(facts))
+"""
+
+
+def test_no_way_up_or_out(client: Client) -> None:
+    task = client.submit(task_body(ESCAPES), wait=30)
+    # Still alive to report: SIGKILL to PID 1 (the init) from inside does not end the task.
+    assert task["status"]["phase"] == "Succeeded", task["status"]
+    facts = json.loads(task["status"]["result"])
+    assert facts["setuid0"] == "EPERM"
+    assert facts["unshare_user"] == -1
+    assert facts["unshare_errno"] == "EPERM"
+    environ = facts["pid1_environ"]
+    assert not [name for name in environ if name.startswith(("TASKYARD", "DOCKER"))], environ
