@@ -9,11 +9,8 @@ arrived by its deadline. Heartbeats come every 0.2 s.
 """
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -21,12 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from live_server import serving
 from sqlalchemy import update
 from sqlmodel import col, select
 
 import controller.loop
-from api.app import create_app
 from controller.capacity import HostCapacity
 from controller.fake_runtime import FakeRuntime
 from controller.loop import Reconciler
@@ -46,30 +42,6 @@ READ_TIMEOUT = 5.0
 
 
 # --- a live server ----------------------------------------------------------------------------
-
-
-@contextmanager
-def serving(settings: Settings, db: Database) -> Iterator[str]:
-    app = create_app(settings, db)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        assert thread.is_alive(), "uvicorn exited"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @dataclass

@@ -1,15 +1,13 @@
 """User tokens and tenants: who may see and touch which task."""
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
+from live_server import serving
 from sqlmodel import select
 
 from api.app import create_app
@@ -161,16 +159,8 @@ def test_another_user_cannot_attach(tmp_path: Path, db: Database) -> None:
 
 def test_a_users_watch_shows_only_their_own_transitions(tmp_path: Path, db: Database) -> None:
     settings = Settings(data_dir=tmp_path, admin_token=ADMIN, watch_heartbeat_seconds=0.2)
-    app = create_app(settings, db)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    with serving(settings, db) as url:
+        http = httpx.Client(base_url=url, timeout=10)
         alice = http.post("/admin/tokens", json={"name": "alice"},
                           headers=bearer(ADMIN)).json()["token"]
         bob = http.post("/admin/tokens", json={"name": "bob"},
@@ -188,6 +178,3 @@ def test_a_users_watch_shows_only_their_own_transitions(tmp_path: Path, db: Data
         assert len(seen) == 1
         assert mine in seen[0]
         assert theirs not in seen[0]
-    finally:
-        server.should_exit = True
-        thread.join(10)

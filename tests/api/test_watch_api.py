@@ -8,22 +8,19 @@ has not arrived by its deadline. Heartbeats come every 0.2 s.
 """
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from live_server import serving
 from sqlmodel import col, delete, select
 
 import api.watch
-from api.app import create_app
 from controller.status import move
 from models.clock import utcnow
 from models.database import Database, open_database
@@ -70,30 +67,6 @@ class Live:
         watch = Watch(self.http, params or {}, headers or {})
         self.watches.append(watch)
         return watch
-
-
-@contextmanager
-def serving(settings: Settings, db: Database) -> Iterator[str]:
-    app = create_app(settings, db)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        assert thread.is_alive(), "uvicorn exited"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture
