@@ -1,6 +1,7 @@
 """Task routes: submit (desired state), read, list, cancel (a request), and transitions."""
 
 import asyncio
+import contextlib
 import time
 import uuid
 from typing import Annotated
@@ -14,6 +15,7 @@ from api.admission import admit, check_quota
 from api.auth import Caller, CallerDep
 from api.deps import DatabaseDep, ReadSession, SettingsDep, WriteSession
 from api.submissions import SubmissionWriter
+from api.watch import TransitionFeed
 from models.clock import utcnow
 from models.database import Database
 from models.phases import TERMINAL_PHASES, Phase
@@ -23,7 +25,7 @@ from models.tables import Task, Transition
 router = APIRouter()
 
 MAX_WAIT_SECONDS = 60
-WAIT_POLL_SECONDS = 0.05
+WAIT_RECHECK_SECONDS = 1.0
 WaitQuery = Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS,
                                    description="seconds to wait for a terminal phase")]
 
@@ -41,14 +43,25 @@ def _read(database: Database, task_id: str) -> Task | None:
         return session.exec(select(Task).where(Task.id == task_id)).first()
 
 
-async def _wait_terminal(database: Database, task: Task, seconds: float) -> Task:
+async def _wait_terminal(request: Request, database: Database, task: Task,
+                         seconds: float) -> Task:
+    """The task once terminal, or as it is when `seconds` have passed."""
+    feed: TransitionFeed = request.app.state.feed
     deadline = time.monotonic() + seconds
-    while task.phase not in TERMINAL_PHASES and time.monotonic() < deadline:
-        await asyncio.sleep(WAIT_POLL_SECONDS)
-        fresh = await run_in_threadpool(_read, database, task.id)
-        if fresh is None:
-            break
-        task = fresh
+    with feed.moves_of(task.id) as moved:
+        while task.phase not in TERMINAL_PHASES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            # The feed sees every commit within `watch_poll_seconds`; the timeout only bounds
+            # how stale a reading can get should the feed itself stall.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(moved.wait(), timeout=min(left, WAIT_RECHECK_SECONDS))
+            moved.clear()
+            fresh = await run_in_threadpool(_read, database, task.id)
+            if fresh is None:
+                break
+            task = fresh
     return task
 
 
@@ -90,19 +103,19 @@ async def submit_task(
     await writer.insert(task)
     response.headers["Location"] = f"/tasks/{task.id}"
     if wait:
-        task = await _wait_terminal(database, task, wait)
+        task = await _wait_terminal(request, database, task, wait)
     return TaskRead.from_row(task)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskRead)
-async def get_task(task_id: str, database: DatabaseDep, caller: CallerDep,
+async def get_task(task_id: str, request: Request, database: DatabaseDep, caller: CallerDep,
                    wait: WaitQuery = 0) -> TaskRead:
     """Read one task; with `wait`, wait up to that many seconds for a terminal phase."""
     task = await run_in_threadpool(_read, database, task_id)
     if task is None or not caller.sees(task):
         raise HTTPException(404, f"task {task_id} not found")
     if wait:
-        task = await _wait_terminal(database, task, wait)
+        task = await _wait_terminal(request, database, task, wait)
     return TaskRead.from_row(task)
 
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -81,6 +81,7 @@ class TransitionFeed:
         self._db = database
         self._poll = poll_seconds
         self._subscribers: set[Subscriber] = set()
+        self._task_waiters: dict[str, set[asyncio.Event]] = {}
         self._last_seq = 0
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -97,6 +98,19 @@ class TransitionFeed:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
+
+    @contextlib.contextmanager
+    def moves_of(self, task_id: str) -> Iterator[asyncio.Event]:
+        """An event set at the task's next transition, for as long as the block lasts."""
+        moved = asyncio.Event()
+        self._task_waiters.setdefault(task_id, set()).add(moved)
+        try:
+            yield moved
+        finally:
+            waiters = self._task_waiters.get(task_id, set())
+            waiters.discard(moved)
+            if not waiters:
+                self._task_waiters.pop(task_id, None)
 
     @property
     def watchers(self) -> int:
@@ -134,6 +148,8 @@ class TransitionFeed:
             rows = await run_in_threadpool(_read_after, self._db, self._last_seq, REPLAY_BATCH)
             for row in rows:
                 self._last_seq = row.seq
+                for moved in self._task_waiters.get(row.task_id, ()):
+                    moved.set()
                 item = (row, _frame(row))
                 for subscriber in self._subscribers:
                     if subscriber.overflowed:

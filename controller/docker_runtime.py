@@ -7,10 +7,13 @@ file-size and open-file limits, an init process as PID 1, no mounts from the hos
 environment of our own making (nothing of the service's).
 """
 
+import logging
 import socket
 import struct
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -24,13 +27,20 @@ from controller.runtime import (
     ATTEMPT_LABEL,
     OWNER_LABEL,
     TASK_LABEL,
+    WARM_LABEL,
     CapturedOutput,
     ContainerSpec,
     ObservedContainer,
     RuntimeHealth,
+    WarmKey,
 )
 from controller.supervisor import SOURCE
+from controller.warm_pool import Warm, WarmPool
 from models.clock import as_utc
+
+log = logging.getLogger("taskyard.controller")
+
+HEALTH_CACHE_SECONDS = 5.0
 
 WORK_DIR = "/work"
 USER = "65534:65534"
@@ -58,14 +68,25 @@ def _parse_engine_time(text: str | None) -> datetime | None:
 def _observe(attrs: dict[str, Any]) -> ObservedContainer:
     labels = attrs.get("Config", {}).get("Labels") or {}
     state = attrs.get("State", {})
+    name = attrs.get("Name", "").lstrip("/")
+    task_id, attempt = labels.get(TASK_LABEL, ""), int(labels.get(ATTEMPT_LABEL, "0") or 0)
+    started_at = _parse_engine_time(state.get("StartedAt"))
+    if labels.get(WARM_LABEL):
+        # A claimed warm container carries its attempt in the name the claim gave it
+        # (`container_name`), and started long before its task did: its engine start time
+        # says nothing about the task.
+        task_id, _, number = name.rpartition("-")
+        task_id = task_id.rpartition("-")[2]
+        attempt = int(number) if number.isdigit() else 0
+        started_at = None
     return ObservedContainer(
-        name=attrs.get("Name", "").lstrip("/"),
-        task_id=labels.get(TASK_LABEL, ""),
-        attempt=int(labels.get(ATTEMPT_LABEL, "0") or 0),
+        name=name,
+        task_id=task_id,
+        attempt=attempt,
         state=state.get("Status", "unknown"),
         exit_code=state.get("ExitCode") if state.get("Status") in {"exited", "dead"} else None,
         oom_killed=bool(state.get("OOMKilled")),
-        started_at=_parse_engine_time(state.get("StartedAt")),
+        started_at=started_at,
         finished_at=_parse_engine_time(state.get("FinishedAt")),
     )
 
@@ -73,12 +94,20 @@ def _observe(attrs: dict[str, Any]) -> ObservedContainer:
 class DockerRuntime:
     """Runs task containers on the Docker engine that `DOCKER_HOST` (or the socket) names."""
 
-    def __init__(self, owner: str, image: str, *, delivery_timeout: float = 10.0) -> None:
+    def __init__(self, owner: str, image: str, *, delivery_timeout: float = 10.0,
+                 warm_max_idle_seconds: float = 300.0) -> None:
         self._owner = owner
         self._image = image
         self._delivery_timeout = delivery_timeout
         self._client: docker.DockerClient | None = None
         self._stdin: dict[str, tuple[socket.socket, Any]] = {}
+        self._warm_prefix = f"taskyard-{owner[:12]}-warm-"
+        self._warm_max_idle = warm_max_idle_seconds
+        self._warm_templates: dict[WarmKey, ContainerSpec] = {}
+        self._pool: WarmPool[WarmKey] | None = None
+        self._healthy: tuple[float, RuntimeHealth] | None = None
+        self._running: dict[str, ObservedContainer] = {}  # container id -> as last inspected
+        self._died: set[str] = set()  # ids from "die" events, not yet looked at again
 
     def _engine(self) -> docker.DockerClient:
         if self._client is None:
@@ -89,6 +118,10 @@ class DockerRuntime:
         return self._client
 
     def health(self) -> RuntimeHealth:
+        # Asked every pass: a healthy answer holds for a few seconds, and any failed engine
+        # call in between drops it (see `_lost_engine`).
+        if self._healthy is not None and time.monotonic() - self._healthy[0] < HEALTH_CACHE_SECONDS:
+            return self._healthy[1]
         try:
             engine = self._engine()
             info = engine.info()
@@ -99,30 +132,65 @@ class DockerRuntime:
                 message=f"runner image {self._image} is missing: run `taskyard image build`",
             )
         except (DockerException, RuntimeUnavailable, OSError) as exc:
-            self._client = None
+            self._lost_engine()
             return RuntimeHealth(ok=False, message=f"cannot reach the Docker engine: {exc}")
-        return RuntimeHealth(
+        healthy = RuntimeHealth(
             ok=True,
             message=f"Docker {info.get('ServerVersion', '?')}, image {self._image} present",
             data_root=info.get("DockerRootDir"),
             details={"storage_driver": str(info.get("Driver", "")),
                      "cgroup_version": str(info.get("CgroupVersion", ""))},
         )
+        self._healthy = (time.monotonic(), healthy)
+        return healthy
+
+    def _lost_engine(self) -> None:
+        """Forget the client and the cached health: the next call reconnects and asks again."""
+        self._client = None
+        self._healthy = None
 
     def list_owned(self) -> list[ObservedContainer]:
+        # One list call; an inspect only for containers not seen running before (a running
+        # container's start time does not change), so a pass costs little with many running.
+        api = self._engine().api
+        # The list's state can lag the "die" event; a container that died is inspected anew.
+        died, self._died = self._died, set()
         try:
-            containers = self._engine().containers.list(
-                all=True, filters={"label": f"{OWNER_LABEL}={self._owner}"}
-            )
-        except NotFound:
-            # A container removed between the list and its inspect: look again next pass.
-            raise RuntimeUnavailable("the container list changed while it was read") from None
+            summaries = api.containers(all=True, filters={"label": f"{OWNER_LABEL}={self._owner}"})
+            observed, running = [], {}
+            for summary in summaries:
+                name = (summary.get("Names") or ["/"])[0].lstrip("/")
+                if name.startswith(self._warm_prefix):
+                    continue  # in the pool: no task's yet
+                cid = summary["Id"]
+                seen = self._running.get(cid)
+                if (summary.get("State") == "running" and seen is not None and seen.name == name
+                        and cid not in died):
+                    container = seen
+                else:
+                    try:
+                        container = _observe(api.inspect_container(cid))
+                    except NotFound:
+                        continue  # removed between the list and its inspect
+                if container.state == "running":
+                    running[cid] = container
+                observed.append(container)
         except (DockerException, OSError) as exc:
-            self._client = None
+            self._lost_engine()
             raise RuntimeUnavailable(f"cannot list containers: {exc}") from exc
-        return [_observe(container.attrs) for container in containers]
+        self._running = running
+        return observed
 
     def run(self, spec: ContainerSpec) -> ObservedContainer:
+        key = WarmKey.of(spec)
+        warm = self._pool.claim(key) if self._pool is not None and key is not None else None
+        if warm is not None:
+            started = self._run_warm(warm, spec)
+            if started is not None:
+                return started
+        return self._run_cold(spec)
+
+    def _run_cold(self, spec: ContainerSpec) -> ObservedContainer:
         engine = self._engine()
         try:
             # The low-level call: the high-level one cannot set stdin_once.
@@ -154,12 +222,106 @@ class DockerRuntime:
             raise RuntimeUnavailable(f"cannot start the container: {exc}") from exc
         return _observe(container.attrs)
 
+    def _run_warm(self, warm: Warm[WarmKey], spec: ContainerSpec) -> ObservedContainer | None:
+        """Fit a claimed warm container to the task, give it the attempt's name, deliver the
+        code. None where it could not be fitted (it is discarded; the caller starts cold)."""
+        api = self._engine().api
+        cores = spec.cpus or spec.all_cpus
+        limits = {
+            "CpusetCpus": ",".join(str(core) for core in cores),
+            "NanoCpus": int(spec.cpu_quota * 1_000_000_000),
+            "Memory": spec.ram,
+            "MemorySwap": spec.ram,
+        }
+        if not spec.cpus:
+            limits["CpuShares"] = 2  # as `_create_args` gives a cold best-effort container
+        try:
+            # docker-py's update() cannot set NanoCpus; the engine's endpoint can.
+            response = api._post_json(api._url("/containers/{0}/update", warm.name), data=limits)
+            api._raise_for_status(response)
+            api.rename(warm.name, spec.name)
+        except (DockerException, OSError) as exc:
+            log.info("warm container %s could not be fitted (%s); starting cold", warm.name, exc)
+            self._discard_warm(warm)
+            return None
+        # From here the container is the attempt's, under its name: what happens next is what
+        # happens to a cold start (a lost payload ends it as "no code was delivered").
+        raw, attached = warm.stdin
+        self._send(raw, attached, spec.name, spec.payload, keep_open=spec.interactive)
+        # Running since the pool started it; the task's start time is the controller's.
+        return ObservedContainer(name=spec.name, task_id=spec.labels.get(TASK_LABEL, ""),
+                                 attempt=int(spec.labels.get(ATTEMPT_LABEL, "0")),
+                                 state="running")
+
+    def keep_warm(self, wanted: list[tuple[ContainerSpec, int]]) -> None:
+        targets = {}
+        for template, count in wanted:
+            key = WarmKey.of(template)
+            if key is not None:
+                self._warm_templates[key] = template
+                targets[key] = count
+        if self._pool is None:
+            if not targets:
+                return
+            self._remove_stale_warm()
+            self._pool = WarmPool(self._make_warm, self._discard_warm,
+                                  max_idle_seconds=self._warm_max_idle)
+        self._pool.want(targets)
+
+    def warm_ready(self) -> int:
+        """Warm containers ready to be claimed now."""
+        return self._pool.ready_count() if self._pool is not None else 0
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+    def _make_warm(self, key: WarmKey) -> Warm[WarmKey]:
+        name = self._warm_prefix + uuid.uuid4().hex[:16]
+        spec = replace(self._warm_templates[key], name=name,
+                       labels={OWNER_LABEL: self._owner, WARM_LABEL: "1"})
+        engine = self._engine()
+        # It waits for its code a little longer than the pool keeps it, then ends by itself.
+        engine.api.create_container(
+            **self._create_args(engine, spec, delivery_timeout=self._warm_max_idle + 60)
+        )
+        try:
+            engine.api.start(name)
+            attached = engine.api.attach_socket(name, params={"stdin": 1, "stream": 1})
+        except (DockerException, OSError):
+            engine.api.remove_container(name, force=True)
+            raise
+        return Warm(name=name, key=key, created=time.monotonic(),
+                    stdin=(attached._sock, attached))
+
+    def _discard_warm(self, warm: Warm[WarmKey]) -> None:
+        raw, attached = warm.stdin
+        raw.close()
+        attached.close()
+        self.remove(warm.name)
+
+    def _remove_stale_warm(self) -> None:
+        """Warm containers of an earlier run of this instance: their stdin is gone with it."""
+        try:
+            stale = self._engine().containers.list(
+                all=True, filters={"label": [f"{OWNER_LABEL}={self._owner}", WARM_LABEL]}
+            )
+        except (DockerException, OSError) as exc:
+            log.warning("cannot list warm containers left by an earlier run: %s", exc)
+            return
+        for container in stale:
+            if container.name.startswith(self._warm_prefix):
+                self.remove(container.name)
+
     def _deliver(self, container: Any, payload: bytes, *, keep_open: bool) -> None:
         # The container was created with stdin_once: closing this one attach closes its stdin,
         # which tells the supervisor the input is complete. An interactive task keeps it open
         # for `send_input`.
         attached = container.attach_socket(params={"stdin": 1, "stream": 1})
-        raw: socket.socket = attached._sock
+        self._send(attached._sock, attached, container.name, payload, keep_open=keep_open)
+
+    def _send(self, raw: socket.socket, attached: Any, name: str, payload: bytes, *,
+              keep_open: bool) -> None:
         try:
             raw.sendall(payload)
         except OSError:
@@ -167,7 +329,7 @@ class DockerRuntime:
             attached.close()
             raise
         if keep_open:
-            self._stdin[container.name] = (raw, attached)
+            self._stdin[name] = (raw, attached)
             return
         raw.close()
         attached.close()
@@ -188,7 +350,8 @@ class DockerRuntime:
             attached.close()
         return True
 
-    def _create_args(self, engine: docker.DockerClient, spec: ContainerSpec) -> dict[str, Any]:
+    def _create_args(self, engine: docker.DockerClient, spec: ContainerSpec, *,
+                     delivery_timeout: float | None = None) -> dict[str, Any]:
         cores = spec.cpus or spec.all_cpus
         host_config: dict[str, Any] = {
             "network_mode": "none",
@@ -213,8 +376,10 @@ class DockerRuntime:
                 type="json-file", config={"max-size": str(spec.log_limit), "max-file": "1"}
             ),
         }
-        if not spec.cpus:
-            host_config["cpu_shares"] = 2  # best effort: yields to every task that holds cores
+        if not spec.cpus and WARM_LABEL not in spec.labels:
+            # Best effort: yields to every task that holds cores. (A warm container gets this
+            # at its claim, if its task is best effort.)
+            host_config["cpu_shares"] = 2
         if spec.gpus:
             host_config["device_requests"] = [
                 DeviceRequest(device_ids=[str(gpu) for gpu in spec.gpus], capabilities=[["gpu"]])
@@ -223,7 +388,8 @@ class DockerRuntime:
             host_config["runtime"] = spec.docker_runtime
         return {
             "image": spec.image,
-            "command": ["python3", "-I", "-c", SOURCE, str(self._delivery_timeout)],
+            "command": ["python3", "-I", "-c", SOURCE,
+                        str(delivery_timeout or self._delivery_timeout)],
             "name": spec.name,
             "labels": spec.labels,
             # detach=False with stdin_open makes docker-py set StdinOnce, which it offers no
@@ -320,7 +486,8 @@ class DockerRuntime:
                     filters={"type": "container", "event": ["die"],
                              "label": f"{OWNER_LABEL}={self._owner}"},
                 )
-                for _event in events:
+                for event in events:
+                    self._died.add(str(event.get("id") or event.get("Actor", {}).get("ID", "")))
                     on_exit()
                     if stop.is_set():
                         break

@@ -39,6 +39,8 @@ class FakeRuntime:
     inputs: dict[str, list[bytes]] = field(default_factory=dict)
     closed_inputs: set[str] = field(default_factory=set)
     clock_skew: timedelta = timedelta(0)
+    warm_wanted: list[tuple[ContainerSpec, int]] = field(default_factory=list)
+    closed: bool = False
 
     def _now(self) -> datetime:
         return utcnow() + self.clock_skew
@@ -99,6 +101,13 @@ class FakeRuntime:
             container.observed, state="exited", exit_code=exit_code,
             oom_killed=oom_killed, finished_at=self._now(),
         )
+
+    def keep_warm(self, wanted: list[tuple[ContainerSpec, int]]) -> None:
+        """Records what the reconciler asked for; a fake container starts instantly anyway."""
+        self.warm_wanted = wanted
+
+    def close(self) -> None:
+        self.closed = True
 
     def send_input(self, name: str, data: bytes, *, eof: bool) -> bool:
         container = self.containers.get(name)

@@ -5,8 +5,9 @@ writes status with guarded transitions. `controller.service` runs the passes.
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -47,6 +48,7 @@ from controller.scheduling import Holding, Placement, Request, place
 from controller.stats import ControllerStats
 from controller.status import move, note_waiting
 from controller.supervisor import build_payload
+from controller.warm_pool import warm_targets
 from models.clock import utcnow
 from models.database import Database
 from models.phases import ACTIVE_PHASES, Phase, Reason
@@ -65,6 +67,8 @@ HEARTBEAT_EVERY = timedelta(seconds=3)  # at most; a quarter of the staleness li
 # A scheduled task has not started yet; allow this much on top of its timeout when guessing
 # when it frees its slots.
 START_ALLOWANCE_SECONDS = 5.0
+# The warm pool keeps the storage size most used by this many recent starts.
+RECENT_STARTS = 32
 _BIG_COLUMNS = ("code", "stdin", "stdout", "stderr", "result")
 
 
@@ -125,10 +129,13 @@ class Reconciler:
         self._readers: dict[str, OutputReader] = {}
         self._forwarded: dict[str, int] = {}  # container name -> last input seq sent; -1 closed
         self._gpu_message = ""
+        self._recent_storage: deque[int] = deque(maxlen=RECENT_STARTS)
+        self._warm_wanted: list[tuple[ContainerSpec, int]] | None = None
 
     def close(self) -> None:
-        """Stop the output writer after it has stored what it holds."""
+        """Stop the output writer after it has stored what it holds; remove warm containers."""
         self._writer.close()
+        self._runtime.close()
 
     def _follow(self, task: Task, name: str) -> None:
         """Make sure a reader copies this running container's output (once per container)."""
@@ -240,6 +247,7 @@ class Reconciler:
         if health.ok:
             self._schedule(pending, host, self._holdings(tasks, now), report)
             tasks = self._active_tasks()
+            self._keep_warm(tasks, host, now)
         else:
             changed = [t for t in pending
                        if (t.reason, t.message) != (Reason.RUNTIME_UNAVAILABLE, health.message)]
@@ -380,6 +388,50 @@ class Reconciler:
         for placement in plan.placements:
             self._bind(by_id[placement.task_id], placement, report)
 
+    def _keep_warm(self, tasks: list[Task], host: HostCapacity, now: datetime) -> None:
+        """Size the warm pool to the RAM no task holds, for the sizes that start next."""
+        holdings = self._holdings(tasks, now)
+        waiting = [t.storage_bytes for t in tasks if t.phase == Phase.PENDING and not t.gpu]
+        targets = warm_targets(
+            size=self._settings.warm_pool_size,
+            idle_ram=self._settings.warm_pool_idle_ram_bytes,
+            free_ram=host.ram_allocatable - sum(h.ram for h in holdings),
+            waiting_storage=waiting,
+            recent_storage=list(self._recent_storage) or [self._settings.warm_pool_storage_bytes],
+        )
+        wanted = [(self._template(storage), count) for storage, count in sorted(targets.items())]
+        if wanted != self._warm_wanted:
+            self._runtime.keep_warm(wanted)
+            self._warm_wanted = wanted
+
+    def _template(self, storage: int) -> ContainerSpec:
+        """A warm container's spec: a task's, with an idle memory limit and no task yet."""
+        return self._spec(name="", labels={}, cpus=(), cpu_quota=0.0, gpus=(),
+                          ram=self._settings.warm_pool_idle_ram_bytes, storage=storage,
+                          payload=b"", interactive=False)
+
+    def _spec(self, *, name: str, labels: dict[str, str], cpus: tuple[int, ...],
+              cpu_quota: float, gpus: tuple[int, ...], ram: int, storage: int, payload: bytes,
+              interactive: bool) -> ContainerSpec:
+        """The one place container settings come from, for cold and warm containers alike."""
+        return ContainerSpec(
+            name=name,
+            labels=labels,
+            image=self._settings.image,
+            cpus=cpus,
+            all_cpus=self._host.cpu_ids if self._host else (),
+            cpu_quota=cpu_quota or self._settings.best_effort_cpu_quota,
+            gpus=gpus,
+            ram=ram,
+            storage=storage,
+            pids_limit=self._settings.pids_limit,
+            nofile_limit=self._settings.nofile_limit,
+            payload=payload,
+            interactive=interactive,
+            log_limit=2 * self._settings.output_limit_bytes + 64 * 1024,
+            docker_runtime=self._settings.docker_runtime,
+        )
+
     def _bind(self, task: Task, placement: Placement, report: PassReport) -> None:
         # The placement is written durably before any container exists (at-most-once start).
         now = self._clock()
@@ -508,28 +560,20 @@ class Reconciler:
             code, stdin = session.execute(
                 select(col(Task.code), col(Task.stdin)).where(col(Task.id) == task.id)
             ).one()
-        spec = ContainerSpec(
+        spec = self._spec(
             name=name,
-            labels={
-                OWNER_LABEL: self._owner,
-                TASK_LABEL: task.id,
-                ATTEMPT_LABEL: str(task.attempt),
-            },
-            image=self._settings.image,
+            labels={OWNER_LABEL: self._owner, TASK_LABEL: task.id,
+                    ATTEMPT_LABEL: str(task.attempt)},
             cpus=tuple(task.assigned_cpus),
-            all_cpus=self._host.cpu_ids if self._host else (),
-            cpu_quota=float(task.cpu) if task.cpu else self._settings.best_effort_cpu_quota,
+            cpu_quota=float(task.cpu),
             gpus=tuple(task.assigned_gpus),
             ram=task.ram_bytes,
             storage=task.storage_bytes,
-            pids_limit=self._settings.pids_limit,
-            nofile_limit=self._settings.nofile_limit,
             payload=build_payload(code, stdin, self._settings.output_limit_bytes,
                                   interactive=task.interactive),
             interactive=task.interactive,
-            log_limit=2 * self._settings.output_limit_bytes + 64 * 1024,
-            docker_runtime=self._settings.docker_runtime,
         )
+        self._recent_storage.append(task.storage_bytes)
         try:
             started = self._runtime.run(spec)
         except StartRejected as exc:
@@ -576,6 +620,9 @@ class Reconciler:
     ) -> None:
         if task.phase == Phase.SCHEDULED and container is not None and container.started_at:
             self._mark_running(task, min(container.started_at, self._clock()))
+        if container is not None and container.started_at is None and task.started_at:
+            # A warm container's engine start time predates its task: the task's own counts.
+            container = replace(container, started_at=task.started_at)
         self._stop_following(name)
         output = self._runtime.output(name)
         outcome = judge(

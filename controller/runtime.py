@@ -14,6 +14,9 @@ from typing import Protocol
 OWNER_LABEL = "taskyard.owner"
 TASK_LABEL = "taskyard.task"
 ATTEMPT_LABEL = "taskyard.attempt"
+# Set on warm containers (see `controller.warm_pool`): started before any task claimed them, so
+# their task and attempt are in their name (given at the claim), not in their labels.
+WARM_LABEL = "taskyard.warm"
 
 
 def container_name(owner: str, task_id: str, attempt: int) -> str:
@@ -39,6 +42,27 @@ class ContainerSpec:
     log_limit: int
     docker_runtime: str | None = None
     interactive: bool = False  # keep stdin open after the payload, for send_input
+
+
+@dataclass(frozen=True)
+class WarmKey:
+    """What a warm container can be claimed for: every setting of a `ContainerSpec` that cannot
+    change after the container is created. The rest (cores, CPU quota, memory) is fitted."""
+
+    image: str
+    storage: int
+    pids_limit: int
+    nofile_limit: int
+    log_limit: int
+    docker_runtime: str | None
+
+    @classmethod
+    def of(cls, spec: ContainerSpec) -> "WarmKey | None":
+        """The key a spec can claim with; None where no warm container can serve it (GPUs)."""
+        if spec.gpus:
+            return None
+        return cls(spec.image, spec.storage, spec.pids_limit, spec.nofile_limit,
+                   spec.log_limit, spec.docker_runtime)
 
 
 @dataclass(frozen=True)
@@ -86,6 +110,15 @@ class ContainerRuntime(Protocol):
 
     def run(self, spec: ContainerSpec) -> ObservedContainer:
         """Create and start the container, and deliver its payload on stdin."""
+        ...
+
+    def keep_warm(self, wanted: list[tuple[ContainerSpec, int]]) -> None:
+        """Keep this many warm containers started for each template spec (a spec without a
+        task: no name, labels or payload), for `run` to claim; an empty list keeps none."""
+        ...
+
+    def close(self) -> None:
+        """Remove the warm containers no task claimed."""
         ...
 
     def send_input(self, name: str, data: bytes, *, eof: bool) -> bool:

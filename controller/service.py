@@ -18,6 +18,9 @@ from models.database import Database
 
 log = logging.getLogger("taskyard.controller")
 
+# PRAGMA data_version costs microseconds; a new task waits at most this long to be noticed.
+DATABASE_POLL_SECONDS = 0.01
+
 
 class ControllerService:
     """Runs `Reconciler` passes as an APScheduler job and wakes it early when work arrives."""
@@ -100,7 +103,7 @@ class ControllerService:
         connection = self._db.reader.raw_connection()
         try:
             last = None
-            while not self._stop.wait(0.05):
+            while not self._stop.wait(DATABASE_POLL_SECONDS):
                 cursor = connection.cursor()
                 version = cursor.execute("PRAGMA data_version").fetchone()[0]
                 cursor.close()

@@ -58,8 +58,13 @@ class Settings(BaseSettings):
     stuck_grace_seconds: float = Field(default=30.0, gt=0)
     pending_stuck_seconds: float = Field(default=300.0, gt=0)
     controller_stale_seconds: float = Field(default=10.0, gt=0)
+    warm_pool_size: int = Field(default=2, ge=0)
+    warm_pool_idle_ram: str = "32MB"
+    warm_pool_storage: str = "1GB"
+    warm_pool_max_idle_seconds: float = Field(default=300.0, ge=10)
 
-    @field_validator("min_ram", "min_storage", "reserved_ram", "reserved_storage")
+    @field_validator("min_ram", "min_storage", "reserved_ram", "reserved_storage",
+                     "warm_pool_idle_ram", "warm_pool_storage")
     @classmethod
     def _valid_size(cls, value: str) -> str:
         parse_size(value)
@@ -84,6 +89,14 @@ class Settings(BaseSettings):
     @property
     def reserved_storage_bytes(self) -> int:
         return parse_size(self.reserved_storage)
+
+    @property
+    def warm_pool_idle_ram_bytes(self) -> int:
+        return parse_size(self.warm_pool_idle_ram)
+
+    @property
+    def warm_pool_storage_bytes(self) -> int:
+        return parse_size(self.warm_pool_storage)
 
 
 def load_settings(**overrides: object) -> Settings:

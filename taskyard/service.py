@@ -33,7 +33,8 @@ def instance_id(data_dir: Path) -> str:
 def build_controller(settings: Settings, database: Database) -> ControllerService:
     owner = instance_id(settings.data_dir)
     runtime = DockerRuntime(owner, settings.image,
-                            delivery_timeout=settings.code_delivery_timeout_seconds)
+                            delivery_timeout=settings.code_delivery_timeout_seconds,
+                            warm_max_idle_seconds=settings.warm_pool_max_idle_seconds)
     reconciler = Reconciler(settings, database, runtime, owner=owner)
     return ControllerService(reconciler, database, interval=settings.reconcile_interval_seconds,
                              exit_events=runtime.wait_for_exit_events)
@@ -58,11 +59,17 @@ def run_api(settings: Settings, *, with_controller: bool) -> None:
     if controller is not None:
         controller.start()
     app = create_app(settings, database)
+    if controller is not None:
+        app.state.submissions.after_commit.append(controller.wake)
     log.info("taskyard API on http://%s:%d, database %s", settings.host, settings.port,
              settings.resolved_database_url)
     token_path = app.state.admin_token_path
     log.info("admin token: %s", f"in {token_path} (mode 0600)" if token_path
              else "from TASKYARD_ADMIN_TOKEN")
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default handler
+    # that would end the process before the controller below stores what it holds and removes
+    # its warm containers.
+    signal.signal(signal.SIGTERM, lambda *_: log.info("stopping on SIGTERM"))
     try:
         # Open /watch streams never end by themselves: give them a moment, then close them.
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",

@@ -157,6 +157,25 @@ def task_body(code: str, *, cpu: str = "1", ram: str = "128MB", storage: str = "
 
 
 def owned_containers(engine: docker.DockerClient, owner: str) -> list[Any]:
-    return list(engine.containers.list(all=True, filters={"label": f"taskyard.owner={owner}"}))
+    """Every container of this instance, its warm pool's included (for cleaning up)."""
+    return list(engine.containers.list(all=True, ignore_removed=True,
+                                       filters={"label": f"taskyard.owner={owner}"}))
+
+
+def task_of(container: Any) -> str | None:
+    """The task a container runs: in its labels, or for a claimed warm container in the name
+    the claim gave it (`taskyard-<owner>-<task>-<attempt>`); None for an unclaimed one."""
+    if "taskyard.task" in container.labels:
+        return str(container.labels["taskyard.task"])
+    if "-warm-" in container.name:
+        return None
+    return str(container.name.rsplit("-", 2)[1])
+
+
+def task_containers(engine: docker.DockerClient, owner: str, task_id: str | None = None
+                    ) -> list[Any]:
+    """This instance's containers that run a task (this one, if given): cold or claimed."""
+    return [c for c in owned_containers(engine, owner)
+            if task_of(c) is not None and task_id in {None, task_of(c)}]
 
 

@@ -2,7 +2,7 @@
 
 import time
 
-from harness import EXAMPLE_1, EXAMPLE_2, HOST_CPUS, Client, Server, owned_containers
+from harness import EXAMPLE_1, EXAMPLE_2, HOST_CPUS, Client, Server, task_containers
 
 
 def test_example_1_runs_to_hello_world(client: Client) -> None:
@@ -52,8 +52,7 @@ def test_finished_containers_are_removed(client: Client, server: Server, engine)
     assert task["status"]["phase"] == "Succeeded"
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        mine = [c for c in owned_containers(engine, server.owner)
-                if c.labels.get("taskyard.task") == task["id"]]
+        mine = task_containers(engine, server.owner, task["id"])
         if not mine:
             break
         time.sleep(0.1)

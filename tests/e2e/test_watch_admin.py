@@ -20,7 +20,7 @@ from typing import Any
 import docker
 import httpx
 import pytest
-from harness import Client, Server, owned_containers, task_body
+from harness import Client, Server, owned_containers, task_body, task_of
 
 TERMINAL = {"Succeeded", "Failed", "TimedOut", "Cancelled"}
 QUICK_HEARTBEAT = {"TASKYARD_WATCH_HEARTBEAT_SECONDS": "0.5"}
@@ -118,7 +118,9 @@ def watching(url: str, **kwargs: Any) -> Iterator[EventStream]:
 
 
 def containers_of(engine: docker.DockerClient, task_id: str) -> list[Any]:
-    return list(engine.containers.list(all=True, filters={"label": f"taskyard.task={task_id}"}))
+    return [c for c in engine.containers.list(all=True, ignore_removed=True,
+                                              filters={"label": "taskyard.owner"})
+            if task_of(c) == task_id]
 
 
 def admin_headers(data_dir: Path) -> dict[str, str]:

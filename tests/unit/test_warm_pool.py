@@ -1,0 +1,125 @@
+"""The warm pool on its own: sizing from free RAM and the queue, claims, refills, expiry."""
+
+import itertools
+import threading
+import time
+
+from controller.warm_pool import Warm, WarmPool, warm_targets
+
+MB = 1 << 20
+
+
+def test_the_pool_lives_in_ram_no_task_holds() -> None:
+    targets = warm_targets(size=4, idle_ram=32 * MB, free_ram=70 * MB, waiting_storage=[],
+                           recent_storage=[64 * MB])
+    assert targets == {64 * MB: 2}
+
+
+def test_no_free_ram_no_pool() -> None:
+    assert warm_targets(size=4, idle_ram=32 * MB, free_ram=0, waiting_storage=[1 * MB],
+                        recent_storage=[1 * MB]) == {}
+    assert warm_targets(size=4, idle_ram=32 * MB, free_ram=-5 * MB, waiting_storage=[],
+                        recent_storage=[1 * MB]) == {}
+
+
+def test_size_zero_turns_it_off() -> None:
+    assert warm_targets(size=0, idle_ram=32 * MB, free_ram=10_000 * MB,
+                        waiting_storage=[1 * MB], recent_storage=[1 * MB]) == {}
+
+
+def test_waiting_tasks_sizes_come_first_then_the_most_used() -> None:
+    targets = warm_targets(size=4, idle_ram=MB, free_ram=1000 * MB,
+                           waiting_storage=[5 * MB, 7 * MB],
+                           recent_storage=[1 * MB, 2 * MB, 2 * MB])
+    assert targets == {5 * MB: 1, 7 * MB: 1, 2 * MB: 2}
+
+
+def test_a_long_queue_fills_the_whole_budget_with_its_own_sizes() -> None:
+    targets = warm_targets(size=3, idle_ram=MB, free_ram=1000 * MB,
+                           waiting_storage=[5 * MB] * 200, recent_storage=[1 * MB])
+    assert targets == {5 * MB: 3}
+
+
+class Engine:
+    """Stands in for the container engine: counts what was made and discarded."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.names = itertools.count()
+        self.made: list[str] = []
+        self.discarded: list[str] = []
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def make(self, key: str) -> Warm[str]:
+        if self.fail:
+            raise OSError("engine down")
+        with self.lock:
+            name = f"{key}-{next(self.names)}"
+            self.made.append(name)
+        return Warm(name=name, key=key, created=time.monotonic(), stdin=None)
+
+    def discard(self, warm: Warm[str]) -> None:
+        with self.lock:
+            self.discarded.append(warm.name)
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_fills_to_target_and_each_claim_is_single_use() -> None:
+    engine = Engine()
+    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60)
+    pool.want({"a": 2})
+    wait_until(lambda: pool.ready_count() == 2)
+
+    first, second = pool.claim("a"), pool.claim("a")
+    assert first is not None and second is not None
+    assert first.name != second.name
+    wait_until(lambda: pool.ready_count() == 2)  # refilled in the background
+    third = pool.claim("a")
+    assert third is not None and third.name not in {first.name, second.name}
+    assert pool.claim("other") is None
+    pool.close()
+    assert len(engine.discarded) == 1  # the one left unclaimed; claimed ones are the caller's
+    assert set(engine.discarded).isdisjoint({first.name, second.name, third.name})
+
+
+def test_shrinking_the_target_discards_the_surplus() -> None:
+    engine = Engine()
+    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60)
+    pool.want({"a": 3})
+    wait_until(lambda: pool.ready_count() == 3)
+    pool.want({"a": 1})
+    assert pool.ready_count() == 1
+    assert len(engine.discarded) == 2
+    pool.want({})
+    assert pool.ready_count() == 0
+    pool.close()
+    assert sorted(engine.discarded) == sorted(engine.made)
+
+
+def test_a_stale_container_is_discarded_at_claim() -> None:
+    engine = Engine()
+    skew = [0.0]
+    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60,
+                                   clock=lambda: time.monotonic() + skew[0])
+    pool.want({"a": 1})
+    wait_until(lambda: pool.ready_count() == 1)
+    stale = engine.made[0]
+    skew[0] = 120.0
+    assert pool.claim("a") is None
+    assert stale in engine.discarded
+    pool.close()
+
+
+def test_an_engine_that_fails_leaves_the_pool_empty_and_claims_fall_back() -> None:
+    engine = Engine(fail=True)
+    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60)
+    pool.want({"a": 2})
+    wait_until(lambda: pool.failures >= 1)
+    assert pool.claim("a") is None
+    pool.close()
