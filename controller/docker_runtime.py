@@ -10,6 +10,7 @@ environment of our own making (nothing of the service's).
 import logging
 import socket
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -145,9 +146,16 @@ class DockerRuntime:
         return healthy
 
     def _lost_engine(self) -> None:
-        """Forget the client and the cached health: the next call reconnects and asks again."""
+        """Forget the client and the cached health: the next call reconnects and asks again.
+
+        The warm pool goes too: its containers' stdin attaches died with the connection, so
+        none of them could ever receive code. The next `keep_warm` sweeps them and starts anew.
+        """
         self._client = None
         self._healthy = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            threading.Thread(target=pool.close, name="taskyard-warm-close", daemon=True).start()
 
     def list_owned(self) -> list[ObservedContainer]:
         # One list call; an inspect only for containers not seen running before (a running
@@ -247,7 +255,13 @@ class DockerRuntime:
         # From here the container is the attempt's, under its name: what happens next is what
         # happens to a cold start (a lost payload ends it as "no code was delivered").
         raw, attached = warm.stdin
-        self._send(raw, attached, spec.name, spec.payload, keep_open=spec.interactive)
+        try:
+            self._send(raw, attached, spec.name, spec.payload, keep_open=spec.interactive)
+        except OSError as exc:
+            # Its stdin was gone (the engine restarted since): the code never got in, so the
+            # container goes and the next pass starts the attempt afresh.
+            self.remove(spec.name)
+            raise RuntimeUnavailable(f"could not deliver the code to {spec.name}: {exc}") from exc
         # Running since the pool started it; the task's start time is the controller's.
         return ObservedContainer(name=spec.name, task_id=spec.labels.get(TASK_LABEL, ""),
                                  attempt=int(spec.labels.get(ATTEMPT_LABEL, "0")),
@@ -490,7 +504,11 @@ class DockerRuntime:
                     self._died.add(str(event.get("id") or event.get("Actor", {}).get("ID", "")))
                     on_exit()
                     if stop.is_set():
-                        break
+                        return
                 events.close()
             except (DockerException, RuntimeUnavailable, OSError, ValueError):
                 stop.wait(2.0)
+            # The stream ended: the engine went away (a restart, a crash). Start over, and have
+            # a pass look at everything again.
+            self._lost_engine()
+            on_exit()

@@ -130,7 +130,6 @@ class Reconciler:
         self._forwarded: dict[str, int] = {}  # container name -> last input seq sent; -1 closed
         self._gpu_message = ""
         self._recent_storage: deque[int] = deque(maxlen=RECENT_STARTS)
-        self._warm_wanted: list[tuple[ContainerSpec, int]] | None = None
 
     def close(self) -> None:
         """Stop the output writer after it has stored what it holds; remove warm containers."""
@@ -399,10 +398,10 @@ class Reconciler:
             waiting_storage=waiting,
             recent_storage=list(self._recent_storage) or [self._settings.warm_pool_storage_bytes],
         )
-        wanted = [(self._template(storage), count) for storage, count in sorted(targets.items())]
-        if wanted != self._warm_wanted:
-            self._runtime.keep_warm(wanted)
-            self._warm_wanted = wanted
+        # Every pass: cheap, and a runtime that lost its pool (an engine restart) starts anew.
+        self._runtime.keep_warm(
+            [(self._template(storage), count) for storage, count in sorted(targets.items())]
+        )
 
     def _template(self, storage: int) -> ContainerSpec:
         """A warm container's spec: a task's, with an idle memory limit and no task yet."""

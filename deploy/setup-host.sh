@@ -28,6 +28,10 @@ command -v debootstrap >/dev/null || packages+=(debootstrap)
 # The dashboard's browser tests drive Debian's Chromium; without recommends it brings no font,
 # and screenshots would show boxes instead of text.
 [ -x /usr/bin/chromium ] || packages+=(chromium fonts-liberation)
+# gVisor, for TASKYARD_DOCKER_RUNTIME=runsc (Debian ships it; where apt has no runsc, runc only).
+if ! command -v runsc >/dev/null && apt-cache show runsc >/dev/null 2>&1; then
+    packages+=(runsc)
+fi
 # Ubuntu hosts need Debian's keys to check what debootstrap downloads.
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || packages+=(debian-archive-keyring)
 if [ -z "${TASKYARD_PYTHON:-}" ]; then
@@ -47,6 +51,36 @@ fi
 # --- Docker engine --------------------------------------------------------------------------
 docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
 dockerd_running() { [ -f /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; }
+
+# live-restore: task containers keep running while dockerd restarts (an upgrade, a crash), and
+# the controller adopts them again. gVisor's runsc is registered as a runtime where installed,
+# with its own network stack turned off. Other keys in daemon.json are kept.
+daemon_json_changed=0
+if "$PYTHON" - <<'PY'
+import json, os, shutil, sys
+path = "/etc/docker/daemon.json"
+config = {}
+if os.path.exists(path):
+    with open(path) as f:
+        config = json.load(f)
+wanted = dict(config, **{"live-restore": True})
+runsc = shutil.which("runsc")
+if runsc:
+    runtimes = dict(wanted.get("runtimes", {}))
+    runtimes["runsc"] = {"path": runsc, "runtimeArgs": ["--network=none"]}
+    wanted["runtimes"] = runtimes
+if wanted == config:
+    sys.exit(1)
+os.makedirs(os.path.dirname(path), exist_ok=True)
+with open(path + ".tmp", "w") as f:
+    json.dump(wanted, f, indent=2)
+    f.write("\n")
+os.replace(path + ".tmp", path)
+PY
+then
+    daemon_json_changed=1
+    say "wrote /etc/docker/daemon.json (live-restore$(command -v runsc >/dev/null && echo ', runtime runsc'))"
+fi
 
 if docker_answers; then
     say "Docker engine is answering"
@@ -69,6 +103,17 @@ else
   or \`journalctl -u docker\`, fix it, then run $0 again"
     say "Docker engine is answering"
 fi
+if [ "$daemon_json_changed" = 1 ] && [ "$(docker info --format '{{.LiveRestoreEnabled}}')" != true ]; then
+    # Both settings are reloadable: SIGHUP applies them without stopping a single container.
+    say "reloading dockerd's configuration (SIGHUP)"
+    if [ -f /var/run/docker.pid ]; then kill -HUP "$(cat /var/run/docker.pid)"; fi
+    for _ in $(seq 20); do
+        [ "$(docker info --format '{{.LiveRestoreEnabled}}')" = true ] && break
+        sleep 0.5
+    done
+fi
+[ "$(docker info --format '{{.LiveRestoreEnabled}}')" = true ] ||
+    say "warning: live-restore is off; a dockerd restart will kill running tasks"
 
 # --- virtualenv with taskyard ----------------------------------------------------------------
 [ -x "$PYTHON" ] || die "no Python at $PYTHON (set TASKYARD_PYTHON to a Python >= 3.11)"

@@ -35,16 +35,6 @@ def test_waiting_tasks_sizes_are_warmed_first(world: World) -> None:  # noqa: F8
     assert storages == {100 * MB: world.settings.warm_pool_size}
 
 
-def test_the_pool_is_asked_again_only_when_its_targets_change(world: World) -> None:  # noqa: F811
-    world.submit()
-    world.once()
-    asked = world.fake.warm_wanted
-    world.fake.warm_wanted = []
-    world.once()
-    assert world.fake.warm_wanted == []  # unchanged: not asked again
-    assert asked
-
-
 def test_closing_the_reconciler_closes_the_runtime(world: World) -> None:  # noqa: F811
     world.reconciler.close()
     assert world.fake.closed
