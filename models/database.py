@@ -4,6 +4,9 @@ Every connection runs in WAL mode with `synchronous=FULL`, so a commit is durabl
 answers, and readers never block the single writer. Write transactions start with
 `BEGIN IMMEDIATE`, so two processes that both write wait on the busy timeout instead of failing
 with a lock-upgrade deadlock.
+
+Opening also brings the schema to the newest revision (`models.migrations`), under the write
+lock, so the API and the controller may both open a database at the same moment.
 """
 
 from dataclasses import dataclass
@@ -11,11 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
-from models import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from models import (
+    migrations,
+    tables,  # noqa: F401  (registers the tables on SQLModel.metadata)
+)
 
 BUSY_TIMEOUT_MS = 10_000
+# How long opening waits while another process migrates: upgrading a large database copies its
+# tasks table, which may take longer than an ordinary write.
+MIGRATION_BUSY_TIMEOUT_MS = 600_000
 
 
 def _sqlite_engine(url: str, *, begin: str) -> Engine:
@@ -58,7 +67,10 @@ class Database:
 
 
 def open_database(url: str) -> Database:
-    """Open (and create where missing) the database at `url`, with its tables."""
+    """Open (and create where missing) the database at `url`, its schema at head.
+
+    Raises `migrations.SchemaError` for a database whose schema taskyard does not know.
+    """
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
@@ -67,5 +79,30 @@ def open_database(url: str) -> Database:
         writer=_sqlite_engine(url, begin="BEGIN IMMEDIATE"),
         reader=_sqlite_engine(url, begin="BEGIN"),
     )
-    SQLModel.metadata.create_all(database.writer)
+    try:
+        if schema_revision(database) != migrations.head_revision():
+            _migrate(database.writer)
+    except BaseException:
+        database.dispose()
+        raise
     return database
+
+
+def _migrate(writer: Engine) -> None:
+    # Under the write lock migrate() reads the revision again: whoever waited here while
+    # another process migrated finds it at head and does nothing.
+    with writer.connect() as connection:
+        sqlite = connection.connection.driver_connection
+        assert sqlite is not None
+        sqlite.execute(f"PRAGMA busy_timeout={MIGRATION_BUSY_TIMEOUT_MS}")
+        try:
+            with connection.begin():  # BEGIN IMMEDIATE: one process migrates at a time
+                migrations.migrate(connection)
+        finally:
+            sqlite.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def schema_revision(database: Database) -> str | None:
+    """The schema revision the database is at (None before it has one)."""
+    with database.reader.connect() as connection:
+        return migrations.current_revision(connection)

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from controller.docker_runtime import DockerRuntime
 from controller.gpus import discover_gpus
-from models.database import open_database
+from models.database import open_database, schema_revision
+from models.migrations import SchemaError
 from models.settings import Settings
 from taskyard.service import instance_id
 
@@ -26,8 +27,13 @@ def diagnose(settings: Settings, say: Callable[[str], None] = print) -> bool:
         with database.write() as session:
             session.connection()
             session.commit()
+        revision = schema_revision(database)
         database.dispose()
-        line(True, "database", f"{settings.resolved_database_url} is writable")
+        line(True, "database",
+             f"{settings.resolved_database_url} is writable, schema at revision {revision}")
+    except SchemaError as exc:
+        line(False, "database", str(exc),
+             "run the taskyard that last used it, or set TASKYARD_DATABASE_URL to a new file")
     except Exception as exc:  # report any failure as a finding
         line(False, "database", str(exc), f"make {settings.data_dir} writable")
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import docker
 import pytest
-
 from harness import Client, Server, owned_containers, task_body, task_containers
 
 DOCKERD_LOG = Path("/var/log/taskyard-dockerd.log")
