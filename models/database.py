@@ -9,6 +9,8 @@ Opening also brings the schema to the newest revision (`models.migrations`), und
 lock, so the API and the controller may both open a database at the same moment.
 """
 
+import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,20 @@ BUSY_TIMEOUT_MS = 10_000
 MIGRATION_BUSY_TIMEOUT_MS = 600_000
 
 
+def _enter_wal(cursor: Any) -> None:
+    """Switch to WAL. On a brand-new file several processes may try at once, and SQLite answers
+    all but one "database is locked" at once, without its busy handler; so wait and try again."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _sqlite_engine(url: str, *, begin: str) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
 
@@ -35,7 +51,7 @@ def _sqlite_engine(url: str, *, begin: str) -> Engine:
         # Let SQLAlchemy's "begin" event below decide how transactions start.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enter_wal(cursor)
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
