@@ -29,7 +29,7 @@ from controller.runtime import (
     ObservedContainer,
     RuntimeHealth,
 )
-from controller.supervisor import SOURCE
+from controller.supervisor import SOURCE, FrameDecoder, decode_output, frame_key, keyed
 from models.clock import as_utc
 
 WORK_DIR = "/work"
@@ -141,7 +141,8 @@ class DockerRuntime:
         try:
             container = engine.containers.get(spec.name)
             container.start()
-            self._deliver(container, spec.payload, keep_open=spec.interactive)
+            self._deliver(container, keyed(self._key(spec.name), spec.payload),
+                          keep_open=spec.interactive)
             container.reload()
         except NotFound as exc:
             # Removed behind our back between create and start: look again next pass.
@@ -153,6 +154,10 @@ class DockerRuntime:
         except (DockerException, OSError) as exc:
             raise RuntimeUnavailable(f"cannot start the container: {exc}") from exc
         return _observe(container.attrs)
+
+    def _key(self, name: str) -> bytes:
+        # The instance id is never inside a container, so the task cannot work the key out.
+        return frame_key(self._owner, name)
 
     def _deliver(self, container: Any, payload: bytes, *, keep_open: bool) -> None:
         # The container was created with stdin_once: closing this one attach closes its stdin,
@@ -258,14 +263,21 @@ class DockerRuntime:
         return _observe(container.attrs)
 
     def follow(self, name: str) -> Iterator[tuple[str, bytes]]:
+        # The supervisor writes everything as keyed lines on the container's stdout; what the
+        # container writes on stderr is not the supervisor's and is not read.
+        decoder = FrameDecoder(self._key(name))
+        for data in self._followed_stdout(name):
+            yield from decoder.feed(data)
+        yield from decoder.close()
+
+    def _followed_stdout(self, name: str) -> Iterator[bytes]:
         # The log file, followed: unlike attach(logs=True), which reads the log and only then
-        # subscribes (and whose first bytes docker-py can drop), it has no gap. docker-py's
-        # public logs() merges the two streams, so the frames are read here the way its own
-        # _multiplexed_response_stream_helper reads them, keeping each frame's stream id.
+        # subscribes (and whose first bytes docker-py can drop), it has no gap. The frames are
+        # read here the way docker-py's _multiplexed_response_stream_helper reads them.
         api = self._engine().api
         try:
             response = api._get(api._url("/containers/{0}/logs", name),
-                                params={"stdout": 1, "stderr": 1, "follow": 1}, stream=True)
+                                params={"stdout": 1, "stderr": 0, "follow": 1}, stream=True)
             api._raise_for_status(response)
             # A task may print nothing for longer than the client's timeout.
             api._disable_socket_timeout(api._get_raw_response_socket(response))
@@ -277,8 +289,8 @@ class DockerRuntime:
                 data = response.raw.read(length) if length else b""
                 if length and not data:
                     return
-                if data:
-                    yield ("stderr" if stream_id == STDERR else "stdout"), data
+                if data and stream_id != STDERR:
+                    yield data
         except NotFound:
             return
         except (DockerException, OSError) as exc:
@@ -287,12 +299,12 @@ class DockerRuntime:
     def output(self, name: str) -> CapturedOutput:
         try:
             container = self._engine().containers.get(name)
-            stdout = container.logs(stdout=True, stderr=False)
-            stderr = container.logs(stdout=False, stderr=True)
+            framed = container.logs(stdout=True, stderr=False)
         except NotFound:
             return CapturedOutput(b"", b"")
         except (DockerException, OSError) as exc:
             raise RuntimeUnavailable(f"cannot read the output of {name}: {exc}") from exc
+        stdout, stderr = decode_output(self._key(name), framed)
         return CapturedOutput(stdout, stderr)
 
     def remove(self, name: str) -> None:

@@ -46,7 +46,7 @@ from controller.runtime import (
 from controller.scheduling import Holding, Placement, Request, place
 from controller.stats import ControllerStats
 from controller.status import move, note_waiting
-from controller.supervisor import build_payload
+from controller.supervisor import build_payload, log_budget
 from models.clock import utcnow
 from models.database import Database
 from models.phases import ACTIVE_PHASES, Phase, Reason
@@ -527,7 +527,7 @@ class Reconciler:
             payload=build_payload(code, stdin, self._settings.output_limit_bytes,
                                   interactive=task.interactive),
             interactive=task.interactive,
-            log_limit=2 * self._settings.output_limit_bytes + 64 * 1024,
+            log_limit=log_budget(self._settings.output_limit_bytes, task.timeout_seconds),
             docker_runtime=self._settings.docker_runtime,
         )
         try:

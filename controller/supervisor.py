@@ -1,49 +1,131 @@
-"""The small program that runs first inside every task container, and how to read its report.
+"""The small program that runs first inside every task container, and how to read what it writes.
 
-It arrives as a constant `python3 -I -c SOURCE` argument (no user data in argv, no shell), reads
-the task's code and stdin as framed JSON from the container's stdin (for an interactive task,
-whatever follows the frame is passed on to the code's stdin, live, until EOF), writes the code to
-`/work/main.py`, runs it, and copies at most `limit` bytes of each output stream through,
-counting what it drops. When the code exits it ends the container (a `setsid` grandchild cannot
-keep it alive), and writes a one-line report after a marker on stderr, which `parse_report`
-splits off again.
+It arrives as a constant `python3 -I -c SOURCE` argument (no user data in argv, no shell). On the
+container's stdin it reads a key line, then the task's code and stdin as framed JSON (for an
+interactive task, whatever follows the frame is passed on to the code's stdin, live, until EOF).
+It writes the code to `/work/main.py`, runs it, and copies at most `limit` bytes of each output
+stream through, plus the first byte past the cap so that a cut shows even without a report;
+it counts what it drops. When the code exits it ends the container (a `setsid` grandchild cannot
+keep it alive), and writes a one-line report.
+
+Everything it writes goes to the container's stdout as lines `<key><tag><body>\n`:
+- `o` / `e`: base64 of the task's stdout / stderr bytes. The engine's json-file log driver stores
+  each line as a JSON string and turns bytes that are not UTF-8 into U+FFFD; base64 passes it
+  unharmed, so the controller gets back exactly the bytes the task wrote.
+- `r`: the report, JSON. `FrameDecoder` hands it on after `MARKER` at the end of stderr,
+  where `parse_report` splits it off again.
+- `h`: the first line, written before the code starts.
+The key is secret to the controller and the supervisor (HMAC of the container name with the
+instance id, sent on stdin; the supervisor makes itself non-dumpable, so the task cannot read
+it). The task can reach the container's stdout directly through `/proc/1/fd/1` (the init holds
+it), but it cannot forge a keyed line: `FrameDecoder` drops every line without the key.
+Pieces are batched for `FLUSH_SECONDS` so that a flood of tiny writes becomes a few lines, which
+keeps the engine's log within `log_budget`.
 """
 
+import base64
+import binascii
+import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 
 MARKER = b"\x00\x1etaskyard-report:"
+KEY_CHARS = 32
+FLUSH_SECONDS = 0.025  # while fewer than FAST_LINES lines have been written
+SLOW_FLUSH_SECONDS = 1.0  # after that: a task that prints a little all the time
+FAST_LINES = 2000
+FRAME_BYTES = 48 * 1024  # a batch this large is written at once
+MAX_LINE = 256 * 1024  # longer than any line of ours: the rest of such a line is dropped
 
 SOURCE = r'''
-import json, os, select, subprocess, sys, time
+import base64, json, os, select, subprocess, sys, time
 MARKER = b"\x00\x1etaskyard-report:"
-
-def report(**fields):
-    os.write(2, MARKER + json.dumps(fields).encode() + b"\n")
-
-def receive(wait):
-    # The payload is framed as b"<length>\n" + JSON; whatever follows is live stdin.
-    data, deadline = b"", time.monotonic() + wait
-    while True:
-        head, newline, rest = data.partition(b"\n")
-        if newline and head.isdigit() and len(rest) >= int(head):
-            return rest[:int(head)], rest[int(head):], False
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None, b"", False
-        ready, _, _ = select.select([0], [], [], left)
-        if ready:
-            chunk = os.read(0, 1 << 20)
-            if not chunk:
-                return None, b"", True
-            data += chunk
+KEY_CHARS, FLUSH, SLOW_FLUSH, FAST_LINES, FRAME = 32, 0.025, 1.0, 2000, 48 * 1024
+HEX = set(b"0123456789abcdef")
 
 def write_all(fd, data):
     while data:
         data = data[os.write(fd, data):]
 
+class Out:
+    """Keyed lines on our stdout: the task's output in batches, and the report."""
+    key, lines = b"", 0
+    held, order, size, since = {1: [], 2: []}, [], 0, None
+
+    @classmethod
+    def emit(cls, tag, body):
+        write_all(1, cls.key + tag + body + b"\n")
+        cls.lines += 1
+
+    @classmethod
+    def add(cls, out, data):
+        if not cls.held[out]:
+            cls.order.append(out)
+        cls.held[out].append(data)
+        cls.size += len(data)
+        if cls.since is None:
+            cls.since = time.monotonic()
+
+    @classmethod
+    def due(cls):
+        """Seconds until the held output must be written (None: nothing held)."""
+        if cls.since is None:
+            return None
+        if cls.size >= FRAME:
+            return 0.0
+        wait = FLUSH if cls.lines < FAST_LINES else SLOW_FLUSH
+        return max(0.0, cls.since + wait - time.monotonic())
+
+    @classmethod
+    def flush(cls):
+        for out in cls.order:
+            cls.emit(b"o" if out == 1 else b"e", base64.b64encode(b"".join(cls.held[out])))
+            cls.held[out] = []
+        cls.order, cls.size, cls.since = [], 0, None
+
+def report(**fields):
+    body = json.dumps(fields).encode()
+    if Out.key:
+        Out.emit(b"r", body)
+    else:  # no key came, so no code of the task's has run that could forge this line
+        write_all(1, MARKER + body + b"\n")
+
+def hide():
+    # Not dumpable: the task runs as the same user, but cannot open our /proc entries (our
+    # memory, which holds the key, and our descriptors). Its own exec makes it dumpable again.
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+    except Exception:
+        pass
+
+def receive(wait):
+    # b"<key>\n<length>\n" + JSON; whatever follows is live stdin.
+    data, deadline = b"", time.monotonic() + wait
+    while True:
+        key, newline, rest = data.partition(b"\n")
+        if newline and (len(key) != KEY_CHARS or not set(key) <= HEX):
+            return b"", None, b""
+        head, framed, rest = rest.partition(b"\n")
+        if framed and head.isdigit() and len(rest) >= int(head):
+            return key, rest[:int(head)], rest[int(head):]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return (key if newline else b""), None, b""
+        ready, _, _ = select.select([0], [], [], left)
+        if ready:
+            chunk = os.read(0, 1 << 20)
+            if not chunk:
+                return (key if newline else b""), None, b""
+            data += chunk
+
 def main():
-    raw, early_input, _ = receive(float(sys.argv[1]) if len(sys.argv) > 1 else 10.0)
+    hide()
+    key, raw, early_input = receive(float(sys.argv[1]) if len(sys.argv) > 1 else 10.0)
+    if key:
+        Out.key = key
+        Out.emit(b"h", b"")  # from here on, a line without the key is not ours
     if not raw:
         report(error="no code was delivered to the container")
         return 3
@@ -73,6 +155,9 @@ def main():
         # Wake now and then even when nothing is written: a silent grandchild holding the
         # pipes open must not hide that the code itself has exited.
         timeout = 0.1 if drain_until is None else max(0.0, drain_until - time.monotonic())
+        due = Out.due()
+        if due is not None:
+            timeout = min(timeout, due)
         ready, writable, _ = select.select(readers, writers, [], timeout)
         if writable:
             try:
@@ -97,24 +182,141 @@ def main():
                 del streams[fd]
                 continue
             out = streams[fd]
-            keep = max(0, min(len(chunk), limit - seen[out]))
+            # One byte past the cap is kept: it tells the controller the stream was cut,
+            # even when the report never comes (the task is killed at its deadline).
+            keep = max(0, min(len(chunk), limit + 1 - seen[out]))
             if keep:
-                write_all(out, chunk[:keep])
+                Out.add(out, chunk[:keep])
             seen[out] += len(chunk)
-        if not ready and drain_until is not None:
+        if Out.due() == 0.0:
+            Out.flush()
+        if drain_until is not None and time.monotonic() >= drain_until:
             break
         if drain_until is None and child.poll() is not None:
             # The code has exited; whatever it left behind gets a moment to flush, no more.
             drain_until = time.monotonic() + 0.2
             live_input = False
+    Out.flush()
     code = child.wait()
     exit_code = code if code >= 0 else 128 - code
     report(exit_code=exit_code, stdout_bytes=seen[1], stderr_bytes=seen[2],
            stdout_truncated=seen[1] > limit, stderr_truncated=seen[2] > limit)
     return exit_code
 
-sys.exit(main())
+try:
+    status = main()
+except Exception as exc:
+    Out.flush()
+    report(error="the supervisor failed: %r" % (exc,))
+    status = 3
+sys.exit(status)
 '''
+
+
+def frame_key(secret: str, name: str) -> bytes:
+    """The key of one container's output lines: only who knows `secret` can tell it."""
+    digest = hmac.new(secret.encode(), name.encode(), hashlib.sha256).hexdigest()
+    return digest[:KEY_CHARS].encode()
+
+
+def log_budget(limit: int, timeout_seconds: float) -> int:
+    """The size the engine's json-file log of one container can reach, with room to spare.
+
+    Each stream's `limit` + 1 bytes grow by a third in base64, every line carries the key and
+    a tag, and the engine stores each line, and each 16 KiB piece of a longer one, as a JSON
+    object of about 90 bytes. The number of lines is bounded by the flush timer: fast for
+    `FAST_LINES` lines, then one per stream per `SLOW_FLUSH_SECONDS` for the task's whole
+    run (its timeout, plus a minute for the kill)."""
+    encoded = 2 * 4 * ((limit + 1 + 2) // 3)
+    lines = (FAST_LINES + 2 * (timeout_seconds + 60) / SLOW_FLUSH_SECONDS
+             + 2 * (2 * limit // FRAME_BYTES + 1) + 4)
+    per_line = KEY_CHARS + 2 + 96
+    pieces = encoded // (16 * 1024) + 2
+    return int(encoded + lines * per_line + pieces * 96 + 64 * 1024)
+
+
+class FrameDecoder:
+    """Reads the supervisor's keyed lines (the container's stdout, as the engine returns it)
+    back into `(stream, raw bytes)` pieces.
+
+    The report comes out as a stderr piece `MARKER + JSON + b"\\n"`. Lines without the key are
+    dropped: they were written by something else than the supervisor (the task, through
+    `/proc/1/fd/1`). Only before the first keyed line is a bare report accepted: the one the
+    supervisor writes when no key reached it, before any code of the task's has run."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self._line = bytearray()
+        self._overlong = False
+        self._keyed = False
+        self.dropped = 0  # bytes of lines that were not the supervisor's
+
+    def feed(self, data: bytes) -> list[tuple[str, bytes]]:
+        pieces: list[tuple[str, bytes]] = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                self._extend(data[start:])
+                return pieces
+            self._extend(data[start:end])
+            line, overlong = bytes(self._line), self._overlong
+            self._line.clear()
+            self._overlong = False
+            if overlong:
+                self.dropped += len(line)
+            else:
+                pieces.extend(self._read(line, final=True))
+            start = end + 1
+
+    def close(self) -> list[tuple[str, bytes]]:
+        """The end of a line cut short (a kill in the middle of a write), as far as it goes."""
+        line, overlong = bytes(self._line), self._overlong
+        self._line.clear()
+        self._overlong = False
+        return [] if overlong else self._read(line, final=False)
+
+    def _extend(self, data: bytes) -> None:
+        if self._overlong:
+            self.dropped += len(data)
+            return
+        self._line += data
+        if len(self._line) > MAX_LINE:
+            self.dropped += len(self._line)
+            self._line.clear()
+            self._overlong = True
+
+    def _read(self, line: bytes, *, final: bool) -> list[tuple[str, bytes]]:
+        if not line:
+            return []
+        if not line.startswith(self._key) or len(line) == len(self._key):
+            if final and not self._keyed and line.startswith(MARKER):
+                return [("stderr", line + b"\n")]
+            self.dropped += len(line)
+            return []
+        self._keyed = True
+        tag, body = line[len(self._key):len(self._key) + 1], line[len(self._key) + 1:]
+        if tag == b"r":
+            return [("stderr", MARKER + body + b"\n")] if final else []
+        if tag not in (b"o", b"e"):
+            return []
+        if not final:
+            body = body[:len(body) // 4 * 4]
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            self.dropped += len(line)
+            return []
+        return [("stdout" if tag == b"o" else "stderr", data)] if data else []
+
+
+def decode_output(key: bytes, framed: bytes) -> tuple[bytes, bytes]:
+    """The task's stdout and stderr (the report at the end of stderr) from the whole log."""
+    decoder = FrameDecoder(key)
+    streams: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+    for stream, data in [*decoder.feed(framed), *decoder.close()]:
+        streams[stream].append(data)
+    return b"".join(streams["stdout"]), b"".join(streams["stderr"])
 
 
 @dataclass(frozen=True)
@@ -125,6 +327,11 @@ class Report:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     error: str | None = None
+
+
+def keyed(key: bytes, payload: bytes) -> bytes:
+    """What the supervisor reads on stdin: the key of its output lines, then the payload."""
+    return key + b"\n" + payload
 
 
 def build_payload(code: str, stdin: str | None, limit: int, *, interactive: bool = False) -> bytes:
