@@ -45,6 +45,11 @@ CONTAINER_ENV = {
 }
 
 
+def work_inodes(storage: int) -> int:
+    """Files the work area may hold: one per 4 KiB of its size, as a disk would have."""
+    return max(1024, storage // 4096)
+
+
 def _parse_engine_time(text: str | None) -> datetime | None:
     # The engine writes nanoseconds ("2026-11-27T22:00:00.123456789Z"); Python takes micro.
     if not text or text.startswith("0001-01-01"):
@@ -198,7 +203,9 @@ class DockerRuntime:
         host_config: dict[str, Any] = {
             "network_mode": "none",
             "read_only": True,
-            "tmpfs": {WORK_DIR: f"rw,nosuid,nodev,size={spec.storage},mode=1777"},
+            # nr_inodes: a million empty files end in ENOSPC, not in kernel memory.
+            "tmpfs": {WORK_DIR: f"rw,nosuid,nodev,noexec,size={spec.storage},"
+                                f"nr_inodes={work_inodes(spec.storage)},mode=1777"},
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges:true"],
             "pids_limit": spec.pids_limit,

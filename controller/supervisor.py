@@ -199,8 +199,9 @@ def main():
     Out.flush()
     code = child.wait()
     exit_code = code if code >= 0 else 128 - code
+    killed = {"signal": -code} if code < 0 else {}  # 137 alone may also be sys.exit(137)
     report(exit_code=exit_code, stdout_bytes=seen[1], stderr_bytes=seen[2],
-           stdout_truncated=seen[1] > limit, stderr_truncated=seen[2] > limit)
+           stdout_truncated=seen[1] > limit, stderr_truncated=seen[2] > limit, **killed)
     return exit_code
 
 try:
@@ -239,17 +240,18 @@ class FrameDecoder:
     """Reads the supervisor's keyed lines (the container's stdout, as the engine returns it)
     back into `(stream, raw bytes)` pieces.
 
-    The report comes out as a stderr piece `MARKER + JSON + b"\\n"`. Lines without the key are
-    dropped: they were written by something else than the supervisor (the task, through
-    `/proc/1/fd/1`). Only before the first keyed line is a bare report accepted: the one the
-    supervisor writes when no key reached it, before any code of the task's has run."""
+    The report comes out as a stderr piece `MARKER + JSON + b"\\n"`. What does not carry the key
+    was written by something else than the supervisor (the task, through `/proc/1/fd/1`) and is
+    dropped, also where it runs into the start of one of our lines: a line starts where the key
+    does. Only before the first keyed line is a bare report accepted: the one the supervisor
+    writes when no key reached it, before any code of the task's has run."""
 
     def __init__(self, key: bytes) -> None:
         self._key = key
         self._line = bytearray()
-        self._overlong = False
+        self._trimmed = False  # the start of the current line was dropped
         self._keyed = False
-        self.dropped = 0  # bytes of lines that were not the supervisor's
+        self.dropped = 0  # bytes that were not the supervisor's
 
     def feed(self, data: bytes) -> list[tuple[str, bytes]]:
         pieces: list[tuple[str, bytes]] = []
@@ -260,42 +262,42 @@ class FrameDecoder:
                 self._extend(data[start:])
                 return pieces
             self._extend(data[start:end])
-            line, overlong = bytes(self._line), self._overlong
+            pieces.extend(self._read(bytes(self._line), final=True))
             self._line.clear()
-            self._overlong = False
-            if overlong:
-                self.dropped += len(line)
-            else:
-                pieces.extend(self._read(line, final=True))
+            self._trimmed = False
             start = end + 1
 
     def close(self) -> list[tuple[str, bytes]]:
         """The end of a line cut short (a kill in the middle of a write), as far as it goes."""
-        line, overlong = bytes(self._line), self._overlong
+        pieces = self._read(bytes(self._line), final=False)
         self._line.clear()
-        self._overlong = False
-        return [] if overlong else self._read(line, final=False)
+        self._trimmed = False
+        return pieces
 
     def _extend(self, data: bytes) -> None:
-        if self._overlong:
-            self.dropped += len(data)
-            return
         self._line += data
-        if len(self._line) > MAX_LINE:
-            self.dropped += len(self._line)
-            self._line.clear()
-            self._overlong = True
+        if len(self._line) <= MAX_LINE:
+            return
+        # Longer than any line of ours: keep only what may still be one, from its key on (or
+        # the few last bytes, which may be the start of a key).
+        at = self._line.rfind(self._key)
+        if at <= 0 or len(self._line) - at > MAX_LINE:
+            at = len(self._line) - (len(self._key) - 1)
+        self.dropped += at
+        del self._line[:at]
+        self._trimmed = True
 
     def _read(self, line: bytes, *, final: bool) -> list[tuple[str, bytes]]:
-        if not line:
-            return []
-        if not line.startswith(self._key) or len(line) == len(self._key):
-            if final and not self._keyed and line.startswith(MARKER):
+        at = line.find(self._key)
+        if at < 0:
+            if final and not self._keyed and not self._trimmed and line.startswith(MARKER):
                 return [("stderr", line + b"\n")]
             self.dropped += len(line)
             return []
+        self.dropped += at
         self._keyed = True
-        tag, body = line[len(self._key):len(self._key) + 1], line[len(self._key) + 1:]
+        start = at + len(self._key)
+        tag, body = line[start:start + 1], line[start + 1:]
         if tag == b"r":
             return [("stderr", MARKER + body + b"\n")] if final else []
         if tag not in (b"o", b"e"):
@@ -305,7 +307,7 @@ class FrameDecoder:
         try:
             data = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
-            self.dropped += len(line)
+            self.dropped += len(line) - at
             return []
         return [("stdout" if tag == b"o" else "stderr", data)] if data else []
 
@@ -327,6 +329,7 @@ class Report:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     error: str | None = None
+    signal: int | None = None  # the signal that ended the code, where one did
 
 
 def keyed(key: bytes, payload: bytes) -> bytes:
@@ -363,5 +366,6 @@ def parse_report(stderr: bytes) -> tuple[bytes, Report | None]:
         stdout_truncated=bool(fields.get("stdout_truncated")),
         stderr_truncated=bool(fields.get("stderr_truncated")),
         error=str(fields["error"]) if "error" in fields else None,
+        signal=fields["signal"] if isinstance(fields.get("signal"), int) else None,
     )
     return stderr[:at], report

@@ -271,3 +271,52 @@ def test_setsid_grandchild_does_not_keep_the_supervisor_alive(
     assert run.returncode == 0
     assert run.stdout.startswith(b"parent done\n")
     assert run.report is not None and run.report.exit_code == 0
+
+
+# --- what reaches the engine's log ------------------------------------------------------------
+
+
+def test_every_byte_value_comes_back_exactly_on_both_streams(work: Path) -> None:
+    run = supervise(work, """
+        import os
+        data = bytes(range(256)) + b"\\xff\\xfe\\xc3(\\xe2\\x82\\xf0\\x9f\\x98"
+        os.write(1, data)
+        os.write(2, data[::-1])
+    """)
+    data = bytes(range(256)) + b"\xff\xfe\xc3(\xe2\x82\xf0\x9f\x98"
+    assert run.stdout == data
+    assert run.stderr == data[::-1]
+    assert run.report == Report(exit_code=0)
+
+
+def test_what_the_engine_stores_is_plain_ascii_lines(work: Path) -> None:
+    # The json-file log driver keeps ASCII as it is; anything else may be replaced.
+    run = supervise(work, """
+        import os
+        os.write(1, bytes(range(256)) * 64)
+        os.write(2, "שלום 😀 e\\u0301".encode())
+    """, limit=1 << 20)
+    assert run.framed.isascii()
+    assert all(32 <= byte < 127 for byte in run.framed.replace(b"\n", b""))
+    assert run.stdout == bytes(range(256)) * 64
+
+
+def test_a_flood_of_tiny_writes_becomes_a_few_lines(work: Path) -> None:
+    run = supervise(work, """
+        import os
+        for _ in range(20000):
+            os.write(1, b"x")
+    """, limit=1 << 20)
+    assert run.stdout == b"x" * 20000
+    # 20,000 writes; the supervisor batches what arrives within its flush interval.
+    assert run.framed.count(b"\n") < 2000
+
+
+def test_the_task_cannot_write_a_report_of_its_own(work: Path) -> None:
+    run = supervise(work, """
+        import sys
+        sys.stderr.buffer.write(b"\\x00\\x1etaskyard-report:" + b'{"error": "forged"}\\n')
+        sys.exit(4)
+    """)
+    assert run.returncode == 4
+    assert run.report == Report(exit_code=4)
