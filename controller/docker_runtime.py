@@ -3,8 +3,9 @@
 Hardening applied to every container: no network, read-only root filesystem, the only writable
 place a tmpfs work area of the task's `storage` size at /work (its pages count against the
 memory limit too), user 65534, all capabilities dropped, no-new-privileges, a pids limit,
-file-size and open-file limits, an init process as PID 1, no mounts from the host, and an
-environment of our own making (nothing of the service's).
+file-size and open-file limits, an init process as PID 1, no mounts from the host, an
+environment of our own making (nothing of the service's), and a seccomp profile that denies new
+namespaces (`controller.seccomp`).
 """
 
 import socket
@@ -29,6 +30,7 @@ from controller.runtime import (
     ObservedContainer,
     RuntimeHealth,
 )
+from controller.seccomp import TASKYARD, load_profile
 from controller.supervisor import SOURCE, FrameDecoder, decode_output, frame_key, keyed
 from models.clock import as_utc
 
@@ -78,10 +80,12 @@ def _observe(attrs: dict[str, Any]) -> ObservedContainer:
 class DockerRuntime:
     """Runs task containers on the Docker engine that `DOCKER_HOST` (or the socket) names."""
 
-    def __init__(self, owner: str, image: str, *, delivery_timeout: float = 10.0) -> None:
+    def __init__(self, owner: str, image: str, *, delivery_timeout: float = 10.0,
+                 seccomp_profile: str = TASKYARD) -> None:
         self._owner = owner
         self._image = image
         self._delivery_timeout = delivery_timeout
+        self._seccomp = load_profile(seccomp_profile)
         self._client: docker.DockerClient | None = None
         self._stdin: dict[str, tuple[socket.socket, Any]] = {}
 
@@ -207,7 +211,8 @@ class DockerRuntime:
             "tmpfs": {WORK_DIR: f"rw,nosuid,nodev,noexec,size={spec.storage},"
                                 f"nr_inodes={work_inodes(spec.storage)},mode=1777"},
             "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges:true"],
+            "security_opt": ["no-new-privileges:true"] + (
+                [f"seccomp={self._seccomp}"] if self._seccomp else []),
             "pids_limit": spec.pids_limit,
             "ulimits": [
                 Ulimit(name="nofile", soft=spec.nofile_limit, hard=spec.nofile_limit),

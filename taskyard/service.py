@@ -33,7 +33,8 @@ def instance_id(data_dir: Path) -> str:
 def build_controller(settings: Settings, database: Database) -> ControllerService:
     owner = instance_id(settings.data_dir)
     runtime = DockerRuntime(owner, settings.image,
-                            delivery_timeout=settings.code_delivery_timeout_seconds)
+                            delivery_timeout=settings.code_delivery_timeout_seconds,
+                            seccomp_profile=settings.seccomp_profile)
     reconciler = Reconciler(settings, database, runtime, owner=owner)
     return ControllerService(reconciler, database, interval=settings.reconcile_interval_seconds,
                              exit_events=runtime.wait_for_exit_events)

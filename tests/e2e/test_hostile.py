@@ -434,3 +434,97 @@ def test_an_oom_kill_well_before_the_deadline_is_not_called_timed_out(
     assert status["exit_code"] == 137
     assert status["result"] == "killed: out of memory (limit 64MB)"
 
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def test_a_cpu_spin_past_the_deadline_times_out_beside_a_task_that_finishes(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = "import os\nwhile True:\n    os.getpid()\n"
+    attack = run_beside_benign(client, server, engine, task_body(code, timeout=4))
+    status = attack.status
+    assert (status["phase"], status["reason"]) == ("TimedOut", "DeadlineExceeded"), status
+    assert status["result"] == "exceeded its 4 s timeout and was killed"
+    assert 4 <= attack.ran_seconds < 30
+
+
+def test_zombies_and_a_setsid_grandchild_do_not_outlive_the_task(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = (
+        "import os, subprocess, sys\n"
+        "for _ in range(20):\n"
+        "    if os.fork() == 0:\n"
+        "        os._exit(0)  # never waited for: a zombie\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)'],\n"
+        "                 start_new_session=True, stdout=subprocess.DEVNULL,\n"
+        "                 stderr=subprocess.DEVNULL)\n"
+        "print('left them behind')\n"
+    )
+    # run_beside_benign checks that no process is left in the container's cgroup.
+    attack = run_beside_benign(client, server, engine, task_body(code, timeout=60))
+    status = attack.status
+    assert (status["phase"], status["reason"]) == ("Succeeded", "Completed"), status
+    assert status["result"] == "left them behind\n"
+    assert attack.ran_seconds < 20  # not held open until the grandchild or the deadline ends
+
+
+# --- seccomp ----------------------------------------------------------------------------------
+
+SECCOMP_PROBE = r"""
+import ctypes, errno, json, multiprocessing, platform, socket, subprocess, sys, threading
+libc = ctypes.CDLL(None, use_errno=True)
+NR = {"x86_64": {"unshare": 272, "setns": 308, "clone": 56, "clone3": 435, "io_uring_setup": 425},
+      "aarch64": {"unshare": 97, "setns": 268, "clone": 220, "clone3": 435,
+                  "io_uring_setup": 425}}[platform.machine()]
+def call(name, *args):
+    ctypes.set_errno(0)
+    result = libc.syscall(NR[name], *[ctypes.c_long(a) for a in args])
+    return errno.errorcode.get(ctypes.get_errno(), "?") if result < 0 else "allowed"
+facts = {
+    "unshare(CLONE_NEWUSER)": call("unshare", 0x10000000),
+    "unshare(CLONE_NEWNS)": call("unshare", 0x00020000),
+    "setns": call("setns", 0, 0),
+    "clone(CLONE_NEWUSER)": call("clone", 0x10000000 | 17, 0, 0, 0, 0),
+    "clone3": call("clone3", 0, 0),
+    "io_uring_setup": call("io_uring_setup", 1, 0),
+}
+try:
+    socket.socket(40, socket.SOCK_STREAM)  # AF_VSOCK
+    facts["vsock"] = "allowed"
+except OSError as exc:
+    facts["vsock"] = errno.errorcode[exc.errno]
+done = []
+workers = [threading.Thread(target=done.append, args=(i,)) for i in range(16)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+facts["threads"] = len(done)
+facts["subprocess"] = subprocess.run([sys.executable, "-c", "print(6 * 7)"],
+                                     capture_output=True, text=True).stdout.strip()
+if __name__ == "__main__":
+    with multiprocessing.Pool(2) as pool:
+        facts["pool"] = sum(pool.map(abs, [-1, -2, 3]))
+print(json.dumps(facts))
+"""
+
+
+def test_seccomp_denies_new_namespaces_and_lets_ordinary_programs_run(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    attack = run_beside_benign(client, server, engine, task_body(SECCOMP_PROBE, timeout=60))
+    status = attack.status
+    assert status["phase"] == "Succeeded", status
+    assert json.loads(status["stdout"]) == {
+        "unshare(CLONE_NEWUSER)": "EPERM",
+        "unshare(CLONE_NEWNS)": "EPERM",
+        "setns": "EPERM",
+        "clone(CLONE_NEWUSER)": "EPERM",
+        "clone3": "ENOSYS",  # so that the C library falls back to clone
+        # These two the engine's default profile allows: they show that ours is in force.
+        "io_uring_setup": "ENOSYS",
+        "vsock": "EPERM",
+        "threads": 16,
+        "subprocess": "42",
+        "pool": 6,
+    }
