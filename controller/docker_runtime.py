@@ -21,6 +21,7 @@ from docker.types import DeviceRequest, LogConfig, Ulimit
 from docker.utils.socket import STDERR
 
 from controller.errors import RuntimeUnavailable, StartRejected
+from controller.frames import FrameDecoder, decode_output, frame_key, keyed
 from controller.runtime import (
     ATTEMPT_LABEL,
     OWNER_LABEL,
@@ -31,7 +32,7 @@ from controller.runtime import (
     RuntimeHealth,
 )
 from controller.seccomp import TASKYARD, load_profile
-from controller.supervisor import SOURCE, FrameDecoder, decode_output, frame_key, keyed
+from controller.supervisor import SOURCE
 from models.clock import as_utc
 
 WORK_DIR = "/work"

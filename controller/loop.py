@@ -16,6 +16,7 @@ from sqlmodel import col
 from controller.capacity import HostCapacity, discover_capacity
 from controller.compaction import compact_history
 from controller.errors import RuntimeUnavailable, StartRejected
+from controller.frames import log_budget
 from controller.gpus import GpuInfo, discover_gpus
 from controller.output import ChunkWriter, OutputReader
 from controller.reconcile import (
@@ -46,7 +47,7 @@ from controller.runtime import (
 from controller.scheduling import Holding, Placement, Request, place
 from controller.stats import ControllerStats
 from controller.status import move, note_waiting
-from controller.supervisor import build_payload, log_budget
+from controller.supervisor import build_payload
 from models.clock import utcnow
 from models.database import Database
 from models.phases import ACTIVE_PHASES, Phase, Reason

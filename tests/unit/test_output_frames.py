@@ -6,7 +6,9 @@ import base64
 
 import pytest
 
-from controller.supervisor import MARKER, MAX_LINE, FrameDecoder, decode_output, frame_key
+from controller import frames
+from controller.frames import MAX_LINE, FrameDecoder, decode_output, frame_key
+from controller.supervisor import MARKER, SOURCE
 
 KEY = frame_key("instance-secret", "taskyard-x-t-1-1")
 OTHER_KEY = frame_key("instance-secret", "taskyard-x-t-2-1")
@@ -80,3 +82,13 @@ def test_keys_differ_per_container_and_per_instance() -> None:
     assert frame_key("a", "c1") != frame_key("a", "c2")
     assert frame_key("a", "c1") != frame_key("b", "c1")
     assert len(frame_key("a", "c1")) == 32 and frame_key("a", "c1").isalnum()
+
+
+def test_the_supervisor_writes_with_the_numbers_the_controller_reads_with() -> None:
+    # SOURCE runs alone in the container, so it repeats them.
+    line = (f"KEY_CHARS, FLUSH, SLOW_FLUSH, FAST_LINES, FRAME = {frames.KEY_CHARS}, "
+            f"{frames.FLUSH_SECONDS}, {frames.SLOW_FLUSH_SECONDS}, {frames.FAST_LINES}, "
+            f"{frames.FRAME_BYTES // 1024} * 1024")
+    assert line in SOURCE
+    assert 'MARKER = b"\\x00\\x1etaskyard-report:"' in SOURCE
+    assert MARKER == b"\x00\x1etaskyard-report:"

@@ -16,16 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.supervisor import (
-    MARKER,
-    SOURCE,
-    Report,
-    build_payload,
-    decode_output,
-    frame_key,
-    keyed,
-    parse_report,
-)
+from controller.frames import decode_output, frame_key, keyed
+from controller.supervisor import MARKER, SOURCE, Report, build_payload, parse_report
 
 LIMIT = 1024
 KEY = frame_key("instance-secret", "taskyard-test-container")
