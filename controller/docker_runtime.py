@@ -3,8 +3,9 @@
 Hardening applied to every container: no network, read-only root filesystem, the only writable
 place a tmpfs work area of the task's `storage` size at /work (its pages count against the
 memory limit too), user 65534, all capabilities dropped, no-new-privileges, a pids limit,
-file-size and open-file limits, an init process as PID 1, no mounts from the host, and an
-environment of our own making (nothing of the service's).
+file-size and open-file limits, an init process as PID 1, no mounts from the host, an
+environment of our own making (nothing of the service's), and a seccomp profile that denies new
+namespaces (`controller.seccomp`).
 """
 
 import logging
@@ -24,6 +25,7 @@ from docker.types import DeviceRequest, LogConfig, Ulimit
 from docker.utils.socket import STDERR
 
 from controller.errors import RuntimeUnavailable, StartRejected
+from controller.frames import FrameDecoder, decode_output, frame_key, keyed
 from controller.runtime import (
     ATTEMPT_LABEL,
     OWNER_LABEL,
@@ -35,6 +37,7 @@ from controller.runtime import (
     RuntimeHealth,
     WarmKey,
 )
+from controller.seccomp import TASKYARD, load_profile
 from controller.supervisor import SOURCE
 from controller.warm_pool import Warm, WarmPool
 from models.clock import as_utc
@@ -54,6 +57,11 @@ CONTAINER_ENV = {
     "PYTHONUNBUFFERED": "1",
     "PYTHONDONTWRITEBYTECODE": "1",
 }
+
+
+def work_inodes(storage: int) -> int:
+    """Files the work area may hold: one per 4 KiB of its size, as a disk would have."""
+    return max(1024, storage // 4096)
 
 
 def _parse_engine_time(text: str | None) -> datetime | None:
@@ -96,10 +104,12 @@ class DockerRuntime:
     """Runs task containers on the Docker engine that `DOCKER_HOST` (or the socket) names."""
 
     def __init__(self, owner: str, image: str, *, delivery_timeout: float = 10.0,
-                 warm_max_idle_seconds: float = 300.0) -> None:
+                 warm_max_idle_seconds: float = 300.0,
+                 seccomp_profile: str = TASKYARD) -> None:
         self._owner = owner
         self._image = image
         self._delivery_timeout = delivery_timeout
+        self._seccomp = load_profile(seccomp_profile)
         self._client: docker.DockerClient | None = None
         self._stdin: dict[str, tuple[socket.socket, Any]] = {}
         self._warm_prefix = f"taskyard-{owner[:12]}-warm-"
@@ -217,7 +227,8 @@ class DockerRuntime:
         try:
             container = engine.containers.get(spec.name)
             container.start()
-            self._deliver(container, spec.payload, keep_open=spec.interactive)
+            self._deliver(container, keyed(self._key(spec.name), spec.payload),
+                          keep_open=spec.interactive)
             container.reload()
         except NotFound as exc:
             # Removed behind our back between create and start: look again next pass.
@@ -256,7 +267,8 @@ class DockerRuntime:
         # happens to a cold start (a lost payload ends it as "no code was delivered").
         raw, attached = warm.stdin
         try:
-            self._send(raw, attached, spec.name, spec.payload, keep_open=spec.interactive)
+            self._send(raw, attached, spec.name, keyed(self._key(spec.name), spec.payload),
+                       keep_open=spec.interactive)
         except OSError as exc:
             # Its stdin was gone (the engine restarted since): the code never got in, so the
             # container goes and the next pass starts the attempt afresh.
@@ -327,6 +339,10 @@ class DockerRuntime:
             if container.name.startswith(self._warm_prefix):
                 self.remove(container.name)
 
+    def _key(self, name: str) -> bytes:
+        # The instance id is never inside a container, so the task cannot work the key out.
+        return frame_key(self._owner, name)
+
     def _deliver(self, container: Any, payload: bytes, *, keep_open: bool) -> None:
         # The container was created with stdin_once: closing this one attach closes its stdin,
         # which tells the supervisor the input is complete. An interactive task keeps it open
@@ -370,9 +386,12 @@ class DockerRuntime:
         host_config: dict[str, Any] = {
             "network_mode": "none",
             "read_only": True,
-            "tmpfs": {WORK_DIR: f"rw,nosuid,nodev,size={spec.storage},mode=1777"},
+            # nr_inodes: a million empty files end in ENOSPC, not in kernel memory.
+            "tmpfs": {WORK_DIR: f"rw,nosuid,nodev,noexec,size={spec.storage},"
+                                f"nr_inodes={work_inodes(spec.storage)},mode=1777"},
             "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges:true"],
+            "security_opt": ["no-new-privileges:true"] + (
+                [f"seccomp={self._seccomp}"] if self._seccomp else []),
             "pids_limit": spec.pids_limit,
             "ulimits": [
                 Ulimit(name="nofile", soft=spec.nofile_limit, hard=spec.nofile_limit),
@@ -438,14 +457,21 @@ class DockerRuntime:
         return _observe(container.attrs)
 
     def follow(self, name: str) -> Iterator[tuple[str, bytes]]:
+        # The supervisor writes everything as keyed lines on the container's stdout; what the
+        # container writes on stderr is not the supervisor's and is not read.
+        decoder = FrameDecoder(self._key(name))
+        for data in self._followed_stdout(name):
+            yield from decoder.feed(data)
+        yield from decoder.close()
+
+    def _followed_stdout(self, name: str) -> Iterator[bytes]:
         # The log file, followed: unlike attach(logs=True), which reads the log and only then
-        # subscribes (and whose first bytes docker-py can drop), it has no gap. docker-py's
-        # public logs() merges the two streams, so the frames are read here the way its own
-        # _multiplexed_response_stream_helper reads them, keeping each frame's stream id.
+        # subscribes (and whose first bytes docker-py can drop), it has no gap. The frames are
+        # read here the way docker-py's _multiplexed_response_stream_helper reads them.
         api = self._engine().api
         try:
             response = api._get(api._url("/containers/{0}/logs", name),
-                                params={"stdout": 1, "stderr": 1, "follow": 1}, stream=True)
+                                params={"stdout": 1, "stderr": 0, "follow": 1}, stream=True)
             api._raise_for_status(response)
             # A task may print nothing for longer than the client's timeout.
             api._disable_socket_timeout(api._get_raw_response_socket(response))
@@ -457,8 +483,8 @@ class DockerRuntime:
                 data = response.raw.read(length) if length else b""
                 if length and not data:
                     return
-                if data:
-                    yield ("stderr" if stream_id == STDERR else "stdout"), data
+                if data and stream_id != STDERR:
+                    yield data
         except NotFound:
             return
         except (DockerException, OSError) as exc:
@@ -467,12 +493,12 @@ class DockerRuntime:
     def output(self, name: str) -> CapturedOutput:
         try:
             container = self._engine().containers.get(name)
-            stdout = container.logs(stdout=True, stderr=False)
-            stderr = container.logs(stdout=False, stderr=True)
+            framed = container.logs(stdout=True, stderr=False)
         except NotFound:
             return CapturedOutput(b"", b"")
         except (DockerException, OSError) as exc:
             raise RuntimeUnavailable(f"cannot read the output of {name}: {exc}") from exc
+        stdout, stderr = decode_output(self._key(name), framed)
         return CapturedOutput(stdout, stderr)
 
     def remove(self, name: str) -> None:

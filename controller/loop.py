@@ -17,6 +17,7 @@ from sqlmodel import col
 from controller.capacity import HostCapacity, discover_capacity
 from controller.compaction import compact_history
 from controller.errors import RuntimeUnavailable, StartRejected
+from controller.frames import log_budget
 from controller.gpus import GpuInfo, discover_gpus
 from controller.output import ChunkWriter, OutputReader
 from controller.reconcile import (
@@ -427,7 +428,10 @@ class Reconciler:
             nofile_limit=self._settings.nofile_limit,
             payload=payload,
             interactive=interactive,
-            log_limit=2 * self._settings.output_limit_bytes + 64 * 1024,
+            # One bound for every task (the longest timeout's), so a warm container made
+            # before its task was known serves any of them.
+            log_limit=log_budget(self._settings.output_limit_bytes,
+                                 self._settings.max_timeout_seconds),
             docker_runtime=self._settings.docker_runtime,
         )
 

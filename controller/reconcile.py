@@ -6,6 +6,7 @@ deadline) with the observed container of the task's current attempt and returns 
 touches the database, the engine or the clock; `controller.loop` executes what they return.
 """
 
+import signal
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -227,4 +228,13 @@ def judge(
         message = f"killed: out of memory (limit {format_size(task.ram_bytes)})"
         return outcome(Phase.FAILED, Reason.OOM_KILLED, message, message)
     message = f"exited with code {exit_code}"
+    if report is not None and report.signal:
+        message = f"killed by signal {_signal_name(report.signal)} (exit code {exit_code})"
     return outcome(Phase.FAILED, Reason.NON_ZERO_EXIT, message, _tail(stderr) or message)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)

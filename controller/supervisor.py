@@ -1,12 +1,17 @@
-"""The small program that runs first inside every task container, and how to read its report.
+"""The small program that runs first inside every task container, and its report.
 
-It arrives as a constant `python3 -I -c SOURCE` argument (no user data in argv, no shell), reads
-the task's code and stdin as framed JSON from the container's stdin (for an interactive task,
-whatever follows the frame is passed on to the code's stdin, live, until EOF), writes the code to
-`/work/main.py`, runs it, and copies at most `limit` bytes of each output stream through,
-counting what it drops. When the code exits it ends the container (a `setsid` grandchild cannot
-keep it alive), and writes a one-line report after a marker on stderr, which `parse_report`
-splits off again.
+It arrives as a constant `python3 -I -c SOURCE` argument (no user data in argv, no shell). On the
+container's stdin it reads a key line, then the task's code and stdin as framed JSON (for an
+interactive task, whatever follows the frame is passed on to the code's stdin, live, until EOF).
+It makes itself non-dumpable, so that the task, which runs as the same user, cannot read the key
+from its memory or open its descriptors. It writes the code to `/work/main.py`, runs it, and
+copies at most `limit` bytes of each output stream through, plus the first byte past the cap so
+that a cut shows even without a report; it counts what it drops. When the code exits it ends the
+container (a `setsid` grandchild cannot keep it alive), and writes a one-line report.
+
+Everything it writes goes to the container's stdout as keyed lines, which `controller.frames`
+describes and reads back; the report comes out of them after `MARKER` at the end of stderr,
+where `parse_report` splits it off again.
 """
 
 import json
@@ -15,35 +20,93 @@ from dataclasses import dataclass
 MARKER = b"\x00\x1etaskyard-report:"
 
 SOURCE = r'''
-import json, os, select, subprocess, sys, time
+import base64, json, os, select, subprocess, sys, time
 MARKER = b"\x00\x1etaskyard-report:"
-
-def report(**fields):
-    os.write(2, MARKER + json.dumps(fields).encode() + b"\n")
-
-def receive(wait):
-    # The payload is framed as b"<length>\n" + JSON; whatever follows is live stdin.
-    data, deadline = b"", time.monotonic() + wait
-    while True:
-        head, newline, rest = data.partition(b"\n")
-        if newline and head.isdigit() and len(rest) >= int(head):
-            return rest[:int(head)], rest[int(head):], False
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None, b"", False
-        ready, _, _ = select.select([0], [], [], left)
-        if ready:
-            chunk = os.read(0, 1 << 20)
-            if not chunk:
-                return None, b"", True
-            data += chunk
+KEY_CHARS, FLUSH, SLOW_FLUSH, FAST_LINES, FRAME = 32, 0.025, 1.0, 2000, 48 * 1024
+HEX = set(b"0123456789abcdef")
 
 def write_all(fd, data):
     while data:
         data = data[os.write(fd, data):]
 
+class Out:
+    """Keyed lines on our stdout: the task's output in batches, and the report."""
+    key, lines = b"", 0
+    held, order, size, since = {1: [], 2: []}, [], 0, None
+
+    @classmethod
+    def emit(cls, tag, body):
+        write_all(1, cls.key + tag + body + b"\n")
+        cls.lines += 1
+
+    @classmethod
+    def add(cls, out, data):
+        if not cls.held[out]:
+            cls.order.append(out)
+        cls.held[out].append(data)
+        cls.size += len(data)
+        if cls.since is None:
+            cls.since = time.monotonic()
+
+    @classmethod
+    def due(cls):
+        """Seconds until the held output must be written (None: nothing held)."""
+        if cls.since is None:
+            return None
+        if cls.size >= FRAME:
+            return 0.0
+        wait = FLUSH if cls.lines < FAST_LINES else SLOW_FLUSH
+        return max(0.0, cls.since + wait - time.monotonic())
+
+    @classmethod
+    def flush(cls):
+        for out in cls.order:
+            cls.emit(b"o" if out == 1 else b"e", base64.b64encode(b"".join(cls.held[out])))
+            cls.held[out] = []
+        cls.order, cls.size, cls.since = [], 0, None
+
+def report(**fields):
+    body = json.dumps(fields).encode()
+    if Out.key:
+        Out.emit(b"r", body)
+    else:  # no key came, so no code of the task's has run that could forge this line
+        write_all(1, MARKER + body + b"\n")
+
+def hide():
+    # Not dumpable: the task runs as the same user, but cannot open our /proc entries (our
+    # memory, which holds the key, and our descriptors). Its own exec makes it dumpable again.
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+    except Exception:
+        pass
+
+def receive(wait):
+    # b"<key>\n<length>\n" + JSON; whatever follows is live stdin.
+    data, deadline = b"", time.monotonic() + wait
+    while True:
+        key, newline, rest = data.partition(b"\n")
+        if newline and (len(key) != KEY_CHARS or not set(key) <= HEX):
+            return b"", None, b""
+        head, framed, rest = rest.partition(b"\n")
+        if framed and head.isdigit() and len(rest) >= int(head):
+            return key, rest[:int(head)], rest[int(head):]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return (key if newline else b""), None, b""
+        ready, _, _ = select.select([0], [], [], left)
+        if ready:
+            chunk = os.read(0, 1 << 20)
+            if not chunk:
+                return (key if newline else b""), None, b""
+            data += chunk
+
 def main():
-    raw, early_input, _ = receive(float(sys.argv[1]) if len(sys.argv) > 1 else 10.0)
+    hide()
+    key, raw, early_input = receive(float(sys.argv[1]) if len(sys.argv) > 1 else 10.0)
+    if key:
+        Out.key = key
+        Out.emit(b"h", b"")  # from here on, a line without the key is not ours
     if not raw:
         report(error="no code was delivered to the container")
         return 3
@@ -73,6 +136,9 @@ def main():
         # Wake now and then even when nothing is written: a silent grandchild holding the
         # pipes open must not hide that the code itself has exited.
         timeout = 0.1 if drain_until is None else max(0.0, drain_until - time.monotonic())
+        due = Out.due()
+        if due is not None:
+            timeout = min(timeout, due)
         ready, writable, _ = select.select(readers, writers, [], timeout)
         if writable:
             try:
@@ -97,23 +163,35 @@ def main():
                 del streams[fd]
                 continue
             out = streams[fd]
-            keep = max(0, min(len(chunk), limit - seen[out]))
+            # One byte past the cap is kept: it tells the controller the stream was cut,
+            # even when the report never comes (the task is killed at its deadline).
+            keep = max(0, min(len(chunk), limit + 1 - seen[out]))
             if keep:
-                write_all(out, chunk[:keep])
+                Out.add(out, chunk[:keep])
             seen[out] += len(chunk)
-        if not ready and drain_until is not None:
+        if Out.due() == 0.0:
+            Out.flush()
+        if drain_until is not None and time.monotonic() >= drain_until:
             break
         if drain_until is None and child.poll() is not None:
             # The code has exited; whatever it left behind gets a moment to flush, no more.
             drain_until = time.monotonic() + 0.2
             live_input = False
+    Out.flush()
     code = child.wait()
     exit_code = code if code >= 0 else 128 - code
+    killed = {"signal": -code} if code < 0 else {}  # 137 alone may also be sys.exit(137)
     report(exit_code=exit_code, stdout_bytes=seen[1], stderr_bytes=seen[2],
-           stdout_truncated=seen[1] > limit, stderr_truncated=seen[2] > limit)
+           stdout_truncated=seen[1] > limit, stderr_truncated=seen[2] > limit, **killed)
     return exit_code
 
-sys.exit(main())
+try:
+    status = main()
+except Exception as exc:
+    Out.flush()
+    report(error="the supervisor failed: %r" % (exc,))
+    status = 3
+sys.exit(status)
 '''
 
 
@@ -125,6 +203,7 @@ class Report:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     error: str | None = None
+    signal: int | None = None  # the signal that ended the code, where one did
 
 
 def build_payload(code: str, stdin: str | None, limit: int, *, interactive: bool = False) -> bytes:
@@ -156,5 +235,6 @@ def parse_report(stderr: bytes) -> tuple[bytes, Report | None]:
         stdout_truncated=bool(fields.get("stdout_truncated")),
         stderr_truncated=bool(fields.get("stderr_truncated")),
         error=str(fields["error"]) if "error" in fields else None,
+        signal=fields["signal"] if isinstance(fields.get("signal"), int) else None,
     )
     return stderr[:at], report

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
 
     image: str = "taskyard-runner:1"
     docker_runtime: str | None = None
+    # "taskyard" (the packaged profile), "engine" (the engine's default), or a profile's path
+    seccomp_profile: str = "taskyard"
     default_timeout_seconds: int = Field(default=30, ge=1)
     max_timeout_seconds: int = Field(default=600, ge=1)
     max_code_bytes: int = Field(default=MIB, ge=1)
@@ -68,6 +70,14 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_size(cls, value: str) -> str:
         parse_size(value)
+        return value
+
+    @field_validator("seccomp_profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        if value not in {"taskyard", "engine"} and not Path(value).is_file():
+            raise ValueError(
+                f"{value!r} is neither 'taskyard', 'engine' nor the path of a profile file")
         return value
 
     @cached_property

@@ -34,7 +34,8 @@ def build_controller(settings: Settings, database: Database) -> ControllerServic
     owner = instance_id(settings.data_dir)
     runtime = DockerRuntime(owner, settings.image,
                             delivery_timeout=settings.code_delivery_timeout_seconds,
-                            warm_max_idle_seconds=settings.warm_pool_max_idle_seconds)
+                            warm_max_idle_seconds=settings.warm_pool_max_idle_seconds,
+                            seccomp_profile=settings.seccomp_profile)
     reconciler = Reconciler(settings, database, runtime, owner=owner)
     return ControllerService(reconciler, database, interval=settings.reconcile_interval_seconds,
                              exit_events=runtime.wait_for_exit_events)

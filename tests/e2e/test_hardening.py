@@ -1,9 +1,14 @@
-"""What the code inside a task container can and cannot do, checked from inside it."""
+"""What the code inside a task container can and cannot do, checked from inside it.
+
+The hostile cases run through `run_beside_benign` (a benign task beside them must succeed on
+time, /healthz must stay prompt, nothing may be left behind), like those in test_hostile.py.
+"""
 
 import json
 
+import docker
 import pytest
-from harness import Client, task_body
+from harness import Client, Server, run_beside_benign, task_body
 
 PROBE = r"""
 import json, os, socket
@@ -67,28 +72,33 @@ def test_sees_no_engine_socket_and_no_service_settings(facts: dict) -> None:
     assert not [name for name in facts["env"] if name.startswith(("TASKYARD", "DOCKER"))]
 
 
-def test_memory_limit_holds(client: Client) -> None:
+def test_memory_limit_holds(client: Client, server: Server,
+                            engine: docker.DockerClient) -> None:
     hog = "blocks = []\nwhile True:\n    blocks.append(bytearray(16 * 1024 * 1024))"
-    task = client.submit(task_body(hog, ram="64MB", storage="16MB"), wait=30)
+    task = run_beside_benign(
+        client, server, engine, task_body(hog, ram="64MB", storage="16MB")).task
     assert task["status"]["phase"] == "Failed"
     assert task["status"]["reason"] == "OOMKilled"
     assert "out of memory (limit 64MB)" in task["status"]["result"]
 
 
-def test_memory_bomb_in_a_child_process_only(client: Client) -> None:
+def test_memory_bomb_in_a_child_process_only(client: Client, server: Server,
+                                             engine: docker.DockerClient) -> None:
     code = (
         "import subprocess, sys\n"
         "r = subprocess.run([sys.executable, '-c', "
         "'b=[]\\nwhile True: b.append(bytearray(16*1024*1024))'])\n"
         "print('child exit', r.returncode)"
     )
-    task = client.submit(task_body(code, ram="64MB", storage="16MB"), wait=30)
+    task = run_beside_benign(
+        client, server, engine, task_body(code, ram="64MB", storage="16MB")).task
     # The main process survived and exited 0: that is a success, whatever the engine's flag says.
     assert task["status"]["phase"] == "Succeeded", task["status"]
     assert task["status"]["result"] == "child exit -9\n"
 
 
-def test_storage_limit_holds(client: Client) -> None:
+def test_storage_limit_holds(client: Client, server: Server,
+                             engine: docker.DockerClient) -> None:
     code = (
         "import errno\n"
         "try:\n"
@@ -99,12 +109,14 @@ def test_storage_limit_holds(client: Client) -> None:
         "except OSError as e:\n"
         "    print('stopped:', errno.errorcode[e.errno])\n"
     )
-    task = client.submit(task_body(code, ram="256MB", storage="16MB"), wait=30)
+    task = run_beside_benign(
+        client, server, engine, task_body(code, ram="256MB", storage="16MB")).task
     assert task["status"]["phase"] == "Succeeded", task["status"]
     assert task["status"]["result"] in {"stopped: ENOSPC\n", "stopped: EFBIG\n"}
 
 
-def test_fork_bomb_is_contained(client: Client) -> None:
+def test_fork_bomb_is_contained(client: Client, server: Server,
+                                engine: docker.DockerClient) -> None:
     code = (
         "import os\n"
         "n = 0\n"
@@ -117,15 +129,18 @@ def test_fork_bomb_is_contained(client: Client) -> None:
         "    pass\n"
         "print('forked', n)\n"
     )
-    task = client.submit(task_body(code, ram="256MB", storage="16MB", timeout=20), wait=30)
+    task = run_beside_benign(
+        client, server, engine, task_body(code, ram="256MB", storage="16MB", timeout=20)).task
     assert task["status"]["phase"] == "Succeeded", task["status"]
     forked = int(task["status"]["result"].split()[1])
     assert forked < 256
 
 
-def test_output_is_capped_and_flagged(client: Client) -> None:
+def test_output_is_capped_and_flagged(client: Client, server: Server,
+                                      engine: docker.DockerClient) -> None:
     code = "import sys\nfor _ in range(3):\n    sys.stdout.write('x' * (1024 * 1024))\n"
-    task = client.submit(task_body(code, ram="256MB", storage="16MB"), wait=30)
+    task = run_beside_benign(
+        client, server, engine, task_body(code, ram="256MB", storage="16MB")).task
     assert task["status"]["phase"] == "Succeeded"
     assert task["status"]["stdout_truncated"] is True
     assert len(task["status"]["stdout"]) == 1024 * 1024
@@ -167,8 +182,10 @@ print(json.dumps(facts))
 """
 
 
-def test_no_way_up_or_out(client: Client) -> None:
-    task = client.submit(task_body(ESCAPES), wait=30)
+def test_no_way_up_or_out(client: Client, server: Server,
+                          engine: docker.DockerClient) -> None:
+    task = run_beside_benign(
+        client, server, engine, task_body(ESCAPES)).task
     # Still alive to report: SIGKILL to PID 1 (the init) from inside does not end the task.
     assert task["status"]["phase"] == "Succeeded", task["status"]
     facts = json.loads(task["status"]["result"])

@@ -1,5 +1,6 @@
 """The supervisor program that runs first in every task container, run for real with the local
-python3 (no Docker): the work dir "/work" is replaced by a temporary directory.
+python3 (no Docker): the work dir "/work" is replaced by a temporary directory. What it writes is
+read back with `decode_output`, as the controller reads the container's log.
 """
 
 import contextlib
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from controller.frames import decode_output, frame_key, keyed
 from controller.supervisor import MARKER, SOURCE, Report, build_payload, parse_report
 
 LIMIT = 1024
+KEY = frame_key("instance-secret", "taskyard-test-container")
 
 
 class Run:
@@ -25,11 +28,12 @@ class Run:
 
     def __init__(self, completed: subprocess.CompletedProcess[bytes]) -> None:
         self.returncode = completed.returncode
-        self.stdout = completed.stdout
-        self.stderr, self.report = parse_report(completed.stderr)
-        self.raw_stderr = completed.stderr
-        line = completed.stderr[completed.stderr.rfind(MARKER) + len(MARKER):]
-        self.fields = json.loads(line) if MARKER in completed.stderr else {}
+        self.framed = completed.stdout
+        self.stdout, stderr = decode_output(KEY, completed.stdout)
+        self.stderr, self.report = parse_report(stderr)
+        self.raw_stderr = stderr
+        line = stderr[stderr.rfind(MARKER) + len(MARKER):]
+        self.fields = json.loads(line) if MARKER in stderr else {}
 
 
 def source_in(work: Path) -> str:
@@ -57,7 +61,7 @@ def supervise(
 ) -> Run:
     completed = subprocess.run(
         [sys.executable, "-I", "-c", source_in(work), wait],
-        input=build_payload(textwrap.dedent(code), stdin, limit),
+        input=keyed(KEY, build_payload(textwrap.dedent(code), stdin, limit)),
         capture_output=True,
         timeout=timeout,
         check=False,
@@ -136,8 +140,9 @@ def test_output_is_capped_at_the_limit_and_flagged(work: Path) -> None:
         sys.stdout.write("o" * 5000)
         sys.stderr.write("e" * 3000)
     """, limit=LIMIT)
-    assert run.stdout == b"o" * LIMIT
-    assert run.stderr == b"e" * LIMIT
+    # One byte past the cap comes through: it shows the cut even when no report comes.
+    assert run.stdout == b"o" * (LIMIT + 1)
+    assert run.stderr == b"e" * (LIMIT + 1)
     assert run.report == Report(exit_code=0, stdout_truncated=True, stderr_truncated=True)
     assert run.fields["stdout_bytes"] == 5000
     assert run.fields["stderr_bytes"] == 3000
@@ -194,7 +199,7 @@ def test_empty_stdin_reports_that_no_code_was_delivered(work: Path) -> None:
         [sys.executable, "-I", "-c", source_in(work), "0.5"],
         input=b"", capture_output=True, timeout=10, check=False,
     )
-    _, report = parse_report(completed.stderr)
+    _, report = parse_report(decode_output(KEY, completed.stdout)[1])
     assert completed.returncode == 3
     assert report is not None and report.error is not None
     assert "no code was delivered" in report.error
@@ -208,10 +213,10 @@ def test_payload_that_never_arrives_ends_after_the_delivery_wait(work: Path) -> 
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:
-        _, stderr = process.communicate(timeout=10)  # stdin stays open and empty until then
+        stdout, _ = process.communicate(timeout=10)  # stdin stays open and empty until then
     finally:
         process.kill()
-    _, report = parse_report(stderr)
+    _, report = parse_report(decode_output(KEY, stdout)[1])
     assert process.returncode == 3
     assert report is not None and report.error is not None
     assert "no code was delivered" in report.error
@@ -258,3 +263,52 @@ def test_setsid_grandchild_does_not_keep_the_supervisor_alive(
     assert run.returncode == 0
     assert run.stdout.startswith(b"parent done\n")
     assert run.report is not None and run.report.exit_code == 0
+
+
+# --- what reaches the engine's log ------------------------------------------------------------
+
+
+def test_every_byte_value_comes_back_exactly_on_both_streams(work: Path) -> None:
+    run = supervise(work, """
+        import os
+        data = bytes(range(256)) + b"\\xff\\xfe\\xc3(\\xe2\\x82\\xf0\\x9f\\x98"
+        os.write(1, data)
+        os.write(2, data[::-1])
+    """)
+    data = bytes(range(256)) + b"\xff\xfe\xc3(\xe2\x82\xf0\x9f\x98"
+    assert run.stdout == data
+    assert run.stderr == data[::-1]
+    assert run.report == Report(exit_code=0)
+
+
+def test_what_the_engine_stores_is_plain_ascii_lines(work: Path) -> None:
+    # The json-file log driver keeps ASCII as it is; anything else may be replaced.
+    run = supervise(work, """
+        import os
+        os.write(1, bytes(range(256)) * 64)
+        os.write(2, "שלום 😀 e\\u0301".encode())
+    """, limit=1 << 20)
+    assert run.framed.isascii()
+    assert all(32 <= byte < 127 for byte in run.framed.replace(b"\n", b""))
+    assert run.stdout == bytes(range(256)) * 64
+
+
+def test_a_flood_of_tiny_writes_becomes_a_few_lines(work: Path) -> None:
+    run = supervise(work, """
+        import os
+        for _ in range(20000):
+            os.write(1, b"x")
+    """, limit=1 << 20)
+    assert run.stdout == b"x" * 20000
+    # 20,000 writes; the supervisor batches what arrives within its flush interval.
+    assert run.framed.count(b"\n") < 2000
+
+
+def test_the_task_cannot_write_a_report_of_its_own(work: Path) -> None:
+    run = supervise(work, """
+        import sys
+        sys.stderr.buffer.write(b"\\x00\\x1etaskyard-report:" + b'{"error": "forged"}\\n')
+        sys.exit(4)
+    """)
+    assert run.returncode == 4
+    assert run.report == Report(exit_code=4)

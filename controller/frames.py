@@ -1,0 +1,145 @@
+"""The keyed lines in which the supervisor writes a task's output, and how the controller reads
+them back (`DockerRuntime.follow` and `output`).
+
+Every line on the container's stdout is `<key><tag><body>\n`:
+- `o` / `e`: base64 of the task's stdout / stderr bytes. The engine's json-file log driver stores
+  each line as a JSON string and turns bytes that are not UTF-8 into U+FFFD, one per byte;
+  base64 passes through unharmed, so the controller gets back exactly the bytes the task wrote.
+- `r`: the supervisor's report, JSON. `FrameDecoder` hands it on after `MARKER` at the end of
+  stderr.
+- `h`: the first line, written before the code starts.
+
+The key is `frame_key(instance id, container name)`: the instance id is never inside a
+container. The task can reach the container's stdout around the supervisor, through
+`/proc/1/fd/1` (the init holds it and runs as the same user), but it cannot write a line with
+the key: `FrameDecoder` drops whatever lacks it. The supervisor batches output for
+`FLUSH_SECONDS`, so that a flood of tiny writes becomes a few lines, which keeps the engine's
+log within `log_budget`. The numbers here are repeated in the supervisor's SOURCE, which runs
+alone in the container.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+
+from controller.supervisor import MARKER
+
+KEY_CHARS = 32
+FLUSH_SECONDS = 0.025  # while fewer than FAST_LINES lines have been written
+SLOW_FLUSH_SECONDS = 1.0  # after that: a task that prints a little all the time
+FAST_LINES = 2000
+FRAME_BYTES = 48 * 1024  # a batch this large is written at once
+MAX_LINE = 256 * 1024  # longer than any line of ours: the rest of such a line is dropped
+
+
+def keyed(key: bytes, payload: bytes) -> bytes:
+    """What the supervisor reads on stdin: the key of its output lines, then the payload."""
+    return key + b"\n" + payload
+
+
+def frame_key(secret: str, name: str) -> bytes:
+    """The key of one container's output lines: only who knows `secret` can tell it."""
+    digest = hmac.new(secret.encode(), name.encode(), hashlib.sha256).hexdigest()
+    return digest[:KEY_CHARS].encode()
+
+
+def log_budget(limit: int, timeout_seconds: float) -> int:
+    """The size the engine's json-file log of one container can reach, with room to spare.
+
+    Each stream's `limit` + 1 bytes grow by a third in base64, every line carries the key and
+    a tag, and the engine stores each line, and each 16 KiB piece of a longer one, as a JSON
+    object of about 90 bytes. The number of lines is bounded by the flush timer: fast for
+    `FAST_LINES` lines, then one per stream per `SLOW_FLUSH_SECONDS` for the task's whole
+    run (its timeout, plus a minute for the kill)."""
+    encoded = 2 * 4 * ((limit + 1 + 2) // 3)
+    lines = (FAST_LINES + 2 * (timeout_seconds + 60) / SLOW_FLUSH_SECONDS
+             + 2 * (2 * limit // FRAME_BYTES + 1) + 4)
+    per_line = KEY_CHARS + 2 + 96
+    pieces = encoded // (16 * 1024) + 2
+    return int(encoded + lines * per_line + pieces * 96 + 64 * 1024)
+
+
+class FrameDecoder:
+    """Reads the supervisor's keyed lines (the container's stdout, as the engine returns it)
+    back into `(stream, raw bytes)` pieces.
+
+    The report comes out as a stderr piece `MARKER + JSON + b"\\n"`. What does not carry the key
+    was written by something else than the supervisor (the task, through `/proc/1/fd/1`) and is
+    dropped, also where it runs into the start of one of our lines: a line starts where the key
+    does. Only before the first keyed line is a bare report accepted: the one the supervisor
+    writes when no key reached it, before any code of the task's has run."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self._line = bytearray()
+        self._trimmed = False  # the start of the current line was dropped
+        self._keyed = False
+        self.dropped = 0  # bytes that were not the supervisor's
+
+    def feed(self, data: bytes) -> list[tuple[str, bytes]]:
+        pieces: list[tuple[str, bytes]] = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                self._extend(data[start:])
+                return pieces
+            self._extend(data[start:end])
+            pieces.extend(self._read(bytes(self._line), final=True))
+            self._line.clear()
+            self._trimmed = False
+            start = end + 1
+
+    def close(self) -> list[tuple[str, bytes]]:
+        """The end of a line cut short (a kill in the middle of a write), as far as it goes."""
+        pieces = self._read(bytes(self._line), final=False)
+        self._line.clear()
+        self._trimmed = False
+        return pieces
+
+    def _extend(self, data: bytes) -> None:
+        self._line += data
+        if len(self._line) <= MAX_LINE:
+            return
+        # Longer than any line of ours: keep only what may still be one, from its key on (or
+        # the few last bytes, which may be the start of a key).
+        at = self._line.rfind(self._key)
+        if at <= 0 or len(self._line) - at > MAX_LINE:
+            at = len(self._line) - (len(self._key) - 1)
+        self.dropped += at
+        del self._line[:at]
+        self._trimmed = True
+
+    def _read(self, line: bytes, *, final: bool) -> list[tuple[str, bytes]]:
+        at = line.find(self._key)
+        if at < 0:
+            if final and not self._keyed and not self._trimmed and line.startswith(MARKER):
+                return [("stderr", line + b"\n")]
+            self.dropped += len(line)
+            return []
+        self.dropped += at
+        self._keyed = True
+        start = at + len(self._key)
+        tag, body = line[start:start + 1], line[start + 1:]
+        if tag == b"r":
+            return [("stderr", MARKER + body + b"\n")] if final else []
+        if tag not in (b"o", b"e"):
+            return []
+        if not final:
+            body = body[:len(body) // 4 * 4]
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            self.dropped += len(line) - at
+            return []
+        return [("stdout" if tag == b"o" else "stderr", data)] if data else []
+
+
+def decode_output(key: bytes, framed: bytes) -> tuple[bytes, bytes]:
+    """The task's stdout and stderr (the report at the end of stderr) from the whole log."""
+    decoder = FrameDecoder(key)
+    streams: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+    for stream, data in [*decoder.feed(framed), *decoder.close()]:
+        streams[stream].append(data)
+    return b"".join(streams["stdout"]), b"".join(streams["stderr"])

@@ -1,0 +1,530 @@
+"""Hostile code on the real engine: floods, raw bytes, a full work area, open files, the network,
+/proc and /sys, odd code, and exits that look like timeouts.
+
+Every case runs through `run_beside_benign`: a benign task runs beside it and must succeed on
+time, /healthz must stay prompt during the attack, and nothing of either task may be left on the
+engine or the host afterwards. Each case then checks the phase, reason and result a person would
+expect.
+"""
+
+import hashlib
+import json
+import socket
+
+import docker
+import httpx
+import psutil
+from harness import Client, Server, run_beside_benign, task_body
+
+from controller.frames import log_budget
+
+MIB = 1024 * 1024
+LIMIT = MIB  # the output cap per stream (TASKYARD_OUTPUT_LIMIT_BYTES's default)
+
+
+def logs_text(server: Server, task_id: str) -> dict[str, str]:
+    """What GET /tasks/{id}/logs gives back for each stream, once the task has ended."""
+    text = {"stdout": "", "stderr": ""}
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        response = http.get(f"/tasks/{task_id}/logs")
+        assert response.status_code == 200, response.text
+        for block in response.text.split("\n\n"):
+            fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+            if fields.get("event") == "output":
+                data = json.loads(fields["data"])
+                text[data["stream"]] += data["text"]
+    return text
+
+
+# --- output floods ----------------------------------------------------------------------------
+
+# 1 MiB of numbered lines, so that what is kept can be checked byte for byte.
+BLOCK_CODE = "block = b''.join(b'%07d\\n' % i for i in range(131072))\n"
+BLOCK = b"".join(b"%07d\n" % i for i in range(131072))
+
+
+def test_a_gigabyte_on_each_stream_is_capped_kept_and_ends_promptly(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = BLOCK_CODE + (
+        "import os\n"
+        "for _ in range(1024):\n"
+        "    os.write(1, block)\n"
+        "    os.write(2, block.upper())\n"
+    )
+    attack = run_beside_benign(client, server, engine,
+                               task_body(code, ram="256MB", storage="16MB", timeout=20))
+    status = attack.status
+    assert (status["phase"], status["reason"]) == ("Succeeded", "Completed"), status
+    assert status["stdout_truncated"] is True
+    assert status["stderr_truncated"] is True
+    assert status["stdout"].encode() == BLOCK  # the first MiB, whole and in order
+    assert status["stderr"].encode() == BLOCK.upper()
+    assert "stdout was cut at 1MB" in status["message"]
+    assert attack.ran_seconds < 15  # 2 GiB read and dropped, not a timeout
+    # The engine's own log held the kept output, and no more than the budget.
+    assert 2 * LIMIT < attack.log_peak <= log_budget(LIMIT, 20), attack.log_peak
+
+
+def test_an_endless_flood_of_small_writes_times_out_with_its_output_cut_and_flagged(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = (
+        "import sys\n"
+        "i = 0\n"
+        "while True:\n"
+        "    print(f'out {i}', flush=True)\n"
+        "    print(f'err {i}', file=sys.stderr, flush=True)\n"
+        "    i += 1\n"
+    )
+    attack = run_beside_benign(client, server, engine,
+                               task_body(code, ram="128MB", storage="16MB", timeout=8))
+    status = attack.status
+    assert (status["phase"], status["reason"]) == ("TimedOut", "DeadlineExceeded"), status
+    assert status["result"] == "exceeded its 8 s timeout and was killed"
+    # No report comes from a killed supervisor; the byte past the cap still shows the cut.
+    assert status["stdout_truncated"] is True
+    assert status["stderr_truncated"] is True
+    assert len(status["stdout"].encode()) == LIMIT
+    lines = status["stdout"].splitlines()
+    assert lines[:3] == ["out 0", "out 1", "out 2"]
+    assert lines[-2] == f"out {len(lines) - 2}"  # in order, nothing lost before the cut
+    assert attack.log_peak <= log_budget(LIMIT, 8), attack.log_peak
+
+
+def test_interleaved_stdout_and_stderr_stay_apart_and_in_order(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = (
+        "import sys\n"
+        "for i in range(3000):\n"
+        "    sys.stdout.write(f'out {i}\\n'); sys.stdout.flush()\n"
+        "    sys.stderr.write(f'err {i}\\n'); sys.stderr.flush()\n"
+    )
+    attack = run_beside_benign(client, server, engine, task_body(code, timeout=30))
+    status = attack.status
+    assert status["phase"] == "Succeeded", status
+    assert status["stdout"] == "".join(f"out {i}\n" for i in range(3000))
+    assert status["stderr"] == "".join(f"err {i}\n" for i in range(3000))
+    assert logs_text(server, attack.task["id"]) == {"stdout": status["stdout"],
+                                                     "stderr": status["stderr"]}
+
+
+# --- raw bytes --------------------------------------------------------------------------------
+
+# Every byte value, then sequences the engine's log driver would replace byte by byte where
+# UTF-8 decoding with replacement replaces a whole broken sequence with one U+FFFD.
+RAW = bytes(range(256)) + b"|\xe2\x82(|\xf0\x9f\x98|\xed\xa0\x80|\xc3\x28|caf\xc3\xa9|\xff\xfe"
+
+
+def test_raw_bytes_come_back_exactly_on_both_streams(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = (
+        "import os\n"
+        f"raw = {RAW!r}\n"
+        "for _ in range(4):\n"
+        "    os.write(1, raw)\n"
+        "    os.write(2, raw[::-1])\n"
+    )
+    attack = run_beside_benign(client, server, engine, task_body(code, timeout=30))
+    status = attack.status
+    assert status["phase"] == "Succeeded", status
+    want_out = (RAW * 4).decode("utf-8", errors="replace")
+    want_err = (RAW[::-1] * 4).decode("utf-8", errors="replace")
+    assert status["stdout"] == want_out
+    assert status["stderr"] == want_err
+    assert status["result"] == want_out
+    assert logs_text(server, attack.task["id"]) == {"stdout": want_out, "stderr": want_err}
+
+
+def test_output_written_around_the_supervisor_is_not_taken_as_the_tasks(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    # The init process holds the container's stdout and stderr, and the task runs as the same
+    # user, so it can write there directly; none of it may pass as the task's output or as
+    # the supervisor's report.
+    code = (
+        "import base64, json, os\n"
+        "facts = {}\n"
+        "for path in ('/proc/1/fd/1', '/proc/1/fd/2'):\n"
+        "    try:\n"
+        "        fd = os.open(path, os.O_WRONLY)\n"
+        "        os.write(fd, b'INJECTED raw line\\n')\n"
+        "        os.write(fd, b'\\x00\\x1etaskyard-report:{\"error\": \"forged\"}\\n')\n"
+        "        os.write(fd, b'0' * 32 + b'o' + base64.b64encode(b'INJECTED frame') + b'\\n')\n"
+        "        os.write(fd, b'INJECTED' * 100000)\n"
+        "        facts[path] = 'written'\n"
+        "    except OSError as exc:\n"
+        "        facts[path] = exc.strerror\n"
+        "sup = os.getppid()\n"
+        "for what in ('mem', 'fd', 'environ'):\n"
+        "    try:\n"
+        "        os.listdir(f'/proc/{sup}/fd') if what == 'fd' else open(f'/proc/{sup}/{what}', 'rb').read(1)\n"  # noqa: E501
+        "        facts['supervisor ' + what] = 'readable'\n"
+        "    except OSError as exc:\n"
+        "        facts['supervisor ' + what] = exc.strerror\n"
+        "print(json.dumps(facts))\n"
+    )
+    attack = run_beside_benign(client, server, engine, task_body(code, timeout=30))
+    status = attack.status
+    assert (status["phase"], status["reason"]) == ("Succeeded", "Completed"), status
+    assert "INJECTED" not in status["stdout"] + status["stderr"]
+    facts = json.loads(status["stdout"])
+    assert facts["supervisor mem"] == facts["supervisor fd"] == "Permission denied", facts
+    assert facts["supervisor environ"] == "Permission denied", facts
+    assert "INJECTED" not in "".join(logs_text(server, attack.task["id"]).values())
+
+
+# --- the work area and open files -------------------------------------------------------------
+
+
+def test_one_huge_file_fills_the_work_area_and_fails_clearly(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = (
+        "with open('huge', 'wb') as f:\n"
+        "    while True:\n"
+        "        f.write(b'x' * 1024 * 1024)\n"
+    )
+    attack = run_beside_benign(client, server, engine,
+                               task_body(code, ram="256MB", storage="32MB", timeout=30))
+    status = attack.status
+    assert (status["phase"], status["reason"]) == ("Failed", "NonZeroExit"), status
+    assert status["exit_code"] == 1
+    assert status["result"].endswith(("OSError: [Errno 28] No space left on device",
+                                      "OSError: [Errno 27] File too large")), status["result"]
+
+
+def test_a_million_small_files_run_out_of_inodes_not_of_host_memory(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = (
+        "n = 0\n"
+        "try:\n"
+        "    for n in range(1_000_000):\n"
+        "        open(f'f{n}', 'w').close()\n"
+        "finally:\n"
+        "    print('made', n)\n"
+    )
+    attack = run_beside_benign(client, server, engine,
+                               task_body(code, ram="128MB", storage="64MB", timeout=60))
+    status = attack.status
+    assert (status["phase"], status["reason"]) == ("Failed", "NonZeroExit"), status
+    assert status["result"].endswith("OSError: [Errno 28] No space left on device: "
+                                     f"'f{int(status['stdout'].split()[1])}'"), status["result"]
+    # The work area has one inode per 4 KiB of storage: 64MB gives 16,384.
+    assert 10_000 < int(status["stdout"].split()[1]) <= 64 * MIB // 4096
+
+
+def test_thousands_of_open_files_stop_at_the_limit(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = (
+        "files = []\n"
+        "try:\n"
+        "    for _ in range(5000):\n"
+        "        files.append(open('/dev/null'))\n"
+        "finally:\n"
+        "    print('opened', len(files))\n"
+    )
+    attack = run_beside_benign(client, server, engine, task_body(code, timeout=30))
+    status = attack.status
+    assert (status["phase"], status["reason"]) == ("Failed", "NonZeroExit"), status
+    assert status["result"].endswith("OSError: [Errno 24] Too many open files: '/dev/null'")
+    assert 1000 < int(status["stdout"].split()[1]) < 1024  # TASKYARD_NOFILE_LIMIT, 1024
+
+
+# --- the network ------------------------------------------------------------------------------
+
+NETWORK_PROBE = r"""
+import json, socket, sys
+targets = json.loads(sys.stdin.read())
+facts = {}
+for host, port in targets:
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        facts[f"{host}:{port}"] = "connected"
+    except OSError as exc:
+        facts[f"{host}:{port}"] = exc.strerror or repr(exc)
+for name in ("metadata.google.internal", "deb.debian.org", "localhost.localdomain"):
+    try:
+        socket.getaddrinfo(name, 80)
+        facts["dns " + name] = "resolved"
+    except OSError as exc:
+        facts["dns " + name] = exc.strerror or repr(exc)
+try:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.settimeout(3)
+    udp.sendto(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01",
+               ("8.8.8.8", 53))
+    udp.recvfrom(512)
+    facts["udp 8.8.8.8:53"] = "answered"
+except OSError as exc:
+    facts["udp 8.8.8.8:53"] = exc.strerror or repr(exc)
+print(json.dumps(facts))
+"""
+
+
+def host_addresses() -> list[str]:
+    """This host's own IPv4 addresses (loopback, the engine's bridge, the LAN)."""
+    return sorted({address.address for addresses in psutil.net_if_addrs().values()
+                   for address in addresses if address.family == socket.AF_INET})
+
+
+def test_no_network_reaches_the_metadata_address_dns_or_the_hosts_own_ports(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    # The API's own port is open on the host while this runs; from inside it must not be.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5):
+        pass
+    targets = [["169.254.169.254", 80], ["1.1.1.1", 443], ["8.8.8.8", 53]]
+    for address in host_addresses():
+        targets += [[address, server.port], [address, 22], [address, 2375]]
+    attack = run_beside_benign(client, server, engine,
+                               task_body(NETWORK_PROBE, timeout=60, stdin=json.dumps(targets)))
+    status = attack.status
+    assert status["phase"] == "Succeeded", status
+    facts = json.loads(status["stdout"])
+    assert facts, status
+    reached = {what: how for what, how in facts.items()
+               if how in {"connected", "resolved", "answered"}}
+    assert not reached, reached
+    assert {f"{address}:{server.port}" for address in host_addresses()} <= facts.keys()
+    assert facts["169.254.169.254:80"] == "Network is unreachable"
+
+
+# --- /proc and /sys ---------------------------------------------------------------------------
+
+PROC_PROBE = r"""
+import glob, json, os
+seen = {}
+def read(path, limit=65536):
+    try:
+        with open(path, "rb") as f:
+            seen[path] = f.read(limit).decode("utf-8", "replace")
+    except OSError as exc:
+        seen[path] = "! " + (exc.strerror or repr(exc))
+for pid_dir in glob.glob("/proc/[0-9]*"):
+    for name in ("environ", "cmdline", "status", "cgroup", "mountinfo"):
+        read(f"{pid_dir}/{name}")
+for path in ("/proc/cmdline", "/proc/kcore", "/proc/keys", "/proc/timer_list",
+             "/proc/sched_debug", "/proc/sysrq-trigger", "/proc/self/mountinfo",
+             "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"):
+    read(path, 4096)
+for path in glob.glob("/sys/class/net/*/address") + glob.glob("/sys/fs/cgroup/*/*"):
+    if os.path.isfile(path):
+        read(path, 4096)
+for path in ("/sys/firmware", "/proc/acpi"):
+    seen[path] = " ".join(sorted(os.listdir(path))) if os.path.isdir(path) else ""
+seen["pids"] = " ".join(sorted(os.path.basename(p) for p in glob.glob("/proc/[0-9]*")))
+print(json.dumps(seen))
+"""
+
+
+def test_proc_and_sys_reveal_nothing_of_the_service(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    attack = run_beside_benign(client, server, engine, task_body(PROC_PROBE, timeout=60))
+    status = attack.status
+    assert status["phase"] == "Succeeded", status
+    assert status["stdout_truncated"] is False
+    seen = json.loads(status["stdout"])
+    everything = status["stdout"]
+    token = (server.data_dir / "admin-token").read_text().strip()
+    for secret in (token, str(server.data_dir), server.owner, "TASKYARD_", "DOCKER_HOST"):
+        assert secret not in everything, secret
+    # Its own pid namespace: the init, the supervisor, the task, and nothing of the host's.
+    assert len(seen["pids"].split()) <= 4, seen["pids"]
+    # The engine masks what would describe the host's kernel and memory.
+    for masked in ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"):
+        # Empty where the kernel has the file, absent where it has not.
+        assert seen[masked] in {"", "! No such file or directory"}, (masked, seen[masked][:200])
+    assert seen["/sys/firmware"] == ""
+    assert seen["/proc/acpi"] == ""
+    assert seen["/proc/sysrq-trigger"].startswith("!")
+
+
+# --- odd code ---------------------------------------------------------------------------------
+
+
+def code_of_size(size: int) -> str:
+    """Python code of exactly `size` UTF-8 bytes, mostly a comment of two-byte characters."""
+    head = "print('ran', len(open(__file__, 'rb').read()))\n#"
+    pad = size - len(head.encode())
+    return head + "é" * (pad // 2) + "x" * (pad % 2)
+
+
+def test_code_of_the_largest_size_runs_and_one_byte_more_is_refused(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    largest = code_of_size(MIB)
+    assert len(largest.encode()) == MIB
+    attack = run_beside_benign(client, server, engine, task_body(largest, timeout=30))
+    assert attack.status["phase"] == "Succeeded", attack.status
+    assert attack.status["result"] == f"ran {MIB}\n"
+    assert attack.task["spec"]["code"] == largest
+
+    response = client.http.post("/tasks", json=task_body(code_of_size(MIB + 1)))
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "code"]
+    assert f"code is {MIB + 1} bytes; the limit is {MIB} bytes" in response.text
+
+
+def test_a_lone_surrogate_in_the_code_is_refused_not_a_500(client: Client) -> None:
+    body = json.dumps(task_body("x")).replace('"x"', '"print(\\"\\ud800\\")"')
+    response = client.http.post("/tasks", content=body,
+                                headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][-1] == "code"
+
+
+def test_code_with_nul_bytes_reaches_the_container_whole(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = ("import hashlib\nprint(hashlib.sha256(open(__file__, 'rb').read()).hexdigest())\n"
+            "# a NUL byte: \x00, and code after it\nprint('after the NUL')\n")
+    attack = run_beside_benign(client, server, engine, task_body(code, timeout=30))
+    status = attack.status
+    assert attack.task["spec"]["code"] == code
+    if status["phase"] == "Succeeded":
+        # Python before 3.12 (Debian's 3.11 in the offline image) reads up to the NUL.
+        assert status["stdout"] == hashlib.sha256(code.encode()).hexdigest() + "\n"
+    else:
+        # Python 3.12 and later refuse the file, as they should.
+        assert (status["phase"], status["reason"]) == ("Failed", "NonZeroExit"), status
+        assert status["result"].endswith("SyntaxError: source code cannot contain null bytes")
+
+
+BIDI = ("שלום עולם \u202eevil.exe\u202c مرحبا e\u0301 a\u0308\u0323 👩\u200d💻 "
+        "\ufeff Z\u0351\u0336\u0489 \u2067x\u2069")
+
+
+def test_right_to_left_and_combining_characters_come_back_exactly(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = f"import sys\ntext = {BIDI!r}\nprint(text)\nprint(text[::-1], file=sys.stderr)\n" \
+           f"# {BIDI}\n"
+    attack = run_beside_benign(client, server, engine, task_body(code, timeout=30, stdin=BIDI))
+    status = attack.status
+    assert status["phase"] == "Succeeded", status
+    assert attack.task["spec"]["code"] == code
+    assert attack.task["spec"]["stdin"] == BIDI
+    assert status["stdout"] == BIDI + "\n"
+    assert status["stderr"] == BIDI[::-1] + "\n"
+    assert logs_text(server, attack.task["id"]) == {"stdout": BIDI + "\n",
+                                                     "stderr": BIDI[::-1] + "\n"}
+
+
+# --- endings that look like timeouts ----------------------------------------------------------
+
+
+def test_a_task_that_sigkills_itself_fails_and_is_not_called_timed_out(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = "import os\nprint('before', flush=True)\nos.kill(os.getpid(), 9)\n"
+    attack = run_beside_benign(client, server, engine, task_body(code, timeout=30))
+    status = attack.status
+    assert (status["phase"], status["reason"]) == ("Failed", "NonZeroExit"), status
+    assert status["exit_code"] == 137
+    assert status["result"] == "killed by signal SIGKILL (exit code 137)"
+    assert status["stdout"] == "before\n"
+    assert attack.ran_seconds < 30
+
+
+def test_an_oom_kill_well_before_the_deadline_is_not_called_timed_out(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = (
+        "import time\n"
+        "time.sleep(1)\n"
+        "blocks = []\n"
+        "while True:\n"
+        "    blocks.append(bytearray(8 * 1024 * 1024))\n"
+    )
+    attack = run_beside_benign(client, server, engine,
+                               task_body(code, ram="64MB", storage="16MB", timeout=3))
+    status = attack.status
+    assert (status["phase"], status["reason"]) == ("Failed", "OOMKilled"), status
+    assert status["exit_code"] == 137
+    assert status["result"] == "killed: out of memory (limit 64MB)"
+
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def test_a_cpu_spin_past_the_deadline_times_out_beside_a_task_that_finishes(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = "import os\nwhile True:\n    os.getpid()\n"
+    attack = run_beside_benign(client, server, engine, task_body(code, timeout=4))
+    status = attack.status
+    assert (status["phase"], status["reason"]) == ("TimedOut", "DeadlineExceeded"), status
+    assert status["result"] == "exceeded its 4 s timeout and was killed"
+    assert 4 <= attack.ran_seconds < 30
+
+
+def test_zombies_and_a_setsid_grandchild_do_not_outlive_the_task(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    code = (
+        "import os, subprocess, sys\n"
+        "for _ in range(20):\n"
+        "    if os.fork() == 0:\n"
+        "        os._exit(0)  # never waited for: a zombie\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)'],\n"
+        "                 start_new_session=True, stdout=subprocess.DEVNULL,\n"
+        "                 stderr=subprocess.DEVNULL)\n"
+        "print('left them behind')\n"
+    )
+    # run_beside_benign checks that no process is left in the container's cgroup.
+    attack = run_beside_benign(client, server, engine, task_body(code, timeout=60))
+    status = attack.status
+    assert (status["phase"], status["reason"]) == ("Succeeded", "Completed"), status
+    assert status["result"] == "left them behind\n"
+    assert attack.ran_seconds < 20  # not held open until the grandchild or the deadline ends
+
+
+# --- seccomp ----------------------------------------------------------------------------------
+
+SECCOMP_PROBE = r"""
+import ctypes, errno, json, multiprocessing, platform, socket, subprocess, sys, threading
+libc = ctypes.CDLL(None, use_errno=True)
+NR = {"x86_64": {"unshare": 272, "setns": 308, "clone": 56, "clone3": 435, "io_uring_setup": 425},
+      "aarch64": {"unshare": 97, "setns": 268, "clone": 220, "clone3": 435,
+                  "io_uring_setup": 425}}[platform.machine()]
+def call(name, *args):
+    ctypes.set_errno(0)
+    result = libc.syscall(NR[name], *[ctypes.c_long(a) for a in args])
+    return errno.errorcode.get(ctypes.get_errno(), "?") if result < 0 else "allowed"
+facts = {
+    "unshare(CLONE_NEWUSER)": call("unshare", 0x10000000),
+    "unshare(CLONE_NEWNS)": call("unshare", 0x00020000),
+    "setns": call("setns", 0, 0),
+    "clone(CLONE_NEWUSER)": call("clone", 0x10000000 | 17, 0, 0, 0, 0),
+    "clone3": call("clone3", 0, 0),
+    "io_uring_setup": call("io_uring_setup", 1, 0),
+}
+try:
+    socket.socket(40, socket.SOCK_STREAM)  # AF_VSOCK
+    facts["vsock"] = "allowed"
+except OSError as exc:
+    facts["vsock"] = errno.errorcode[exc.errno]
+done = []
+workers = [threading.Thread(target=done.append, args=(i,)) for i in range(16)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+facts["threads"] = len(done)
+facts["subprocess"] = subprocess.run([sys.executable, "-c", "print(6 * 7)"],
+                                     capture_output=True, text=True).stdout.strip()
+if __name__ == "__main__":
+    with multiprocessing.Pool(2) as pool:
+        facts["pool"] = sum(pool.map(abs, [-1, -2, 3]))
+print(json.dumps(facts))
+"""
+
+
+def test_seccomp_denies_new_namespaces_and_lets_ordinary_programs_run(
+        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    attack = run_beside_benign(client, server, engine, task_body(SECCOMP_PROBE, timeout=60))
+    status = attack.status
+    assert status["phase"] == "Succeeded", status
+    assert json.loads(status["stdout"]) == {
+        "unshare(CLONE_NEWUSER)": "EPERM",
+        "unshare(CLONE_NEWNS)": "EPERM",
+        "setns": "EPERM",
+        "clone(CLONE_NEWUSER)": "EPERM",
+        "clone3": "ENOSYS",  # so that the C library falls back to clone
+        # These two the engine's default profile allows: they show that ours is in force.
+        "io_uring_setup": "ENOSYS",
+        "vsock": "EPERM",
+        "threads": 16,
+        "subprocess": "42",
+        "pool": 6,
+    }

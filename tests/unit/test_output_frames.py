@@ -1,0 +1,94 @@
+"""`FrameDecoder`: the controller's reading of the supervisor's keyed output lines, as a truth
+table over what the engine's log can hold (lines cut anywhere, lines that are not ours).
+"""
+
+import base64
+
+import pytest
+
+from controller import frames
+from controller.frames import MAX_LINE, FrameDecoder, decode_output, frame_key
+from controller.supervisor import MARKER, SOURCE
+
+KEY = frame_key("instance-secret", "taskyard-x-t-1-1")
+OTHER_KEY = frame_key("instance-secret", "taskyard-x-t-2-1")
+REPORT = b'{"exit_code": 0}'
+
+
+def line(tag: bytes, body: bytes, key: bytes = KEY) -> bytes:
+    return key + tag + (base64.b64encode(body) if tag in (b"o", b"e") else body) + b"\n"
+
+
+HELLO = line(b"h", b"")
+
+
+@pytest.mark.parametrize(("framed", "stdout", "stderr"), [
+    pytest.param(HELLO + line(b"o", b"out\n") + line(b"e", b"err\n") + line(b"r", REPORT),
+                 b"out\n", b"err\n" + MARKER + REPORT + b"\n", id="a-whole-run"),
+    pytest.param(HELLO + line(b"o", bytes(range(256))), bytes(range(256)), b"",
+                 id="every-byte-value"),
+    pytest.param(HELLO + line(b"o", b"kept\n") + b"INJECTED raw text\n", b"kept\n", b"",
+                 id="a-line-without-the-key-is-dropped"),
+    pytest.param(HELLO + line(b"o", b"forged\n", key=OTHER_KEY), b"", b"",
+                 id="a-line-with-another-key-is-dropped"),
+    pytest.param(HELLO + MARKER + b'{"error": "forged"}\n', b"", b"",
+                 id="a-bare-report-after-the-hello-is-dropped"),
+    pytest.param(MARKER + b'{"error": "no code"}\n', b"", MARKER + b'{"error": "no code"}\n',
+                 id="a-bare-report-before-any-key-is-the-supervisors"),
+    pytest.param(HELLO + KEY + b"o" + b"not base64!\n", b"", b"", id="a-broken-body"),
+    pytest.param(HELLO + KEY + b"o" + base64.b64encode(b"cut short by a kill")[:10],
+                 base64.b64decode(base64.b64encode(b"cut short by a kill")[:8]), b"",
+                 id="the-last-line-cut-in-the-middle"),
+    pytest.param(HELLO + KEY + b"r" + b'{"exit_co', b"", b"", id="a-report-cut-in-the-middle"),
+    pytest.param(HELLO + b"x" * (MAX_LINE + 10) + b"\n" + line(b"o", b"after\n"), b"after\n",
+                 b"", id="an-overlong-foreign-line-then-ours"),
+    pytest.param(HELLO + b"INJECTED, no newline" + line(b"o", b"ours\n") + line(b"r", REPORT),
+                 b"ours\n", MARKER + REPORT + b"\n", id="a-foreign-start-on-our-line"),
+    pytest.param(HELLO + b"y" * (3 * MAX_LINE) + line(b"o", b"ours\n"), b"ours\n", b"",
+                 id="an-overlong-foreign-start-on-our-line"),
+    pytest.param(b"junk" + MARKER + b'{"error": "forged"}\n', b"", b"",
+                 id="a-bare-report-that-does-not-start-its-line"),
+])
+def test_decode_output(framed: bytes, stdout: bytes, stderr: bytes) -> None:
+    assert decode_output(KEY, framed) == (stdout, stderr)
+
+
+def test_lines_cut_into_pieces_anywhere_decode_the_same() -> None:
+    framed = HELLO + line(b"o", bytes(range(256)) * 3) + line(b"e", "é😀".encode()) + line(
+        b"r", REPORT)
+    whole = decode_output(KEY, framed)
+    for size in (1, 2, 3, 7, 64, 1000):
+        decoder = FrameDecoder(KEY)
+        pieces = []
+        for at in range(0, len(framed), size):
+            pieces += decoder.feed(framed[at:at + size])
+        pieces += decoder.close()
+        out = b"".join(data for stream, data in pieces if stream == "stdout")
+        err = b"".join(data for stream, data in pieces if stream == "stderr")
+        assert (out, err) == whole, size
+
+
+def test_an_endless_foreign_line_does_not_grow_the_decoders_memory() -> None:
+    decoder = FrameDecoder(KEY)
+    decoder.feed(HELLO)
+    for _ in range(64):
+        assert decoder.feed(b"y" * 65536) == []
+        assert len(decoder._line) <= MAX_LINE
+    assert decoder.dropped >= 64 * 65536 - MAX_LINE
+    assert decoder.feed(line(b"o", b"ok")) == [("stdout", b"ok")]
+
+
+def test_keys_differ_per_container_and_per_instance() -> None:
+    assert frame_key("a", "c1") != frame_key("a", "c2")
+    assert frame_key("a", "c1") != frame_key("b", "c1")
+    assert len(frame_key("a", "c1")) == 32 and frame_key("a", "c1").isalnum()
+
+
+def test_the_supervisor_writes_with_the_numbers_the_controller_reads_with() -> None:
+    # SOURCE runs alone in the container, so it repeats them.
+    line = (f"KEY_CHARS, FLUSH, SLOW_FLUSH, FAST_LINES, FRAME = {frames.KEY_CHARS}, "
+            f"{frames.FLUSH_SECONDS}, {frames.SLOW_FLUSH_SECONDS}, {frames.FAST_LINES}, "
+            f"{frames.FRAME_BYTES // 1024} * 1024")
+    assert line in SOURCE
+    assert 'MARKER = b"\\x00\\x1etaskyard-report:"' in SOURCE
+    assert MARKER == b"\x00\x1etaskyard-report:"
