@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -119,6 +120,7 @@ class DockerRuntime:
         self._healthy: tuple[float, RuntimeHealth] | None = None
         self._running: dict[str, ObservedContainer] = {}  # container id -> as last inspected
         self._died: set[str] = set()  # ids from "die" events, not yet looked at again
+        self._removals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="taskyard-remove")
 
     def _engine(self) -> docker.DockerClient:
         if self._client is None:
@@ -301,6 +303,7 @@ class DockerRuntime:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
+        self._removals.shutdown(wait=True)
 
     def _make_warm(self, key: WarmKey) -> Warm[WarmKey]:
         name = self._warm_prefix + uuid.uuid4().hex[:16]
@@ -456,6 +459,14 @@ class DockerRuntime:
             raise RuntimeUnavailable(f"cannot kill {name}: {exc}") from exc
         return _observe(container.attrs)
 
+    def inspect(self, name: str) -> ObservedContainer | None:
+        try:
+            return _observe(self._engine().api.inspect_container(name))
+        except NotFound:
+            return None
+        except (DockerException, OSError) as exc:
+            raise RuntimeUnavailable(f"cannot inspect {name}: {exc}") from exc
+
     def follow(self, name: str) -> Iterator[tuple[str, bytes]]:
         # The supervisor writes everything as keyed lines on the container's stdout; what the
         # container writes on stderr is not the supervisor's and is not read.
@@ -475,16 +486,19 @@ class DockerRuntime:
             api._raise_for_status(response)
             # A task may print nothing for longer than the client's timeout.
             api._disable_socket_timeout(api._get_raw_response_socket(response))
-            while True:
-                header = response.raw.read(8)
-                if len(header) < 8:
-                    return
-                stream_id, length = struct.unpack(">BxxxL", header)
-                data = response.raw.read(length) if length else b""
-                if length and not data:
-                    return
-                if data and stream_id != STDERR:
-                    yield data
+            try:
+                while True:
+                    header = response.raw.read(8)
+                    if len(header) < 8:
+                        return
+                    stream_id, length = struct.unpack(">BxxxL", header)
+                    data = response.raw.read(length) if length else b""
+                    if length and not data:
+                        return
+                    if data and stream_id != STDERR:
+                        yield data
+            finally:  # also when the reader stops early, at the supervisor's report
+                response.close()
         except NotFound:
             return
         except (DockerException, OSError) as exc:
@@ -500,6 +514,17 @@ class DockerRuntime:
             raise RuntimeUnavailable(f"cannot read the output of {name}: {exc}") from exc
         stdout, stderr = decode_output(self._key(name), framed)
         return CapturedOutput(stdout, stderr)
+
+    def remove_soon(self, name: str) -> None:
+        # Removing a container that is still exiting waits for its exit: tens of milliseconds
+        # the reconcile pass need not spend.
+        self._removals.submit(self._remove_quietly, name)
+
+    def _remove_quietly(self, name: str) -> None:
+        try:
+            self.remove(name)
+        except RuntimeUnavailable as exc:
+            log.warning("%s; the next pass removes it", exc)
 
     def remove(self, name: str) -> None:
         held = self._stdin.pop(name, None)

@@ -129,6 +129,11 @@ class FakeRuntime:
             )
         return container.observed
 
+    def inspect(self, name: str) -> ObservedContainer | None:
+        self._check()
+        container = self.containers.get(name)
+        return container.observed if container is not None else None
+
     def follow(self, name: str) -> Iterator[tuple[str, bytes]]:
         """What the container printed so far; a fake container prints all at once."""
         container = self.containers.get(name)
@@ -146,6 +151,9 @@ class FakeRuntime:
     def remove(self, name: str) -> None:
         self._check()
         self.containers.pop(name, None)
+
+    def remove_soon(self, name: str) -> None:
+        self.remove(name)
 
     def names(self) -> set[str]:
         return set(self.containers)

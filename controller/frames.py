@@ -33,6 +33,10 @@ FRAME_BYTES = 48 * 1024  # a batch this large is written at once
 MAX_LINE = 256 * 1024  # longer than any line of ours: the rest of such a line is dropped
 
 
+# The stream name of the supervisor's report among the (stream, bytes) pieces `follow` yields.
+REPORT = "report"
+
+
 def keyed(key: bytes, payload: bytes) -> bytes:
     """What the supervisor reads on stdin: the key of its output lines, then the payload."""
     return key + b"\n" + payload
@@ -64,7 +68,8 @@ class FrameDecoder:
     """Reads the supervisor's keyed lines (the container's stdout, as the engine returns it)
     back into `(stream, raw bytes)` pieces.
 
-    The report comes out as a stderr piece `MARKER + JSON + b"\\n"`. What does not carry the key
+    The report comes out as a piece of its own (stream `REPORT`, bytes `MARKER + JSON +
+    b"\\n"`): only the supervisor can write one, and nothing follows it. What does not carry the key
     was written by something else than the supervisor (the task, through `/proc/1/fd/1`) and is
     dropped, also where it runs into the start of one of our lines: a line starts where the key
     does. Only before the first keyed line is a bare report accepted: the one the supervisor
@@ -115,7 +120,7 @@ class FrameDecoder:
         at = line.find(self._key)
         if at < 0:
             if final and not self._keyed and not self._trimmed and line.startswith(MARKER):
-                return [("stderr", line + b"\n")]
+                return [(REPORT, line + b"\n")]
             self.dropped += len(line)
             return []
         self.dropped += at
@@ -123,7 +128,7 @@ class FrameDecoder:
         start = at + len(self._key)
         tag, body = line[start:start + 1], line[start + 1:]
         if tag == b"r":
-            return [("stderr", MARKER + body + b"\n")] if final else []
+            return [(REPORT, MARKER + body + b"\n")] if final else []
         if tag not in (b"o", b"e"):
             return []
         if not final:
@@ -141,5 +146,5 @@ def decode_output(key: bytes, framed: bytes) -> tuple[bytes, bytes]:
     decoder = FrameDecoder(key)
     streams: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
     for stream, data in [*decoder.feed(framed), *decoder.close()]:
-        streams[stream].append(data)
+        streams["stderr" if stream == REPORT else stream].append(data)
     return b"".join(streams["stdout"]), b"".join(streams["stderr"])

@@ -4,6 +4,7 @@ writes status with guarded transitions. `controller.service` runs the passes.
 """
 
 import logging
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
@@ -131,6 +132,8 @@ class Reconciler:
         self._forwarded: dict[str, int] = {}  # container name -> last input seq sent; -1 closed
         self._gpu_message = ""
         self._recent_storage: deque[int] = deque(maxlen=RECENT_STARTS)
+        # Asks for a pass soon (the service sets it): a supervisor has reported.
+        self.wake_hook: Callable[[], None] | None = None
 
     def close(self) -> None:
         """Stop the output writer after it has stored what it holds; remove warm containers."""
@@ -140,12 +143,30 @@ class Reconciler:
     def _follow(self, task: Task, name: str) -> None:
         """Make sure a reader copies this running container's output (once per container)."""
         reader = self._readers.get(name)
-        if reader is not None and reader.is_alive():
-            return
+        if reader is not None and (reader.is_alive() or reader.report is not None):
+            return  # still reading, or done: the supervisor reported
         self._readers[name] = OutputReader(
             self._db, self._runtime, self._writer, task_id=task.id, attempt=task.attempt,
-            name=name, limit=self._settings.output_limit_bytes,
+            name=name, limit=self._settings.output_limit_bytes, on_report=self.wake_hook,
         ).start()
+
+    def _reported(self, task: Task, container: ObservedContainer) -> ObservedContainer:
+        """A running container whose supervisor has reported, as the exited container it is
+        about to be: its code is done, and its output is all in. Judging it now saves the
+        engine's exit handling (tens of milliseconds) on every task.
+
+        Not for a code killed by SIGKILL: that may be an OOM kill, which only the engine's own
+        exit record says for sure."""
+        reader = self._readers.get(container.name)
+        report = reader.report if reader is not None else None
+        if report is None or report.signal == signal.SIGKILL:
+            return container
+        now = self._runtime.inspect(container.name)
+        if now is None or now.state != "running":
+            return now or container
+        return replace(now, state="exited", exit_code=3 if report.exit_code is None
+                       else report.exit_code, started_at=task.started_at or now.started_at,
+                       finished_at=self._clock())
 
     def _stop_following(self, name: str) -> None:
         """Wait for the container's reader to drain (its container has stopped) and store."""
@@ -233,6 +254,7 @@ class Reconciler:
             container = containers.get((task.id, task.attempt))
             if container is not None and container.state == "running":
                 self._follow(task, container.name)
+                container = self._reported(task, container)
             self._act(task, container, decide(_view(task), container, now), report)
         if observed is not None:
             self._collect_garbage(observed, tasks, report)
@@ -658,7 +680,7 @@ class Reconciler:
                 self.stats.run_seconds.observe(max(ran, 0.0))
         # Removed only once the outcome is durable: a crash before this line leaves a terminal
         # task with a container, which the next pass removes.
-        self._runtime.remove(name)
+        self._runtime.remove_soon(name)
 
     def _collect_garbage(
         self, observed: list[ObservedContainer], tasks: list[Task], report: PassReport

@@ -9,14 +9,16 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlmodel import col
 
 from controller.errors import RuntimeUnavailable
+from controller.frames import REPORT
 from controller.runtime import ContainerRuntime
-from controller.supervisor import MARKER
+from controller.supervisor import Report, parse_report
 from models.database import Database
 from models.tables import OutputChunk
 
@@ -120,7 +122,8 @@ class OutputReader:
     """Copies one container's output into the writer, up to `limit` bytes per stream."""
 
     def __init__(self, database: Database, runtime: ContainerRuntime, writer: ChunkWriter, *,
-                 task_id: str, attempt: int, name: str, limit: int) -> None:
+                 task_id: str, attempt: int, name: str, limit: int,
+                 on_report: Callable[[], None] | None = None) -> None:
         self._db = database
         self._runtime = runtime
         self._writer = writer
@@ -128,6 +131,8 @@ class OutputReader:
         self._attempt = attempt
         self._name = name
         self._limit = limit
+        self._on_report = on_report
+        self.report: Report | None = None  # the supervisor's, once it came
         self._thread = threading.Thread(target=self._run, name=f"taskyard-output-{name}",
                                         daemon=True)
 
@@ -146,8 +151,6 @@ class OutputReader:
         self._writer.flush()
         stored = stored_bytes(self._db, self._task_id, self._attempt)
         seen = dict.fromkeys(STREAMS, 0)
-        held = b""  # the end of stderr that may be the start of the supervisor's report
-        reported = False
 
         def keep(stream: str, data: bytes) -> None:
             start, seen[stream] = seen[stream], seen[stream] + len(data)
@@ -158,28 +161,22 @@ class OutputReader:
             if high > low:
                 self._writer.put(_Piece(self._task_id, self._attempt, stream, data[low:high]))
 
+        pieces = self._runtime.follow(self._name)
         try:
-            for stream, data in self._runtime.follow(self._name):
-                if stream == "stdout":
-                    keep(stream, data)
-                    continue
-                if reported:
-                    continue
-                # The supervisor's report closes stderr; it is ours, not the task's, and it
-                # may arrive cut in two.
-                data, held = held + data, b""
-                at = data.find(MARKER)
-                if at >= 0:
-                    data, reported = data[:at], True
-                else:
-                    for size in range(min(len(MARKER) - 1, len(data)), 0, -1):
-                        if MARKER.startswith(data[-size:]):
-                            data, held = data[:-size], data[-size:]
-                            break
+            for stream, data in pieces:
+                if stream == REPORT:
+                    # The supervisor's last word: all the task's output came before it, so
+                    # there is nothing more to copy, and the task can be judged now.
+                    _, self.report = parse_report(data)
+                    if self._on_report is not None:
+                        self._on_report()
+                    return
                 keep(stream, data)
-            if held:
-                keep("stderr", held)
         except RuntimeUnavailable as exc:
             log.warning("live output of %s stopped: %s", self._name, exc)
         except Exception:
             log.exception("live output of %s stopped", self._name)
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()

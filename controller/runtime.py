@@ -132,8 +132,13 @@ class ContainerRuntime(Protocol):
         Returns the stopped container, or None where it is gone."""
         ...
 
+    def inspect(self, name: str) -> ObservedContainer | None:
+        """The container as the engine shows it now; None where it is gone."""
+        ...
+
     def follow(self, name: str) -> Iterator[tuple[str, bytes]]:
-        """(stream, bytes) of the container's output from its start, live, until it stops."""
+        """(stream, bytes) of the container's output from its start, live, until it stops:
+        "stdout" and "stderr" pieces, and last the supervisor's report (stream "report")."""
         ...
 
     def output(self, name: str) -> CapturedOutput:
@@ -142,4 +147,9 @@ class ContainerRuntime(Protocol):
 
     def remove(self, name: str) -> None:
         """Remove the container; already gone is success."""
+        ...
+
+    def remove_soon(self, name: str) -> None:
+        """Remove the container in the background (its task's outcome is already stored);
+        should that fail, a later pass finds it and removes it."""
         ...

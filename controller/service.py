@@ -34,6 +34,7 @@ class ControllerService:
         exit_events: Callable[[Callable[[], None], threading.Event], None] | None = None,
     ) -> None:
         self._reconciler = reconciler
+        reconciler.wake_hook = self.wake
         self._db = database
         self._interval = interval
         self._exit_events = exit_events

@@ -64,7 +64,7 @@ def test_lines_cut_into_pieces_anywhere_decode_the_same() -> None:
             pieces += decoder.feed(framed[at:at + size])
         pieces += decoder.close()
         out = b"".join(data for stream, data in pieces if stream == "stdout")
-        err = b"".join(data for stream, data in pieces if stream == "stderr")
+        err = b"".join(data for stream, data in pieces if stream in {"stderr", "report"})
         assert (out, err) == whole, size
 
 
@@ -76,6 +76,13 @@ def test_an_endless_foreign_line_does_not_grow_the_decoders_memory() -> None:
         assert len(decoder._line) <= MAX_LINE
     assert decoder.dropped >= 64 * 65536 - MAX_LINE
     assert decoder.feed(line(b"o", b"ok")) == [("stdout", b"ok")]
+
+
+def test_the_report_is_a_piece_of_its_own_and_a_forged_marker_is_only_stderr() -> None:
+    forged = MARKER + b'{"exit_code": 0}\n'
+    decoder = FrameDecoder(KEY)
+    pieces = decoder.feed(HELLO + line(b"e", forged) + line(b"r", REPORT))
+    assert pieces == [("stderr", forged), ("report", MARKER + REPORT + b"\n")]
 
 
 def test_keys_differ_per_container_and_per_instance() -> None:

@@ -149,45 +149,42 @@ def test_a_split_multibyte_character_is_stored_as_raw_bytes(db: Database,
 # --- the supervisor's report ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("script", [
-    pytest.param([("stderr", b"warn\n"), ("stderr", b"last words" + REPORT)],
-                 id="report-after-the-tasks-last-stderr"),
-    pytest.param([("stderr", b"warn\nlast words"), ("stderr", REPORT)],
-                 id="report-in-a-piece-of-its-own"),
-    pytest.param([("stderr", b"warn\nlast words" + REPORT + b"trailing junk")],
-                 id="anything-after-the-report"),
-    pytest.param([("stderr", b"warn\nlast words" + REPORT), ("stderr", b"late\n")],
-                 id="later-stderr-pieces"),
-    pytest.param([("stderr", b"warn\nlast words" + REPORT[:5]), ("stderr", REPORT[5:])],
-                 id="marker-split-across-two-pieces"),
-    pytest.param([("stderr", b"warn\nlast words" + REPORT[:30]), ("stderr", REPORT[30:])],
-                 id="report-split-after-the-marker"),
-])
-def test_the_supervisors_report_is_not_stored(db: Database, writer: ChunkWriter,
-                                              script: list[Piece]) -> None:
-    script = [("stdout", b"out\n"), *script]
+def test_the_supervisors_report_is_kept_apart_and_ends_the_reading(
+    db: Database, writer: ChunkWriter,
+) -> None:
+    script = [("stdout", b"out\n"), ("stderr", b"warn\nlast words"), ("report", REPORT),
+              ("stdout", b"never sent by a real supervisor\n")]
+    woken = []
+    reader = OutputReader(db, ScriptedRuntime(script), writer, task_id=TASK,  # type: ignore[arg-type]
+                          attempt=1, name=NAME, limit=1 << 20,
+                          on_report=lambda: woken.append(True)).start()
+    reader.join(timeout=5)
+    writer.flush()
 
-    read_all(db, ScriptedRuntime(script), writer)
-
+    assert not reader.is_alive()
     assert stored(db, "stderr") == b"warn\nlast words"
     assert stored(db, "stdout") == b"out\n"
-    assert not any(b"taskyard-report" in r.data or b"\x00" in r.data for r in rows(db))
+    assert not any(b"taskyard-report" in r.data for r in rows(db))
+    assert reader.report is not None and reader.report.exit_code == 0
+    assert woken == [True]
 
 
-def test_stdout_after_the_report_is_still_stored(db: Database, writer: ChunkWriter) -> None:
-    script = [("stdout", b"a\n"), ("stderr", REPORT), ("stdout", b"b\n")]
+def test_a_marker_the_task_printed_is_only_its_own_stderr(db: Database,
+                                                          writer: ChunkWriter) -> None:
+    script = [("stderr", b"before" + REPORT), ("stderr", b"after\n")]
+    reader = start_reader(db, ScriptedRuntime(script), writer)
+    reader.join(timeout=5)
+    writer.flush()
 
-    read_all(db, ScriptedRuntime(script), writer)
-
-    assert stored(db, "stdout") == b"a\nb\n"
-    assert stored(db, "stderr") == b""
+    assert stored(db, "stderr") == b"before" + REPORT + b"after\n"
+    assert reader.report is None
 
 
 # --- a second reader (a controller restart) ---------------------------------------------------
 
 
 SCRIPT = [("stdout", b"line 1\n"), ("stderr", b"warn 1\n"), ("stdout", b"line 2\nline 3\n"),
-          ("stderr", b"warn 2\n"), ("stdout", b"line 4\n"), ("stderr", REPORT)]
+          ("stderr", b"warn 2\n"), ("stdout", b"line 4\n"), ("report", REPORT)]
 
 
 def test_a_second_reader_after_a_restart_stores_nothing_twice(db: Database) -> None:
