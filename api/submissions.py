@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Callable
 
 from models.database import Database
 from models.phases import Phase, Reason
@@ -36,9 +35,6 @@ class SubmissionWriter:
         self._queue: queue.Queue[_Waiter | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        # Called after each durable batch: `taskyard serve` wakes its controller this way,
-        # sooner than the controller's own poll of the database would notice.
-        self.after_commit: list[Callable[[], None]] = []
 
     async def insert(self, task: Task) -> None:
         """Store the task and its first transition; return once they are committed."""
@@ -80,9 +76,6 @@ class SubmissionWriter:
                 error = exc
             for _, future, loop in batch:
                 loop.call_soon_threadsafe(_settle, future, error)
-            if error is None:
-                for listener in self.after_commit:
-                    listener()
 
     def _write(self, tasks: list[Task]) -> None:
         with self._db.write() as session:

@@ -32,12 +32,14 @@ class ControllerService:
         *,
         interval: float,
         exit_events: Callable[[Callable[[], None], threading.Event], None] | None = None,
+        watch_database: bool = True,
     ) -> None:
         self._reconciler = reconciler
         reconciler.wake_hook = self.wake
         self._db = database
         self._interval = interval
         self._exit_events = exit_events
+        self._watch = watch_database
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._again = threading.Event()
         self._stop = threading.Event()
@@ -57,7 +59,8 @@ class ControllerService:
             next_run_time=utcnow(),
         )
         self._scheduler.start()
-        self._spawn(self._watch_database, "taskyard-db-watch")
+        if self._watch:
+            self._spawn(self._watch_database, "taskyard-db-watch")
         if self._exit_events is not None:
             exit_events = self._exit_events
             self._spawn(lambda: exit_events(self.wake, self._stop), "taskyard-engine-events")

@@ -11,7 +11,8 @@ lock, so the API and the controller may both open a database at the same moment.
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +65,34 @@ def _sqlite_engine(url: str, *, begin: str) -> Engine:
     return engine
 
 
+class _WriteSession(Session):
+    """A session that tells this process's listeners after each commit."""
+
+    def __init__(self, bind: Engine, listeners: list[Callable[[], None]]) -> None:
+        super().__init__(bind, expire_on_commit=False)
+        self._listeners = listeners
+
+    def commit(self) -> None:
+        super().commit()
+        for listener in self._listeners:
+            listener()
+
+
 @dataclass(frozen=True)
 class Database:
     """A pair of engines over one file: one whose transactions may write, one for reads."""
 
     writer: Engine
     reader: Engine
+    _after_commit: list[Callable[[], None]] = field(default_factory=list, compare=False)
 
     def write(self) -> Session:
-        return Session(self.writer, expire_on_commit=False)
+        return _WriteSession(self.writer, self._after_commit)
+
+    def after_commit(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every commit made through `write()` of this object (in this
+        process): `taskyard serve` wakes its controller on the API's commits this way."""
+        self._after_commit.append(listener)
 
     def read(self) -> Session:
         return Session(self.reader, expire_on_commit=False)

@@ -30,7 +30,8 @@ def instance_id(data_dir: Path) -> str:
     return owner
 
 
-def build_controller(settings: Settings, database: Database) -> ControllerService:
+def build_controller(settings: Settings, database: Database, *,
+                     watch_database: bool = True) -> ControllerService:
     owner = instance_id(settings.data_dir)
     runtime = DockerRuntime(owner, settings.image,
                             delivery_timeout=settings.code_delivery_timeout_seconds,
@@ -38,7 +39,8 @@ def build_controller(settings: Settings, database: Database) -> ControllerServic
                             seccomp_profile=settings.seccomp_profile)
     reconciler = Reconciler(settings, database, runtime, owner=owner)
     return ControllerService(reconciler, database, interval=settings.reconcile_interval_seconds,
-                             exit_events=runtime.wait_for_exit_events)
+                             exit_events=runtime.wait_for_exit_events,
+                             watch_database=watch_database)
 
 
 def check_listen_address(settings: Settings) -> None:
@@ -56,12 +58,15 @@ def check_listen_address(settings: Settings) -> None:
 def run_api(settings: Settings, *, with_controller: bool) -> None:
     check_listen_address(settings)
     database = open_database(settings.resolved_database_url)
-    controller = build_controller(settings, database) if with_controller else None
-    if controller is not None:
+    controller = None
+    if with_controller:
+        # The controller gets engines of its own, and is woken by each of the API's commits
+        # directly, instead of polling the database, which would also wake it on its own.
+        controller = build_controller(settings, open_database(settings.resolved_database_url),
+                                      watch_database=False)
+        database.after_commit(controller.wake)
         controller.start()
     app = create_app(settings, database)
-    if controller is not None:
-        app.state.submissions.after_commit.append(controller.wake)
     log.info("taskyard API on http://%s:%d, database %s", settings.host, settings.port,
              settings.resolved_database_url)
     token_path = app.state.admin_token_path
