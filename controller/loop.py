@@ -6,15 +6,16 @@ writes status with guarded transitions. `controller.service` runs the passes.
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import defer
 from sqlmodel import col
 
 from controller.capacity import HostCapacity, discover_capacity
 from controller.compaction import compact_history
+from controller.crashpoints import crashpoint
 from controller.errors import RuntimeUnavailable, StartRejected
 from controller.gpus import GpuInfo, discover_gpus
 from controller.output import ChunkWriter, OutputReader
@@ -25,6 +26,7 @@ from controller.reconcile import (
     MarkRunning,
     RemoveContainer,
     Reset,
+    Retry,
     Start,
     Stop,
     StuckLimits,
@@ -55,6 +57,7 @@ from models.tables import (
     Capacity,
     InputChunk,
     Task,
+    Transition,
 )
 
 log = logging.getLogger("taskyard.controller")
@@ -226,7 +229,10 @@ class Reconciler:
             container = containers.get((task.id, task.attempt))
             if container is not None and container.state == "running":
                 self._follow(task, container.name)
-            self._act(task, container, decide(_view(task), container, now), report)
+            view = _view(task)
+            if container is None and task.phase == Phase.RUNNING:
+                view = replace(view, containers_lost=self._containers_lost(task.id))
+            self._act(task, container, decide(view, container, now), report)
         if observed is not None:
             self._collect_garbage(observed, tasks, report)
             self._forward_input(tasks)
@@ -275,6 +281,17 @@ class Reconciler:
             )
             by_pk = {task.pk: task for task in [*active, *resets]}
         return [by_pk[pk] for pk in sorted(by_pk, key=lambda pk: pk or 0)]
+
+    def _containers_lost(self, task_id: str) -> int:
+        """How often the task was requeued because its container vanished."""
+        with self._db.read() as session:
+            return session.execute(
+                select(func.count()).select_from(Transition).where(
+                    col(Transition.task_id) == task_id,
+                    col(Transition.reason) == Reason.CONTAINER_LOST,
+                    col(Transition.to_phase) == Phase.PENDING,
+                )
+            ).scalar_one()
 
     def _forward_input(self, tasks: list[Task]) -> None:
         """Pass what clients sent to interactive tasks on to their containers' stdin."""
@@ -401,6 +418,7 @@ class Reconciler:
             )
         if not moved:
             return
+        crashpoint("after-bind")
         task.phase = Phase.SCHEDULED
         task.assigned_cpus, task.assigned_gpus = list(placement.cpus), list(placement.gpus)
         self._act(task, None, Start(), report)
@@ -443,6 +461,9 @@ class Reconciler:
                 self._end(task, phase, reason, message, result, report)
                 if container is not None:
                     self._runtime.remove(name)
+            case Retry(reason=reason, message=message):
+                self._stop_following(name)
+                self._requeue(task, reason, message)
             case RemoveContainer():
                 self._runtime.remove(name)
                 report.removed.append(name)
@@ -460,6 +481,14 @@ class Reconciler:
                     at_attempt=task.attempt, to_phase=phase, reason=reason, message=message,
                     result=result, finished_at=now):
                 report.finished.append(task.id)
+
+    def _requeue(self, task: Task, reason: Reason, message: str) -> None:
+        """Send a Running task back to Pending as its next attempt, its slots freed."""
+        with self._db.write() as session:
+            move(session, now=self._clock(), task_id=task.id, from_phase=Phase(task.phase),
+                 at_attempt=task.attempt, to_phase=Phase.PENDING, reason=reason,
+                 message=message, attempt=task.attempt + 1, assigned_cpus=[],
+                 assigned_gpus=[], scheduled_at=None, started_at=None, deadline_at=None)
 
     def _reset(
         self, task: Task, container: ObservedContainer | None, name: str, to: Phase,
@@ -536,6 +565,7 @@ class Reconciler:
             self._end(task, Phase.FAILED, Reason.START_FAILED, str(exc), str(exc), report)
             self._runtime.remove(name)
             return
+        crashpoint("after-start")
         report.started.append(task.id)
         self.stats.containers_started += 1
         # The deadline counts on the controller's clock, which is the one `decide` compares
@@ -583,6 +613,7 @@ class Reconciler:
         )
         now = self._clock()
         finished_at = container.finished_at if container and container.finished_at else now
+        crashpoint("after-exit")
         with self._db.write() as session:
             moved = move(
                 session,
@@ -608,6 +639,7 @@ class Reconciler:
                 self.stats.run_seconds.observe(max(ran, 0.0))
         # Removed only once the outcome is durable: a crash before this line leaves a terminal
         # task with a container, which the next pass removes.
+        crashpoint("after-status")
         self._runtime.remove(name)
 
     def _collect_garbage(

@@ -15,6 +15,7 @@ from models.phases import Phase, Reason
 from models.quantities import format_size
 
 RESULT_TAIL_CHARS = 4000
+SIGKILL_EXIT_CODE = 128 + 9  # what an init process reports for a child killed by SIGKILL
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class TaskView:
     reset_to: Phase | None = None
     created_at: datetime | None = None
     scheduled_at: datetime | None = None
+    # How many times an attempt of this task has lost its container (from its transitions);
+    # read only for a Running task whose container is gone.
+    containers_lost: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,14 @@ class End:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """Requeue the task as its next attempt (to Pending), for this reason."""
+
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
 class RemoveContainer:
     pass
 
@@ -84,7 +96,7 @@ class Reset:
     to: Phase
 
 
-Action = Noop | Start | MarkRunning | Stop | Finish | End | RemoveContainer | Reset
+Action = Noop | Start | MarkRunning | Stop | Finish | End | Retry | RemoveContainer | Reset
 
 
 def decide(task: TaskView, container: ObservedContainer | None, now: datetime) -> Action:
@@ -112,15 +124,31 @@ def decide(task: TaskView, container: ObservedContainer | None, now: datetime) -
     if container is None and cancelled:
         return End(Phase.CANCELLED, Reason.CANCELLED, "cancelled; its container was already gone")
     if container is None:
-        return End(
-            Phase.FAILED, Reason.CONTAINER_LOST,
-            "its container disappeared from the engine while it ran",
-        )
+        return _lost(task)
     if cancelled:
         return Stop(Phase.CANCELLED, Reason.CANCELLED)
     if task.deadline_at is not None and now >= task.deadline_at:
         return Stop(Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED)
     return Noop()
+
+
+def _lost(task: TaskView) -> Action:
+    """A Running task's container is gone (removed behind our back, or the engine lost it).
+
+    Its code may have run in part, so the new attempt runs it again: once, as Kubernetes' Job
+    retries a pod that disappeared. A second loss is no accident; the task fails.
+    """
+    if task.containers_lost == 0:
+        return Retry(
+            Reason.CONTAINER_LOST,
+            f"its container disappeared from the engine while it ran; retried once, as "
+            f"attempt {task.attempt + 1}",
+        )
+    return End(
+        Phase.FAILED, Reason.CONTAINER_LOST,
+        f"its container disappeared from the engine while it ran, for the second time "
+        f"(attempt {task.attempt}); not retried again",
+    )
 
 
 @dataclass(frozen=True)
@@ -226,5 +254,12 @@ def judge(
     if container is not None and container.oom_killed:
         message = f"killed: out of memory (limit {format_size(task.ram_bytes)})"
         return outcome(Phase.FAILED, Reason.OOM_KILLED, message, message)
+    if exit_code == SIGKILL_EXIT_CODE and report is None:
+        # SIGKILL ended the container, yet not by our deadline (that is a Stop, or ran_for
+        # above) nor for memory: someone outside did it, such as `docker kill`. A deliberate
+        # kill ends the task; unlike a vanished container, it is not retried.
+        message = ("killed by SIGKILL from outside the task (exit code 137), not by its "
+                   "timeout nor for memory: for instance `docker kill`")
+        return outcome(Phase.FAILED, Reason.NON_ZERO_EXIT, message, message)
     message = f"exited with code {exit_code}"
     return outcome(Phase.FAILED, Reason.NON_ZERO_EXIT, message, _tail(stderr) or message)

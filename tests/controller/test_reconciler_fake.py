@@ -486,17 +486,63 @@ def test_exited_container_of_running_task_is_finished_after_restart(world: World
     assert len(world.fake.runs) == 1
 
 
-def test_running_task_whose_container_vanished_fails_as_lost(world: World) -> None:
+def test_running_task_whose_container_vanished_is_retried_once_then_fails(
+    world: World,
+) -> None:
     task_id = running(world)
-    del world.fake.containers[name_of(task_id)]
+    del world.fake.containers[name_of(task_id)]  # docker rm -f behind our back
 
     world.new_reconciler()
     world.once()
 
     status = world.status(task_id)
-    assert status["phase"] == "Failed"
-    assert status["reason"] == "ContainerLost"
-    assert status["result"]
+    assert (status["phase"], status["attempt"]) == ("Running", 2)
+    assert world.fake.runs == [name_of(task_id, 1), name_of(task_id, 2)]
+    requeued = [e for e in world.events(task_id) if e["to_phase"] == "Pending"][-1]
+    assert (requeued["from_phase"], requeued["reason"]) == ("Running", "ContainerLost")
+    assert "retried once, as attempt 2" in requeued["message"]
+
+    del world.fake.containers[name_of(task_id, 2)]  # and again
+    world.once()
+
+    status = world.status(task_id)
+    assert (status["phase"], status["reason"], status["attempt"]) == (
+        "Failed", "ContainerLost", 2)
+    assert "for the second time" in status["result"]
+    assert len(world.fake.runs) == 2
+    phases = [(e["from_phase"], e["to_phase"]) for e in world.events(task_id)]
+    assert phases == [
+        (None, "Pending"), ("Pending", "Scheduled"), ("Scheduled", "Running"),
+        ("Running", "Pending"), ("Pending", "Scheduled"), ("Scheduled", "Running"),
+        ("Running", "Failed"),
+    ]
+
+
+def test_an_admin_requeue_does_not_count_as_a_lost_container(world: World) -> None:
+    task_id = running(world)
+    world.write_task(task_id, reset_requested_to="Pending")
+    world.once()
+    world.once()
+    assert (world.phase(task_id), world.status(task_id)["attempt"]) == ("Running", 2)
+
+    del world.fake.containers[name_of(task_id, 2)]
+    world.once()
+
+    assert (world.phase(task_id), world.status(task_id)["attempt"]) == ("Running", 3)
+
+
+def test_a_container_killed_from_outside_fails_without_a_retry(world: World) -> None:
+    task_id = running(world)
+    # `docker kill`: SIGKILL to the init, so no supervisor report; not our deadline.
+    world.fake.finish(name_of(task_id), 137, stdout=b"up\n", report=False)
+
+    world.once()
+
+    status = world.status(task_id)
+    assert (status["phase"], status["reason"], status["exit_code"]) == (
+        "Failed", "NonZeroExit", 137)
+    assert "killed by SIGKILL from outside the task" in status["result"]
+    assert status["stdout"] == "up\n"
     assert len(world.fake.runs) == 1
 
 

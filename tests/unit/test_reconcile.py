@@ -17,6 +17,7 @@ from controller.reconcile import (
     Noop,
     RemoveContainer,
     Reset,
+    Retry,
     Start,
     Stop,
     TaskView,
@@ -89,8 +90,10 @@ CANCELLED_BEFORE_START = End(Phase.CANCELLED, Reason.CANCELLED, "cancelled befor
 CANCELLED_WITHOUT_CONTAINER = End(
     Phase.CANCELLED, Reason.CANCELLED, "cancelled; its container was already gone"
 )
-CONTAINER_LOST = End(
-    Phase.FAILED, Reason.CONTAINER_LOST, "its container disappeared from the engine while it ran"
+# A vanished container is retried once (see test_a_second_lost_container_fails_the_task).
+CONTAINER_LOST = Retry(
+    Reason.CONTAINER_LOST,
+    "its container disappeared from the engine while it ran; retried once, as attempt 2",
 )
 STOP_CANCELLED = Stop(Phase.CANCELLED, Reason.CANCELLED)
 STOP_TIMED_OUT = Stop(Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED)
@@ -168,6 +171,29 @@ def test_terminal_task_only_has_its_container_removed(
     view = task(phase, cancel=NOW - seconds(2) if cancel else None, deadline=NOW - seconds(1))
     expected = Noop() if CONTAINERS[state] is None else RemoveContainer()
     assert decide(view, CONTAINERS[state], NOW) == expected
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["", "past-deadline"])
+def test_a_second_lost_container_fails_the_task(late: bool) -> None:
+    view = replace(task(Phase.RUNNING, deadline=NOW - seconds(1) if late else NOW + seconds(9)),
+                   attempt=2, containers_lost=1)
+    assert decide(view, None, NOW) == End(
+        Phase.FAILED, Reason.CONTAINER_LOST,
+        "its container disappeared from the engine while it ran, for the second time "
+        "(attempt 2); not retried again",
+    )
+
+
+def test_a_second_lost_container_of_a_cancelled_task_is_a_cancellation() -> None:
+    view = replace(task(Phase.RUNNING, cancel=NOW - seconds(2)), containers_lost=1)
+    assert decide(view, None, NOW) == CANCELLED_WITHOUT_CONTAINER
+
+
+@pytest.mark.parametrize("state", ["created", "running", "exited"])
+def test_earlier_losses_do_not_matter_while_the_container_is_there(state: str) -> None:
+    first = task(Phase.RUNNING, deadline=NOW + seconds(9))
+    again = replace(first, attempt=2, containers_lost=1)
+    assert decide(again, CONTAINERS[state], NOW) == decide(first, CONTAINERS[state], NOW)
 
 
 def test_deadline_reached_exactly_now_stops_the_task() -> None:
@@ -260,6 +286,26 @@ def test_oom_kill_fails_with_the_memory_limit() -> None:
     assert (result.phase, result.reason) == (Phase.FAILED, Reason.OOM_KILLED)
     assert "out of memory (limit 64MB)" in result.result
     assert result.exit_code == 137
+
+
+def test_sigkill_from_outside_fails_and_says_so() -> None:
+    # `docker kill`: exit code 137 within the timeout, no OOM, and no supervisor report.
+    result = judge(running_task(), exited(137, ran_for=0.5), CapturedOutput(b"up\n", b""),
+                   limit=LIMIT)
+    assert (result.phase, result.reason, result.exit_code) == (
+        Phase.FAILED, Reason.NON_ZERO_EXIT, 137)
+    assert "killed by SIGKILL from outside the task" in result.result
+    assert "docker kill" in result.message
+    assert result.stdout == "up\n"
+
+
+def test_code_exiting_with_137_itself_is_an_ordinary_non_zero_exit() -> None:
+    # The supervisor reported it: the code's own exit status, not a kill from outside.
+    result = judge(running_task(), exited(137, ran_for=0.5),
+                   output(b"", b"bye\n", exit_code=137), limit=LIMIT)
+    assert (result.phase, result.reason, result.result) == (
+        Phase.FAILED, Reason.NON_ZERO_EXIT, "bye")
+    assert result.message == "exited with code 137"
 
 
 def test_oom_flag_with_exit_zero_is_a_success() -> None:
