@@ -285,13 +285,14 @@ class Reconciler:
     def _containers_lost(self, task_id: str) -> int:
         """How often the task was requeued because its container vanished."""
         with self._db.read() as session:
-            return session.execute(
+            lost: int = session.execute(
                 select(func.count()).select_from(Transition).where(
                     col(Transition.task_id) == task_id,
                     col(Transition.reason) == Reason.CONTAINER_LOST,
                     col(Transition.to_phase) == Phase.PENDING,
                 )
             ).scalar_one()
+        return lost
 
     def _forward_input(self, tasks: list[Task]) -> None:
         """Pass what clients sent to interactive tasks on to their containers' stdin."""
