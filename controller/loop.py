@@ -231,7 +231,8 @@ class Reconciler:
                 self._follow(task, container.name)
             view = _view(task)
             if container is None and task.phase == Phase.RUNNING:
-                view = replace(view, containers_lost=self._containers_lost(task.id))
+                view = replace(view, containers_lost=self._requeues(task.id,
+                                                                    Reason.CONTAINER_LOST))
             self._act(task, container, decide(view, container, now), report)
         if observed is not None:
             self._collect_garbage(observed, tasks, report)
@@ -282,17 +283,17 @@ class Reconciler:
             by_pk = {task.pk: task for task in [*active, *resets]}
         return [by_pk[pk] for pk in sorted(by_pk, key=lambda pk: pk or 0)]
 
-    def _containers_lost(self, task_id: str) -> int:
-        """How often the task was requeued because its container vanished."""
+    def _requeues(self, task_id: str, reason: Reason) -> int:
+        """How often the controller sent the task back to Pending for this reason."""
         with self._db.read() as session:
-            lost: int = session.execute(
+            count: int = session.execute(
                 select(func.count()).select_from(Transition).where(
                     col(Transition.task_id) == task_id,
-                    col(Transition.reason) == Reason.CONTAINER_LOST,
+                    col(Transition.reason) == reason,
                     col(Transition.to_phase) == Phase.PENDING,
                 )
             ).scalar_one()
-        return lost
+        return count
 
     def _forward_input(self, tasks: list[Task]) -> None:
         """Pass what clients sent to interactive tasks on to their containers' stdin."""
@@ -609,9 +610,18 @@ class Reconciler:
             self._mark_running(task, min(container.started_at, self._clock()))
         self._stop_following(name)
         output = self._runtime.output(name)
-        outcome = judge(
-            _view(task), container, output, limit=self._settings.output_limit_bytes, forced=forced
-        )
+        view = _view(task)
+        outcome = judge(view, container, output, limit=self._settings.output_limit_bytes,
+                        forced=forced)
+        if outcome.phase == Phase.PENDING:
+            # Its code never reached the container: ask the history how often that happened.
+            view = replace(view, deliveries_failed=self._requeues(task.id, Reason.START_FAILED))
+            outcome = judge(view, container, output, limit=self._settings.output_limit_bytes,
+                            forced=forced)
+        if outcome.phase == Phase.PENDING:
+            self._requeue(task, outcome.reason, outcome.message)
+            self._runtime.remove(name)
+            return
         now = self._clock()
         finished_at = container.finished_at if container and container.finished_at else now
         crashpoint("after-exit")

@@ -33,6 +33,7 @@ from controller.runtime import (
 )
 from controller.service import ControllerService
 from controller.status import move
+from controller.supervisor import MARKER
 from models.clock import utcnow
 from models.database import Database, open_database
 from models.phases import Phase, Reason
@@ -544,6 +545,44 @@ def test_a_container_killed_from_outside_fails_without_a_retry(world: World) -> 
     assert "killed by SIGKILL from outside the task" in status["result"]
     assert status["stdout"] == "up\n"
     assert len(world.fake.runs) == 1
+
+
+def never_delivered(world: World, name: str) -> None:
+    """The container gave up waiting for its code, as after a controller killed mid-start."""
+    world.fake.finish(name, 3, report=False,
+                      stderr=MARKER + b'{"error": "no code was delivered to the container"}\n')
+
+
+def test_code_never_delivered_runs_again_as_a_new_attempt(world: World) -> None:
+    task_id = running(world)
+    never_delivered(world, name_of(task_id))
+
+    world.once()
+
+    status = world.status(task_id)
+    assert (status["phase"], status["attempt"]) == ("Running", 2)
+    assert name_of(task_id, 1) not in world.fake.names()
+    requeued = [e for e in world.events(task_id) if e["to_phase"] == "Pending"][-1]
+    assert (requeued["reason"], requeued["message"]) == (
+        "StartFailed",
+        "its code never reached the container, so it never ran; started again as attempt 2")
+    world.fake.finish(name_of(task_id, 2), 0, stdout=b"at last\n")
+    world.once()
+    assert (world.phase(task_id), world.status(task_id)["result"]) == ("Succeeded", "at last\n")
+
+
+def test_code_never_delivered_again_and_again_fails_the_task(world: World) -> None:
+    task_id = running(world)
+    for attempt in range(1, 5):
+        assert world.status(task_id)["attempt"] == attempt
+        never_delivered(world, name_of(task_id, attempt))
+        world.once()
+
+    status = world.status(task_id)
+    assert (status["phase"], status["reason"], status["attempt"]) == (
+        "Failed", "StartFailed", 4)
+    assert status["result"] == "no code was delivered to the container"
+    assert world.fake.names() == set()
 
 
 def test_container_of_terminal_task_is_removed(world: World) -> None:

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.reconcile import (
+    CODE_NOT_DELIVERED,
+    MAX_DELIVERY_RETRIES,
     RESULT_TAIL_CHARS,
     Action,
     End,
@@ -25,7 +27,7 @@ from controller.reconcile import (
     judge,
 )
 from controller.runtime import CapturedOutput, ObservedContainer
-from controller.supervisor import MARKER, Report, parse_report
+from controller.supervisor import MARKER, SOURCE, Report, parse_report
 from models.phases import Phase, Reason
 
 MIB = 1024 * 1024
@@ -394,11 +396,34 @@ def test_report_at_the_limit_does_not_count_as_stderr() -> None:
 
 
 def test_supervisor_error_fails_the_task_with_that_error() -> None:
-    stderr = report(error="no code was delivered to the container")
+    stderr = report(error="could not write the code to the work area: No space left")
     result = judge(running_task(), exited(3), CapturedOutput(b"", stderr), limit=LIMIT)
     assert (result.phase, result.reason) == (Phase.FAILED, Reason.START_FAILED)
-    assert result.result == "no code was delivered to the container"
+    assert result.result == "could not write the code to the work area: No space left"
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("earlier", range(MAX_DELIVERY_RETRIES))
+def test_code_never_delivered_is_requeued_as_the_next_attempt(earlier: int) -> None:
+    # A controller killed between starting the container and handing it the code.
+    view = running_task(attempt=1 + earlier, deliveries_failed=earlier)
+    result = judge(view, exited(3), CapturedOutput(b"", report(error=CODE_NOT_DELIVERED)),
+                   limit=LIMIT)
+    assert (result.phase, result.reason) == (Phase.PENDING, Reason.START_FAILED)
+    assert result.message == ("its code never reached the container, so it never ran; "
+                              f"started again as attempt {2 + earlier}")
+
+
+def test_code_never_delivered_too_often_fails_the_task() -> None:
+    view = running_task(attempt=4, deliveries_failed=MAX_DELIVERY_RETRIES)
+    result = judge(view, exited(3), CapturedOutput(b"", report(error=CODE_NOT_DELIVERED)),
+                   limit=LIMIT)
+    assert (result.phase, result.reason, result.result) == (
+        Phase.FAILED, Reason.START_FAILED, "no code was delivered to the container")
+
+
+def test_the_supervisor_says_code_not_delivered_in_the_words_judge_looks_for() -> None:
+    assert f'report(error="{CODE_NOT_DELIVERED}")' in SOURCE
 
 
 def test_invalid_utf8_output_is_decoded_with_replacement_characters() -> None:
