@@ -127,6 +127,9 @@ class Reconciler:
         self._writer = ChunkWriter(database)
         self._readers: dict[str, OutputReader] = {}
         self._forwarded: dict[str, int] = {}  # container name -> last input seq sent; -1 closed
+        # Containers this process started (or began to), of those the engine still holds; any
+        # other was started by an earlier controller, which stopped on the way.
+        self._started_here: set[str] = set()
         self._gpu_message = ""
 
     def close(self) -> None:
@@ -223,6 +226,8 @@ class Reconciler:
         report.runtime_ok = health.ok
 
         containers = {(c.task_id, c.attempt): c for c in observed or []}
+        if observed is not None:
+            self._started_here.intersection_update(c.name for c in observed)
         for task in tasks:
             if observed is None and task.phase in {Phase.SCHEDULED, Phase.RUNNING}:
                 continue  # cannot tell a lost container from an unreachable engine
@@ -561,6 +566,7 @@ class Reconciler:
             log_limit=2 * self._settings.output_limit_bytes + 64 * 1024,
             docker_runtime=self._settings.docker_runtime,
         )
+        self._started_here.add(name)
         try:
             started = self._runtime.run(spec)
         except StartRejected as exc:
@@ -610,14 +616,9 @@ class Reconciler:
             self._mark_running(task, min(container.started_at, self._clock()))
         self._stop_following(name)
         output = self._runtime.output(name)
-        view = _view(task)
-        outcome = judge(view, container, output, limit=self._settings.output_limit_bytes,
-                        forced=forced)
-        if outcome.phase == Phase.PENDING:
-            # Its code never reached the container: ask the history how often that happened.
-            view = replace(view, deliveries_failed=self._requeues(task.id, Reason.START_FAILED))
-            outcome = judge(view, container, output, limit=self._settings.output_limit_bytes,
-                            forced=forced)
+        outcome = judge(_view(task), container, output,
+                        limit=self._settings.output_limit_bytes, forced=forced,
+                        adopted=name not in self._started_here)
         if outcome.phase == Phase.PENDING:
             self._requeue(task, outcome.reason, outcome.message)
             self._runtime.remove(name)

@@ -19,9 +19,6 @@ RESULT_TAIL_CHARS = 4000
 # The supervisor's words (controller.supervisor.SOURCE) when its stdin ended, or stayed silent,
 # before the whole payload arrived: the code was never written, let alone run.
 CODE_NOT_DELIVERED = "no code was delivered to the container"
-# A controller killed between starting a container and handing it the code leaves exactly this.
-# The code never ran, so running it as a new attempt is safe; a few times, not forever.
-MAX_DELIVERY_RETRIES = 3
 SIGKILL_EXIT_CODE = 128 + 9  # what an init process reports for a child killed by SIGKILL
 
 
@@ -42,8 +39,6 @@ class TaskView:
     # How many times an attempt of this task has lost its container (from its transitions);
     # read only for a Running task whose container is gone.
     containers_lost: int = 0
-    # How many attempts ended with the code never delivered; read only when one just did.
-    deliveries_failed: int = 0
 
 
 @dataclass(frozen=True)
@@ -223,9 +218,13 @@ def judge(
     *,
     limit: int,
     forced: Stop | None = None,
+    adopted: bool = False,
 ) -> Outcome:
     """The terminal status of a task whose container has stopped; phase Pending where the task
-    is to run again as a new attempt."""
+    is to run again as a new attempt.
+
+    `adopted`: the container was started by an earlier controller process, not this one.
+    """
     raw_stderr, report = parse_report(output.stderr)
     stdout_truncated = len(output.stdout) > limit or bool(report and report.stdout_truncated)
     stderr_truncated = len(raw_stderr) > limit or bool(report and report.stderr_truncated)
@@ -255,10 +254,14 @@ def judge(
         message = f"exceeded its {task.timeout_seconds} s timeout and was killed"
         return outcome(Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED, message, message)
     if report is not None and report.error is not None:
-        if report.error == CODE_NOT_DELIVERED and task.deliveries_failed < MAX_DELIVERY_RETRIES:
-            # Pending: the caller requeues the task rather than ending it.
-            message = (f"its code never reached the container, so it never ran; started again "
-                       f"as attempt {task.attempt + 1}")
+        if report.error == CODE_NOT_DELIVERED and adopted:
+            # The controller that started it died before handing over the code (a window of
+            # the engine's start call): the code never ran, so it runs now, as a new attempt.
+            # Only a crash leads here, so this cannot repeat forever on its own. Pending: the
+            # caller requeues the task rather than ending it.
+            message = (f"its code never reached the container: the controller that started it "
+                       f"stopped first, so it never ran; started again as attempt "
+                       f"{task.attempt + 1}")
             return outcome(Phase.PENDING, Reason.START_FAILED, message, message)
         return outcome(Phase.FAILED, Reason.START_FAILED, report.error, report.error)
     if exit_code == 0:

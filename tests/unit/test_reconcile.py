@@ -10,7 +10,6 @@ import pytest
 
 from controller.reconcile import (
     CODE_NOT_DELIVERED,
-    MAX_DELIVERY_RETRIES,
     RESULT_TAIL_CHARS,
     Action,
     End,
@@ -403,23 +402,30 @@ def test_supervisor_error_fails_the_task_with_that_error() -> None:
     assert result.stderr == ""
 
 
-@pytest.mark.parametrize("earlier", range(MAX_DELIVERY_RETRIES))
-def test_code_never_delivered_is_requeued_as_the_next_attempt(earlier: int) -> None:
-    # A controller killed between starting the container and handing it the code.
-    view = running_task(attempt=1 + earlier, deliveries_failed=earlier)
+def test_code_never_delivered_by_an_earlier_controller_runs_again_as_a_new_attempt() -> None:
+    # The controller that started the container was killed before it handed over the code.
+    view = running_task(attempt=2)
     result = judge(view, exited(3), CapturedOutput(b"", report(error=CODE_NOT_DELIVERED)),
-                   limit=LIMIT)
+                   limit=LIMIT, adopted=True)
     assert (result.phase, result.reason) == (Phase.PENDING, Reason.START_FAILED)
-    assert result.message == ("its code never reached the container, so it never ran; "
-                              f"started again as attempt {2 + earlier}")
+    assert result.message == (
+        "its code never reached the container: the controller that started it stopped first, "
+        "so it never ran; started again as attempt 3")
 
 
-def test_code_never_delivered_too_often_fails_the_task() -> None:
-    view = running_task(attempt=4, deliveries_failed=MAX_DELIVERY_RETRIES)
-    result = judge(view, exited(3), CapturedOutput(b"", report(error=CODE_NOT_DELIVERED)),
-                   limit=LIMIT)
+def test_code_never_delivered_by_this_controller_fails_the_task() -> None:
+    result = judge(running_task(), exited(3),
+                   CapturedOutput(b"", report(error=CODE_NOT_DELIVERED)), limit=LIMIT)
     assert (result.phase, result.reason, result.result) == (
         Phase.FAILED, Reason.START_FAILED, "no code was delivered to the container")
+
+
+@pytest.mark.parametrize("forced", [STOP_CANCELLED, STOP_TIMED_OUT], ids=["cancel", "timeout"])
+def test_a_stop_before_the_code_arrived_ends_the_task(forced: Stop) -> None:
+    view = running_task(cancel_requested_at=STARTED)
+    result = judge(view, exited(137), CapturedOutput(b"", report(error=CODE_NOT_DELIVERED)),
+                   limit=LIMIT, forced=forced, adopted=True)
+    assert result.phase == forced.phase
 
 
 def test_the_supervisor_says_code_not_delivered_in_the_words_judge_looks_for() -> None:
