@@ -25,6 +25,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, LogConfig, Ulimit
 from docker.utils.socket import STDERR
 
+from controller.crashpoints import crashpoint
 from controller.errors import RuntimeUnavailable, StartRejected
 from controller.frames import FrameDecoder, decode_output, frame_key, keyed
 from controller.runtime import (
@@ -226,6 +227,7 @@ class DockerRuntime:
                 raise RuntimeUnavailable(f"cannot create the container: {exc}") from exc
         except (DockerException, OSError) as exc:
             raise RuntimeUnavailable(f"cannot create the container: {exc}") from exc
+        crashpoint("after-create")
         try:
             container = engine.containers.get(spec.name)
             container.start()

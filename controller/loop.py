@@ -11,12 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import defer
 from sqlmodel import col
 
 from controller.capacity import HostCapacity, discover_capacity
 from controller.compaction import compact_history
+from controller.crashpoints import crashpoint
 from controller.errors import RuntimeUnavailable, StartRejected
 from controller.frames import log_budget
 from controller.gpus import GpuInfo, discover_gpus
@@ -28,6 +29,7 @@ from controller.reconcile import (
     MarkRunning,
     RemoveContainer,
     Reset,
+    Retry,
     Start,
     Stop,
     StuckLimits,
@@ -59,6 +61,7 @@ from models.tables import (
     Capacity,
     InputChunk,
     Task,
+    Transition,
 )
 
 log = logging.getLogger("taskyard.controller")
@@ -130,6 +133,9 @@ class Reconciler:
         self._writer = ChunkWriter(database)
         self._readers: dict[str, OutputReader] = {}
         self._forwarded: dict[str, int] = {}  # container name -> last input seq sent; -1 closed
+        # Containers this process started (or began to), of those the engine still holds; any
+        # other was started by an earlier controller, which stopped on the way.
+        self._started_here: set[str] = set()
         self._gpu_message = ""
         self._recent_storage: deque[int] = deque(maxlen=RECENT_STARTS)
         # Asks for a pass soon (the service sets it): a supervisor has reported.
@@ -248,6 +254,8 @@ class Reconciler:
         report.runtime_ok = health.ok
 
         containers = {(c.task_id, c.attempt): c for c in observed or []}
+        if observed is not None:
+            self._started_here.intersection_update(c.name for c in observed)
         for task in tasks:
             if observed is None and task.phase in {Phase.SCHEDULED, Phase.RUNNING}:
                 continue  # cannot tell a lost container from an unreachable engine
@@ -255,7 +263,11 @@ class Reconciler:
             if container is not None and container.state == "running":
                 self._follow(task, container.name)
                 container = self._reported(task, container)
-            self._act(task, container, decide(_view(task), container, now), report)
+            view = _view(task)
+            if container is None and task.phase == Phase.RUNNING:
+                view = replace(view, containers_lost=self._requeues(task.id,
+                                                                    Reason.CONTAINER_LOST))
+            self._act(task, container, decide(view, container, now), report)
         if observed is not None:
             self._collect_garbage(observed, tasks, report)
             self._forward_input(tasks)
@@ -305,6 +317,18 @@ class Reconciler:
             )
             by_pk = {task.pk: task for task in [*active, *resets]}
         return [by_pk[pk] for pk in sorted(by_pk, key=lambda pk: pk or 0)]
+
+    def _requeues(self, task_id: str, reason: Reason) -> int:
+        """How often the controller sent the task back to Pending for this reason."""
+        with self._db.read() as session:
+            count: int = session.execute(
+                select(func.count()).select_from(Transition).where(
+                    col(Transition.task_id) == task_id,
+                    col(Transition.reason) == reason,
+                    col(Transition.to_phase) == Phase.PENDING,
+                )
+            ).scalar_one()
+        return count
 
     def _forward_input(self, tasks: list[Task]) -> None:
         """Pass what clients sent to interactive tasks on to their containers' stdin."""
@@ -478,6 +502,7 @@ class Reconciler:
             )
         if not moved:
             return
+        crashpoint("after-bind")
         task.phase = Phase.SCHEDULED
         task.assigned_cpus, task.assigned_gpus = list(placement.cpus), list(placement.gpus)
         self._act(task, None, Start(), report)
@@ -520,6 +545,9 @@ class Reconciler:
                 self._end(task, phase, reason, message, result, report)
                 if container is not None:
                     self._runtime.remove(name)
+            case Retry(reason=reason, message=message):
+                self._stop_following(name)
+                self._requeue(task, reason, message)
             case RemoveContainer():
                 self._runtime.remove(name)
                 report.removed.append(name)
@@ -537,6 +565,14 @@ class Reconciler:
                     at_attempt=task.attempt, to_phase=phase, reason=reason, message=message,
                     result=result, finished_at=now):
                 report.finished.append(task.id)
+
+    def _requeue(self, task: Task, reason: Reason, message: str) -> None:
+        """Send a Running task back to Pending as its next attempt, its slots freed."""
+        with self._db.write() as session:
+            move(session, now=self._clock(), task_id=task.id, from_phase=Phase(task.phase),
+                 at_attempt=task.attempt, to_phase=Phase.PENDING, reason=reason,
+                 message=message, attempt=task.attempt + 1, assigned_cpus=[],
+                 assigned_gpus=[], scheduled_at=None, started_at=None, deadline_at=None)
 
     def _reset(
         self, task: Task, container: ObservedContainer | None, name: str, to: Phase,
@@ -599,12 +635,14 @@ class Reconciler:
             interactive=task.interactive,
         )
         self._recent_storage.append(task.storage_bytes)
+        self._started_here.add(name)
         try:
             started = self._runtime.run(spec)
         except StartRejected as exc:
             self._end(task, Phase.FAILED, Reason.START_FAILED, str(exc), str(exc), report)
             self._runtime.remove(name)
             return
+        crashpoint("after-start")
         report.started.append(task.id)
         self.stats.containers_started += 1
         # The deadline counts on the controller's clock, which is the one `decide` compares
@@ -650,11 +688,16 @@ class Reconciler:
             container = replace(container, started_at=task.started_at)
         self._stop_following(name)
         output = self._runtime.output(name)
-        outcome = judge(
-            _view(task), container, output, limit=self._settings.output_limit_bytes, forced=forced
-        )
+        outcome = judge(_view(task), container, output,
+                        limit=self._settings.output_limit_bytes, forced=forced,
+                        adopted=name not in self._started_here)
+        if outcome.phase == Phase.PENDING:
+            self._requeue(task, outcome.reason, outcome.message)
+            self._runtime.remove(name)
+            return
         now = self._clock()
         finished_at = container.finished_at if container and container.finished_at else now
+        crashpoint("after-exit")
         with self._db.write() as session:
             moved = move(
                 session,
@@ -680,6 +723,7 @@ class Reconciler:
                 self.stats.run_seconds.observe(max(ran, 0.0))
         # Removed only once the outcome is durable: a crash before this line leaves a terminal
         # task with a container, which the next pass removes.
+        crashpoint("after-status")
         self._runtime.remove_soon(name)
 
     def _collect_garbage(

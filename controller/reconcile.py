@@ -2,8 +2,9 @@
 
 `decide(task, container, now)` compares the desired state (phase, cancellation request,
 deadline) with the observed container of the task's current attempt and returns one action;
-`judge(...)` turns a stopped container and its output into the task's terminal status. Neither
-touches the database, the engine or the clock; `controller.loop` executes what they return.
+`judge(...)` turns a stopped container and its output into the task's terminal status (or, where
+its code never reached it, into a requeue). Neither touches the database, the engine or the
+clock; `controller.loop` executes what they return.
 """
 
 import signal
@@ -16,6 +17,10 @@ from models.phases import Phase, Reason
 from models.quantities import format_size
 
 RESULT_TAIL_CHARS = 4000
+# The supervisor's words (controller.supervisor.SOURCE) when its stdin ended, or stayed silent,
+# before the whole payload arrived: the code was never written, let alone run.
+CODE_NOT_DELIVERED = "no code was delivered to the container"
+SIGKILL_EXIT_CODE = 128 + 9  # what an init process reports for a child killed by SIGKILL
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,9 @@ class TaskView:
     reset_to: Phase | None = None
     created_at: datetime | None = None
     scheduled_at: datetime | None = None
+    # How many times an attempt of this task has lost its container (from its transitions);
+    # read only for a Running task whose container is gone.
+    containers_lost: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,14 @@ class End:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """Requeue the task as its next attempt (to Pending), for this reason."""
+
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
 class RemoveContainer:
     pass
 
@@ -85,7 +101,7 @@ class Reset:
     to: Phase
 
 
-Action = Noop | Start | MarkRunning | Stop | Finish | End | RemoveContainer | Reset
+Action = Noop | Start | MarkRunning | Stop | Finish | End | Retry | RemoveContainer | Reset
 
 
 def decide(task: TaskView, container: ObservedContainer | None, now: datetime) -> Action:
@@ -113,15 +129,31 @@ def decide(task: TaskView, container: ObservedContainer | None, now: datetime) -
     if container is None and cancelled:
         return End(Phase.CANCELLED, Reason.CANCELLED, "cancelled; its container was already gone")
     if container is None:
-        return End(
-            Phase.FAILED, Reason.CONTAINER_LOST,
-            "its container disappeared from the engine while it ran",
-        )
+        return _lost(task)
     if cancelled:
         return Stop(Phase.CANCELLED, Reason.CANCELLED)
     if task.deadline_at is not None and now >= task.deadline_at:
         return Stop(Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED)
     return Noop()
+
+
+def _lost(task: TaskView) -> Action:
+    """A Running task's container is gone (removed behind our back, or the engine lost it).
+
+    Its code may have run in part, so the new attempt runs it again: once, as Kubernetes' Job
+    retries a pod that disappeared. A second loss is no accident; the task fails.
+    """
+    if task.containers_lost == 0:
+        return Retry(
+            Reason.CONTAINER_LOST,
+            f"its container disappeared from the engine while it ran; retried once, as "
+            f"attempt {task.attempt + 1}",
+        )
+    return End(
+        Phase.FAILED, Reason.CONTAINER_LOST,
+        f"its container disappeared from the engine while it ran, for the second time "
+        f"(attempt {task.attempt}); not retried again",
+    )
 
 
 @dataclass(frozen=True)
@@ -187,8 +219,13 @@ def judge(
     *,
     limit: int,
     forced: Stop | None = None,
+    adopted: bool = False,
 ) -> Outcome:
-    """The terminal status of a task whose container has stopped."""
+    """The terminal status of a task whose container has stopped; phase Pending where the task
+    is to run again as a new attempt.
+
+    `adopted`: the container was started by an earlier controller process, not this one.
+    """
     raw_stderr, report = parse_report(output.stderr)
     stdout_truncated = len(output.stdout) > limit or bool(report and report.stdout_truncated)
     stderr_truncated = len(raw_stderr) > limit or bool(report and report.stderr_truncated)
@@ -218,6 +255,15 @@ def judge(
         message = f"exceeded its {task.timeout_seconds} s timeout and was killed"
         return outcome(Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED, message, message)
     if report is not None and report.error is not None:
+        if report.error == CODE_NOT_DELIVERED and adopted:
+            # The controller that started it died before handing over the code (a window of
+            # the engine's start call): the code never ran, so it runs now, as a new attempt.
+            # Only a crash leads here, so this cannot repeat forever on its own. Pending: the
+            # caller requeues the task rather than ending it.
+            message = (f"its code never reached the container: the controller that started it "
+                       f"stopped first, so it never ran; started again as attempt "
+                       f"{task.attempt + 1}")
+            return outcome(Phase.PENDING, Reason.START_FAILED, message, message)
         return outcome(Phase.FAILED, Reason.START_FAILED, report.error, report.error)
     if exit_code == 0:
         message = "exited with code 0"
@@ -227,6 +273,13 @@ def judge(
     if container is not None and container.oom_killed:
         message = f"killed: out of memory (limit {format_size(task.ram_bytes)})"
         return outcome(Phase.FAILED, Reason.OOM_KILLED, message, message)
+    if exit_code == SIGKILL_EXIT_CODE and report is None:
+        # SIGKILL ended the container, yet not by our deadline (that is a Stop, or ran_for
+        # above) nor for memory: someone outside did it, such as `docker kill`. A deliberate
+        # kill ends the task; unlike a vanished container, it is not retried.
+        message = ("killed by SIGKILL from outside the task (exit code 137), not by its "
+                   "timeout nor for memory: for instance `docker kill`")
+        return outcome(Phase.FAILED, Reason.NON_ZERO_EXIT, message, message)
     message = f"exited with code {exit_code}"
     if report is not None and report.signal:
         message = f"killed by signal {_signal_name(report.signal)} (exit code {exit_code})"

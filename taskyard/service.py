@@ -6,9 +6,6 @@ import threading
 import uuid
 from pathlib import Path
 
-import uvicorn
-
-from api.app import create_app
 from controller.docker_runtime import DockerRuntime
 from controller.loop import Reconciler
 from controller.service import ControllerService
@@ -56,6 +53,12 @@ def check_listen_address(settings: Settings) -> None:
 
 
 def run_api(settings: Settings, *, with_controller: bool) -> None:
+    # Imported here: `taskyard controller` never needs them, and a controller restarted after a
+    # crash is back at work about half a second sooner without them.
+    import uvicorn
+
+    from api.app import create_app
+
     check_listen_address(settings)
     database = open_database(settings.resolved_database_url)
     controller = None

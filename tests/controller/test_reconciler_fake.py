@@ -33,6 +33,7 @@ from controller.runtime import (
 )
 from controller.service import ControllerService
 from controller.status import move
+from controller.supervisor import MARKER
 from models.clock import utcnow
 from models.database import Database, open_database
 from models.phases import Phase, Reason
@@ -486,18 +487,114 @@ def test_exited_container_of_running_task_is_finished_after_restart(world: World
     assert len(world.fake.runs) == 1
 
 
-def test_running_task_whose_container_vanished_fails_as_lost(world: World) -> None:
+def test_running_task_whose_container_vanished_is_retried_once_then_fails(
+    world: World,
+) -> None:
     task_id = running(world)
-    del world.fake.containers[name_of(task_id)]
+    del world.fake.containers[name_of(task_id)]  # docker rm -f behind our back
 
     world.new_reconciler()
     world.once()
 
     status = world.status(task_id)
-    assert status["phase"] == "Failed"
-    assert status["reason"] == "ContainerLost"
-    assert status["result"]
+    assert (status["phase"], status["attempt"]) == ("Running", 2)
+    assert world.fake.runs == [name_of(task_id, 1), name_of(task_id, 2)]
+    requeued = [e for e in world.events(task_id) if e["to_phase"] == "Pending"][-1]
+    assert (requeued["from_phase"], requeued["reason"]) == ("Running", "ContainerLost")
+    assert "retried once, as attempt 2" in requeued["message"]
+
+    del world.fake.containers[name_of(task_id, 2)]  # and again
+    world.once()
+
+    status = world.status(task_id)
+    assert (status["phase"], status["reason"], status["attempt"]) == (
+        "Failed", "ContainerLost", 2)
+    assert "for the second time" in status["result"]
+    assert len(world.fake.runs) == 2
+    phases = [(e["from_phase"], e["to_phase"]) for e in world.events(task_id)]
+    assert phases == [
+        (None, "Pending"), ("Pending", "Scheduled"), ("Scheduled", "Running"),
+        ("Running", "Pending"), ("Pending", "Scheduled"), ("Scheduled", "Running"),
+        ("Running", "Failed"),
+    ]
+
+
+def test_an_admin_requeue_does_not_count_as_a_lost_container(world: World) -> None:
+    task_id = running(world)
+    world.write_task(task_id, reset_requested_to="Pending")
+    world.once()
+    world.once()
+    assert (world.phase(task_id), world.status(task_id)["attempt"]) == ("Running", 2)
+
+    del world.fake.containers[name_of(task_id, 2)]
+    world.once()
+
+    assert (world.phase(task_id), world.status(task_id)["attempt"]) == ("Running", 3)
+
+
+def test_a_container_killed_from_outside_fails_without_a_retry(world: World) -> None:
+    task_id = running(world)
+    # `docker kill`: SIGKILL to the init, so no supervisor report; not our deadline.
+    world.fake.finish(name_of(task_id), 137, stdout=b"up\n", report=False)
+
+    world.once()
+
+    status = world.status(task_id)
+    assert (status["phase"], status["reason"], status["exit_code"]) == (
+        "Failed", "NonZeroExit", 137)
+    assert "killed by SIGKILL from outside the task" in status["result"]
+    assert status["stdout"] == "up\n"
     assert len(world.fake.runs) == 1
+
+
+def never_delivered(world: World, name: str) -> None:
+    """The container gave up waiting for its code, as after a controller killed mid-start."""
+    world.fake.finish(name, 3, report=False,
+                      stderr=MARKER + b'{"error": "no code was delivered to the container"}\n')
+
+
+def test_code_never_delivered_before_a_crash_runs_again_as_a_new_attempt(world: World) -> None:
+    task_id = running(world)
+    world.new_reconciler()  # the controller that started it died before handing over the code
+    never_delivered(world, name_of(task_id))
+
+    world.once()
+
+    status = world.status(task_id)
+    assert (status["phase"], status["attempt"]) == ("Running", 2)
+    assert name_of(task_id, 1) not in world.fake.names()
+    requeued = [e for e in world.events(task_id) if e["to_phase"] == "Pending"][-1]
+    assert requeued["reason"] == "StartFailed"
+    assert requeued["message"].endswith("so it never ran; started again as attempt 2")
+    world.fake.finish(name_of(task_id, 2), 0, stdout=b"at last\n")
+    world.once()
+    assert (world.phase(task_id), world.status(task_id)["result"]) == ("Succeeded", "at last\n")
+
+
+def test_code_never_delivered_by_a_live_controller_fails_the_task(world: World) -> None:
+    task_id = running(world)
+    never_delivered(world, name_of(task_id))
+
+    world.once()
+
+    status = world.status(task_id)
+    assert (status["phase"], status["reason"], status["attempt"]) == (
+        "Failed", "StartFailed", 1)
+    assert status["result"] == "no code was delivered to the container"
+    assert world.fake.names() == set()
+
+
+def test_only_a_restart_makes_a_container_adopted(world: World) -> None:
+    first = running(world)
+    world.new_reconciler()
+    second = running(world)  # started by the new controller
+    for task_id in (first, second):
+        never_delivered(world, name_of(task_id))
+
+    world.once()
+
+    assert (world.phase(first), world.status(first)["attempt"]) == ("Running", 2)
+    assert (world.phase(second), world.status(second)["reason"]) == ("Failed", "StartFailed")
 
 
 def test_container_of_terminal_task_is_removed(world: World) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.reconcile import (
+    CODE_NOT_DELIVERED,
     RESULT_TAIL_CHARS,
     Action,
     End,
@@ -17,6 +18,7 @@ from controller.reconcile import (
     Noop,
     RemoveContainer,
     Reset,
+    Retry,
     Start,
     Stop,
     TaskView,
@@ -24,7 +26,7 @@ from controller.reconcile import (
     judge,
 )
 from controller.runtime import CapturedOutput, ObservedContainer
-from controller.supervisor import MARKER, Report, parse_report
+from controller.supervisor import MARKER, SOURCE, Report, parse_report
 from models.phases import Phase, Reason
 
 MIB = 1024 * 1024
@@ -89,8 +91,10 @@ CANCELLED_BEFORE_START = End(Phase.CANCELLED, Reason.CANCELLED, "cancelled befor
 CANCELLED_WITHOUT_CONTAINER = End(
     Phase.CANCELLED, Reason.CANCELLED, "cancelled; its container was already gone"
 )
-CONTAINER_LOST = End(
-    Phase.FAILED, Reason.CONTAINER_LOST, "its container disappeared from the engine while it ran"
+# A vanished container is retried once (see test_a_second_lost_container_fails_the_task).
+CONTAINER_LOST = Retry(
+    Reason.CONTAINER_LOST,
+    "its container disappeared from the engine while it ran; retried once, as attempt 2",
 )
 STOP_CANCELLED = Stop(Phase.CANCELLED, Reason.CANCELLED)
 STOP_TIMED_OUT = Stop(Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED)
@@ -168,6 +172,29 @@ def test_terminal_task_only_has_its_container_removed(
     view = task(phase, cancel=NOW - seconds(2) if cancel else None, deadline=NOW - seconds(1))
     expected = Noop() if CONTAINERS[state] is None else RemoveContainer()
     assert decide(view, CONTAINERS[state], NOW) == expected
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["", "past-deadline"])
+def test_a_second_lost_container_fails_the_task(late: bool) -> None:
+    view = replace(task(Phase.RUNNING, deadline=NOW - seconds(1) if late else NOW + seconds(9)),
+                   attempt=2, containers_lost=1)
+    assert decide(view, None, NOW) == End(
+        Phase.FAILED, Reason.CONTAINER_LOST,
+        "its container disappeared from the engine while it ran, for the second time "
+        "(attempt 2); not retried again",
+    )
+
+
+def test_a_second_lost_container_of_a_cancelled_task_is_a_cancellation() -> None:
+    view = replace(task(Phase.RUNNING, cancel=NOW - seconds(2)), containers_lost=1)
+    assert decide(view, None, NOW) == CANCELLED_WITHOUT_CONTAINER
+
+
+@pytest.mark.parametrize("state", ["created", "running", "exited"])
+def test_earlier_losses_do_not_matter_while_the_container_is_there(state: str) -> None:
+    first = task(Phase.RUNNING, deadline=NOW + seconds(9))
+    again = replace(first, attempt=2, containers_lost=1)
+    assert decide(again, CONTAINERS[state], NOW) == decide(first, CONTAINERS[state], NOW)
 
 
 def test_deadline_reached_exactly_now_stops_the_task() -> None:
@@ -262,6 +289,26 @@ def test_oom_kill_fails_with_the_memory_limit() -> None:
     assert result.exit_code == 137
 
 
+def test_sigkill_from_outside_fails_and_says_so() -> None:
+    # `docker kill`: exit code 137 within the timeout, no OOM, and no supervisor report.
+    result = judge(running_task(), exited(137, ran_for=0.5), CapturedOutput(b"up\n", b""),
+                   limit=LIMIT)
+    assert (result.phase, result.reason, result.exit_code) == (
+        Phase.FAILED, Reason.NON_ZERO_EXIT, 137)
+    assert "killed by SIGKILL from outside the task" in result.result
+    assert "docker kill" in result.message
+    assert result.stdout == "up\n"
+
+
+def test_code_exiting_with_137_itself_is_an_ordinary_non_zero_exit() -> None:
+    # The supervisor reported it: the code's own exit status, not a kill from outside.
+    result = judge(running_task(), exited(137, ran_for=0.5),
+                   output(b"", b"bye\n", exit_code=137), limit=LIMIT)
+    assert (result.phase, result.reason, result.result) == (
+        Phase.FAILED, Reason.NON_ZERO_EXIT, "bye")
+    assert result.message == "exited with code 137"
+
+
 def test_oom_flag_with_exit_zero_is_a_success() -> None:
     result = judge(running_task(), exited(0, oom_killed=True), output(b"done\n"), limit=LIMIT)
     assert (result.phase, result.reason, result.result) == (
@@ -348,11 +395,41 @@ def test_report_at_the_limit_does_not_count_as_stderr() -> None:
 
 
 def test_supervisor_error_fails_the_task_with_that_error() -> None:
-    stderr = report(error="no code was delivered to the container")
+    stderr = report(error="could not write the code to the work area: No space left")
     result = judge(running_task(), exited(3), CapturedOutput(b"", stderr), limit=LIMIT)
     assert (result.phase, result.reason) == (Phase.FAILED, Reason.START_FAILED)
-    assert result.result == "no code was delivered to the container"
+    assert result.result == "could not write the code to the work area: No space left"
     assert result.stderr == ""
+
+
+def test_code_never_delivered_by_an_earlier_controller_runs_again_as_a_new_attempt() -> None:
+    # The controller that started the container was killed before it handed over the code.
+    view = running_task(attempt=2)
+    result = judge(view, exited(3), CapturedOutput(b"", report(error=CODE_NOT_DELIVERED)),
+                   limit=LIMIT, adopted=True)
+    assert (result.phase, result.reason) == (Phase.PENDING, Reason.START_FAILED)
+    assert result.message == (
+        "its code never reached the container: the controller that started it stopped first, "
+        "so it never ran; started again as attempt 3")
+
+
+def test_code_never_delivered_by_this_controller_fails_the_task() -> None:
+    result = judge(running_task(), exited(3),
+                   CapturedOutput(b"", report(error=CODE_NOT_DELIVERED)), limit=LIMIT)
+    assert (result.phase, result.reason, result.result) == (
+        Phase.FAILED, Reason.START_FAILED, "no code was delivered to the container")
+
+
+@pytest.mark.parametrize("forced", [STOP_CANCELLED, STOP_TIMED_OUT], ids=["cancel", "timeout"])
+def test_a_stop_before_the_code_arrived_ends_the_task(forced: Stop) -> None:
+    view = running_task(cancel_requested_at=STARTED)
+    result = judge(view, exited(137), CapturedOutput(b"", report(error=CODE_NOT_DELIVERED)),
+                   limit=LIMIT, forced=forced, adopted=True)
+    assert result.phase == forced.phase
+
+
+def test_the_supervisor_says_code_not_delivered_in_the_words_judge_looks_for() -> None:
+    assert f'report(error="{CODE_NOT_DELIVERED}")' in SOURCE
 
 
 def test_invalid_utf8_output_is_decoded_with_replacement_characters() -> None:
