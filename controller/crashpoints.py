@@ -11,6 +11,8 @@ The points, in the order a task passes them:
 
     after-bind     the placement (Scheduled, attempt N) is committed; no container exists yet
     after-create   the container is created but not started (inside the runtime's `run`)
+    after-claim    or: a warm container is fitted and renamed to the attempt's name, and has
+                   not been given the code yet (inside the runtime's `run`)
     after-start    the container is started and has its code; Running is not yet written
     after-exit     the container has exited; its outcome is not yet written
     after-status   the outcome is committed; the container is not yet removed
@@ -20,7 +22,8 @@ import os
 import signal
 
 ENVIRONMENT_VARIABLE = "TASKYARD_CRASH_AT"
-POINTS = ("after-bind", "after-create", "after-start", "after-exit", "after-status")
+POINTS = ("after-bind", "after-create", "after-claim", "after-start", "after-exit",
+          "after-status")
 _ARMED = frozenset(
     name.strip() for name in os.environ.get(ENVIRONMENT_VARIABLE, "").split(",") if name.strip()
 )

@@ -14,7 +14,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -269,6 +269,7 @@ class DockerRuntime:
             return None
         # From here the container is the attempt's, under its name: what happens next is what
         # happens to a cold start (a lost payload ends it as "no code was delivered").
+        crashpoint("after-claim")
         raw, attached = warm.stdin
         try:
             self._send(raw, attached, spec.name, keyed(self._key(spec.name), spec.payload),
@@ -517,16 +518,19 @@ class DockerRuntime:
         stdout, stderr = decode_output(self._key(name), framed)
         return CapturedOutput(stdout, stderr)
 
-    def remove_soon(self, name: str) -> None:
+    def remove_soon(self, name: str, then: Callable[[], None] | None = None) -> None:
         # Removing a container that is still exiting waits for its exit: tens of milliseconds
         # the reconcile pass need not spend.
-        self._removals.submit(self._remove_quietly, name)
+        self._removals.submit(self._remove_quietly, name, then)
 
-    def _remove_quietly(self, name: str) -> None:
+    def _remove_quietly(self, name: str, then: Callable[[], None] | None) -> None:
         try:
             self.remove(name)
         except RuntimeUnavailable as exc:
             log.warning("%s; the next pass removes it", exc)
+            return
+        if then is not None:
+            then()
 
     def remove(self, name: str) -> None:
         held = self._stdin.pop(name, None)

@@ -5,7 +5,7 @@ container exit, `fail_next_run` injects engine errors, and `available = False` m
 call fail as an unreachable engine does.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -152,8 +152,10 @@ class FakeRuntime:
         self._check()
         self.containers.pop(name, None)
 
-    def remove_soon(self, name: str) -> None:
+    def remove_soon(self, name: str, then: Callable[[], None] | None = None) -> None:
         self.remove(name)
+        if then is not None:
+            then()
 
     def names(self) -> set[str]:
         return set(self.containers)

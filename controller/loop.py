@@ -138,6 +138,8 @@ class Reconciler:
         self._started_here: set[str] = set()
         self._gpu_message = ""
         self._recent_storage: deque[int] = deque(maxlen=RECENT_STARTS)
+        self._judged_early: set[str] = set()  # containers judged at the report, still running
+        self._draining: dict[str, Holding] = {}  # their slots, until the engine shows them gone
         # Asks for a pass soon (the service sets it): a supervisor has reported.
         self.wake_hook: Callable[[], None] | None = None
 
@@ -170,6 +172,7 @@ class Reconciler:
         now = self._runtime.inspect(container.name)
         if now is None or now.state != "running":
             return now or container
+        self._judged_early.add(container.name)
         return replace(now, state="exited", exit_code=3 if report.exit_code is None
                        else report.exit_code, started_at=task.started_at or now.started_at,
                        finished_at=self._clock())
@@ -255,6 +258,10 @@ class Reconciler:
 
         containers = {(c.task_id, c.attempt): c for c in observed or []}
         if observed is not None:
+            # A finished task's slots stay held until the engine shows its container stopped.
+            still = {c.name for c in observed if c.state in {"running", "paused", "restarting"}}
+            self._draining = {n: h for n, h in self._draining.items() if n in still}
+        if observed is not None:
             self._started_here.intersection_update(c.name for c in observed)
         for task in tasks:
             if observed is None and task.phase in {Phase.SCHEDULED, Phase.RUNNING}:
@@ -279,7 +286,8 @@ class Reconciler:
             and t.reset_requested_to is None
         ]
         if health.ok:
-            self._schedule(pending, host, self._holdings(tasks, now), report)
+            self._schedule(pending, host,
+                           self._holdings(tasks, now) + list(self._draining.values()), report)
             tasks = self._active_tasks()
             self._keep_warm(tasks, host, now)
         else:
@@ -724,7 +732,14 @@ class Reconciler:
         # Removed only once the outcome is durable: a crash before this line leaves a terminal
         # task with a container, which the next pass removes.
         crashpoint("after-status")
-        self._runtime.remove_soon(name)
+        if name in self._judged_early:
+            # Judged at its report, so its container may still be exiting: its cores and
+            # memory stay held until the engine shows it stopped (see `reconcile_once`).
+            self._judged_early.discard(name)
+            self._draining[name] = Holding(task.id, tuple(task.assigned_cpus),
+                                           tuple(task.assigned_gpus), task.ram_bytes,
+                                           task.storage_bytes, 0.0)
+        self._runtime.remove_soon(name, then=self.wake_hook)
 
     def _collect_garbage(
         self, observed: list[ObservedContainer], tasks: list[Task], report: PassReport

@@ -6,7 +6,7 @@ container carries the owning instance and the task in its labels, and its name i
 deterministic (`container_name`), so each effect can be looked up before it is repeated.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -149,7 +149,7 @@ class ContainerRuntime(Protocol):
         """Remove the container; already gone is success."""
         ...
 
-    def remove_soon(self, name: str) -> None:
-        """Remove the container in the background (its task's outcome is already stored);
-        should that fail, a later pass finds it and removes it."""
+    def remove_soon(self, name: str, then: Callable[[], None] | None = None) -> None:
+        """Remove the container in the background (its task's outcome is already stored), and
+        call `then` once it is gone; should that fail, a later pass finds it and removes it."""
         ...

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from harness import TERMINAL, Client, Server, owned_containers
+from harness import TERMINAL, Client, Server, owned_containers, task_of_name
 
 
 class Deployment:
@@ -100,13 +100,27 @@ class EngineWatch:
             thread.join(10)
 
     def _record_events(self) -> None:
+        # A warm container is created and started before any task claims it; its claim (a
+        # rename to the attempt's name) is where that attempt's container begins, so it counts
+        # as the attempt's create and start. Unclaimed warm containers count for no task.
+        claimed: dict[str, tuple[str, int]] = {}
         try:
             for event in self._stream:
-                attributes = event.get("Actor", {}).get("Attributes", {})
-                self.events.append((
-                    event.get("Action", ""), attributes.get("taskyard.task", ""),
-                    int(attributes.get("taskyard.attempt", "0") or 0), attributes.get("name", ""),
-                ))
+                action = event.get("Action", "")
+                actor = event.get("Actor", {})
+                attributes = actor.get("Attributes", {})
+                name = attributes.get("name", "")
+                task = attributes.get("taskyard.task", "")
+                attempt = int(attributes.get("taskyard.attempt", "0") or 0)
+                if not task and action == "rename" and task_of_name(name):
+                    parts = name.rsplit("-", 2)
+                    claimed[actor.get("ID", "")] = (parts[1], int(parts[2]))
+                    task, attempt = claimed[actor.get("ID", "")]
+                    self.events += [("create", task, attempt, name), ("start", task, attempt, name)]
+                    continue
+                if not task and actor.get("ID", "") in claimed:
+                    task, attempt = claimed[actor.get("ID", "")]
+                self.events.append((action, task, attempt, name))
         except Exception:
             if not self._stop.is_set():
                 raise
@@ -119,6 +133,8 @@ class EngineWatch:
             running = api.containers(filters={"label": self._label, "status": "running"})
             held = []
             for summary in running:
+                if task_of_name(summary["Names"][0]) is None:
+                    continue  # a warm container no task holds: the scheduler does not count it
                 config = self._configs.get(summary["Id"])
                 if config is None:
                     try:
@@ -149,7 +165,9 @@ class EngineWatch:
                                    f"{self._ram} allocatable: {[h[0] for h in held]}")
 
     def count(self, action: str) -> Counter[tuple[str, int]]:
-        return Counter((task, attempt) for act, task, attempt, _ in self.events if act == action)
+        """Events of this kind per task attempt (the warm pool's own are not any task's)."""
+        return Counter((task, attempt) for act, task, attempt, _ in self.events
+                       if act == action and task)
 
     def wait_all_destroyed(self, timeout: float = 30) -> None:
         """Wait until every container the engine created has been destroyed again."""

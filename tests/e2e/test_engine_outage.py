@@ -16,7 +16,7 @@ from typing import Any
 
 import docker
 from crash_support import Deployment, assert_one_terminal_transition, wait_all_terminal
-from harness import owned_containers, task_body
+from harness import task_body, task_containers
 
 SMALL = {"cpu": "1", "ram": "64MB", "storage": "16MB"}
 OUTAGE_SECONDS = 8
@@ -126,7 +126,7 @@ def test_tasks_wait_out_an_engine_outage_and_finish_after_it(
         done = wait_all_terminal(client, list(seen), timeout=90)
         took = time.monotonic() - resumed
         settle = time.monotonic() + 20  # each is removed right after its outcome is stored
-        while (owned_left := owned_containers(engine, deployment.owner)) and (
+        while (owned_left := task_containers(engine, deployment.owner)) and (
                 time.monotonic() < settle):
             time.sleep(0.2)
         for task_id in seen:

@@ -20,7 +20,7 @@ from crash_support import (
     assert_one_terminal_transition,
     wait_all_terminal,
 )
-from harness import owned_containers, task_body
+from harness import task_body, task_containers
 
 SMALL = {"cpu": "1", "ram": "64MB", "storage": "16MB"}
 HOG = "blocks = []\nwhile True:\n    blocks.append(bytearray(16 * 1024 * 1024))"
@@ -165,7 +165,7 @@ def test_soak_with_the_controller_killed_at_random(
         started = {i for i, t in done.items() if t["status"]["started_at"]}
         assert started <= {task for task, _ in starts} <= set(kind_of)
         assert watch.violations == []
-        assert owned_containers(engine, deployment.owner) == []
+        assert task_containers(engine, deployment.owner) == []
     finally:
         killer.stop.set()
         if canceller is not None:
