@@ -82,8 +82,12 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
             await feed.stop()
             submissions.close()
 
-    app = FastAPI(title="taskyard", version="0.1.0", lifespan=lifespan,
-                  description="Run code snippets in hardened containers on a shared host.")
+    app = FastAPI(title="taskyard", version="0.1.0", lifespan=lifespan, description=(
+        "Run code snippets in hardened containers on a shared host.\n\n"
+        "Every 4xx and 503 answer is JSON `{\"detail\": ...}`: a sentence, or a list of "
+        "`{loc, msg, type}`. A request body must be sent as `application/json` (415 "
+        "otherwise). Query parameters a route does not know are ignored. A 503 (storage "
+        "full or locked) comes with `Retry-After`: nothing was stored; send it again."))
     app.state.settings = settings
     app.state.database = database
     app.state.feed = feed

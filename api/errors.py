@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 
 log = logging.getLogger("taskyard.api")
 
@@ -120,15 +120,17 @@ def _unparsable_body(cause: BaseException | None) -> dict[str, Any] | None:
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
-def _allowed_methods(request: Request) -> str:
+def _allowed_methods(request: Request) -> str | None:
     """Every method that some route serves on this path. Starlette names only those of the
-    first route that matches the path, and GET /tasks/{id} and DELETE /tasks/{id} are two."""
+    first route that matches the path, and GET /tasks/{id} and DELETE /tasks/{id} are two.
+    (A mount, such as /static, matches every method; it names its own.)"""
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
     allowed = [
         method for method in _METHODS
         if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
-               for route in request.app.router.routes)
+               for route in routes)
     ]
-    return ", ".join(allowed)
+    return ", ".join(allowed) or None
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -138,8 +140,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         unparsable = _unparsable_body(exc.__cause__)
         if unparsable is not None:
             return JSONResponse(status_code=422, content={"detail": [unparsable]})
-    elif exc.status_code == 405:
-        allowed = _allowed_methods(request)
+    elif exc.status_code == 405 and (allowed := _allowed_methods(request)) is not None:
         detail = f"{request.method} is not allowed here; allowed: {allowed}"
         headers = {**(headers or {}), "Allow": allowed}
     return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=headers)

@@ -13,9 +13,9 @@ Two documented limits of what the document can say, and so of the `positive_data
 check: a request that has the documented shape may still be refused by a rule that depends on
 the settings or on the host (a RAM size below the engine's minimum, more CPUs than the host
 has, code over the byte limit, a user's quota), so `POST /tasks` may answer 413, 422 and 429
-to schema-valid data. The two Server-Sent Events streams never end by themselves, so
-schemathesis reads them for a fraction of a second. And one check does not apply: DELETE
-cancels a task rather than removing it (see `_CONFIG`).
+to schema-valid data. Server-Sent Events streams never end by themselves while no task ends:
+/watch is read for half a second, and logs are read without following. And one check does
+not apply: DELETE cancels a task rather than removing it (see `_schema`).
 """
 
 import tempfile
@@ -52,8 +52,10 @@ with _database.write() as _session:
         runtime_ok=True, runtime_message="fake engine", heartbeat_at=utcnow(),
     ))
     _session.commit()
+# No quota: the user's fuzzed tasks pile up, and test_tenancy_api.py covers the 429.
 APP = create_app(Settings(data_dir=Path(_data_dir.name), admin_token=ADMIN_TOKEN,
                           user_max_active_tasks=0, watch_heartbeat_seconds=0.1), _database)
+
 
 def _schema(token: str) -> Any:
     """The app's document, loaded for one caller: every request carries its token (as a

@@ -156,9 +156,10 @@ def test_every_submission_waiting_on_a_full_disk_gets_its_own_503(
         assert http.post("/tasks", json=body()).status_code == 201
         filler = small_disk.fill()
 
+        # Each is bigger than what the database file and its WAL have room for.
+        big = ["#" * (256 * 1024) + str(n) for n in range(8)]
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda n: http.post("/tasks", json=body("#" * 65536 + str(n))),
-                                    range(8)))
+            answers = list(pool.map(lambda code: http.post("/tasks", json=body(code)), big))
         for answer in answers:
             assert_storage_503(answer, "disk is full")
 

@@ -75,15 +75,17 @@ def test_passes_that_meet_a_locked_database_are_retried_until_it_is_free(
     reconciler = Reconciler(settings, database, fake, owner="test-owner",
                             gpu_probe=lambda: ([], "no gpus"))
     service = ControllerService(reconciler, database, interval=0.2)
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(tmp_path / "taskyard.db")],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert holder.stdin is not None and holder.stdout is not None
+    holder: subprocess.Popen[str] | None = None
     try:
         with TestClient(create_app(settings, database)) as client:
             task_id = client.post("/tasks", json={
                 "task_type": "execute_code", "code": "print(1)",
                 "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"},
             }).json()["id"]
+            holder = subprocess.Popen(
+                [sys.executable, "-c", _HOLD_LOCK, str(tmp_path / "taskyard.db")],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert holder.stdin is not None and holder.stdout is not None
             assert holder.stdout.readline() == "locked\n"
             with caplog.at_level(logging.ERROR, logger="taskyard.controller"):
                 service.start()
@@ -103,7 +105,7 @@ def test_passes_that_meet_a_locked_database_are_retried_until_it_is_free(
                 time.sleep(0.05)
     finally:
         service.stop()
-        if holder.poll() is None:
+        if holder is not None and holder.poll() is None:
             holder.kill()
             holder.wait()
 
