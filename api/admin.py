@@ -11,16 +11,18 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from api.auth import AdminOnly, require_caller
-from api.deps import ReadSession, SettingsDep, WriteSession
+from api.deps import JsonBody, ReadSession, SettingsDep, WriteSession
+from api.errors import error_responses
 from models.clock import as_utc, isoformat_z, utcnow
 from models.phases import ACTIVE_PHASES, TERMINAL_PHASES, Phase, Reason
 from models.schemas import ResetRequest, StuckList, StuckTask, TaskRead
 from models.tables import Capacity, Task, Transition
 
-router = APIRouter(prefix="/admin", dependencies=[AdminOnly])
+router = APIRouter(prefix="/admin", dependencies=[AdminOnly],
+                   responses=error_responses(401, 403, 503))
 # The same capacity view without a token: in open mode every task is visible anyway, and the
 # dashboard shows who holds which core to everyone.
-public_router = APIRouter()
+public_router = APIRouter(responses=error_responses(401, 503))
 
 
 def _active(session: Session) -> list[Task]:
@@ -34,7 +36,8 @@ def capacity(session: ReadSession) -> dict[str, Any]:
     """Allocatable, allocated and free per resource, and which task holds which CPU and GPU."""
     row = session.get(Capacity, "local")
     if row is None:
-        raise HTTPException(503, "the controller has not reported the host's capacity yet")
+        raise HTTPException(503, "the controller has not reported the host's capacity yet",
+                            headers={"Retry-After": "1"})
     holders: dict[str, dict[str, list[str]]] = {"cpus": {}, "gpus": {}}
     ram = storage = 0
     for task in _active(session):
@@ -101,7 +104,8 @@ def _already_done(session: Session, task: Task, to: str) -> bool:
             and task.phase == to)
 
 
-@router.post("/tasks/{task_id}/reset", response_model=TaskRead)
+@router.post("/tasks/{task_id}/reset", response_model=TaskRead, dependencies=[JsonBody],
+             responses=error_responses(404, 409, 413, 415, 422))
 def reset_task(
     task_id: str, session: WriteSession,
     request: Annotated[ResetRequest | None, Body()] = None,

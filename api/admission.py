@@ -19,13 +19,21 @@ MAX_SIZE_BYTES = 1 << 50
 
 
 def admit(body: TaskCreate, settings: Settings, session: Session) -> int:
-    """Raise 413/422 naming the field where the task cannot be accepted; return its timeout."""
+    """Raise 413/422 naming the field where the task cannot be accepted; return its timeout.
+
+    Code with a NUL character is refused: Python cannot run it, so it could only ever fail.
+    stdin may hold any text."""
     code_bytes = len(body.code.encode("utf-8"))
     if code_bytes > settings.max_code_bytes:
         raise HTTPException(413, [field_error(
             ["body", "code"],
             f"code is {code_bytes} bytes; the limit is {settings.max_code_bytes} bytes",
             "too_large")])
+    if "\x00" in body.code:
+        raise HTTPException(422, [field_error(
+            ["body", "code"],
+            f"code contains a NUL character (at position {body.code.index(chr(0))}); "
+            "Python source code cannot contain NUL characters", "nul_character")])
     if body.stdin is not None and len(body.stdin.encode("utf-8")) > settings.max_code_bytes:
         raise HTTPException(413, [field_error(
             ["body", "stdin"], f"stdin is larger than {settings.max_code_bytes} bytes",

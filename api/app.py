@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import admin, attach, dashboard, health, logs, metrics, tasks, tokens, watch
 from api.auth import TokensSeen
@@ -19,23 +19,54 @@ from models.settings import Settings
 
 
 class BodyLimit:
-    """Refuse request bodies larger than any valid task could be, before reading them."""
+    """Refuse request bodies larger than any valid task could be: by their Content-Length
+    before reading them, and a chunked body (which has none) as soon as it grows past the
+    limit, so that memory never holds more than the limit."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self._app = app
         self._max_bytes = max_bytes
 
+    def _too_large(self) -> JSONResponse:
+        return JSONResponse(
+            status_code=413,
+            content={"detail": f"request body is larger than {self._max_bytes} bytes"},
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", ()):
-                if name == b"content-length" and value.isdigit() and int(value) > self._max_bytes:
-                    response = JSONResponse(
-                        status_code=413,
-                        content={"detail": f"request body is larger than {self._max_bytes} bytes"},
-                    )
-                    await response(scope, receive, send)
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", ()))
+        length = headers.get(b"content-length")
+        if length is not None:
+            if length.isdigit() and int(length) > self._max_bytes:
+                await self._too_large()(scope, receive, send)
+                return
+        elif b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            body = bytearray()
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > self._max_bytes:
+                    await self._too_large()(scope, receive, send)
                     return
+            receive = _replay(bytes(body), receive)
         await self._app(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands over an already read body, then whatever comes next."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
 
 
 def create_app(settings: Settings, database: Database) -> FastAPI:
@@ -51,8 +82,12 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
             await feed.stop()
             submissions.close()
 
-    app = FastAPI(title="taskyard", version="0.1.0", lifespan=lifespan,
-                  description="Run code snippets in hardened containers on a shared host.")
+    app = FastAPI(title="taskyard", version="0.1.0", lifespan=lifespan, description=(
+        "Run code snippets in hardened containers on a shared host.\n\n"
+        "Every 4xx and 503 answer is JSON `{\"detail\": ...}`: a sentence, or a list of "
+        "`{loc, msg, type}`. A request body must be sent as `application/json` (415 "
+        "otherwise). Query parameters a route does not know are ignored. A 503 (storage "
+        "full or locked) comes with `Retry-After`: nothing was stored; send it again."))
     app.state.settings = settings
     app.state.database = database
     app.state.feed = feed

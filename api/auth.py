@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session, col, select
 
 from api.deps import get_database
@@ -26,6 +26,8 @@ from models.tokens import hash_token
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 _bearer = HTTPBearer(auto_error=False)
+# For browsers' EventSource and WebSocket, which cannot send headers.
+_query_token = APIKeyQuery(name="access_token", auto_error=False)
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,10 @@ def token_of(request_token: HTTPAuthorizationCredentials | None, query_token: st
 def require_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    query_token: Annotated[str | None, Depends(_query_token)],
     database: Annotated[Database, Depends(get_database)],
 ) -> Caller:
-    token = token_of(credentials, request.query_params.get("access_token"))
+    token = token_of(credentials, query_token)
     return identify(token, admin_token=request.app.state.admin_token,
                     settings=request.app.state.settings, database=database,
                     tokens=request.app.state.tokens_seen)
@@ -106,8 +109,9 @@ def require_caller(
 def require_admin(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    query_token: Annotated[str | None, Depends(_query_token)],
 ) -> None:
-    token = token_of(credentials, request.query_params.get("access_token"))
+    token = token_of(credentials, query_token)
     if token is None:
         raise HTTPException(401, "admin token required: send Authorization: Bearer <token>",
                             headers={"WWW-Authenticate": "Bearer"})

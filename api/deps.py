@@ -1,9 +1,12 @@
-"""Typed dependencies shared by the routes: settings and database sessions."""
+"""Typed dependencies shared by the routes: settings, database sessions, and the JSON check
+on request bodies."""
 
+import re
 from collections.abc import Iterator
+from email.message import Message
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from sqlmodel import Session
 
 from models.database import Database
@@ -30,7 +33,38 @@ def write_session(database: Annotated[Database, Depends(get_database)]) -> Itera
         yield session
 
 
+# A resume point (`?since=`, `Last-Event-ID`) is a row's seq: at most SQLite's largest INTEGER.
+MAX_SEQ = 2**63 - 1
+SEQ_PATTERN = r"^\s*[0-9]{1,18}\s*$"
+# The OpenAPI schema of a Last-Event-ID header: a string of digits when it is sent at all
+# (`type` next to the optional parameter's `anyOf` rules out its `null`).
+SEQ_HEADER_SCHEMA = {"type": "string", "pattern": SEQ_PATTERN}
+
+
+def parse_seq(header: str, what: str) -> int:
+    """A Last-Event-ID header as a seq; 422 where it is not one (ASCII digits, at most 18)."""
+    if not re.fullmatch(SEQ_PATTERN, header):
+        raise HTTPException(422, f"Last-Event-ID must be {what} (up to 18 ASCII digits)")
+    return int(header)
+
+
+async def require_json(request: Request) -> None:
+    """415 for a request body that is not sent as JSON; no body at all is fine."""
+    if not await request.body():
+        return
+    header = Message()
+    header["content-type"] = request.headers.get("content-type", "")
+    subtype = header.get_content_subtype()
+    if header.get_content_maintype() != "application" or not (
+        subtype == "json" or subtype.endswith("+json")
+    ):
+        given = request.headers.get("content-type") or "none"
+        raise HTTPException(415, f"the request body must be JSON sent with Content-Type: "
+                                 f"application/json (got {given})")
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 ReadSession = Annotated[Session, Depends(read_session)]
 WriteSession = Annotated[Session, Depends(write_session)]
+JsonBody = Depends(require_json)

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from sqlalchemy import text
 
 from api.deps import ReadSession, SettingsDep
+from api.errors import error_responses
 from models.clock import as_utc, isoformat_z, utcnow
 from models.schemas import Health
 from models.tables import Capacity
@@ -13,7 +14,7 @@ from models.tables import Capacity
 router = APIRouter()
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", response_model=Health, responses=error_responses(503))
 def healthz(session: ReadSession, settings: SettingsDep) -> Health:
     """Liveness and readiness of the database, the controller and the container engine."""
     checks: dict[str, object] = {}

@@ -19,7 +19,8 @@ from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import CallerDep
-from api.deps import DatabaseDep
+from api.deps import MAX_SEQ, SEQ_HEADER_SCHEMA, DatabaseDep, parse_seq
+from api.errors import error_responses
 from api.watch import TransitionFeed
 from models.clock import isoformat_z
 from models.database import Database
@@ -129,7 +130,8 @@ async def _stream(request: Request, database: Database, task: Task, after: int,
 
 
 @router.get("/tasks/{task_id}/logs", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}, 404: {}})
+            responses={200: {"content": {"text/event-stream": {}}},
+                       **error_responses(401, 404, 422, 503)})
 async def task_logs(
     request: Request,
     task_id: str,
@@ -137,14 +139,12 @@ async def task_logs(
     caller: CallerDep,
     follow: bool = False,
     stream: Stream | None = None,
-    since: Annotated[int | None, Query(ge=0)] = None,
-    last_event_id: Annotated[str | None, Header()] = None,
+    since: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
+    last_event_id: Annotated[str | None, Header(json_schema_extra=SEQ_HEADER_SCHEMA)] = None,
 ) -> StreamingResponse:
     """Stream the task's output; with `follow`, live until the task is terminal."""
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
-            raise HTTPException(422, "Last-Event-ID must be an output chunk seq (digits)")
-        since = int(last_event_id)
+        since = parse_seq(last_event_id, "an output chunk seq")
     task = await run_in_threadpool(read_task, database, task_id)
     if task is None or not caller.sees(task):
         raise HTTPException(404, f"task {task_id} not found")

@@ -5,12 +5,13 @@ process), plus this API process's own watcher count.
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from api.deps import ReadSession
+from api.errors import error_responses
 from models.phases import Phase
 from models.tables import Capacity, Task
 
@@ -30,7 +31,10 @@ def _gauge(lines: list[str], name: str, help_text: str, kind: str = "gauge") -> 
     lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+# `Response` (no media type of its own) so that the 503 is documented as the JSON it is.
+@router.get("/metrics", response_class=Response, responses={
+    200: {"description": "Prometheus text format", "content": {"text/plain": {}}},
+    **error_responses(503)})
 def metrics(request: Request, session: ReadSession) -> PlainTextResponse:
     """Prometheus metrics of the tasks, the host's capacity and the controller."""
     lines: list[str] = []

@@ -45,9 +45,13 @@ class SubmissionWriter:
         await future
 
     def close(self) -> None:
-        if self._thread is not None:
+        """Stop the writer after what is queued; a later insert starts a new one (the app's
+        lifespan may run again, as it does under test clients)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
             self._queue.put(None)
-            self._thread.join(10)
+            thread.join(10)
 
     def _ensure_started(self) -> None:
         with self._lock:

@@ -13,7 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.admission import admit, check_quota
 from api.auth import Caller, CallerDep
-from api.deps import DatabaseDep, ReadSession, SettingsDep, WriteSession
+from api.deps import DatabaseDep, JsonBody, ReadSession, SettingsDep, WriteSession
+from api.errors import error_responses
 from api.submissions import SubmissionWriter
 from api.watch import TransitionFeed
 from models.clock import utcnow
@@ -91,7 +92,25 @@ def _admit(database: Database, body: TaskCreate, settings: SettingsDep, caller: 
         return timeout
 
 
-@router.post("/tasks", status_code=201, response_model=TaskRead)
+# Where a client goes next with the task it just created (also what stateful fuzzing follows).
+_TASK_LINKS = {
+    name: {"operationRef": "#/paths/" + path.replace("/", "~1") + "/" + method,
+           "parameters": {"task_id": "$response.body#/id"}}
+    for name, path, method in (
+        ("GetTask", "/tasks/{task_id}", "get"),
+        ("CancelTask", "/tasks/{task_id}", "delete"),
+        ("TaskEvents", "/tasks/{task_id}/events", "get"),
+        ("TaskLogs", "/tasks/{task_id}/logs", "get"),
+        ("ResetTask", "/admin/tasks/{task_id}/reset", "post"),
+    )
+}
+_LOCATION = {"Location": {"description": "The new task's URL", "required": True,
+                          "schema": {"type": "string"}}}
+
+
+@router.post("/tasks", status_code=201, response_model=TaskRead, dependencies=[JsonBody],
+             responses={201: {"links": _TASK_LINKS, "headers": _LOCATION},
+                        **error_responses(401, 413, 415, 422, 429, 503)})
 async def submit_task(
     body: TaskCreate, request: Request, response: Response, settings: SettingsDep,
     database: DatabaseDep, caller: CallerDep, wait: WaitQuery = 0,
@@ -107,7 +126,8 @@ async def submit_task(
     return TaskRead.from_row(task)
 
 
-@router.get("/tasks/{task_id}", response_model=TaskRead)
+@router.get("/tasks/{task_id}", response_model=TaskRead,
+            responses=error_responses(401, 404, 422, 503))
 async def get_task(task_id: str, request: Request, database: DatabaseDep, caller: CallerDep,
                    wait: WaitQuery = 0) -> TaskRead:
     """Read one task; with `wait`, wait up to that many seconds for a terminal phase."""
@@ -119,7 +139,7 @@ async def get_task(task_id: str, request: Request, database: DatabaseDep, caller
     return TaskRead.from_row(task)
 
 
-@router.get("/tasks", response_model=TaskList)
+@router.get("/tasks", response_model=TaskList, responses=error_responses(401, 422, 503))
 def list_tasks(
     session: ReadSession,
     caller: CallerDep,
@@ -141,7 +161,8 @@ def list_tasks(
     return TaskList(items=[TaskRead.from_row(t) for t in page], next_cursor=next_cursor)
 
 
-@router.delete("/tasks/{task_id}", status_code=202, response_model=TaskRead)
+@router.delete("/tasks/{task_id}", status_code=202, response_model=TaskRead,
+               responses=error_responses(401, 404, 409, 422, 503))
 def cancel_task(task_id: str, session: WriteSession, caller: CallerDep) -> TaskRead:
     """Record a cancellation request; the controller stops the task."""
     task = _get_or_404(session, task_id, caller)
@@ -159,7 +180,8 @@ def cancel_task(task_id: str, session: WriteSession, caller: CallerDep) -> TaskR
     return TaskRead.from_row(task)
 
 
-@router.get("/tasks/{task_id}/events", response_model=TransitionList)
+@router.get("/tasks/{task_id}/events", response_model=TransitionList,
+            responses=error_responses(401, 404, 422, 503))
 def task_events(task_id: str, session: ReadSession, caller: CallerDep) -> TransitionList:
     """The task's phase transitions, oldest first."""
     _get_or_404(session, task_id, caller)

@@ -10,12 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
 from api.auth import AdminOnly
-from api.deps import ReadSession, WriteSession
+from api.deps import JsonBody, ReadSession, WriteSession
+from api.errors import error_responses
 from models.clock import isoformat_z, utcnow
 from models.tables import ApiToken
 from models.tokens import hash_token, new_token
 
-router = APIRouter(prefix="/admin/tokens", dependencies=[AdminOnly])
+router = APIRouter(prefix="/admin/tokens", dependencies=[AdminOnly],
+                   responses=error_responses(401, 403, 503))
 
 
 class TokenCreate(BaseModel):
@@ -41,7 +43,8 @@ class TokenList(BaseModel):
     items: list[TokenRead]
 
 
-@router.post("", status_code=201, response_model=TokenRead)
+@router.post("", status_code=201, response_model=TokenRead, dependencies=[JsonBody],
+             responses=error_responses(413, 415, 422))
 def create_token(body: TokenCreate, session: WriteSession, request: Request) -> TokenRead:
     """Create a user token; its secret is in this answer only (only its hash is kept)."""
     token = new_token()
@@ -60,7 +63,7 @@ def list_tokens(session: ReadSession) -> TokenList:
     return TokenList(items=[TokenRead.from_row(row) for row in rows])
 
 
-@router.delete("/{token_id}", response_model=TokenRead)
+@router.delete("/{token_id}", response_model=TokenRead, responses=error_responses(404, 422))
 def revoke_token(token_id: str, session: WriteSession) -> TokenRead:
     """Revoke a user token: it is refused from now on; its tasks stay as they are."""
     row = session.get(ApiToken, token_id)

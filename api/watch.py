@@ -22,7 +22,8 @@ from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller, CallerDep
-from api.deps import DatabaseDep
+from api.deps import MAX_SEQ, SEQ_HEADER_SCHEMA, DatabaseDep, parse_seq
+from api.errors import error_responses
 from models.database import Database
 from models.phases import TERMINAL_PHASES, Phase
 from models.schemas import TransitionRead
@@ -245,21 +246,20 @@ async def _stream(
 
 
 @router.get("/watch", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}, 410: {}})
+            responses={200: {"content": {"text/event-stream": {}}},
+                       **error_responses(401, 404, 410, 422, 503)})
 async def watch(
     request: Request,
     database: DatabaseDep,
     caller: CallerDep,
     task_id: str | None = None,
     phase: Phase | None = None,
-    since: Annotated[int | None, Query(ge=0)] = None,
-    last_event_id: Annotated[str | None, Header()] = None,
+    since: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
+    last_event_id: Annotated[str | None, Header(json_schema_extra=SEQ_HEADER_SCHEMA)] = None,
 ) -> StreamingResponse:
     """Stream phase transitions as Server-Sent Events; resume after Last-Event-ID or `since`."""
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
-            raise HTTPException(422, "Last-Event-ID must be a transition seq (digits)")
-        since = int(last_event_id)
+        since = parse_seq(last_event_id, "a transition seq")
     if task_id is not None:
         found, owner = await run_in_threadpool(_owner_of, database, task_id)
         if not found or (caller.user is not None and owner != caller.user):

@@ -7,7 +7,15 @@ the Task object clients see, built from a `tables.Task` row by `TaskRead.from_ro
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 
 from models.clock import isoformat_z
 from models.quantities import normalize_size, parse_count, parse_size
@@ -35,10 +43,12 @@ class ResourcesIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cpu: StrictStr
-    gpu: StrictStr
-    ram: StrictStr
-    storage: StrictStr
+    # The formats are checked by the validators below (with their own messages); the patterns
+    # only tell them to readers of the OpenAPI document.
+    cpu: StrictStr = Field(json_schema_extra={"pattern": "^[0-9]+$"})
+    gpu: StrictStr = Field(json_schema_extra={"pattern": "^[0-9]+$"})
+    ram: StrictStr = Field(json_schema_extra={"pattern": "^[0-9]+([Mm][Bb]|[Gg][Bb])$"})
+    storage: StrictStr = Field(json_schema_extra={"pattern": "^[0-9]+([Mm][Bb]|[Gg][Bb])$"})
 
     @field_validator("cpu", "gpu")
     @classmethod

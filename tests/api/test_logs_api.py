@@ -22,15 +22,11 @@ from live_server import serving
 from sqlalchemy import update
 from sqlmodel import col, select
 
-import controller.loop
-from controller.capacity import HostCapacity
-from controller.fake_runtime import FakeRuntime
-from controller.loop import Reconciler
+from controller.compaction import compact_history
 from controller.status import move
 from models.clock import utcnow
 from models.database import Database, open_database
 from models.phases import Phase, Reason
-from models.quantities import GIB
 from models.settings import Settings
 from models.tables import OutputChunk, Task
 
@@ -507,17 +503,8 @@ def test_bytes_that_are_not_utf8_are_replaced_not_dropped(live: Live) -> None:
 
 
 def compact(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run one controller pass (over an empty fake engine): it compacts old chunks."""
-    host = HostCapacity(cpus_total=2, cpu_ids=(0, 1), ram_total=8 * GIB,
-                        ram_allocatable=4 * GIB, storage_total=20 * GIB,
-                        storage_allocatable=10 * GIB, gpus=(), gpu_sharing=1)
-    monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: host)
-    reconciler = Reconciler(live.settings, live.db, FakeRuntime(), owner="test-owner",
-                            gpu_probe=lambda: ([], "no gpus"))
-    try:
-        reconciler.reconcile_once()
-    finally:
-        reconciler.close()
+    """Compact old chunks, as the controller's passes do every minute."""
+    compact_history(live.db, live.settings, utcnow())
 
 
 def chunk_count(db: Database, task_id: str) -> int:
