@@ -47,6 +47,9 @@ from models.clock import as_utc
 log = logging.getLogger("taskyard.controller")
 
 HEALTH_CACHE_SECONDS = 5.0
+# The name gVisor's runsc is registered under in the engine's daemon.json (deploy/setup-host.sh,
+# and `runsc install`).
+GVISOR_RUNTIME = "runsc"
 
 WORK_DIR = "/work"
 USER = "65534:65534"
@@ -99,6 +102,7 @@ def _observe(attrs: dict[str, Any]) -> ObservedContainer:
         oom_killed=bool(state.get("OOMKilled")),
         started_at=started_at,
         finished_at=_parse_engine_time(state.get("FinishedAt")),
+        sandboxed=attrs.get("HostConfig", {}).get("Runtime") == GVISOR_RUNTIME,
     )
 
 
@@ -118,6 +122,7 @@ class DockerRuntime:
         self._warm_max_idle = warm_max_idle_seconds
         self._warm_templates: dict[WarmKey, ContainerSpec] = {}
         self._pool: WarmPool[WarmKey] | None = None
+        self._said_no_warm = False
         self._healthy: tuple[float, RuntimeHealth] | None = None
         self._running: dict[str, ObservedContainer] = {}  # container id -> as last inspected
         self._died: set[str] = set()  # ids from "die" events, not yet looked at again
@@ -288,6 +293,13 @@ class DockerRuntime:
         targets = {}
         for template, count in wanted:
             key = WarmKey.of(template)
+            if template.docker_runtime == GVISOR_RUNTIME:
+                # runsc cannot change a running container's limits (`docker update` fails: it
+                # has no `update` command), so no warm container could be fitted to its task.
+                if not self._said_no_warm:
+                    log.info("no warm containers under gVisor: runsc cannot update limits")
+                    self._said_no_warm = True
+                continue
             if key is not None:
                 self._warm_templates[key] = template
                 targets[key] = count
@@ -425,6 +437,10 @@ class DockerRuntime:
             ]
         if spec.docker_runtime:
             host_config["runtime"] = spec.docker_runtime
+        if spec.docker_runtime == GVISOR_RUNTIME:
+            # runsc mounts a writable, executable tmpfs of its own at /tmp where the container
+            # has no mount there; an empty read-only one keeps /tmp as read-only as the root.
+            host_config["tmpfs"]["/tmp"] = "ro,nosuid,nodev,noexec,size=4k"
         return {
             "image": spec.image,
             "command": ["python3", "-I", "-c", SOURCE,

@@ -270,6 +270,17 @@ def judge(
         if stdout_truncated:
             message += f"; stdout was cut at {format_size(limit)}"
         return outcome(Phase.SUCCEEDED, Reason.COMPLETED, message, stdout)
+    if report is None and container is not None and container.sandboxed:
+        # gVisor: the sandbox died as a whole, the supervisor with it, so the exit code is the
+        # sandbox's and the code's own exit status is unknown.
+        if container.oom_killed:
+            message = (f"killed: out of memory (limit {format_size(task.ram_bytes)}); under "
+                       "gVisor that ends the whole sandbox, whichever process used the memory")
+            return outcome(Phase.FAILED, Reason.OOM_KILLED, message, message)
+        message = (f"the gVisor sandbox died as a whole (exit code {exit_code}), so the code's "
+                   "own exit status is unknown: under gVisor a fork bomb past the process "
+                   "limit, a SIGKILL to PID 1 or `docker kill` ends the whole sandbox")
+        return outcome(Phase.FAILED, Reason.SANDBOX_DIED, message, message)
     if container is not None and container.oom_killed:
         message = f"killed: out of memory (limit {format_size(task.ram_bytes)})"
         return outcome(Phase.FAILED, Reason.OOM_KILLED, message, message)

@@ -75,6 +75,9 @@ class ObservedContainer:
     oom_killed: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Its code ran in a gVisor sandbox, where a fork bomb, an OOM kill or a SIGKILL to PID 1
+    # ends the whole container, the supervisor with it.
+    sandboxed: bool = False
 
     @property
     def has_exited(self) -> bool:

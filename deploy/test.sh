@@ -26,3 +26,21 @@ lint-imports
 
 step "pytest $*"
 pytest "$@"
+
+# The hostile suites again, with every task under gVisor. Given pytest arguments (a chosen
+# subset), this script runs that subset only.
+GVISOR_SUITE=(tests/e2e/test_hostile.py tests/e2e/test_hardening.py tests/e2e/test_warm_pool.py)
+if [ "$#" -gt 0 ]; then
+    step "gVisor: not run (pytest was given arguments)"
+elif docker info --format '{{json .Runtimes}}' | grep -q '"runsc"'; then
+    step "pytest under gVisor: ${GVISOR_SUITE[*]}"
+    started=$SECONDS
+    TASKYARD_DOCKER_RUNTIME=runsc pytest "${GVISOR_SUITE[@]}"
+    echo "the gVisor run took $((SECONDS - started)) s"
+elif [ "${CI:-}" = "true" ]; then
+    echo "CI runs the hostile suites under gVisor too, but the engine lists no runsc runtime:" \
+         "install Debian's runsc package and run deploy/setup-host.sh" >&2
+    exit 1
+else
+    step "gVisor: not run (the engine lists no runsc runtime; deploy/setup-host.sh adds it)"
+fi

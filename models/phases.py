@@ -34,5 +34,6 @@ class Reason(StrEnum):
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     CANCELLED = "Cancelled"
     CONTAINER_LOST = "ContainerLost"
+    SANDBOX_DIED = "SandboxDied"
     START_FAILED = "StartFailed"
     ADMIN_RESET = "AdminReset"

@@ -30,6 +30,11 @@ EXAMPLE_2 = {
     "resources": {"cpu": "1", "gpu": "0", "ram": "256MB", "storage": "500MB"},
 }
 TERMINAL = {"Succeeded", "Failed", "TimedOut", "Cancelled"}
+# The container runtime the service under test gives its tasks (it reads the same variable);
+# deploy/test.sh runs the hostile suites once with runc and once with gVisor's runsc. Cases
+# whose outcome differs under gVisor say so, and why, where they branch on GVISOR.
+RUNTIME = os.environ.get("TASKYARD_DOCKER_RUNTIME") or "runc"
+GVISOR = RUNTIME == "runsc"
 
 
 def require_engine() -> docker.DockerClient:
@@ -47,6 +52,9 @@ def require_engine() -> docker.DockerClient:
         client.images.get(IMAGE)
     except docker.errors.ImageNotFound:
         pytest.fail(f"runner image {IMAGE} is missing; run `taskyard image build`")
+    if RUNTIME not in client.info().get("Runtimes", {}):
+        pytest.fail(f"TASKYARD_DOCKER_RUNTIME={RUNTIME}, but the engine has no such runtime; "
+                    "run deploy/setup-host.sh")
     return client
 
 
@@ -394,3 +402,57 @@ def run_beside_benign(client: Client, server: Server, engine: docker.DockerClien
         assert not watch.log_path(container_id).parent.exists(), f"{container_id} files left"
         assert not processes_in_cgroup_of(container_id), f"processes left in {container_id}"
     return attack
+
+
+class HostNamespaces:
+    """What the host sees of this instance's containers: every 50 ms, the kernel namespaces of
+    each host process in a running container's cgroup. Under runc those are the task's own
+    processes; under gVisor, the sandbox's (the task's processes live in its kernel, not the
+    host's)."""
+
+    KINDS = ("user", "mnt", "pid", "net", "uts", "ipc", "cgroup")
+
+    def __init__(self, engine: docker.DockerClient, owner: str) -> None:
+        self.engine = engine
+        self.owner = owner
+        # (time.time() when a look began, and when it ended, container id, namespaces)
+        self.samples: list[tuple[float, float, str, frozenset[str]]] = []
+        self._stop_asked = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop_asked.is_set():
+            began = time.time()
+            running = self.engine.api.containers(
+                filters={"label": f"taskyard.owner={self.owner}", "status": "running"})
+            for container in running:
+                found = set()
+                for pid in processes_in_cgroup_of(container["Id"]):
+                    for kind in self.KINDS:
+                        try:
+                            found.add(os.readlink(f"/proc/{pid}/ns/{kind}"))
+                        except OSError:
+                            continue  # the process ended while we looked
+                if found:
+                    self.samples.append((began, time.time(), container["Id"], frozenset(found)))
+            self._stop_asked.wait(0.05)
+
+    def stop(self) -> "HostNamespaces":
+        self._stop_asked.set()
+        self._thread.join(30)
+        return self
+
+    def around(self, container_ids: list[str], moment: float, margin: float = 0.2
+               ) -> tuple[set[str], set[str]]:
+        """The namespaces seen in these containers by looks that ended before `moment`, and by
+        looks that began after it."""
+        before: set[str] = set()
+        after: set[str] = set()
+        for began, ended, container_id, found in self.samples:
+            if container_id in container_ids and ended < moment - margin:
+                before |= found
+            elif container_id in container_ids and began > moment + margin:
+                after |= found
+        return before, after
+

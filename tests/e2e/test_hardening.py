@@ -8,14 +8,15 @@ import json
 
 import docker
 import pytest
-from harness import Client, Server, run_beside_benign, task_body
+from harness import GVISOR, Client, Server, run_beside_benign, task_body
 
 PROBE = r"""
-import json, os, socket
+import ctypes, json, os, socket
 facts = {"uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd()}
 status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
 facts["cap_eff"] = status["CapEff"].strip()
-facts["no_new_privs"] = status["NoNewPrivs"].strip()
+# PR_GET_NO_NEW_PRIVS: gVisor's /proc/self/status has no NoNewPrivs line.
+facts["no_new_privs"] = ctypes.CDLL(None).prctl(39, 0, 0, 0, 0)
 facts["interfaces"] = sorted(name for _, name in socket.if_nameindex())
 facts["env"] = sorted(os.environ)
 def can_write(path):
@@ -52,7 +53,7 @@ def test_runs_as_an_unprivileged_user(facts: dict) -> None:
     assert facts["uid"] == 65534
     assert facts["gid"] == 65534
     assert int(facts["cap_eff"], 16) == 0
-    assert facts["no_new_privs"] == "1"
+    assert facts["no_new_privs"] == 1
 
 
 def test_has_no_network(facts: dict) -> None:
@@ -92,6 +93,14 @@ def test_memory_bomb_in_a_child_process_only(client: Client, server: Server,
     )
     task = run_beside_benign(
         client, server, engine, task_body(code, ram="64MB", storage="16MB")).task
+    if GVISOR:
+        # The sandbox as a whole is over its memory limit, and the host kills all of it: the
+        # task is reported as killed for memory, saying that the whole sandbox went.
+        assert (task["status"]["phase"], task["status"]["reason"]) == ("Failed", "OOMKilled")
+        assert task["status"]["result"] == (
+            "killed: out of memory (limit 64MB); under gVisor that ends the whole sandbox, "
+            "whichever process used the memory")
+        return
     # The main process survived and exited 0: that is a success, whatever the engine's flag says.
     assert task["status"]["phase"] == "Succeeded", task["status"]
     assert task["status"]["result"] == "child exit -9\n"
@@ -131,6 +140,14 @@ def test_fork_bomb_is_contained(client: Client, server: Server,
     )
     task = run_beside_benign(
         client, server, engine, task_body(code, ram="256MB", storage="16MB", timeout=20)).task
+    if GVISOR:
+        # The pids limit holds the host threads of the whole sandbox: gVisor's kernel fails to
+        # make one more and exits (with 2), taking the task with it. Contained all the same:
+        # the benign task beside it ran, and nothing was left behind.
+        assert (task["status"]["phase"], task["status"]["reason"]) == ("Failed", "SandboxDied")
+        assert task["status"]["result"].startswith(
+            "the gVisor sandbox died as a whole (exit code 2)"), task["status"]
+        return
     assert task["status"]["phase"] == "Succeeded", task["status"]
     forked = int(task["status"]["result"].split()[1])
     assert forked < 256
@@ -156,7 +173,7 @@ def test_non_zero_exit_reports_the_end_of_stderr(client: Client) -> None:
 
 
 ESCAPES = r"""
-import ctypes, errno, json, os, signal
+import ctypes, errno, json, os, signal, time
 libc = ctypes.CDLL(None, use_errno=True)
 facts = {}
 try:
@@ -168,17 +185,20 @@ CLONE_NEWUSER = 0x10000000
 facts["unshare_user"] = libc.unshare(CLONE_NEWUSER)
 facts["unshare_errno"] = errno.errorcode.get(ctypes.get_errno(), "?")
 try:
-    os.kill(1, signal.SIGKILL)
-    facts["kill_pid1"] = "sent"
-except PermissionError:
-    facts["kill_pid1"] = "EPERM"
-try:
     facts["pid1_environ"] = sorted(
         item.split(b"=")[0].decode() for item in open("/proc/1/environ", "rb").read().split(b"\0")
         if item)
 except OSError as exc:
     facts["pid1_environ"] = exc.strerror
-print(json.dumps(facts))
+print(json.dumps(facts), flush=True)
+time.sleep(1)  # the supervisor sends it on (it batches output for 25 ms) before PID 1 is hit
+try:
+    os.kill(1, signal.SIGKILL)
+    print("SIGKILL to PID 1 sent", flush=True)
+except PermissionError:
+    print("SIGKILL to PID 1 refused", flush=True)
+time.sleep(1)
+print("still alive")
 """
 
 
@@ -186,11 +206,23 @@ def test_no_way_up_or_out(client: Client, server: Server,
                           engine: docker.DockerClient) -> None:
     task = run_beside_benign(
         client, server, engine, task_body(ESCAPES)).task
-    # Still alive to report: SIGKILL to PID 1 (the init) from inside does not end the task.
-    assert task["status"]["phase"] == "Succeeded", task["status"]
-    facts = json.loads(task["status"]["result"])
+    status = task["status"]
+    facts = json.loads(status["stdout"].splitlines()[0])
     assert facts["setuid0"] == "EPERM"
-    assert facts["unshare_user"] == -1
-    assert facts["unshare_errno"] == "EPERM"
     environ = facts["pid1_environ"]
     assert not [name for name in environ if name.startswith(("TASKYARD", "DOCKER"))], environ
+    if GVISOR:
+        # gVisor's kernel lets the task make a user namespace, inside the sandbox only (see
+        # test_hostile's namespace case for what the host sees), and delivers a SIGKILL to
+        # PID 1, unlike Linux: the whole sandbox ends, and the task is reported as such.
+        assert facts["unshare_user"] == 0
+        assert (status["phase"], status["reason"]) == ("Failed", "SandboxDied"), status
+        assert status["exit_code"] == 137
+        assert status["result"].startswith("the gVisor sandbox died as a whole (exit code 137)")
+        assert "still alive" not in status["stdout"]
+        return
+    assert facts["unshare_user"] == -1
+    assert facts["unshare_errno"] == "EPERM"
+    # Still alive to report: SIGKILL to PID 1 (the init) from inside does not end the task.
+    assert (status["phase"], status["reason"]) == ("Succeeded", "Completed"), status
+    assert status["stdout"].splitlines()[1:] == ["SIGKILL to PID 1 sent", "still alive"]

@@ -8,7 +8,16 @@ from typing import Any
 
 import docker
 import pytest
-from harness import Client, Server, owned_containers, task_body, task_containers, task_of
+from harness import (
+    GVISOR,
+    IMAGE,
+    Client,
+    Server,
+    owned_containers,
+    task_body,
+    task_containers,
+    task_of,
+)
 
 from controller.docker_runtime import DockerRuntime
 from controller.runtime import ContainerSpec
@@ -85,35 +94,62 @@ def test_tasks_run_in_warm_containers_one_task_each(engine: docker.DockerClient,
     server = Server(fresh_dir, env={"TASKYARD_WARM_POOL_STORAGE": "64MB",
                                     "TASKYARD_WARM_POOL_SIZE": "2"}).start()
     try:
-        client = Client(server.url)
-        pool_before = {c.name for c in wait_for_warm(engine, server.owner, 2)}
-        # Idle in the pool for a while: its engine start time must not count against the
-        # task's timeout.
-        time.sleep(3)
-        body = task_body("import os, time; time.sleep(1.5); print(os.getuid())", timeout=2)
-        first = client.submit(body)
-        client.wait_for(first["id"], phases={"Running"}, timeout=10)
-        claimed = task_containers(engine, server.owner, first["id"])
-        assert len(claimed) == 1
-        assert claimed[0].labels.get("taskyard.warm") == "1"
-        assert claimed[0].attrs["HostConfig"]["Memory"] == 128 * MB  # fitted to the task
-        assert claimed[0].attrs["HostConfig"]["NanoCpus"] == 1_000_000_000
-        done = client.wait_for(first["id"], timeout=20)
-        assert done["status"]["phase"] == "Succeeded", done["status"]
-        assert done["status"]["result"] == "65534\n"
-
-        second = client.submit(task_body("print('again')"), wait=20)
-        assert second["status"]["result"] == "again\n"
-        # Never reused: the claimed containers are gone with their tasks, the pool refilled
-        # with new ones.
-        time.sleep(1)
-        assert task_containers(engine, server.owner) == []
-        pool_after = {c.name for c in wait_for_warm(engine, server.owner, 2)}
-        assert len(pool_before - pool_after) >= 1
+        if GVISOR:
+            no_warm_containers_under_gvisor(engine, server)
+        else:
+            warm_containers_serve_one_task_each(engine, server)
     finally:
         server.kill(signal.SIGTERM)
     # A clean stop removes the pool.
     assert owned_containers(engine, server.owner) == []
+
+
+def warm_containers_serve_one_task_each(engine: docker.DockerClient, server: Server) -> None:
+    """Each task claims a warm container fitted to it; claimed ones are never reused."""
+    client = Client(server.url)
+    pool_before = {c.name for c in wait_for_warm(engine, server.owner, 2)}
+    # Idle in the pool for a while: its engine start time must not count against the
+    # task's timeout.
+    time.sleep(3)
+    body = task_body("import os, time; time.sleep(1.5); print(os.getuid())", timeout=2)
+    first = client.submit(body)
+    client.wait_for(first["id"], phases={"Running"}, timeout=10)
+    claimed = task_containers(engine, server.owner, first["id"])
+    assert len(claimed) == 1
+    assert claimed[0].labels.get("taskyard.warm") == "1"
+    assert claimed[0].attrs["HostConfig"]["Memory"] == 128 * MB  # fitted to the task
+    assert claimed[0].attrs["HostConfig"]["NanoCpus"] == 1_000_000_000
+    done = client.wait_for(first["id"], timeout=20)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert done["status"]["result"] == "65534\n"
+
+    second = client.submit(task_body("print('again')"), wait=20)
+    assert second["status"]["result"] == "again\n"
+    # Never reused: the claimed containers are gone with their tasks, the pool refilled
+    # with new ones.
+    time.sleep(1)
+    assert task_containers(engine, server.owner) == []
+    pool_after = {c.name for c in wait_for_warm(engine, server.owner, 2)}
+    assert len(pool_before - pool_after) >= 1
+
+
+def no_warm_containers_under_gvisor(engine: docker.DockerClient, server: Server) -> None:
+    """runsc cannot change a running container's limits, which a claim needs: the pool keeps
+    nothing (rather than start containers it could never fit), and tasks start cold."""
+    probe = engine.containers.run(IMAGE, ["sleep", "30"], runtime="runsc", detach=True,
+                                  labels={"taskyard.owner": server.owner}, network_mode="none")
+    try:
+        with pytest.raises(docker.errors.APIError, match="runsc did not terminate successfully"):
+            engine.api.update_container(probe.id, mem_limit=128 * MB, memswap_limit=128 * MB)
+    finally:
+        probe.remove(force=True)
+    client = Client(server.url)
+    time.sleep(3)  # the pool would have filled by now (wait_for_warm sees it within a second)
+    assert warm_ones(engine, server.owner) == []
+    done = client.submit(task_body("import os; print(os.getuid())", timeout=20), wait=30)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert done["status"]["result"] == "65534\n"
+    assert warm_ones(engine, server.owner) == []
 
 
 def test_size_zero_keeps_no_warm_containers(engine: docker.DockerClient,

@@ -300,6 +300,44 @@ def test_sigkill_from_outside_fails_and_says_so() -> None:
     assert result.stdout == "up\n"
 
 
+# Under gVisor a fork bomb, an OOM kill or a SIGKILL to PID 1 ends the whole sandbox, the
+# supervisor with it: no report, and an exit code that is the sandbox's, not the code's.
+SANDBOX_DIED = "the gVisor sandbox died as a whole"
+WHOLE_SANDBOX_OOM = ("killed: out of memory (limit 64MB); under gVisor that ends the whole "
+                     "sandbox, whichever process used the memory")
+
+
+@pytest.mark.parametrize(("exit_code", "oom_killed", "ran_for", "with_report", "want"), [
+    (2, False, 0.5, False, (Phase.FAILED, Reason.SANDBOX_DIED, SANDBOX_DIED)),
+    (137, False, 0.5, False, (Phase.FAILED, Reason.SANDBOX_DIED, SANDBOX_DIED)),
+    (137, True, 0.5, False, (Phase.FAILED, Reason.OOM_KILLED, WHOLE_SANDBOX_OOM)),
+    (1, False, 0.5, True, (Phase.FAILED, Reason.NON_ZERO_EXIT, "bye")),
+    (137, True, 0.5, True, (Phase.FAILED, Reason.OOM_KILLED, "killed: out of memory")),
+    (0, True, 0.5, True, (Phase.SUCCEEDED, Reason.COMPLETED, "up\n")),
+    (137, False, 2.5, False, (Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED, "exceeded its 2 s")),
+], ids=["fork-bomb-exit-2", "sigkill-to-pid-1", "oom-kill", "code-failed-itself",
+        "code-oom-killed-itself-reported", "child-oom-code-succeeded", "past-its-deadline"])
+def test_a_gvisor_sandbox_that_dies_without_a_report_says_so(
+        exit_code: int, oom_killed: bool, ran_for: float, with_report: bool,
+        want: tuple[Phase, Reason, str]) -> None:
+    died = replace(exited(exit_code, oom_killed=oom_killed, ran_for=ran_for), sandboxed=True)
+    captured = (output(b"up\n", b"bye\n", exit_code=exit_code) if with_report
+                else CapturedOutput(b"up\n", b""))
+    result = judge(running_task(ram_bytes=64 * MIB), died, captured, limit=LIMIT)
+    assert (result.phase, result.reason) == want[:2]
+    assert result.result.startswith(want[2]), result.result
+    assert result.exit_code == exit_code
+    assert result.stdout == "up\n"  # what it wrote before it died is kept
+
+
+def test_without_gvisor_a_missing_report_keeps_its_runc_meaning() -> None:
+    # The same exit under runc: a SIGKILL from outside, not a sandbox that died.
+    result = judge(running_task(), exited(2, ran_for=0.5), CapturedOutput(b"", b""),
+                   limit=LIMIT)
+    assert (result.phase, result.reason, result.result) == (
+        Phase.FAILED, Reason.NON_ZERO_EXIT, "exited with code 2")
+
+
 def test_code_exiting_with_137_itself_is_an_ordinary_non_zero_exit() -> None:
     # The supervisor reported it: the code's own exit status, not a kill from outside.
     result = judge(running_task(), exited(137, ran_for=0.5),
