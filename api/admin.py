@@ -111,10 +111,14 @@ def reset_task(
     request: Annotated[ResetRequest | None, Body()] = None,
 ) -> TaskRead:
     """Record a reset (requeue or fail) for the controller to carry out."""
-    to = (request or ResetRequest()).to
+    body = request or ResetRequest()
+    to = body.to
     task = session.exec(select(Task).where(Task.id == task_id)).first()
     if task is None:
         raise HTTPException(404, f"task {task_id} not found")
+    if body.attempt is not None and task.attempt != body.attempt:
+        raise HTTPException(409, f"the task is at attempt {task.attempt}, not {body.attempt}: "
+                                 "it was requeued since; nothing was done")
     if task.reset_requested_to == to or _already_done(session, task, to):
         return TaskRead.from_row(task)  # sent twice: the first request stands
     if task.reset_requested_to is not None:

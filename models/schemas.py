@@ -238,6 +238,9 @@ class ResetRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to: Literal["Pending", "Failed"] = "Pending"
+    # A precondition: reset only while the task is at this attempt (409 otherwise), so that a
+    # request sent twice, after the controller already carried out the first, resets once.
+    attempt: int | None = Field(default=None, ge=1, le=2**31)
 
 
 class StuckTask(BaseModel):

@@ -245,8 +245,9 @@ class TaskyardClient:
         """An admin route that answers JSON (the token verbs)."""
         return cast(dict[str, Any], self._call(method, path, json=body))
 
-    def reset(self, task_id: str, to: str) -> Task:
-        return cast(Task, self._call("POST", f"/admin/tasks/{task_id}/reset", json={"to": to}))
+    def reset(self, task_id: str, to: str, *, attempt: int | None = None) -> Task:
+        body: dict[str, Any] = {"to": to} | ({"attempt": attempt} if attempt else {})
+        return cast(Task, self._call("POST", f"/admin/tasks/{task_id}/reset", json=body))
 
     def watch(
         self, *, task_id: str | None = None, phase: str | None = None, since: int | None = None,

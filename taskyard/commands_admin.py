@@ -139,7 +139,9 @@ def _stuck(ctx: Context) -> int:
 
 def _reset(ctx: Context) -> int:
     try:
-        task = ctx.client.reset(ctx.args.id, ctx.args.to)
+        # Only the attempt seen now is reset: the same command run twice requeues once.
+        attempt = ctx.args.attempt or ctx.client.get(ctx.args.id)["status"]["attempt"]
+        task = ctx.client.reset(ctx.args.id, ctx.args.to, attempt=attempt)
     except ApiError as exc:
         raise _explain_auth(ctx, exc) from None
     show(ctx, task, default=lambda: f"task/{task['id']} reset to {ctx.args.to} requested "
@@ -200,6 +202,9 @@ def add_admin_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]"
     reset.add_argument("id", metavar="ID")
     reset.add_argument("--to", choices=["Pending", "Failed"], default="Pending",
                        help="Pending requeues it (attempt + 1), Failed ends it (default Pending)")
+    reset.add_argument("--attempt", type=int, metavar="N",
+                       help="reset only while the task is at attempt N (default: the attempt "
+                            "it is at now; a repeated command then resets once)")
     reset.add_argument("-o", "--output", choices=["json", "yaml", "name"])
     token = verb("token", _token, "user API tokens: create, list, revoke")
     token_verbs = token.add_subparsers(dest="token_verb", required=True)

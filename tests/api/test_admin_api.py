@@ -521,6 +521,48 @@ def test_a_requeued_task_still_waiting_accepts_the_same_request_again(
     assert get_task(client, task_id)["status"]["reset_requested"] is None
 
 
+def test_a_reset_for_an_attempt_that_was_already_requeued_is_409(
+    client: TestClient, database: Database
+) -> None:
+    """The first requeue was carried out (attempt 2); the same request sent again, for
+    attempt 1, must not requeue a second time."""
+    task_id = submit(client)
+    with database.write() as session:
+        session.execute(update(Task).where(col(Task.id) == task_id).values(
+            phase=Phase.RUNNING, attempt=2, resource_version=7))
+        session.commit()
+    before = get_task(client, task_id)
+
+    response = client.post(f"/admin/tasks/{task_id}/reset",
+                           json={"to": "Pending", "attempt": 1}, headers=admin(client))
+
+    assert response.status_code == 409, response.text
+    assert "attempt 2, not 1" in response.json()["detail"]
+    assert get_task(client, task_id) == before
+
+
+def test_a_reset_for_the_current_attempt_is_recorded(client: TestClient,
+                                                     database: Database) -> None:
+    task_id = submit(client)
+    with database.write() as session:
+        session.execute(update(Task).where(col(Task.id) == task_id).values(phase=Phase.RUNNING))
+        session.commit()
+
+    response = client.post(f"/admin/tasks/{task_id}/reset",
+                           json={"to": "Pending", "attempt": 1}, headers=admin(client))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"]["reset_requested"] == "Pending"
+
+
+@pytest.mark.parametrize("attempt", [0, -1, "one", 1.5])
+def test_a_bad_attempt_precondition_is_422(client: TestClient, attempt: object) -> None:
+    task_id = submit(client)
+    response = client.post(f"/admin/tasks/{task_id}/reset",
+                           json={"to": "Pending", "attempt": attempt}, headers=admin(client))
+    assert response.status_code == 422, response.text
+
+
 def test_a_wrong_token_records_no_reset(client: TestClient, database: Database) -> None:
     task_id = submit(client)
     write_task(database, task_id, phase=Phase.RUNNING)

@@ -152,9 +152,21 @@ def test_reset_posts_the_target_phase(argv: list[str], to: str) -> None:
     result = run_cli(["admin", "reset", "abc", "--token", "t", *argv],
                      answering(200, task, seen))
     assert result.code == 0
-    assert (seen[0].method, seen[0].url.path) == ("POST", "/admin/tasks/abc/reset")
-    assert json.loads(seen[0].content) == {"to": to}
+    # The attempt it is at now first: the reset is for that attempt only.
+    assert (seen[0].method, seen[0].url.path) == ("GET", "/tasks/abc")
+    assert (seen[1].method, seen[1].url.path) == ("POST", "/admin/tasks/abc/reset")
+    assert json.loads(seen[1].content) == {"to": to, "attempt": 1}
     assert result.out == f"task/abc reset to {to} requested (now Running, attempt 1)\n"
+
+
+def test_reset_with_an_explicit_attempt_asks_nothing_first() -> None:
+    seen: list[httpx.Request] = []
+    task = make_task("abc", "Running", reason="Started", attempt=3)
+    result = run_cli(["admin", "reset", "abc", "--token", "t", "--attempt", "3"],
+                     answering(200, task, seen))
+    assert result.code == 0
+    assert [(r.method, r.url.path) for r in seen] == [("POST", "/admin/tasks/abc/reset")]
+    assert json.loads(seen[0].content) == {"to": "Pending", "attempt": 3}
 
 
 def test_reset_conflict_exits_1_with_the_reason() -> None:
