@@ -101,13 +101,55 @@ def receive(wait):
                 return (key if newline else b""), None, b""
             data += chunk
 
+# The interpreter that will run the task's code starts before the code arrives (its start-up
+# is a good part of a short task's run); it waits on a pipe, then runs the code file as
+# `python3 <file>` would: as __main__, with the file's name in tracebacks, argv and path.
+LOADER = """
+import os, sys
+go, path = int(sys.argv[1]), sys.argv[2]
+if os.read(go, 1) != b"g":
+    os._exit(3)
+os.close(go)
+del go
+sys.argv[:] = [path]
+sys.path[0] = os.path.dirname(path)
+import importlib.machinery
+main = type(sys)("__main__")
+main.__file__, main.__cached__ = path, None
+main.__loader__ = importlib.machinery.SourceFileLoader("__main__", path)
+main.__builtins__ = __builtins__
+sys.modules["__main__"] = main
+try:
+    with open(path, "rb") as source:
+        code = compile(source.read(), path, "exec", dont_inherit=True)
+    del source, path
+    exec(code, main.__dict__)
+except SystemExit:
+    raise
+except BaseException as exc:
+    exc = exc.with_traceback(exc.__traceback__.tb_next)  # without this loader's frame
+    sys.excepthook(type(exc), exc, exc.__traceback__)
+    sys.exit(1)
+"""
+
+def start_child():
+    go_read, go_write = os.pipe()
+    child = subprocess.Popen(
+        [sys.executable, "-c", LOADER, str(go_read), "/work/main.py"], cwd="/work",
+        pass_fds=(go_read,), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    os.close(go_read)
+    return child, go_write
+
 def main():
     hide()
+    child, go = start_child()
     key, raw, early_input = receive(float(sys.argv[1]) if len(sys.argv) > 1 else 10.0)
     if key:
         Out.key = key
         Out.emit(b"h", b"")  # from here on, a line without the key is not ours
     if not raw:
+        child.kill()
         report(error="no code was delivered to the container")
         return 3
     job = json.loads(raw)
@@ -116,11 +158,11 @@ def main():
         with open("/work/main.py", "w", encoding="utf-8") as f:
             f.write(job["code"])
     except OSError as exc:
+        child.kill()
         report(error="could not write the code to the work area: %s" % exc)
         return 3
-    child = subprocess.Popen(
-        [sys.executable, "/work/main.py"], cwd="/work",
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.write(go, b"g")  # the code is in place: run it
+    os.close(go)
     pending_in = (job.get("stdin") or "").encode("utf-8")
     live_input = bool(job.get("interactive"))  # more stdin arrives on ours until EOF
     if live_input:

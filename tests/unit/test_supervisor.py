@@ -312,3 +312,27 @@ def test_the_task_cannot_write_a_report_of_its_own(work: Path) -> None:
     """)
     assert run.returncode == 4
     assert run.report == Report(exit_code=4)
+
+
+AS_PYTHON_RUNS_IT = {
+    "traceback": "def f():\n    raise ValueError('boom')\nf()\n",
+    "syntax-error": "print(\n",
+    "exit-code": "import sys\nprint('x')\nsys.exit(3)\n",
+    "chained": "try:\n    1/0\nexcept Exception as e:\n    raise KeyError('k') from e\n",
+    "main-module": ("import sys\nprint(__name__, __file__, sys.argv, sys.path[0], __spec__,\n"
+                    "      sorted(k for k in dir() if not k.startswith('__')))\n"),
+    "pickles-its-own-functions": ("import multiprocessing as mp\ndef sq(x): return x * x\n"
+                                  "if __name__ == '__main__':\n"
+                                  "    with mp.Pool(2) as pool: print(pool.map(sq, [1, 2, 3]))\n"),
+}
+
+
+@pytest.mark.parametrize("code", AS_PYTHON_RUNS_IT.values(), ids=AS_PYTHON_RUNS_IT.keys())
+def test_the_code_runs_exactly_as_python3_runs_the_file(work: Path, code: str) -> None:
+    """The interpreter that runs the code is started before the code arrives; what the code
+    sees and prints (tracebacks included) is what `python3 main.py` gives."""
+    run = supervise(work, code)
+    direct = subprocess.run([sys.executable, str(work / "main.py")], cwd=work,
+                            capture_output=True, timeout=20, check=False)
+    assert (run.report.exit_code if run.report else None, run.stdout, run.stderr) == (
+        direct.returncode, direct.stdout, direct.stderr)
