@@ -1,15 +1,27 @@
 """Admission of a new task: the checks that depend on settings and on the host's capacity,
-after the request body has passed the seed's format rules (`models.schemas.TaskCreate`).
+after the request body has passed the seed's format rules (`models.schemas.TaskCreate`), and
+the quota of unfinished tasks per user.
+
+POST /tasks calls `admit`, then `check_fits` with the host's limits as `HostLimitsCache` last
+read them (at most a second ago). The submission writer checks the quota (`quota_problem`)
+inside the transaction that stores the task, so two requests sent at once cannot both take
+the last place.
 """
 
+import time
+from collections.abc import Sequence
+
 from fastapi import HTTPException
+from sqlalchemy import Connection
 from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import field_error
+from models.database import Database
 from models.fit import HostLimits, exceeded_limits
 from models.phases import ACTIVE_PHASES
 from models.quantities import format_size
-from models.schemas import TaskCreate
+from models.schemas import ResourcesIn, TaskCreate
 from models.settings import Settings
 from models.tables import Capacity, Task
 
@@ -18,7 +30,53 @@ MAX_COUNT = 4096
 MAX_SIZE_BYTES = 1 << 50
 
 
-def admit(body: TaskCreate, settings: Settings, session: Session) -> int:
+# How long the host's limits, as read from the Capacity row, are trusted. The controller
+# rewrites that row on every pass, but the limits only change when the host itself does.
+HOST_LIMITS_MAX_AGE_SECONDS = 1.0
+
+
+def host_limits(session: Session) -> HostLimits | None:
+    """The most one task may ask of this host; None until the controller has reported."""
+    capacity = session.get(Capacity, "local")
+    if capacity is None or capacity.heartbeat_at is None:
+        return None
+    return HostLimits(cpus=len(capacity.cpu_ids), gpus=len(capacity.gpu_ids),
+                      ram=capacity.ram_allocatable, storage=capacity.storage_allocatable)
+
+
+class HostLimitsCache:
+    """`host_limits`, read again once it is older than a second: a submission then costs no
+    database read of its own. While one request reads it again, the others go on with the
+    limits read last (never more than a read's duration older than the second)."""
+
+    def __init__(self, database: Database,
+                 max_age: float = HOST_LIMITS_MAX_AGE_SECONDS) -> None:
+        self._database = database
+        self._max_age = max_age
+        self._limits: HostLimits | None = None
+        self._read_at: float | None = None
+        self._reading = False
+
+    async def current(self) -> HostLimits | None:
+        began = time.monotonic()
+        if self._read_at is not None and (
+            began - self._read_at <= self._max_age or self._reading
+        ):
+            return self._limits
+        self._reading = True
+        try:
+            self._limits = await run_in_threadpool(self._read)
+            self._read_at = began
+        finally:
+            self._reading = False
+        return self._limits
+
+    def _read(self) -> HostLimits | None:
+        with self._database.read() as session:
+            return host_limits(session)
+
+
+def admit(body: TaskCreate, settings: Settings) -> int:
     """Raise 413/422 naming the field where the task cannot be accepted; return its timeout.
 
     Code with a NUL character is refused: Python cannot run it, so it could only ever fail.
@@ -69,33 +127,41 @@ def admit(body: TaskCreate, settings: Settings, session: Session) -> int:
             "below_minimum"))
     if errors:
         raise HTTPException(422, errors)
-
-    capacity = session.get(Capacity, "local")
-    if capacity is not None and capacity.heartbeat_at is not None:
-        host = HostLimits(cpus=len(capacity.cpu_ids), gpus=len(capacity.gpu_ids),
-                          ram=capacity.ram_allocatable, storage=capacity.storage_allocatable)
-        problems = exceeded_limits(cpu=resources.cpu_count, gpu=resources.gpu_count,
-                                   ram=resources.ram_bytes, storage=resources.storage_bytes,
-                                   host=host)
-        if problems:
-            raise HTTPException(422, [
-                field_error(["body", "resources", name], message, "exceeds_capacity")
-                for name, message in problems
-            ])
     return timeout
 
 
-def check_quota(session: Session, settings: Settings, user: str, cpu: int) -> None:
-    """429 where this user's unfinished tasks already use up their share."""
-    active = list(session.exec(
+def check_fits(resources: ResourcesIn, host: HostLimits | None) -> None:
+    """Raise 422 naming each resource asked beyond what `host` can give one task (None: the
+    controller has not reported yet, so any request may wait for it)."""
+    if host is None:
+        return
+    problems = exceeded_limits(cpu=resources.cpu_count, gpu=resources.gpu_count,
+                               ram=resources.ram_bytes, storage=resources.storage_bytes,
+                               host=host)
+    if problems:
+        raise HTTPException(422, [
+            field_error(["body", "resources", name], message, "exceeds_capacity")
+            for name, message in problems
+        ])
+
+
+def active_cpus(connection: Connection, user: str) -> list[int]:
+    """The CPUs of each of this user's unfinished tasks."""
+    return list(connection.execute(
         select(Task.cpu).where(col(Task.owner) == user,
                                col(Task.phase).in_([p.value for p in ACTIVE_PHASES]))
-    ))
+    ).scalars())
+
+
+def quota_problem(active: Sequence[int], settings: Settings, cpu: int) -> HTTPException | None:
+    """The 429 for a task of `cpu` CPUs from a user whose unfinished tasks ask for `active`,
+    where it goes beyond their share; None where it fits."""
     limit = settings.user_max_active_tasks
     if limit and len(active) >= limit:
-        raise HTTPException(429, f"quota: you have {len(active)} unfinished tasks, the most "
-                                 f"one user may have is {limit}; wait for some to finish")
+        return HTTPException(429, f"quota: you have {len(active)} unfinished tasks, the most "
+                                  f"one user may have is {limit}; wait for some to finish")
     if settings.user_max_cpus and sum(active) + cpu > settings.user_max_cpus:
-        raise HTTPException(429, f"quota: your unfinished tasks ask for {sum(active)} CPUs and "
-                                 f"this one for {cpu}; one user may have "
-                                 f"{settings.user_max_cpus} at once")
+        return HTTPException(429, f"quota: your unfinished tasks ask for {sum(active)} CPUs "
+                                  f"and this one for {cpu}; one user may have "
+                                  f"{settings.user_max_cpus} at once")
+    return None

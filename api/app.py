@@ -9,6 +9,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import admin, attach, dashboard, health, logs, metrics, tasks, tokens, watch
+from api.admission import HostLimitsCache
 from api.auth import TokensSeen
 from api.errors import install_error_handlers
 from api.submissions import SubmissionWriter
@@ -71,7 +72,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 def create_app(settings: Settings, database: Database) -> FastAPI:
     feed = TransitionFeed(database, settings.watch_poll_seconds)
-    submissions = SubmissionWriter(database)
+    submissions = SubmissionWriter(database, settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -92,6 +93,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.state.database = database
     app.state.feed = feed
     app.state.submissions = submissions
+    app.state.host_limits = HostLimitsCache(database)
     app.state.tokens_seen = TokensSeen()
     app.state.admin_token, app.state.admin_token_path = ensure_admin_token(settings)
     install_error_handlers(app)

@@ -16,8 +16,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import get_database
 from models.database import Database
 from models.settings import Settings
 from models.tables import ApiToken, Task
@@ -52,11 +52,19 @@ class TokensSeen:
         self.seen = False
         self.checked_at = -1.0
 
+    def known(self) -> bool | None:
+        """The answer where it can be trusted without reading the database; else None."""
+        if self.seen or time.monotonic() - self.checked_at <= 1.0:
+            return self.seen
+        return None
+
     def any(self, session: Session) -> bool:
+        known = self.known()
+        if known is not None:
+            return known
         now = time.monotonic()
-        if not self.seen and now - self.checked_at > 1.0:
-            self.seen = session.exec(select(ApiToken.id).limit(1)).first() is not None
-            self.checked_at = now
+        self.seen = session.exec(select(ApiToken.id).limit(1)).first() is not None
+        self.checked_at = now
         return self.seen
 
 
@@ -66,18 +74,41 @@ def open_mode(settings: Settings, session: Session, tokens: TokensSeen) -> bool:
     return not tokens.any(session)
 
 
+def _token_required() -> HTTPException:
+    return HTTPException(401, "a bearer token is required: send Authorization: Bearer <token>",
+                         headers={"WWW-Authenticate": "Bearer"})
+
+
+def identify_without_lookup(token: str | None, *, admin_token: str, settings: Settings,
+                            tokens: TokensSeen) -> Caller | None:
+    """The caller where no database read is needed to tell (no token while open mode is known,
+    the admin token); None where `identify` must look. Raises 401 like `identify`."""
+    if token is None:
+        if settings.host not in LOOPBACK:
+            raise _token_required()
+        seen = tokens.known()
+        if seen is None:
+            return None
+        if seen:
+            raise _token_required()
+        return Caller()
+    if _is_admin(token, admin_token):
+        return Caller(is_admin=True)
+    return None
+
+
 def identify(token: str | None, *, admin_token: str, settings: Settings,
              database: Database, tokens: TokensSeen) -> Caller:
     """The caller behind `token` (None: no token given); raises 401 where it is no one."""
+    known = identify_without_lookup(token, admin_token=admin_token, settings=settings,
+                                    tokens=tokens)
+    if known is not None:
+        return known
     with database.read() as session:
         if token is None:
             if open_mode(settings, session, tokens):
                 return Caller()
-            raise HTTPException(401, "a bearer token is required: send "
-                                     "Authorization: Bearer <token>",
-                                headers={"WWW-Authenticate": "Bearer"})
-        if _is_admin(token, admin_token):
-            return Caller(is_admin=True)
+            raise _token_required()
         row = session.exec(
             select(ApiToken).where(col(ApiToken.token_hash) == hash_token(token))
         ).first()
@@ -94,16 +125,22 @@ def token_of(request_token: HTTPAuthorizationCredentials | None, query_token: st
     return query_token
 
 
-def require_caller(
+async def require_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     query_token: Annotated[str | None, Depends(_query_token)],
-    database: Annotated[Database, Depends(get_database)],
 ) -> Caller:
+    # On the event loop where no database read is needed (open mode, the admin): a trip
+    # through the thread pool costs more than a whole submission does otherwise.
     token = token_of(credentials, query_token)
-    return identify(token, admin_token=request.app.state.admin_token,
-                    settings=request.app.state.settings, database=database,
-                    tokens=request.app.state.tokens_seen)
+    state = request.app.state
+    known = identify_without_lookup(token, admin_token=state.admin_token,
+                                    settings=state.settings, tokens=state.tokens_seen)
+    if known is not None:
+        return known
+    return await run_in_threadpool(identify, token, admin_token=state.admin_token,
+                                   settings=state.settings, database=state.database,
+                                   tokens=state.tokens_seen)
 
 
 def require_admin(

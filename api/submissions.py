@@ -4,44 +4,153 @@ one transaction, and answers each once that transaction is durable.
 Sixteen request threads that each begin their own write transaction spend their time in
 SQLite's busy handler (it sleeps up to 100 ms at a time); one writer that commits a batch pays
 one fsync for all of it. No 201 is sent before its row is committed.
+
+A submission is the new row's column values (`task_values`), not an ORM object: the writer
+stores a whole batch with one multi-row INSERT per table (tasks, then their first transitions),
+and the route answers from the same values, so no request builds or validates a `Task`. One
+statement per table, rather than one step per row, matters beyond SQLite's own work: the
+sqlite3 driver lets go of the GIL around every step, and while the event loop is busy this
+thread waits for it again each time. The values are converted exactly as SQLAlchemy converts
+them (the columns' own bind processors), so the rows are the rows the ORM would store.
+
+The per-user quota is checked here, inside the transaction that stores the task, so it counts
+every task committed before and every task of the same batch.
 """
 
 import asyncio
 import contextlib
 import queue
+import sqlite3
 import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+from fastapi import HTTPException
+from sqlalchemy import Connection, Dialect, Table
+
+from api.admission import active_cpus, quota_problem
 from models.database import Database
 from models.phases import Phase, Reason
+from models.settings import Settings
 from models.tables import Task, Transition
 
 MAX_BATCH = 256
 
-_Waiter = tuple[Task, asyncio.Future[None], asyncio.AbstractEventLoop]
+TASKS: Table = Task.__table__  # type: ignore[attr-defined]
+TRANSITIONS: Table = Transition.__table__  # type: ignore[attr-defined]
+# The fewest host parameters any SQLite build allows in one statement (SQLite before 3.32).
+MAX_PARAMETERS = 999
+
+# The Task columns a new row takes from the model's defaults: plain values, and the
+# factories (the creation time, fresh lists) that are called for each row.
+_COLUMNS = {name: field for name, field in Task.model_fields.items() if name != "pk"}
+_DEFAULTS: dict[str, Any] = {
+    name: field.default for name, field in _COLUMNS.items()
+    if not field.is_required() and field.default_factory is None
+}
+_FACTORIES: dict[str, Callable[[], Any]] = {
+    name: field.default_factory  # type: ignore[misc]
+    for name, field in _COLUMNS.items() if field.default_factory is not None
+}
 
 
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def task_values(**spec: Any) -> dict[str, Any]:
+    """Every column of a new Task row but `pk`: a fresh id, the model's defaults (phase
+    Pending, resource_version 1, ...), and `spec`, the columns the request decides."""
+    values = {"id": uuid.uuid4().hex, **_DEFAULTS, **spec}
+    for name, factory in _FACTORIES.items():
+        if name not in spec:
+            values[name] = factory()
+    return values
+
+
+def _first_transition(task: dict[str, Any]) -> dict[str, Any]:
+    return {"task_id": task["id"], "from_phase": None, "to_phase": Phase.PENDING,
+            "reason": Reason.CREATED, "message": "task submitted", "at": task["created_at"],
+            "resource_version": task["resource_version"]}
+
+
+class _MultiRowInsert:
+    """`INSERT INTO table (...) VALUES (...), (...), ...` of whole rows, in as few statements
+    as SQLite's parameter limit allows, each value converted by its column's bind processor
+    (as SQLAlchemy would; a None it would leave as None is not passed through it)."""
+
+    def __init__(self, table: Table, dialect: Dialect) -> None:
+        quote = dialect.identifier_preparer.quote
+        columns = [column for column in table.columns if not column.primary_key]
+        self._names = [column.name for column in columns]
+        self._processors: list[Callable[[Any], Any] | None] = []
+        self._keeps_none: list[bool] = []
+        for column in columns:
+            processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+            self._processors.append(processor)
+            self._keeps_none.append(processor is None or processor(None) is None)
+        self._head = (f"INSERT INTO {quote(table.name)} "
+                      f"({', '.join(quote(name) for name in self._names)}) VALUES ")
+        self._one = "(" + ", ".join("?" * len(columns)) + ")"
+        self.rows_per_statement = MAX_PARAMETERS // len(columns)
+        self._sql: dict[int, str] = {}
+
+    def __call__(self, sqlite: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+        step = self.rows_per_statement
+        converters = list(zip(self._names, self._processors, self._keeps_none, strict=True))
+        for start in range(0, len(rows), step):
+            chunk = rows[start:start + step]
+            parameters = []
+            for row in chunk:
+                for name, processor, keeps_none in converters:
+                    value = row[name]
+                    if processor is not None and (value is not None or not keeps_none):
+                        value = processor(value)
+                    parameters.append(value)
+            sqlite.execute(self._statement(len(chunk)), parameters)
+
+    def _statement(self, count: int) -> str:
+        sql = self._sql.get(count)
+        if sql is None:
+            sql = self._sql[count] = self._head + ", ".join([self._one] * count)
+        return sql
+
+
+@dataclass
+class _Submission:
+    values: dict[str, Any]
+    future: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop
+    error: BaseException | None = None
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    for future, error in outcomes:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 class SubmissionWriter:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, settings: Settings) -> None:
         self._db = database
-        self._queue: queue.Queue[_Waiter | None] = queue.Queue()
+        self._settings = settings
+        self._queue: queue.Queue[_Submission | None] = queue.Queue()
+        dialect = database.writer.dialect
+        self._insert_tasks = _MultiRowInsert(TASKS, dialect)
+        self._insert_transitions = _MultiRowInsert(TRANSITIONS, dialect)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    async def insert(self, task: Task) -> None:
-        """Store the task and its first transition; return once they are committed."""
+    async def insert(self, values: dict[str, Any]) -> None:
+        """Store the task with these column values (`task_values`) and its first transition;
+        return once they are committed. Raises the 429 where `values["owner"]`, a user, has
+        no quota left for it, and the storage error where the batch could not be stored."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._ensure_started()
-        self._queue.put((task, future, loop))
+        self._queue.put(_Submission(values, future, loop))
         await future
 
     def close(self) -> None:
@@ -54,6 +163,8 @@ class SubmissionWriter:
             thread.join(10)
 
     def _ensure_started(self) -> None:
+        if self._thread is not None:  # the common case, without taking the lock
+            return
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, daemon=True,
@@ -73,20 +184,51 @@ class SubmissionWriter:
                         self._queue.put(None)  # stop after this batch
                         break
                     batch.append(item)
-            error: BaseException | None = None
             try:
-                self._write([task for task, _, _ in batch])
+                self._write(batch)
             except Exception as exc:  # every waiter hears it: none was stored
-                error = exc
-            for _, future, loop in batch:
-                loop.call_soon_threadsafe(_settle, future, error)
+                for submission in batch:
+                    submission.error = submission.error or exc
+            # One wake-up per event loop, not one per request.
+            by_loop: dict[asyncio.AbstractEventLoop,
+                          list[tuple[asyncio.Future[None], BaseException | None]]] = {}
+            for submission in batch:
+                by_loop.setdefault(submission.loop, []).append(
+                    (submission.future, submission.error))
+            for loop, outcomes in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # that loop is closed: no one waits
+                    loop.call_soon_threadsafe(_settle, outcomes)
 
-    def _write(self, tasks: list[Task]) -> None:
-        with self._db.write() as session:
-            for task in tasks:
-                session.add(task)
-                session.add(Transition(task_id=task.id, from_phase=None, to_phase=Phase.PENDING,
-                                       reason=Reason.CREATED, message="task submitted",
-                                       at=task.created_at,
-                                       resource_version=task.resource_version))
-            session.commit()
+    def _write(self, batch: list[_Submission]) -> None:
+        # A Core connection rather than an ORM session: a batch is one BEGIN IMMEDIATE (the
+        # engine's "begin" event), two INSERTs on the driver's connection, and the commit.
+        with self._db.writer.connect() as connection, connection.begin():
+            self._check_quotas(connection, batch)
+            rows = [submission.values for submission in batch
+                    if submission.error is None]
+            if not rows:
+                return
+            sqlite = connection.connection.driver_connection
+            assert isinstance(sqlite, sqlite3.Connection)
+            self._insert_tasks(sqlite, rows)
+            self._insert_transitions(sqlite, [_first_transition(row) for row in rows])
+        self._db.committed()
+
+    def _check_quotas(self, connection: Connection, batch: list[_Submission]) -> None:
+        """Refuse, with a 429 of their own, the submissions beyond their user's quota,
+        counting the unfinished tasks stored and those accepted before them in this batch."""
+        if not (self._settings.user_max_active_tasks or self._settings.user_max_cpus):
+            return
+        active: dict[str, list[int]] = {}
+        for submission in batch:
+            user = submission.values["owner"]
+            if user is None:
+                continue
+            if user not in active:
+                active[user] = active_cpus(connection, user)
+            cpu = submission.values["cpu"]
+            problem: HTTPException | None = quota_problem(active[user], self._settings, cpu)
+            if problem is None:
+                active[user].append(cpu)
+            else:
+                submission.error = problem

@@ -94,6 +94,12 @@ class Database:
         process): `taskyard serve` wakes its controller on the API's commits this way."""
         self._after_commit.append(listener)
 
+    def committed(self) -> None:
+        """Tell the `after_commit` listeners of a commit made on a `writer` connection
+        directly, without `write()` (the API's group commit of new tasks)."""
+        for listener in self._after_commit:
+            listener()
+
     def read(self) -> Session:
         return Session(self.reader, expire_on_commit=False)
 

@@ -1,10 +1,13 @@
 """Request and response shapes of the REST contract (`shared/spec/API.md`).
 
 `TaskCreate` keeps the seed's request shape and validation rules (never looser); `TaskRead` is
-the Task object clients see, built from a `tables.Task` row by `TaskRead.from_row`.
+the Task object clients see, built from a `tables.Task` row by `TaskRead.from_row` (its shape
+is `task_document`).
 """
 
+from collections.abc import Callable
 from enum import StrEnum
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import (
@@ -160,43 +163,51 @@ class TaskRead(BaseModel):
 
     @classmethod
     def from_row(cls, task: Task) -> "TaskRead":
-        return cls(
-            id=task.id,
-            created_at=isoformat_z(task.created_at) or "",
-            resource_version=task.resource_version,
-            spec=TaskSpecOut(
-                task_type=task.task_type,
-                code=task.code,
-                resources=ResourcesOut(
-                    cpu=task.cpu, gpu=task.gpu, ram=task.ram, storage=task.storage
-                ),
-                timeout_seconds=task.timeout_seconds,
-                stdin=task.stdin,
-                interactive=task.interactive,
-            ),
-            status=TaskStatusOut(
-                phase=task.phase,
-                reason=task.reason,
-                message=task.message,
-                result=task.result,
-                exit_code=task.exit_code,
-                stdout=task.stdout,
-                stderr=task.stderr,
-                stdout_truncated=task.stdout_truncated,
-                stderr_truncated=task.stderr_truncated,
-                assigned=Assigned(cpus=list(task.assigned_cpus), gpus=list(task.assigned_gpus)),
-                attempt=task.attempt,
-                cancel_requested=task.cancel_requested_at is not None,
-                reset_requested=task.reset_requested_to,
-                stuck=StuckOut(why=task.stuck_reason, since=isoformat_z(task.stuck_since))
-                if task.stuck_reason
-                else None,
-                scheduled_at=isoformat_z(task.scheduled_at),
-                started_at=isoformat_z(task.started_at),
-                finished_at=isoformat_z(task.finished_at),
-                deadline_at=isoformat_z(task.deadline_at),
-            ),
-        )
+        return cls.model_validate(task_document(partial(getattr, task)))
+
+
+def task_document(value_of: Callable[[str], Any]) -> dict[str, Any]:
+    """The Task object of the contract as plain JSON values, from a task's column values:
+    `value_of(column)` reads them from a `tables.Task` row (`TaskRead.from_row`), or from the
+    values of a row being inserted (POST /tasks answers with these without building a row).
+    """
+    stuck_reason = value_of("stuck_reason")
+    return {
+        "id": value_of("id"),
+        "created_at": isoformat_z(value_of("created_at")) or "",
+        "resource_version": value_of("resource_version"),
+        "spec": {
+            "task_type": value_of("task_type"),
+            "code": value_of("code"),
+            "resources": {"cpu": value_of("cpu"), "gpu": value_of("gpu"),
+                          "ram": value_of("ram"), "storage": value_of("storage")},
+            "timeout_seconds": value_of("timeout_seconds"),
+            "stdin": value_of("stdin"),
+            "interactive": value_of("interactive"),
+        },
+        "status": {
+            "phase": value_of("phase"),
+            "reason": value_of("reason"),
+            "message": value_of("message"),
+            "result": value_of("result"),
+            "exit_code": value_of("exit_code"),
+            "stdout": value_of("stdout"),
+            "stderr": value_of("stderr"),
+            "stdout_truncated": value_of("stdout_truncated"),
+            "stderr_truncated": value_of("stderr_truncated"),
+            "assigned": {"cpus": list(value_of("assigned_cpus")),
+                         "gpus": list(value_of("assigned_gpus"))},
+            "attempt": value_of("attempt"),
+            "cancel_requested": value_of("cancel_requested_at") is not None,
+            "reset_requested": value_of("reset_requested_to"),
+            "stuck": {"why": stuck_reason, "since": isoformat_z(value_of("stuck_since"))}
+            if stuck_reason else None,
+            "scheduled_at": isoformat_z(value_of("scheduled_at")),
+            "started_at": isoformat_z(value_of("started_at")),
+            "finished_at": isoformat_z(value_of("finished_at")),
+            "deadline_at": isoformat_z(value_of("deadline_at")),
+        },
+    }
 
 
 class TaskList(BaseModel):
