@@ -136,7 +136,10 @@ class SubmissionWriter:
     def __init__(self, database: Database, settings: Settings) -> None:
         self._db = database
         self._settings = settings
-        self._queue: queue.Queue[_Submission | None] = queue.Queue()
+        # Submissions reach the thread a loop turn's worth at a time: one hand-over (and one
+        # wake-up of the thread) for all the requests that one turn of an event loop served.
+        self._queue: queue.Queue[list[_Submission] | None] = queue.Queue()
+        self._gathering: dict[asyncio.AbstractEventLoop, list[_Submission]] = {}
         dialect = database.writer.dialect
         self._insert_tasks = _MultiRowInsert(TASKS, dialect)
         self._insert_transitions = _MultiRowInsert(TRANSITIONS, dialect)
@@ -149,9 +152,17 @@ class SubmissionWriter:
         no quota left for it, and the storage error where the batch could not be stored."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._ensure_started()
-        self._queue.put(_Submission(values, future, loop))
+        gathered = self._gathering.get(loop)
+        if gathered is None:
+            gathered = self._gathering[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        gathered.append(_Submission(values, future, loop))
         await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        gathered = self._gathering.pop(loop)
+        self._ensure_started()
+        self._queue.put(gathered)
 
     def close(self) -> None:
         """Stop the writer after what is queued; a later insert starts a new one (the app's
@@ -176,14 +187,14 @@ class SubmissionWriter:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
+            batch = list(first)
             with contextlib.suppress(queue.Empty):
                 while len(batch) < MAX_BATCH:
-                    item = self._queue.get_nowait()
-                    if item is None:
+                    more = self._queue.get_nowait()
+                    if more is None:
                         self._queue.put(None)  # stop after this batch
                         break
-                    batch.append(item)
+                    batch.extend(more)
             try:
                 self._write(batch)
             except Exception as exc:  # every waiter hears it: none was stored

@@ -55,6 +55,16 @@ def _read_after(database: Database, after: int, limit: int, task_id: str | None 
         return [TransitionRead.from_row(row) for row in rows]
 
 
+def _moved_after(database: Database, after: int, limit: int) -> list[tuple[int, str]]:
+    """(seq, task_id) of the transitions after `after`: all the feed needs while no one
+    watches (a new task's first transition then costs no row objects)."""
+    with database.read() as session:
+        statement = (select(Transition.seq, Transition.task_id)
+                     .where(col(Transition.seq) > after)
+                     .order_by(col(Transition.seq)).limit(limit))
+        return [(seq or 0, task_id) for seq, task_id in session.exec(statement)]
+
+
 def _latest_seq(database: Database) -> int:
     with database.read() as session:
         row = session.exec(select(Transition).order_by(col(Transition.seq).desc()).limit(1)
@@ -145,6 +155,17 @@ class TransitionFeed:
             connection.close()
 
     async def _publish_new(self) -> None:
+        while not self._subscribers:
+            steps = await run_in_threadpool(_moved_after, self._db, self._last_seq,
+                                            REPLAY_BATCH)
+            if self._subscribers:
+                break  # one subscribed meanwhile: read these again, whole, for it
+            for seq, task_id in steps:
+                self._last_seq = seq
+                for moved in self._task_waiters.get(task_id, ()):
+                    moved.set()
+            if len(steps) < REPLAY_BATCH:
+                return
         while True:
             rows = await run_in_threadpool(_read_after, self._db, self._last_seq, REPLAY_BATCH)
             for row in rows:
