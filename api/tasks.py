@@ -101,16 +101,14 @@ async def submit_task(body: TaskCreate, request: Request, caller: CallerDep,
     state = request.app.state
     settings: Settings = state.settings
     limits: HostLimitsCache = state.host_limits
-    timeout = admit(body, settings)
+    asked = admit(body, settings)
+    check_fits(asked, await limits.current())
     resources = body.resources
-    check_fits(resources, await limits.current())
     values = task_values(
         owner=caller.user, task_type=body.task_type.value, code=body.code,
-        cpu=resources.cpu_count, gpu=resources.gpu_count,
-        ram=resources.ram, ram_bytes=resources.ram_bytes,
-        storage=resources.storage, storage_bytes=resources.storage_bytes,
-        timeout_seconds=timeout,
-        stdin=body.stdin, interactive=body.interactive,
+        cpu=asked.cpu, gpu=asked.gpu, ram=resources.ram, ram_bytes=asked.ram_bytes,
+        storage=resources.storage, storage_bytes=asked.storage_bytes,
+        timeout_seconds=asked.timeout, stdin=body.stdin, interactive=body.interactive,
     )
     writer: SubmissionWriter = state.submissions
     await writer.insert(values)
