@@ -1,0 +1,310 @@
+"""The fast path of POST /tasks: it answers from the column values it stores (no ORM row),
+stores a batch of submissions with one multi-row INSERT per table, checks quotas inside that
+transaction, and reads the host's limits at most once a second. Each test checks that what a
+client or the database sees is what the ORM path stored and answered before.
+"""
+
+import asyncio
+import concurrent.futures
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from live_server import serving
+from sqlalchemy import text
+from sqlmodel import select
+
+from api import watch
+from api.admission import HostLimitsCache
+from api.app import create_app
+from api.submissions import SubmissionWriter, task_values
+from models.clock import utcnow
+from models.database import Database, open_database
+from models.fit import HostLimits
+from models.phases import Phase, Reason
+from models.quantities import GIB, MIB
+from models.settings import Settings
+from models.tables import Capacity, Task, Transition
+
+SMALL = {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"}
+ADMIN = "admin-secret"
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {"task_type": "execute_code", "code": "print(1)",
+                              "resources": dict(SMALL)}
+    result.update(changes)
+    return result
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    db = open_database("sqlite:///" + str(tmp_path / "t.db"))
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def client(tmp_path: Path, database: Database) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(data_dir=tmp_path), database)) as test_client:
+        yield test_client
+
+
+def new_values(**spec: Any) -> dict[str, Any]:
+    defaults: dict[str, Any] = dict(
+        owner=None, task_type="execute_code", code="print(1)", cpu=1, gpu=0, ram="64MB",
+        ram_bytes=64 * MIB, storage="100MB", storage_bytes=100 * MIB, timeout_seconds=30,
+        stdin=None, interactive=False)
+    return task_values(**{**defaults, **spec})
+
+
+def raw_rows(database: Database, sql: str) -> list[dict[str, Any]]:
+    with database.read() as session:
+        return [dict(row._mapping) for row in session.execute(text(sql))]
+
+
+# --- the answer ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("changes", [
+    pytest.param({}, id="plain"),
+    pytest.param({"code": "print('h\u00e9llo \u2603 \U0001f600')\n\t# \"q\" \\ \u2028 \x01 \x7f"},
+                 id="unicode-and-escapes"),
+    pytest.param({"stdin": "line 1\nline 2\r\n\u00ff", "timeout_seconds": 7},
+                 id="stdin-and-timeout"),
+    pytest.param({"interactive": True, "resources": {**SMALL, "ram": "1gb"}},
+                 id="interactive-and-normalized-size"),
+])
+def test_the_answer_to_a_submit_is_byte_for_byte_what_a_read_answers(
+    client: TestClient, changes: dict[str, Any]
+) -> None:
+    created = client.post("/tasks", json=body(**changes))
+    assert created.status_code == 201, created.text
+    task_id = created.json()["id"]
+
+    read = client.get(f"/tasks/{task_id}")
+
+    assert read.status_code == 200
+    assert created.content == read.content
+    assert created.headers["content-type"] == read.headers["content-type"] == "application/json"
+    assert created.headers["location"] == f"/tasks/{task_id}"
+
+
+def test_the_answer_with_wait_is_the_task_as_read(client: TestClient) -> None:
+    created = client.post("/tasks?wait=0.2", json=body())
+
+    assert created.status_code == 201, created.text
+    assert created.json()["status"]["phase"] == "Pending"  # no controller runs here
+    assert created.content == client.get(f"/tasks/{created.json()['id']}").content
+    assert created.headers["location"] == f"/tasks/{created.json()['id']}"
+
+
+# --- the stored rows ----------------------------------------------------------------------
+
+
+def test_new_values_name_every_task_column_but_pk() -> None:
+    assert set(new_values()) == set(Task.model_fields) - {"pk"}
+
+
+def test_stored_rows_are_those_the_orm_stores(tmp_path: Path, database: Database) -> None:
+    values = new_values(code="print('x')", stdin="in", interactive=True, owner="user-1")
+    writer = SubmissionWriter(database, Settings(data_dir=tmp_path))
+
+    async def submit() -> None:
+        await writer.insert(dict(values))
+
+    asyncio.run(submit())
+    writer.close()
+    orm_id = "orm" + values["id"][3:]
+    with database.write() as session:
+        task = Task(**{**values, "id": orm_id})
+        session.add(task)
+        session.add(Transition(task_id=orm_id, from_phase=None, to_phase=Phase.PENDING,
+                               reason=Reason.CREATED, message="task submitted",
+                               at=task.created_at, resource_version=task.resource_version))
+        session.commit()
+
+    tasks = raw_rows(database, "SELECT * FROM tasks ORDER BY pk")
+    transitions = raw_rows(database, "SELECT * FROM transitions ORDER BY seq")
+    assert [row["id"] for row in tasks] == [values["id"], orm_id]
+    assert {**tasks[0], "pk": None, "id": None} == {**tasks[1], "pk": None, "id": None}
+    assert tasks[0]["phase"] == "Pending" and tasks[0]["assigned_cpus"] == "[]"
+    assert [row["task_id"] for row in transitions] == [values["id"], orm_id]
+    assert ({**transitions[0], "seq": None, "task_id": None}
+            == {**transitions[1], "seq": None, "task_id": None})
+    assert transitions[0]["at"] == tasks[0]["created_at"]
+
+
+def test_a_batch_larger_than_one_statement_holds_is_stored_whole(
+    tmp_path: Path, database: Database
+) -> None:
+    # More rows than SQLite's smallest parameter limit lets one INSERT carry.
+    many = [new_values(code=f"print({n})") for n in range(150)]
+    writer = SubmissionWriter(database, Settings(data_dir=tmp_path))
+
+    async def submit_all() -> None:
+        await asyncio.gather(*(writer.insert(values) for values in many))
+
+    asyncio.run(submit_all())
+    writer.close()
+    with database.read() as session:
+        stored = list(session.exec(select(Task.id, Task.code).order_by(Task.pk)))
+        transitions = list(session.exec(select(Transition.task_id).order_by(Transition.seq)))
+    assert stored == [(values["id"], values["code"]) for values in many]
+    assert transitions == [values["id"] for values in many]
+
+
+# --- quotas -------------------------------------------------------------------------------
+
+
+def test_a_quota_holds_within_one_batch(tmp_path: Path, database: Database) -> None:
+    settings = Settings(data_dir=tmp_path, user_max_active_tasks=3, user_max_cpus=0)
+    writer = SubmissionWriter(database, settings)
+
+    async def submit_at_once() -> list[BaseException | None]:
+        submissions = [writer.insert(new_values(owner="alice")) for _ in range(5)]
+        submissions.append(writer.insert(new_values(owner="bob")))
+        return await asyncio.gather(*submissions, return_exceptions=True)
+
+    outcomes = asyncio.run(submit_at_once())
+    writer.close()
+
+    assert outcomes[:3] == [None, None, None]
+    for refused in outcomes[3:5]:
+        assert getattr(refused, "status_code", None) == 429
+        assert "3 unfinished tasks" in str(getattr(refused, "detail", ""))
+    assert outcomes[5] is None  # another user's quota is their own
+    with database.read() as session:
+        owners = sorted(session.exec(select(Task.owner)))
+    assert owners == ["alice", "alice", "alice", "bob"]
+
+
+def test_concurrent_submits_never_exceed_the_cpu_quota(tmp_path: Path,
+                                                        database: Database) -> None:
+    settings = Settings(data_dir=tmp_path, admin_token=ADMIN, user_max_cpus=4)
+    with serving(settings, database) as url, httpx.Client(base_url=url, timeout=60) as http:
+        created = http.post("/admin/tokens", json={"name": "alice"},
+                            headers={"Authorization": f"Bearer {ADMIN}"})
+        token = created.json()["token"]
+        two_cpus = body(resources={**SMALL, "cpu": "2"})
+
+        def submit(_: int) -> httpx.Response:
+            return http.post("/tasks", json=two_cpus, headers={"Authorization": f"Bearer {token}"})
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(submit, range(8)))
+
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes == [201, 201] + [429] * 6, [answer.text for answer in answers]
+    for answer in answers:
+        if answer.status_code == 429:
+            assert "CPUs" in answer.json()["detail"]
+    with database.read() as session:
+        assert len(list(session.exec(select(Task.id)))) == 2
+
+
+# --- the host's limits --------------------------------------------------------------------
+
+
+def set_capacity(database: Database, cpus: int) -> None:
+    with database.write() as session:
+        row = session.get(Capacity, "local") or Capacity(node="local")
+        row.cpu_ids = list(range(cpus))
+        row.cpus_total = cpus
+        row.ram_allocatable = 4 * GIB
+        row.storage_allocatable = 10 * GIB
+        row.heartbeat_at = utcnow() - timedelta(seconds=1)
+        session.add(row)
+        session.commit()
+
+
+def test_host_limits_are_read_again_only_once_they_are_old(database: Database) -> None:
+    set_capacity(database, 2)
+    kept, fresh = HostLimitsCache(database, max_age=3600), HostLimitsCache(database, max_age=0)
+
+    async def both() -> tuple[HostLimits | None, HostLimits | None]:
+        return await kept.current(), await fresh.current()
+
+    first = asyncio.run(both())
+    set_capacity(database, 8)
+    second = asyncio.run(both())
+
+    assert first == (HostLimits(2, 0, 4 * GIB, 10 * GIB),) * 2
+    assert second == (HostLimits(2, 0, 4 * GIB, 10 * GIB), HostLimits(8, 0, 4 * GIB, 10 * GIB))
+
+
+def test_without_a_controller_report_there_are_no_limits(database: Database) -> None:
+    assert asyncio.run(HostLimitsCache(database).current()) is None
+
+
+def test_a_request_beyond_the_host_is_refused_from_the_cached_limits(
+    client: TestClient, database: Database
+) -> None:
+    set_capacity(database, 2)  # before the app's first read
+    response = client.post("/tasks", json=body(resources={**SMALL, "cpu": "3"}))
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "exceeds_capacity"
+    assert response.json()["detail"][0]["loc"] == ["body", "resources", "cpu"]
+
+
+# --- the transition feed while no one watches ---------------------------------------------
+
+
+def test_a_watcher_who_subscribes_during_a_light_read_gets_those_transitions(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = []
+    with database.write() as session:
+        for n in range(3):
+            task = Task(**new_values(code=f"print({n})"))
+            ids.append(task.id)
+            session.add(task)
+            session.add(Transition(task_id=task.id, to_phase=Phase.PENDING,
+                                   reason=Reason.CREATED, message="task submitted",
+                                   resource_version=1))
+        session.commit()
+    feed = watch.TransitionFeed(database, 0.01)
+    light_reads = watch._moved_after
+
+    def subscribe_meanwhile(*args: Any) -> list[tuple[int, str]]:
+        feed.subscribe()
+        return light_reads(*args)
+
+    monkeypatch.setattr(watch, "_moved_after", subscribe_meanwhile)
+
+    async def publish() -> list[str]:
+        waiter_events: list[str] = []
+        with feed.moves_of(ids[1]) as moved:
+            await feed._publish_new()
+            if moved.is_set():
+                waiter_events.append(ids[1])
+        subscriber = next(iter(feed._subscribers))
+        return [subscriber.queue.get_nowait()[0].task_id for _ in range(3)] + waiter_events
+
+    assert asyncio.run(publish()) == [*ids, ids[1]]
+
+
+def test_while_no_one_watches_a_waiting_request_still_hears_its_task_move(
+    database: Database
+) -> None:
+    feed = watch.TransitionFeed(database, 0.01)
+    values = new_values()
+    with database.write() as session:
+        session.add(Task(**values))
+        session.add(Transition(task_id=values["id"], to_phase=Phase.PENDING,
+                               reason=Reason.CREATED, message="task submitted",
+                               resource_version=1))
+        session.commit()
+
+    async def publish() -> bool:
+        with feed.moves_of(values["id"]) as moved:
+            await feed._publish_new()
+            return moved.is_set()
+
+    assert asyncio.run(publish()) is True
+    assert feed._last_seq == 1
