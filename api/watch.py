@@ -55,14 +55,11 @@ def _read_after(database: Database, after: int, limit: int, task_id: str | None 
         return [TransitionRead.from_row(row) for row in rows]
 
 
-def _moved_after(database: Database, after: int, limit: int) -> list[tuple[int, str]]:
-    """(seq, task_id) of the transitions after `after`: all the feed needs while no one
-    watches (a new task's first transition then costs no row objects)."""
-    with database.read() as session:
-        statement = (select(Transition.seq, Transition.task_id)
-                     .where(col(Transition.seq) > after)
-                     .order_by(col(Transition.seq)).limit(limit))
-        return [(seq or 0, task_id) for seq, task_id in session.exec(statement)]
+# While no one watches, the feed needs only (seq, task_id) of new transitions: it reads them on
+# its own connection, on the event loop, like the `data_version` it polls there (a read never
+# waits for the writer under WAL), so a new task's first transition costs no thread hop and no
+# row objects.
+_MOVED_AFTER = "SELECT seq, task_id FROM transitions WHERE seq > ? ORDER BY seq LIMIT ?"
 
 
 def _latest_seq(database: Database) -> int:
@@ -139,27 +136,26 @@ class TransitionFeed:
                 await self._task
 
     async def _run(self) -> None:
-        connection = sqlite3.connect(self._db.reader.url.database or ":memory:",
-                                     check_same_thread=False)
+        path = self._db.reader.url.database
+        connection = sqlite3.connect(path or ":memory:", check_same_thread=False)
+        # An in-memory database is another one on each connection: read it through the engine.
+        light = connection if path and path != ":memory:" else None
         try:
             version = None
             while True:
                 current = connection.execute("PRAGMA data_version").fetchone()[0]
                 if current != version:
                     version = current
-                    await self._publish_new()
+                    await self._publish_new(light)
                     self._changed.set()
                     self._changed = asyncio.Event()
                 await asyncio.sleep(self._poll)
         finally:
             connection.close()
 
-    async def _publish_new(self) -> None:
-        while not self._subscribers:
-            steps = await run_in_threadpool(_moved_after, self._db, self._last_seq,
-                                            REPLAY_BATCH)
-            if self._subscribers:
-                break  # one subscribed meanwhile: read these again, whole, for it
+    async def _publish_new(self, light: sqlite3.Connection | None = None) -> None:
+        while light is not None and not self._subscribers:
+            steps = light.execute(_MOVED_AFTER, (self._last_seq, REPLAY_BATCH)).fetchall()
             for seq, task_id in steps:
                 self._last_seq = seq
                 for moved in self._task_waiters.get(task_id, ()):

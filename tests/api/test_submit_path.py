@@ -6,6 +6,7 @@ client or the database sees is what the ORM path stored and answered before.
 
 import asyncio
 import concurrent.futures
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -255,12 +256,10 @@ def test_a_request_beyond_the_host_is_refused_from_the_cached_limits(
 # --- the transition feed while no one watches ---------------------------------------------
 
 
-def test_a_watcher_who_subscribes_during_a_light_read_gets_those_transitions(
-    database: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def add_tasks(database: Database, count: int) -> list[str]:
     ids = []
     with database.write() as session:
-        for n in range(3):
+        for n in range(count):
             task = Task(**new_values(code=f"print({n})"))
             ids.append(task.id)
             session.add(task)
@@ -268,43 +267,37 @@ def test_a_watcher_who_subscribes_during_a_light_read_gets_those_transitions(
                                    reason=Reason.CREATED, message="task submitted",
                                    resource_version=1))
         session.commit()
-    feed = watch.TransitionFeed(database, 0.01)
-    light_reads = watch._moved_after
+    return ids
 
-    def subscribe_meanwhile(*args: Any) -> list[tuple[int, str]]:
-        feed.subscribe()
-        return light_reads(*args)
 
-    monkeypatch.setattr(watch, "_moved_after", subscribe_meanwhile)
-
-    async def publish() -> list[str]:
-        waiter_events: list[str] = []
-        with feed.moves_of(ids[1]) as moved:
-            await feed._publish_new()
-            if moved.is_set():
-                waiter_events.append(ids[1])
-        subscriber = next(iter(feed._subscribers))
-        return [subscriber.queue.get_nowait()[0].task_id for _ in range(3)] + waiter_events
-
-    assert asyncio.run(publish()) == [*ids, ids[1]]
+def light_connection(tmp_path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(tmp_path / "t.db", check_same_thread=False)
 
 
 def test_while_no_one_watches_a_waiting_request_still_hears_its_task_move(
-    database: Database
+    tmp_path: Path, database: Database
 ) -> None:
+    ids = add_tasks(database, 3)
     feed = watch.TransitionFeed(database, 0.01)
-    values = new_values()
-    with database.write() as session:
-        session.add(Task(**values))
-        session.add(Transition(task_id=values["id"], to_phase=Phase.PENDING,
-                               reason=Reason.CREATED, message="task submitted",
-                               resource_version=1))
-        session.commit()
 
-    async def publish() -> bool:
-        with feed.moves_of(values["id"]) as moved:
-            await feed._publish_new()
-            return moved.is_set()
+    async def publish() -> list[bool]:
+        with feed.moves_of(ids[1]) as second, feed.moves_of("another") as other:
+            await feed._publish_new(light_connection(tmp_path))
+            return [second.is_set(), other.is_set()]
 
-    assert asyncio.run(publish()) is True
-    assert feed._last_seq == 1
+    assert asyncio.run(publish()) == [True, False]
+    assert feed._last_seq == 3
+
+
+def test_a_watcher_gets_every_transition_whole(tmp_path: Path, database: Database) -> None:
+    ids = add_tasks(database, 3)
+    feed = watch.TransitionFeed(database, 0.01)
+    subscriber = feed.subscribe()
+
+    asyncio.run(feed._publish_new(light_connection(tmp_path)))
+
+    events = [subscriber.queue.get_nowait() for _ in range(3)]
+    assert [event.task_id for event, _ in events] == ids
+    assert [event.to_phase for event, _ in events] == ["Pending"] * 3
+    assert all(frame.startswith(f"id: {event.seq}\n".encode()) for event, frame in events)
+    assert subscriber.queue.empty()
