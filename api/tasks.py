@@ -12,8 +12,8 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from api.admission import HostLimitsCache, admit, check_fits
-from api.auth import Caller, CallerDep
-from api.deps import DatabaseDep, JsonBody, ReadSession, WriteSession
+from api.auth import Caller, CallerDep, JsonCallerDep
+from api.deps import DatabaseDep, ReadSession, WriteSession
 from api.errors import error_responses
 from api.submissions import SubmissionWriter, task_values
 from api.watch import TransitionFeed
@@ -90,10 +90,10 @@ _LOCATION = {"Location": {"description": "The new task's URL", "required": True,
                           "schema": {"type": "string"}}}
 
 
-@router.post("/tasks", status_code=201, response_model=TaskRead, dependencies=[JsonBody],
+@router.post("/tasks", status_code=201, response_model=TaskRead,
              responses={201: {"links": _TASK_LINKS, "headers": _LOCATION},
                         **error_responses(401, 413, 415, 422, 429, 503)})
-async def submit_task(body: TaskCreate, request: Request, caller: CallerDep,
+async def submit_task(body: TaskCreate, request: Request, caller: JsonCallerDep,
                       wait: WaitQuery = 0) -> Response:
     """Store a desired task (phase Pending); with `wait`, return once it is terminal."""
     # The hot path of the submit rate: no thread pool, no session and no ORM object of its
