@@ -50,7 +50,8 @@ def parse_seq(header: str, what: str) -> int:
 
 
 @functools.lru_cache(maxsize=64)  # clients send the same few; parsing one costs more
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
+    """Whether a Content-Type header says JSON (application/json or application/*+json)."""
     header = Message()
     header["content-type"] = content_type
     subtype = header.get_content_subtype()
@@ -63,7 +64,7 @@ async def require_json(request: Request) -> None:
     """415 for a request body that is not sent as JSON; no body at all is fine."""
     if not await request.body():
         return
-    if not _is_json(request.headers.get("content-type", "")):
+    if not is_json(request.headers.get("content-type", "")):
         given = request.headers.get("content-type") or "none"
         raise HTTPException(415, f"the request body must be JSON sent with Content-Type: "
                                  f"application/json (got {given})")
