@@ -19,7 +19,7 @@ from live_server import serving
 from sqlalchemy import text
 from sqlmodel import select
 
-from api import watch
+from api import fast_submit, watch
 from api.admission import HostLimitsCache
 from api.app import create_app
 from api.submissions import SubmissionWriter, task_values
@@ -102,6 +102,103 @@ def test_the_answer_with_wait_is_the_task_as_read(client: TestClient) -> None:
     assert created.json()["status"]["phase"] == "Pending"  # no controller runs here
     assert created.content == client.get(f"/tasks/{created.json()['id']}").content
     assert created.headers["location"] == f"/tasks/{created.json()['id']}"
+
+
+# --- the fast path and the route -----------------------------------------------------------
+
+# A query parameter the route does not know (ignored, as any) sends a request past the fast
+# path to the FastAPI route: both must answer every request alike.
+VIA_ROUTE = "/tasks?via=route"
+
+
+def comparable(response: httpx.Response) -> tuple[int, Any, dict[str, str]]:
+    content = response.json()
+    if response.status_code == 201:
+        content = {**content, "id": None, "created_at": None}
+    headers = {name: value for name, value in response.headers.items()
+               if name in {"content-type", "www-authenticate", "retry-after"}}
+    return response.status_code, content, headers
+
+
+@pytest.mark.parametrize("payload", [
+    pytest.param(body(), id="valid"),
+    pytest.param(body(code="#" * 20_000), id="code-too-large"),
+    pytest.param(body(code="print(1)\x00"), id="nul-in-code"),
+    pytest.param(body(timeout_seconds=0), id="timeout-out-of-range"),
+    pytest.param(body(resources={**SMALL, "cpu": "3"}), id="beyond-the-host"),
+    pytest.param(body(resources={**SMALL, "ram": "1MB"}), id="below-the-minimum"),
+    pytest.param(body(resources={**SMALL, "cpu": "two"}), id="invalid-format"),
+    pytest.param(body(extra=1), id="unknown-field"),
+    pytest.param([1, 2], id="not-an-object"),
+])
+def test_the_fast_path_answers_as_the_route_does(tmp_path: Path, database: Database,
+                                                 payload: Any) -> None:
+    set_capacity(database, 2)
+    settings = Settings(data_dir=tmp_path, max_code_bytes=10_000)
+    with TestClient(create_app(settings, database)) as test_client:
+        fast = test_client.post("/tasks", json=payload)
+        route = test_client.post(VIA_ROUTE, json=payload)
+
+    assert comparable(fast) == comparable(route)
+
+
+def test_a_plain_submission_takes_the_fast_path_and_one_with_a_query_the_route(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken: list[str] = []
+    store = fast_submit.store_task
+
+    async def counting(request: Any, task: Any, caller: Any) -> dict[str, Any]:
+        values = await store(request, task, caller)
+        taken.append(values["id"])
+        return values
+
+    monkeypatch.setattr(fast_submit, "store_task", counting)
+    fast = client.post("/tasks", json=body())
+    route = client.post(VIA_ROUTE, json=body())
+    waited = client.post("/tasks?wait=0", json=body())
+
+    assert [fast.status_code, route.status_code, waited.status_code] == [201, 201, 201]
+    assert taken == [fast.json()["id"]]
+
+
+@pytest.mark.parametrize(("content", "content_type"), [
+    pytest.param(b"{not json", "application/json", id="invalid-json"),
+    pytest.param(b"", "application/json", id="no-body"),
+    pytest.param(b'{"task_type": "execute_code"}', "text/plain", id="not-sent-as-json"),
+])
+def test_what_the_fast_path_hands_on_keeps_its_body(client: TestClient, content: bytes,
+                                                      content_type: str) -> None:
+    fast = client.post("/tasks", content=content, headers={"content-type": content_type})
+    route = client.post(VIA_ROUTE, content=content, headers={"content-type": content_type})
+
+    assert fast.status_code in {415, 422}
+    assert comparable(fast) == comparable(route)
+
+
+def test_callers_are_told_apart_on_the_fast_path_as_on_the_route(
+    tmp_path: Path, database: Database
+) -> None:
+    settings = Settings(data_dir=tmp_path, admin_token=ADMIN, user_max_active_tasks=1)
+    with TestClient(create_app(settings, database)) as test_client:
+        open_mode = [comparable(test_client.post(path, json=body()))
+                     for path in ("/tasks", VIA_ROUTE)]
+        alice = test_client.post("/admin/tokens", json={"name": "alice"},
+                                 headers={"Authorization": f"Bearer {ADMIN}"}).json()["token"]
+        answers: dict[str, list[Any]] = {}
+        for name, headers in (("anonymous", {}), ("unknown", {"Authorization": "Bearer ty_x"}),
+                              ("not-bearer", {"Authorization": f"Basic {alice}"}),
+                              ("admin", {"Authorization": f"Bearer {ADMIN}"}),
+                              ("alice", {"Authorization": f"Bearer {alice}"})):
+            answers[name] = [comparable(test_client.post(path, json=body(), headers=headers))
+                             for path in ("/tasks", VIA_ROUTE)]
+
+    assert open_mode[0] == open_mode[1] and open_mode[0][0] == 201
+    for name, (fast, route) in answers.items():
+        assert fast[:2] == route[:2] or name == "alice", name
+    assert [answers[name][0][0] for name in answers] == [401, 401, 401, 201, 201]
+    # alice's quota is one unfinished task: the fast path took it, so the route refuses her.
+    assert answers["alice"][1][0] == 429
 
 
 # --- the stored rows ----------------------------------------------------------------------
