@@ -18,7 +18,6 @@ from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBear
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import require_json
 from models.database import Database
 from models.settings import Settings
 from models.tables import ApiToken, Task
@@ -149,17 +148,6 @@ async def require_caller(
                                    tokens=state.tokens_seen)
 
 
-async def require_json_caller(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    query_token: Annotated[str | None, Depends(_query_token)],
-) -> Caller:
-    """`require_json`, then `require_caller`, as one dependency: POST /tasks pays for one
-    dependency fewer (each costs FastAPI more than either check does)."""
-    await require_json(request)
-    return await require_caller(request, credentials, query_token)
-
-
 def require_admin(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -174,5 +162,4 @@ def require_admin(
 
 
 CallerDep = Annotated[Caller, Depends(require_caller)]
-JsonCallerDep = Annotated[Caller, Depends(require_json_caller)]
 AdminOnly = Depends(require_admin)

@@ -8,10 +8,10 @@ one fsync for all of it. No 201 is sent before its row is committed.
 A submission is the new row's column values (`task_values`), not an ORM object: the writer
 stores a whole batch with one multi-row INSERT per table (tasks, then their first transitions),
 and the route answers from the same values, so no request builds or validates a `Task`. One
-statement per table, rather than one step per row, matters beyond SQLite's own work: the
-sqlite3 driver lets go of the GIL around every step, and while the event loop is busy this
-thread waits for it again each time. The values are converted exactly as SQLAlchemy converts
-them (the columns' own bind processors), so the rows are the rows the ORM would store.
+statement per table rather than one step per row also means fewer times this thread lets go
+of the GIL (the sqlite3 driver does around every step) and has to win it back from a busy
+event loop. The values are converted exactly as SQLAlchemy converts them (the columns' own
+bind processors), so the rows are the rows the ORM would store.
 
 The per-user quota is checked here, inside the transaction that stores the task, so it counts
 every task committed before and every task of the same batch.
@@ -36,6 +36,7 @@ from models.phases import Phase, Reason
 from models.settings import Settings
 from models.tables import Task, Transition
 
+# A batch takes in more hand-overs while it holds fewer submissions than this.
 MAX_BATCH = 256
 
 TASKS: Table = Task.__table__  # type: ignore[attr-defined]
@@ -187,7 +188,7 @@ class SubmissionWriter:
             first = self._queue.get()
             if first is None:
                 return
-            batch = list(first)
+            batch = first
             with contextlib.suppress(queue.Empty):
                 while len(batch) < MAX_BATCH:
                     more = self._queue.get_nowait()

@@ -12,8 +12,8 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from api.admission import HostLimitsCache, admit, check_fits
-from api.auth import Caller, CallerDep, JsonCallerDep
-from api.deps import DatabaseDep, ReadSession, WriteSession
+from api.auth import Caller, CallerDep
+from api.deps import DatabaseDep, JsonBody, ReadSession, WriteSession
 from api.errors import error_responses
 from api.submissions import SubmissionWriter, task_values
 from api.watch import TransitionFeed
@@ -90,10 +90,10 @@ _LOCATION = {"Location": {"description": "The new task's URL", "required": True,
                           "schema": {"type": "string"}}}
 
 
-@router.post("/tasks", status_code=201, response_model=TaskRead,
+@router.post("/tasks", status_code=201, response_model=TaskRead, dependencies=[JsonBody],
              responses={201: {"links": _TASK_LINKS, "headers": _LOCATION},
                         **error_responses(401, 413, 415, 422, 429, 503)})
-async def submit_task(body: TaskCreate, request: Request, caller: JsonCallerDep,
+async def submit_task(body: TaskCreate, request: Request, caller: CallerDep,
                       wait: WaitQuery = 0) -> Response:
     """Store a desired task (phase Pending); with `wait`, return once it is terminal."""
     values = await store_task(request, body, caller)
@@ -110,9 +110,8 @@ async def submit_task(body: TaskCreate, request: Request, caller: JsonCallerDep,
 async def store_task(request: Request, body: TaskCreate, caller: Caller) -> dict[str, Any]:
     """Admit the task and store it; its column values once they are committed.
 
-    The hot path of the submit rate (this and `created` are all that `api.fast_submit` adds
-    to parsing): no thread pool, no session and no ORM object; the writer stores the column
-    values, and the answer is built from the same values."""
+    The route and `api.fast_submit` share it. It takes no thread pool, no session and no ORM
+    object: the writer stores the column values, and `created` answers from them."""
     state = request.app.state
     settings: Settings = state.settings
     limits: HostLimitsCache = state.host_limits

@@ -237,6 +237,25 @@ def test_stored_rows_are_those_the_orm_stores(tmp_path: Path, database: Database
     assert transitions[0]["at"] == tasks[0]["created_at"]
 
 
+def test_a_stored_batch_tells_the_commit_listeners(tmp_path: Path, database: Database) -> None:
+    # `taskyard serve` wakes its controller this way on every commit of the API.
+    heard: list[int] = []
+    database.after_commit(lambda: heard.append(task_count(database)))
+    writer = SubmissionWriter(database, Settings(data_dir=tmp_path))
+
+    async def submit_two() -> None:
+        await asyncio.gather(writer.insert(new_values()), writer.insert(new_values()))
+
+    asyncio.run(submit_two())
+    writer.close()
+    assert heard == [2]  # once, after both rows were committed
+
+
+def task_count(database: Database) -> int:
+    with database.read() as session:
+        return len(list(session.exec(select(Task.id))))
+
+
 def test_a_batch_larger_than_one_statement_holds_is_stored_whole(
     tmp_path: Path, database: Database
 ) -> None:
