@@ -8,13 +8,13 @@ inside the transaction that stores the task, so two requests sent at once cannot
 the last place.
 """
 
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fastapi import HTTPException
-from sqlalchemy import Connection
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import field_error
@@ -24,7 +24,7 @@ from models.phases import ACTIVE_PHASES
 from models.quantities import format_size
 from models.schemas import TaskCreate
 from models.settings import Settings
-from models.tables import Capacity, Task
+from models.tables import Capacity
 
 # Beyond these a request is nonsense on any host, whether or not capacity is known yet.
 MAX_COUNT = 4096
@@ -159,12 +159,15 @@ def check_fits(asked: Admitted, host: HostLimits | None) -> None:
         ])
 
 
-def active_cpus(connection: Connection, user: str) -> list[int]:
-    """The CPUs of each of this user's unfinished tasks."""
-    return list(connection.execute(
-        select(Task.cpu).where(col(Task.owner) == user,
-                               col(Task.phase).in_([p.value for p in ACTIVE_PHASES]))
-    ).scalars())
+_ACTIVE_CPUS = ("SELECT cpu FROM tasks WHERE owner = ? AND phase IN ("
+                + ", ".join("?" * len(ACTIVE_PHASES)) + ")")
+
+
+def active_cpus(sqlite: sqlite3.Connection, user: str) -> list[int]:
+    """The CPUs of each of this user's unfinished tasks (on the submission writer's
+    connection, inside its transaction)."""
+    phases = [phase.value for phase in ACTIVE_PHASES]
+    return [cpu for (cpu,) in sqlite.execute(_ACTIVE_CPUS, (user, *phases))]
 
 
 def quota_problem(active: Sequence[int], settings: Settings, cpu: int) -> HTTPException | None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException
-from sqlalchemy import Connection, Dialect, Table
+from sqlalchemy import Dialect, Table
 
 from api.admission import active_cpus, quota_problem
 from models.database import Database
@@ -212,21 +212,33 @@ class SubmissionWriter:
                     loop.call_soon_threadsafe(_settle, outcomes)
 
     def _write(self, batch: list[_Submission]) -> None:
-        # A Core connection rather than an ORM session: a batch is one BEGIN IMMEDIATE (the
-        # engine's "begin" event), two INSERTs on the driver's connection, and the commit.
-        with self._db.writer.connect() as connection, connection.begin():
-            self._check_quotas(connection, batch)
-            rows = [submission.values for submission in batch
-                    if submission.error is None]
-            if not rows:
-                return
-            sqlite = connection.connection.driver_connection
+        # On the driver's own connection, taken from the writer engine's pool (so with its
+        # pragmas): a batch is BEGIN IMMEDIATE, as every write of the engine begins, two
+        # INSERTs and COMMIT, with nothing of SQLAlchemy's between them.
+        rows: list[dict[str, Any]] = []
+        connection = self._db.writer.raw_connection()
+        try:
+            sqlite = connection.driver_connection
             assert isinstance(sqlite, sqlite3.Connection)
-            self._insert_tasks(sqlite, rows)
-            self._insert_transitions(sqlite, [_first_transition(row) for row in rows])
-        self._db.committed()
+            sqlite.execute("BEGIN IMMEDIATE")
+            try:
+                self._check_quotas(sqlite, batch)
+                rows = [submission.values for submission in batch
+                        if submission.error is None]
+                if rows:
+                    self._insert_tasks(sqlite, rows)
+                    self._insert_transitions(sqlite, [_first_transition(row) for row in rows])
+                sqlite.execute("COMMIT")
+            except BaseException:
+                if sqlite.in_transaction:
+                    sqlite.execute("ROLLBACK")
+                raise
+        finally:
+            connection.close()
+        if rows:
+            self._db.committed()
 
-    def _check_quotas(self, connection: Connection, batch: list[_Submission]) -> None:
+    def _check_quotas(self, sqlite: sqlite3.Connection, batch: list[_Submission]) -> None:
         """Refuse, with a 429 of their own, the submissions beyond their user's quota,
         counting the unfinished tasks stored and those accepted before them in this batch."""
         if not (self._settings.user_max_active_tasks or self._settings.user_max_cpus):
@@ -237,7 +249,7 @@ class SubmissionWriter:
             if user is None:
                 continue
             if user not in active:
-                active[user] = active_cpus(connection, user)
+                active[user] = active_cpus(sqlite, user)
             cpu = submission.values["cpu"]
             problem: HTTPException | None = quota_problem(active[user], self._settings, cpu)
             if problem is None:
