@@ -8,12 +8,13 @@ inside the transaction that stores the task, so two requests sent at once cannot
 the last place.
 """
 
+import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from fastapi import HTTPException
-from sqlalchemy import Connection
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import field_error
@@ -21,9 +22,9 @@ from models.database import Database
 from models.fit import HostLimits, exceeded_limits
 from models.phases import ACTIVE_PHASES
 from models.quantities import format_size
-from models.schemas import ResourcesIn, TaskCreate
+from models.schemas import TaskCreate
 from models.settings import Settings
-from models.tables import Capacity, Task
+from models.tables import Capacity
 
 # Beyond these a request is nonsense on any host, whether or not capacity is known yet.
 MAX_COUNT = 4096
@@ -76,8 +77,20 @@ class HostLimitsCache:
             return host_limits(session)
 
 
-def admit(body: TaskCreate, settings: Settings) -> int:
-    """Raise 413/422 naming the field where the task cannot be accepted; return its timeout.
+@dataclass(frozen=True)
+class Admitted:
+    """What an admitted request asks for, its quantities parsed once."""
+
+    timeout: int
+    cpu: int
+    gpu: int
+    ram_bytes: int
+    storage_bytes: int
+
+
+def admit(body: TaskCreate, settings: Settings) -> Admitted:
+    """Raise 413/422 naming the field where the task cannot be accepted; return what it asks
+    for, with its timeout.
 
     Code with a NUL character is refused: Python cannot run it, so it could only ever fail.
     stdin may hold any text."""
@@ -106,38 +119,39 @@ def admit(body: TaskCreate, settings: Settings) -> int:
             "out_of_range")])
 
     resources = body.resources
+    asked = Admitted(timeout=timeout, cpu=resources.cpu_count, gpu=resources.gpu_count,
+                     ram_bytes=resources.ram_bytes, storage_bytes=resources.storage_bytes)
     errors = []
-    for name, value in (("cpu", resources.cpu_count), ("gpu", resources.gpu_count)):
+    for name, value in (("cpu", asked.cpu), ("gpu", asked.gpu)):
         if value > MAX_COUNT:
             errors.append(field_error(["body", "resources", name],
                                       f"{name} {value} is more than any host has", "too_large"))
-    for name, value in (("ram", resources.ram_bytes), ("storage", resources.storage_bytes)):
+    for name, value in (("ram", asked.ram_bytes), ("storage", asked.storage_bytes)):
         if value > MAX_SIZE_BYTES:
             errors.append(field_error(["body", "resources", name],
                                       f"{name} is more than any host has", "too_large"))
-    if resources.ram_bytes < settings.min_ram_bytes:
+    if asked.ram_bytes < settings.min_ram_bytes:
         errors.append(field_error(
             ["body", "resources", "ram"],
             f"ram must be at least {format_size(settings.min_ram_bytes)} "
             "(the container engine's minimum)", "below_minimum"))
-    if resources.storage_bytes < settings.min_storage_bytes:
+    if asked.storage_bytes < settings.min_storage_bytes:
         errors.append(field_error(
             ["body", "resources", "storage"],
             f"storage must be at least {format_size(settings.min_storage_bytes)}",
             "below_minimum"))
     if errors:
         raise HTTPException(422, errors)
-    return timeout
+    return asked
 
 
-def check_fits(resources: ResourcesIn, host: HostLimits | None) -> None:
+def check_fits(asked: Admitted, host: HostLimits | None) -> None:
     """Raise 422 naming each resource asked beyond what `host` can give one task (None: the
     controller has not reported yet, so any request may wait for it)."""
     if host is None:
         return
-    problems = exceeded_limits(cpu=resources.cpu_count, gpu=resources.gpu_count,
-                               ram=resources.ram_bytes, storage=resources.storage_bytes,
-                               host=host)
+    problems = exceeded_limits(cpu=asked.cpu, gpu=asked.gpu, ram=asked.ram_bytes,
+                               storage=asked.storage_bytes, host=host)
     if problems:
         raise HTTPException(422, [
             field_error(["body", "resources", name], message, "exceeds_capacity")
@@ -145,12 +159,15 @@ def check_fits(resources: ResourcesIn, host: HostLimits | None) -> None:
         ])
 
 
-def active_cpus(connection: Connection, user: str) -> list[int]:
-    """The CPUs of each of this user's unfinished tasks."""
-    return list(connection.execute(
-        select(Task.cpu).where(col(Task.owner) == user,
-                               col(Task.phase).in_([p.value for p in ACTIVE_PHASES]))
-    ).scalars())
+_ACTIVE_CPUS = ("SELECT cpu FROM tasks WHERE owner = ? AND phase IN ("
+                + ", ".join("?" * len(ACTIVE_PHASES)) + ")")
+
+
+def active_cpus(sqlite: sqlite3.Connection, user: str) -> list[int]:
+    """The CPUs of each of this user's unfinished tasks (on the submission writer's
+    connection, inside its transaction)."""
+    phases = [phase.value for phase in ACTIVE_PHASES]
+    return [cpu for (cpu,) in sqlite.execute(_ACTIVE_CPUS, (user, *phases))]
 
 
 def quota_problem(active: Sequence[int], settings: Settings, cpu: int) -> HTTPException | None:

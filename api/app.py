@@ -12,6 +12,7 @@ from api import admin, attach, dashboard, health, logs, metrics, tasks, tokens, 
 from api.admission import HostLimitsCache
 from api.auth import TokensSeen
 from api.errors import install_error_handlers
+from api.fast_submit import FastSubmitRoute
 from api.submissions import SubmissionWriter
 from api.watch import TransitionFeed
 from models.admin_token import ensure_admin_token
@@ -97,6 +98,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.state.tokens_seen = TokensSeen()
     app.state.admin_token, app.state.admin_token_path = ensure_admin_token(settings)
     install_error_handlers(app)
+    app.router.routes.append(FastSubmitRoute())  # before the route it hands the rest to
     app.include_router(tasks.router)
     app.include_router(watch.router)
     app.include_router(logs.router)

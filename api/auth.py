@@ -118,6 +118,11 @@ def identify(token: str | None, *, admin_token: str, settings: Settings,
     return Caller(user=row.id)
 
 
+async def bearer_credentials(request: Request) -> HTTPAuthorizationCredentials | None:
+    """The `Authorization: Bearer` credentials, read as the `HTTPBearer` dependency does."""
+    return await _bearer(request)
+
+
 def token_of(request_token: HTTPAuthorizationCredentials | None, query_token: str | None
              ) -> str | None:
     if request_token is not None and request_token.scheme.lower() == "bearer":

@@ -1,6 +1,7 @@
 """Typed dependencies shared by the routes: settings, database sessions, and the JSON check
 on request bodies."""
 
+import functools
 import re
 from collections.abc import Iterator
 from email.message import Message
@@ -48,16 +49,22 @@ def parse_seq(header: str, what: str) -> int:
     return int(header)
 
 
+@functools.lru_cache(maxsize=64)  # clients send the same few; parsing one costs more
+def is_json(content_type: str) -> bool:
+    """Whether a Content-Type header says JSON (application/json or application/*+json)."""
+    header = Message()
+    header["content-type"] = content_type
+    subtype = header.get_content_subtype()
+    return header.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
 async def require_json(request: Request) -> None:
     """415 for a request body that is not sent as JSON; no body at all is fine."""
     if not await request.body():
         return
-    header = Message()
-    header["content-type"] = request.headers.get("content-type", "")
-    subtype = header.get_content_subtype()
-    if header.get_content_maintype() != "application" or not (
-        subtype == "json" or subtype.endswith("+json")
-    ):
+    if not is_json(request.headers.get("content-type", "")):
         given = request.headers.get("content-type") or "none"
         raise HTTPException(415, f"the request body must be JSON sent with Content-Type: "
                                  f"application/json (got {given})")

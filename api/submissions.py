@@ -8,10 +8,10 @@ one fsync for all of it. No 201 is sent before its row is committed.
 A submission is the new row's column values (`task_values`), not an ORM object: the writer
 stores a whole batch with one multi-row INSERT per table (tasks, then their first transitions),
 and the route answers from the same values, so no request builds or validates a `Task`. One
-statement per table, rather than one step per row, matters beyond SQLite's own work: the
-sqlite3 driver lets go of the GIL around every step, and while the event loop is busy this
-thread waits for it again each time. The values are converted exactly as SQLAlchemy converts
-them (the columns' own bind processors), so the rows are the rows the ORM would store.
+statement per table rather than one step per row also means fewer times this thread lets go
+of the GIL (the sqlite3 driver does around every step) and has to win it back from a busy
+event loop. The values are converted exactly as SQLAlchemy converts them (the columns' own
+bind processors), so the rows are the rows the ORM would store.
 
 The per-user quota is checked here, inside the transaction that stores the task, so it counts
 every task committed before and every task of the same batch.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException
-from sqlalchemy import Connection, Dialect, Table
+from sqlalchemy import Dialect, Table
 
 from api.admission import active_cpus, quota_problem
 from models.database import Database
@@ -36,6 +36,7 @@ from models.phases import Phase, Reason
 from models.settings import Settings
 from models.tables import Task, Transition
 
+# A batch takes in more hand-overs while it holds fewer submissions than this.
 MAX_BATCH = 256
 
 TASKS: Table = Task.__table__  # type: ignore[attr-defined]
@@ -136,7 +137,10 @@ class SubmissionWriter:
     def __init__(self, database: Database, settings: Settings) -> None:
         self._db = database
         self._settings = settings
-        self._queue: queue.Queue[_Submission | None] = queue.Queue()
+        # Submissions reach the thread a loop turn's worth at a time: one hand-over (and one
+        # wake-up of the thread) for all the requests that one turn of an event loop served.
+        self._queue: queue.Queue[list[_Submission] | None] = queue.Queue()
+        self._gathering: dict[asyncio.AbstractEventLoop, list[_Submission]] = {}
         dialect = database.writer.dialect
         self._insert_tasks = _MultiRowInsert(TASKS, dialect)
         self._insert_transitions = _MultiRowInsert(TRANSITIONS, dialect)
@@ -149,9 +153,17 @@ class SubmissionWriter:
         no quota left for it, and the storage error where the batch could not be stored."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._ensure_started()
-        self._queue.put(_Submission(values, future, loop))
+        gathered = self._gathering.get(loop)
+        if gathered is None:
+            gathered = self._gathering[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        gathered.append(_Submission(values, future, loop))
         await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        gathered = self._gathering.pop(loop)
+        self._ensure_started()
+        self._queue.put(gathered)
 
     def close(self) -> None:
         """Stop the writer after what is queued; a later insert starts a new one (the app's
@@ -176,14 +188,14 @@ class SubmissionWriter:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
+            batch = first
             with contextlib.suppress(queue.Empty):
                 while len(batch) < MAX_BATCH:
-                    item = self._queue.get_nowait()
-                    if item is None:
+                    more = self._queue.get_nowait()
+                    if more is None:
                         self._queue.put(None)  # stop after this batch
                         break
-                    batch.append(item)
+                    batch.extend(more)
             try:
                 self._write(batch)
             except Exception as exc:  # every waiter hears it: none was stored
@@ -200,21 +212,33 @@ class SubmissionWriter:
                     loop.call_soon_threadsafe(_settle, outcomes)
 
     def _write(self, batch: list[_Submission]) -> None:
-        # A Core connection rather than an ORM session: a batch is one BEGIN IMMEDIATE (the
-        # engine's "begin" event), two INSERTs on the driver's connection, and the commit.
-        with self._db.writer.connect() as connection, connection.begin():
-            self._check_quotas(connection, batch)
-            rows = [submission.values for submission in batch
-                    if submission.error is None]
-            if not rows:
-                return
-            sqlite = connection.connection.driver_connection
+        # On the driver's own connection, taken from the writer engine's pool (so with its
+        # pragmas): a batch is BEGIN IMMEDIATE, as every write of the engine begins, two
+        # INSERTs and COMMIT, with nothing of SQLAlchemy's between them.
+        rows: list[dict[str, Any]] = []
+        connection = self._db.writer.raw_connection()
+        try:
+            sqlite = connection.driver_connection
             assert isinstance(sqlite, sqlite3.Connection)
-            self._insert_tasks(sqlite, rows)
-            self._insert_transitions(sqlite, [_first_transition(row) for row in rows])
-        self._db.committed()
+            sqlite.execute("BEGIN IMMEDIATE")
+            try:
+                self._check_quotas(sqlite, batch)
+                rows = [submission.values for submission in batch
+                        if submission.error is None]
+                if rows:
+                    self._insert_tasks(sqlite, rows)
+                    self._insert_transitions(sqlite, [_first_transition(row) for row in rows])
+                sqlite.execute("COMMIT")
+            except BaseException:
+                if sqlite.in_transaction:
+                    sqlite.execute("ROLLBACK")
+                raise
+        finally:
+            connection.close()
+        if rows:
+            self._db.committed()
 
-    def _check_quotas(self, connection: Connection, batch: list[_Submission]) -> None:
+    def _check_quotas(self, sqlite: sqlite3.Connection, batch: list[_Submission]) -> None:
         """Refuse, with a 429 of their own, the submissions beyond their user's quota,
         counting the unfinished tasks stored and those accepted before them in this batch."""
         if not (self._settings.user_max_active_tasks or self._settings.user_max_cpus):
@@ -225,7 +249,7 @@ class SubmissionWriter:
             if user is None:
                 continue
             if user not in active:
-                active[user] = active_cpus(connection, user)
+                active[user] = active_cpus(sqlite, user)
             cpu = submission.values["cpu"]
             problem: HTTPException | None = quota_problem(active[user], self._settings, cpu)
             if problem is None:

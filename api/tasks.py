@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic_core import to_json
@@ -96,32 +96,44 @@ _LOCATION = {"Location": {"description": "The new task's URL", "required": True,
 async def submit_task(body: TaskCreate, request: Request, caller: CallerDep,
                       wait: WaitQuery = 0) -> Response:
     """Store a desired task (phase Pending); with `wait`, return once it is terminal."""
-    # The hot path of the submit rate: no thread pool, no session and no ORM object of its
-    # own; the writer stores the column values, and the answer is built from the same values.
-    state = request.app.state
-    settings: Settings = state.settings
-    limits: HostLimitsCache = state.host_limits
-    timeout = admit(body, settings)
-    resources = body.resources
-    check_fits(resources, await limits.current())
-    values = task_values(
-        owner=caller.user, task_type=body.task_type.value, code=body.code,
-        cpu=resources.cpu_count, gpu=resources.gpu_count,
-        ram=resources.ram, ram_bytes=resources.ram_bytes,
-        storage=resources.storage, storage_bytes=resources.storage_bytes,
-        timeout_seconds=timeout,
-        stdin=body.stdin, interactive=body.interactive,
-    )
-    writer: SubmissionWriter = state.submissions
-    await writer.insert(values)
-    location = {"Location": f"/tasks/{values['id']}"}
+    values = await store_task(request, body, caller)
     if wait:
-        database: Database = state.database
+        database: Database = request.app.state.database
         task = await run_in_threadpool(_read, database, values["id"])
         if task is not None:
             task = await _wait_terminal(request, database, task, wait)
-            return _json(TaskRead.from_row(task).model_dump_json().encode(), 201, location)
-    return _json(to_json(task_document(values.__getitem__)), 201, location)
+            return _json(TaskRead.from_row(task).model_dump_json().encode(), 201,
+                         {"Location": f"/tasks/{task.id}"})
+    return created(values)
+
+
+async def store_task(request: Request, body: TaskCreate, caller: Caller) -> dict[str, Any]:
+    """Admit the task and store it; its column values once they are committed.
+
+    The route and `api.fast_submit` share it. It takes no thread pool, no session and no ORM
+    object: the writer stores the column values, and `created` answers from them."""
+    state = request.app.state
+    settings: Settings = state.settings
+    limits: HostLimitsCache = state.host_limits
+    asked = admit(body, settings)
+    check_fits(asked, await limits.current())
+    resources = body.resources
+    values = task_values(
+        owner=caller.user, task_type=body.task_type.value, code=body.code,
+        cpu=asked.cpu, gpu=asked.gpu, ram=resources.ram, ram_bytes=asked.ram_bytes,
+        storage=resources.storage, storage_bytes=asked.storage_bytes,
+        timeout_seconds=asked.timeout, stdin=body.stdin, interactive=body.interactive,
+    )
+    writer: SubmissionWriter = state.submissions
+    await writer.insert(values)
+    return values
+
+
+def created(values: dict[str, Any]) -> Response:
+    """The 201 for a task just stored with these column values: the Task object, as
+    GET /tasks/{id} would answer it, byte for byte."""
+    return _json(to_json(task_document(values.__getitem__)), 201,
+                 {"Location": f"/tasks/{values['id']}"})
 
 
 def _json(content: bytes, status_code: int, headers: dict[str, str]) -> Response:

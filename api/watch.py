@@ -55,6 +55,13 @@ def _read_after(database: Database, after: int, limit: int, task_id: str | None 
         return [TransitionRead.from_row(row) for row in rows]
 
 
+# While no one watches, the feed needs only (seq, task_id) of new transitions: it reads them on
+# its own connection, on the event loop, like the `data_version` it polls there (a read never
+# waits for the writer under WAL), so a new task's first transition costs no thread hop and no
+# row objects.
+_MOVED_AFTER = "SELECT seq, task_id FROM transitions WHERE seq > ? ORDER BY seq LIMIT ?"
+
+
 def _latest_seq(database: Database) -> int:
     with database.read() as session:
         row = session.exec(select(Transition).order_by(col(Transition.seq).desc()).limit(1)
@@ -129,22 +136,32 @@ class TransitionFeed:
                 await self._task
 
     async def _run(self) -> None:
-        connection = sqlite3.connect(self._db.reader.url.database or ":memory:",
-                                     check_same_thread=False)
+        path = self._db.reader.url.database
+        connection = sqlite3.connect(path or ":memory:", check_same_thread=False)
+        # An in-memory database is another one on each connection: read it through the engine.
+        light = connection if path and path != ":memory:" else None
         try:
             version = None
             while True:
                 current = connection.execute("PRAGMA data_version").fetchone()[0]
                 if current != version:
                     version = current
-                    await self._publish_new()
+                    await self._publish_new(light)
                     self._changed.set()
                     self._changed = asyncio.Event()
                 await asyncio.sleep(self._poll)
         finally:
             connection.close()
 
-    async def _publish_new(self) -> None:
+    async def _publish_new(self, light: sqlite3.Connection | None = None) -> None:
+        while light is not None and not self._subscribers:
+            steps = light.execute(_MOVED_AFTER, (self._last_seq, REPLAY_BATCH)).fetchall()
+            for seq, task_id in steps:
+                self._last_seq = seq
+                for moved in self._task_waiters.get(task_id, ()):
+                    moved.set()
+            if len(steps) < REPLAY_BATCH:
+                return
         while True:
             rows = await run_in_threadpool(_read_after, self._db, self._last_seq, REPLAY_BATCH)
             for row in rows:
