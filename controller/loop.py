@@ -42,6 +42,7 @@ from controller.runtime import (
     ATTEMPT_LABEL,
     OWNER_LABEL,
     TASK_LABEL,
+    CapturedOutput,
     ContainerRuntime,
     ContainerSpec,
     ObservedContainer,
@@ -169,21 +170,23 @@ class Reconciler:
         report = reader.report if reader is not None else None
         if report is None or report.signal == signal.SIGKILL:
             return container
-        now = self._runtime.inspect(container.name)
-        if now is None or now.state != "running":
-            return now or container
+        # Not inspected again: the engine locks a container while it handles its exit, so an
+        # inspect now would wait for exactly what this spares.
         self._judged_early.add(container.name)
-        return replace(now, state="exited", exit_code=3 if report.exit_code is None
-                       else report.exit_code, started_at=task.started_at or now.started_at,
+        return replace(container, state="exited", exit_code=3 if report.exit_code is None
+                       else report.exit_code, started_at=task.started_at or container.started_at,
                        finished_at=self._clock())
 
-    def _stop_following(self, name: str) -> None:
-        """Wait for the container's reader to drain (its container has stopped) and store."""
+    def _stop_following(self, name: str) -> CapturedOutput | None:
+        """Wait for the container's reader to drain (its container has stopped) and store;
+        the output it read, where it read all of it (it saw the supervisor's report)."""
         self._forwarded.pop(name, None)
         reader = self._readers.pop(name, None)
-        if reader is not None:
-            reader.join(timeout=2.0)
-            self._writer.flush()
+        if reader is None:
+            return None
+        reader.join(timeout=2.0)
+        self._writer.flush()
+        return reader.output
 
     # --- capacity -------------------------------------------------------------------------
 
@@ -694,8 +697,9 @@ class Reconciler:
         if container is not None and container.started_at is None and task.started_at:
             # A warm container's engine start time predates its task: the task's own counts.
             container = replace(container, started_at=task.started_at)
-        self._stop_following(name)
-        output = self._runtime.output(name)
+        # The reader's copy where it is whole: the engine's log of a container that is still
+        # exiting answers only once the engine is done with the exit (tens of milliseconds).
+        output = self._stop_following(name) or self._runtime.output(name)
         outcome = judge(_view(task), container, output,
                         limit=self._settings.output_limit_bytes, forced=forced,
                         adopted=name not in self._started_here)

@@ -3,6 +3,9 @@ thread appends it to the `output_chunks` table in batches, where GET /tasks/{id}
 it from. The reconcile pass starts a reader for every running container it sees (again after a
 restart: the reader skips what is already stored) and, before it records a task's outcome,
 waits for that task's reader to finish, so the stream is complete when the task is terminal.
+A reader that saw the supervisor's report also holds the task's whole output (up to the cap),
+which the judge then takes instead of reading the log again from a container that may still
+be busy exiting.
 """
 
 import logging
@@ -17,7 +20,7 @@ from sqlmodel import col
 
 from controller.errors import RuntimeUnavailable
 from controller.frames import REPORT
-from controller.runtime import ContainerRuntime
+from controller.runtime import CapturedOutput, ContainerRuntime
 from controller.supervisor import Report, parse_report
 from models.database import Database
 from models.tables import OutputChunk
@@ -133,6 +136,10 @@ class OutputReader:
         self._limit = limit
         self._on_report = on_report
         self.report: Report | None = None  # the supervisor's, once it came
+        # Everything read, as the engine's log would give it back (one byte past the cap, so
+        # that the judge sees a cut as `output()` would show it): complete once `report` is set.
+        self._read: dict[str, bytearray] = {stream: bytearray() for stream in STREAMS}
+        self.output: CapturedOutput | None = None
         self._thread = threading.Thread(target=self._run, name=f"taskyard-output-{name}",
                                         daemon=True)
 
@@ -154,6 +161,9 @@ class OutputReader:
 
         def keep(stream: str, data: bytes) -> None:
             start, seen[stream] = seen[stream], seen[stream] + len(data)
+            read = self._read[stream]
+            if len(read) <= self._limit:
+                read += data[:self._limit + 1 - len(read)]
             # Skip what an earlier reader stored (the engine replays from the start), and
             # keep nothing past the cap.
             low = max(stored[stream] - start, 0)
@@ -167,6 +177,9 @@ class OutputReader:
                 if stream == REPORT:
                     # The supervisor's last word: all the task's output came before it, so
                     # there is nothing more to copy, and the task can be judged now.
+                    # The report ends stderr in the log, as `decode_output` puts it there.
+                    self.output = CapturedOutput(bytes(self._read["stdout"]),
+                                                 bytes(self._read["stderr"]) + data)
                     _, self.report = parse_report(data)
                     if self._on_report is not None:
                         self._on_report()

@@ -9,6 +9,7 @@ engine does for a reader that attaches again after a controller restart.
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,11 @@ from sqlmodel import col, select
 import controller.output
 from controller.errors import RuntimeUnavailable
 from controller.output import ChunkWriter, OutputReader, stored_bytes
-from controller.supervisor import MARKER
+from controller.reconcile import Outcome, TaskView, judge
+from controller.runtime import CapturedOutput, ObservedContainer
+from controller.supervisor import MARKER, parse_report
 from models.database import Database, open_database
+from models.phases import Phase
 from models.tables import OutputChunk
 
 TASK = "t-live"
@@ -320,3 +324,58 @@ def test_close_stores_what_the_writer_holds(db: Database,
 
     assert stored(db, "stdout") == b"last\n"
 
+
+
+# --- the output the judge takes from a reader that saw the report -----------------------------
+
+
+def judged(output: CapturedOutput, limit: int) -> Outcome:
+    view = TaskView(id=TASK, phase=Phase.RUNNING, attempt=1, timeout_seconds=30,
+                    ram_bytes=1 << 26, cancel_requested_at=None, deadline_at=None)
+    now = datetime.now(UTC)
+    exited = ObservedContainer(name=NAME, task_id=TASK, attempt=1, state="exited",
+                               exit_code=0, started_at=now, finished_at=now)
+    return judge(view, exited, output, limit=limit)
+
+
+CUT_REPORT = MARKER + b'{"exit_code": 0, "stdout_truncated": true, "stderr_truncated": false}\n'
+# The supervisor cut stderr at its own limit: only the report says so.
+ERR_CUT_REPORT = (MARKER
+                  + b'{"exit_code": 0, "stdout_truncated": false, "stderr_truncated": true}\n')
+
+
+@pytest.mark.parametrize(("script", "limit"), [
+    pytest.param([("stdout", b"Hello, World!\n"), ("report", REPORT)], 1 << 20, id="hello"),
+    pytest.param([("stdout", b"out\n"), ("stderr", b"warn\n"), ("stdout", b"\xff\xfe\n"),
+                  ("report", REPORT)], 1 << 20, id="both-streams-and-raw-bytes"),
+    pytest.param([("stdout", b"0123456789"), ("report", REPORT)], 10, id="exactly-the-cap"),
+    pytest.param([("stdout", b"01234567"), ("stdout", b"89abcdef"), ("stderr", b"E" * 30),
+                  ("report", CUT_REPORT)], 10, id="both-past-the-cap"),
+    pytest.param([("stderr", b"Traceback\n" * 3), ("report", REPORT)], 10, id="stderr-only"),
+    pytest.param([("stderr", b"cut"), ("report", ERR_CUT_REPORT)], 10, id="cut-by-the-supervisor"),
+])
+def test_the_readers_output_judges_as_the_engines_log_does(
+    db: Database, writer: ChunkWriter, script: list[Piece], limit: int,
+) -> None:
+    reader = start_reader(db, ScriptedRuntime(script), writer, limit=limit)
+    reader.join(timeout=5)
+
+    # What `DockerRuntime.output` decodes from the whole log: each stream joined, the report
+    # at the end of stderr.
+    whole = CapturedOutput(
+        b"".join(data for stream, data in script if stream == "stdout"),
+        b"".join(data for stream, data in script if stream == "stderr") + script[-1][1])
+    assert reader.output is not None
+    # Kept to one byte past the cap: enough to show the cut, never the whole flood.
+    assert reader.output.stdout == whole.stdout[:limit + 1]
+    assert parse_report(reader.output.stderr)[1] == reader.report
+    assert judged(reader.output, limit) == judged(whole, limit)
+
+
+def test_a_reader_without_the_report_offers_no_output(db: Database,
+                                                      writer: ChunkWriter) -> None:
+    # The supervisor was killed (a timeout, a cancel): only the engine's log is complete.
+    reader = start_reader(db, ScriptedRuntime([("stdout", b"partial\n")]), writer)
+    reader.join(timeout=5)
+
+    assert reader.report is None and reader.output is None
