@@ -57,7 +57,7 @@ async def _wait_terminal(request: Request, database: Database, task: Task,
     """The task once terminal, or as it is when `seconds` have passed."""
     feed: TransitionFeed = request.app.state.feed
     deadline = time.monotonic() + seconds
-    with feed.moves_of(task.id) as moved:
+    with feed.ends_of(task.id) as ended:
         while task.phase not in TERMINAL_PHASES:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -65,8 +65,8 @@ async def _wait_terminal(request: Request, database: Database, task: Task,
             # The feed sees every commit within `watch_poll_seconds`; the timeout only bounds
             # how stale a reading can get should the feed itself stall.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(moved.wait(), timeout=min(left, WAIT_RECHECK_SECONDS))
-            moved.clear()
+                await asyncio.wait_for(ended.wait(), timeout=min(left, WAIT_RECHECK_SECONDS))
+            ended.clear()
             fresh = await run_in_threadpool(_read, database, task.id)
             if fresh is None:
                 break

@@ -55,11 +55,11 @@ def _read_after(database: Database, after: int, limit: int, task_id: str | None 
         return [TransitionRead.from_row(row) for row in rows]
 
 
-# While no one watches, the feed needs only (seq, task_id) of new transitions: it reads them on
-# its own connection, on the event loop, like the `data_version` it polls there (a read never
-# waits for the writer under WAL), so a new task's first transition costs no thread hop and no
-# row objects.
-_MOVED_AFTER = "SELECT seq, task_id FROM transitions WHERE seq > ? ORDER BY seq LIMIT ?"
+# While no one watches, the feed needs only (seq, task_id, to_phase) of new transitions: it
+# reads them on its own connection, on the event loop, like the `data_version` it polls there
+# (a read never waits for the writer under WAL), so a new task's first transition costs no
+# thread hop and no row objects.
+_MOVED_AFTER = "SELECT seq, task_id, to_phase FROM transitions WHERE seq > ? ORDER BY seq LIMIT ?"
 
 
 def _latest_seq(database: Database) -> int:
@@ -93,6 +93,8 @@ class TransitionFeed:
         self._last_seq = 0
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._poked = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.ready = asyncio.Event()
 
     def changed(self) -> asyncio.Event:
@@ -107,9 +109,18 @@ class TransitionFeed:
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
 
+    def poke(self) -> None:
+        """Look for new transitions now rather than at the next poll; any thread may call it.
+        `taskyard serve` has its controller call it after each of its commits."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(self._poked.set)
+
     @contextlib.contextmanager
-    def moves_of(self, task_id: str) -> Iterator[asyncio.Event]:
-        """An event set at the task's next transition, for as long as the block lasts."""
+    def ends_of(self, task_id: str) -> Iterator[asyncio.Event]:
+        """An event set when the task moves to a terminal phase, for as long as the block
+        lasts. (Its other moves wake nobody: a waiter would only read it again to no end.)"""
         moved = asyncio.Event()
         self._task_waiters.setdefault(task_id, set()).add(moved)
         try:
@@ -126,6 +137,7 @@ class TransitionFeed:
 
     async def start(self) -> None:
         self._last_seq = await run_in_threadpool(_latest_seq, self._db)
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="taskyard-transition-feed")
         self.ready.set()
 
@@ -149,25 +161,26 @@ class TransitionFeed:
                     await self._publish_new(light)
                     self._changed.set()
                     self._changed = asyncio.Event()
-                await asyncio.sleep(self._poll)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._poll):
+                        await self._poked.wait()
+                self._poked.clear()
         finally:
             connection.close()
 
     async def _publish_new(self, light: sqlite3.Connection | None = None) -> None:
         while light is not None and not self._subscribers:
             steps = light.execute(_MOVED_AFTER, (self._last_seq, REPLAY_BATCH)).fetchall()
-            for seq, task_id in steps:
+            for seq, task_id, to_phase in steps:
                 self._last_seq = seq
-                for moved in self._task_waiters.get(task_id, ()):
-                    moved.set()
+                self._ended(task_id, to_phase)
             if len(steps) < REPLAY_BATCH:
                 return
         while True:
             rows = await run_in_threadpool(_read_after, self._db, self._last_seq, REPLAY_BATCH)
             for row in rows:
                 self._last_seq = row.seq
-                for moved in self._task_waiters.get(row.task_id, ()):
-                    moved.set()
+                self._ended(row.task_id, row.to_phase)
                 item = (row, _frame(row))
                 for subscriber in self._subscribers:
                     if subscriber.overflowed:
@@ -179,6 +192,12 @@ class TransitionFeed:
                     subscriber.wake.set()
             if len(rows) < REPLAY_BATCH:
                 return
+
+
+    def _ended(self, task_id: str, to_phase: str) -> None:
+        if to_phase in TERMINAL_PHASES:
+            for ended in self._task_waiters.get(task_id, ()):
+                ended.set()
 
 
 def _frame(event: TransitionRead) -> bytes:
@@ -239,21 +258,30 @@ async def _stream(
                 if task_id is not None and ended:
                     return
                 catch_up = False
-            while not subscriber.queue.empty():
+            # What queued up goes out in one write: with many watchers, a burst of transitions
+            # costs each stream one send, not one per transition.
+            frames: list[bytes] = []
+            ending = False
+            while not subscriber.queue.empty() and not ending:
                 event, frame = subscriber.queue.get_nowait()
                 if event.seq <= last:
                     continue
                 last = event.seq
                 if _matches(event, task_id, phase) and await visibility.allows(event):
-                    yield frame
-                if task_id == event.task_id and Phase(event.to_phase) in TERMINAL_PHASES:
-                    return
+                    frames.append(frame)
+                ending = task_id == event.task_id and Phase(event.to_phase) in TERMINAL_PHASES
+            if frames:
+                yield b"".join(frames)
+            if ending:
+                return
             if subscriber.overflowed:
                 catch_up = True
                 continue
             subscriber.wake.clear()
             try:
-                await asyncio.wait_for(subscriber.wake.wait(), timeout=heartbeat)
+                # A timeout on the running task, not `wait_for`, which starts a task per wait.
+                async with asyncio.timeout(heartbeat):
+                    await subscriber.wake.wait()
             except TimeoutError:
                 if await request.is_disconnected():
                     return

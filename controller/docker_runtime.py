@@ -14,7 +14,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -175,9 +175,11 @@ class DockerRuntime:
         if pool is not None:
             threading.Thread(target=pool.close, name="taskyard-warm-close", daemon=True).start()
 
-    def list_owned(self) -> list[ObservedContainer]:
+    def list_owned(self, *, settled: Collection[str] = ()) -> list[ObservedContainer]:
         # One list call; an inspect only for containers not seen running before (a running
         # container's start time does not change), so a pass costs little with many running.
+        # A settled one is never inspected: the engine holds a container's lock while it
+        # handles its exit, and an inspect then waits tens of milliseconds for nothing.
         api = self._engine().api
         # The list's state can lag the "die" event; a container that died is inspected anew.
         died, self._died = self._died, set()
@@ -193,6 +195,11 @@ class DockerRuntime:
                 if (summary.get("State") == "running" and seen is not None and seen.name == name
                         and cid not in died):
                     container = seen
+                elif name in settled:
+                    container = _observe({"Name": name, "Config": {"Labels": summary["Labels"]},
+                                          "State": {"Status": summary.get("State")}})
+                    observed.append(container)
+                    continue
                 else:
                     try:
                         container = _observe(api.inspect_container(cid))
@@ -239,6 +246,9 @@ class DockerRuntime:
             self._deliver(container, keyed(self._key(spec.name), spec.payload),
                           keep_open=spec.interactive)
             container.reload()
+            started = _observe(container.attrs)
+            if started.state == "running":
+                self._running[container.id] = started  # so the next list need not inspect it
         except NotFound as exc:
             # Removed behind our back between create and start: look again next pass.
             raise RuntimeUnavailable(f"the container vanished while starting: {exc}") from exc
@@ -248,7 +258,7 @@ class DockerRuntime:
             raise RuntimeUnavailable(f"cannot start the container: {exc}") from exc
         except (DockerException, OSError) as exc:
             raise RuntimeUnavailable(f"cannot start the container: {exc}") from exc
-        return _observe(container.attrs)
+        return started
 
     def _run_warm(self, warm: Warm[WarmKey], spec: ContainerSpec) -> ObservedContainer | None:
         """Fit a claimed warm container to the task, give it the attempt's name, deliver the
@@ -285,9 +295,11 @@ class DockerRuntime:
             self.remove(spec.name)
             raise RuntimeUnavailable(f"could not deliver the code to {spec.name}: {exc}") from exc
         # Running since the pool started it; the task's start time is the controller's.
-        return ObservedContainer(name=spec.name, task_id=spec.labels.get(TASK_LABEL, ""),
-                                 attempt=int(spec.labels.get(ATTEMPT_LABEL, "0")),
-                                 state="running")
+        started = ObservedContainer(name=spec.name, task_id=spec.labels.get(TASK_LABEL, ""),
+                                    attempt=int(spec.labels.get(ATTEMPT_LABEL, "0")),
+                                    state="running")
+        self._running[warm.engine_id] = started  # so the next list need not inspect it
+        return started
 
     def keep_warm(self, wanted: list[tuple[ContainerSpec, int]]) -> None:
         targets = {}
@@ -326,7 +338,7 @@ class DockerRuntime:
                        labels={OWNER_LABEL: self._owner, WARM_LABEL: "1"})
         engine = self._engine()
         # It waits for its code a little longer than the pool keeps it, then ends by itself.
-        engine.api.create_container(
+        created = engine.api.create_container(
             **self._create_args(engine, spec, delivery_timeout=self._warm_max_idle + 60)
         )
         try:
@@ -336,7 +348,7 @@ class DockerRuntime:
             engine.api.remove_container(name, force=True)
             raise
         return Warm(name=name, key=key, created=time.monotonic(),
-                    stdin=(attached._sock, attached))
+                    stdin=(attached._sock, attached), engine_id=created["Id"])
 
     def _discard_warm(self, warm: Warm[WarmKey]) -> None:
         raw, attached = warm.stdin
@@ -544,7 +556,6 @@ class DockerRuntime:
             self.remove(name)
         except RuntimeUnavailable as exc:
             log.warning("%s; the next pass removes it", exc)
-            return
         if then is not None:
             then()
 
@@ -554,7 +565,9 @@ class DockerRuntime:
             held[0].close()
             held[1].close()
         try:
-            self._engine().containers.get(name).remove(force=True)
+            # By name, without looking it up first: an inspect of a container that is still
+            # exiting would wait for the engine's exit handling.
+            self._engine().api.remove_container(name, force=True)
         except NotFound:
             return
         except APIError as exc:

@@ -5,7 +5,7 @@ container exit, `fail_next_run` injects engine errors, and `available = False` m
 call fail as an unreachable engine does.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -54,7 +54,7 @@ class FakeRuntime:
             return RuntimeHealth(ok=False, message="fake engine is down")
         return RuntimeHealth(ok=True, message="fake engine", data_root=None)
 
-    def list_owned(self) -> list[ObservedContainer]:
+    def list_owned(self, *, settled: Collection[str] = ()) -> list[ObservedContainer]:
         self._check()
         return [c.observed for c in self.containers.values()]
 
@@ -153,9 +153,11 @@ class FakeRuntime:
         self.containers.pop(name, None)
 
     def remove_soon(self, name: str, then: Callable[[], None] | None = None) -> None:
-        self.remove(name)
-        if then is not None:
-            then()
+        try:
+            self.remove(name)
+        finally:  # as the Docker runtime: `then` also after a failed removal
+            if then is not None:
+                then()
 
     def names(self) -> set[str]:
         return set(self.containers)

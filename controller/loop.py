@@ -5,6 +5,7 @@ writes status with guarded transitions. `controller.service` runs the passes.
 
 import logging
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -52,7 +53,7 @@ from controller.runtime import (
 from controller.scheduling import Holding, Placement, Request, place
 from controller.stats import ControllerStats
 from controller.status import move, note_waiting
-from controller.supervisor import build_payload
+from controller.supervisor import Report, build_payload
 from controller.warm_pool import warm_targets
 from models.clock import utcnow
 from models.database import Database
@@ -141,6 +142,10 @@ class Reconciler:
         self._recent_storage: deque[int] = deque(maxlen=RECENT_STARTS)
         self._judged_early: set[str] = set()  # containers judged at the report, still running
         self._draining: dict[str, Holding] = {}  # their slots, until the engine shows them gone
+        # Finished here, their removal under way in the background: garbage collection leaves
+        # them be, and the pass needs no exit record of them.
+        self._removing: set[str] = set()
+        self._removing_lock = threading.Lock()
         # Asks for a pass soon (the service sets it): a supervisor has reported.
         self.wake_hook: Callable[[], None] | None = None
 
@@ -159,16 +164,27 @@ class Reconciler:
             name=name, limit=self._settings.output_limit_bytes, on_report=self.wake_hook,
         ).start()
 
-    def _reported(self, task: Task, container: ObservedContainer) -> ObservedContainer:
-        """A running container whose supervisor has reported, as the exited container it is
-        about to be: its code is done, and its output is all in. Judging it now saves the
-        engine's exit handling (tens of milliseconds) on every task.
-
-        Not for a code killed by SIGKILL: that may be an OOM kill, which only the engine's own
-        exit record says for sure."""
-        reader = self._readers.get(container.name)
+    def _settling_report(self, name: str) -> Report | None:
+        """The supervisor's report where it settles how the code ended: not for a code killed
+        by SIGKILL, which may be an OOM kill, and only the engine's exit record says that."""
+        reader = self._readers.get(name)
         report = reader.report if reader is not None else None
-        if report is None or report.signal == signal.SIGKILL:
+        return report if report is not None and report.signal != signal.SIGKILL else None
+
+    def _settled(self) -> set[str]:
+        """Containers the pass needs no exit record of: their code reported, or their task is
+        done and they are being removed."""
+        reported = {name for name in self._readers if self._settling_report(name) is not None}
+        with self._removing_lock:
+            return self._removing | reported
+
+    def _reported(self, task: Task, container: ObservedContainer) -> ObservedContainer:
+        """A container whose supervisor has reported (still running, or listed without its
+        exit record), as the exited container it is about to be: its code is done, and its
+        output is all in. Judging it now saves the engine's exit handling (tens of
+        milliseconds) on every task."""
+        report = self._settling_report(container.name)
+        if report is None:
             return container
         # Not inspected again: the engine locks a container while it handles its exit, so an
         # inspect now would wait for exactly what this spares.
@@ -251,7 +267,7 @@ class Reconciler:
         observed: list[ObservedContainer] | None = None
         if health.ok:
             try:
-                observed = self._runtime.list_owned()
+                observed = self._runtime.list_owned(settled=self._settled())
             except RuntimeUnavailable as exc:
                 self.stats.engine_errors += 1
                 health = RuntimeHealth(ok=False, message=str(exc))
@@ -272,6 +288,8 @@ class Reconciler:
             container = containers.get((task.id, task.attempt))
             if container is not None and container.state == "running":
                 self._follow(task, container.name)
+            if container is not None and (container.state == "running"
+                                          or container.exit_code is None):
                 container = self._reported(task, container)
             view = _view(task)
             if container is None and task.phase == Phase.RUNNING:
@@ -743,15 +761,26 @@ class Reconciler:
             self._draining[name] = Holding(task.id, tuple(task.assigned_cpus),
                                            tuple(task.assigned_gpus), task.ram_bytes,
                                            task.storage_bytes, 0.0)
-        self._runtime.remove_soon(name, then=self.wake_hook)
+        with self._removing_lock:
+            self._removing.add(name)
+        self._runtime.remove_soon(name, then=lambda: self._removed(name))
+
+    def _removed(self, name: str) -> None:
+        """A background removal ended (gone, or a later pass removes it): wake a pass."""
+        with self._removing_lock:
+            self._removing.discard(name)
+        if self.wake_hook is not None:
+            self.wake_hook()
 
     def _collect_garbage(
         self, observed: list[ObservedContainer], tasks: list[Task], report: PassReport
     ) -> None:
         """Remove our containers whose task is gone, terminal, or on a later attempt."""
         current = {t.id: t.attempt for t in tasks}
+        with self._removing_lock:
+            removing = set(self._removing)
         for container in observed:
-            if current.get(container.task_id) == container.attempt:
+            if current.get(container.task_id) == container.attempt or container.name in removing:
                 continue
             if container.task_id in current and container.attempt > current[container.task_id]:
                 continue  # cannot happen by our own hand; leave it rather than guess

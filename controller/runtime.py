@@ -6,7 +6,7 @@ container carries the owning instance and the task in its labels, and its name i
 deterministic (`container_name`), so each effect can be looked up before it is repeated.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -107,8 +107,9 @@ class ContainerRuntime(Protocol):
         """Whether containers can be started now (engine reachable, image present)."""
         ...
 
-    def list_owned(self) -> list[ObservedContainer]:
-        """Every container this instance created, in any state."""
+    def list_owned(self, *, settled: Collection[str] = ()) -> list[ObservedContainer]:
+        """Every container this instance created, in any state. Those named in `settled` (the
+        caller knows how their code ended) may come without their exit details."""
         ...
 
     def run(self, spec: ContainerSpec) -> ObservedContainer:
@@ -154,5 +155,5 @@ class ContainerRuntime(Protocol):
 
     def remove_soon(self, name: str, then: Callable[[], None] | None = None) -> None:
         """Remove the container in the background (its task's outcome is already stored), and
-        call `then` once it is gone; should that fail, a later pass finds it and removes it."""
+        call `then` once it is gone, or once that failed (a later pass then finds it)."""
         ...

@@ -38,6 +38,7 @@ class Warm(Generic[K]):
     key: K  # what it can be claimed for
     created: float  # time.monotonic() when it was started
     stdin: Any  # the runtime's handle on the container's stdin
+    engine_id: str = ""  # the engine's id for it, where the runtime has one
 
 
 def warm_targets(

@@ -61,15 +61,18 @@ def run_api(settings: Settings, *, with_controller: bool) -> None:
 
     check_listen_address(settings)
     database = open_database(settings.resolved_database_url)
+    app = create_app(settings, database)
     controller = None
     if with_controller:
         # The controller gets engines of its own, and is woken by each of the API's commits
         # directly, instead of polling the database, which would also wake it on its own.
-        controller = build_controller(settings, open_database(settings.resolved_database_url),
-                                      watch_database=False)
+        # The other way round, its commits poke the API's transition feed, so that a watcher
+        # or a `?wait` hears of a task's move at once rather than at the feed's next poll.
+        controller_database = open_database(settings.resolved_database_url)
+        controller_database.after_commit(app.state.feed.poke)
+        controller = build_controller(settings, controller_database, watch_database=False)
         database.after_commit(controller.wake)
         controller.start()
-    app = create_app(settings, database)
     log.info("taskyard API on http://%s:%d, database %s", settings.host, settings.port,
              settings.resolved_database_url)
     token_path = app.state.admin_token_path

@@ -7,6 +7,8 @@ client or the database sees is what the ORM path stored and answered before.
 import asyncio
 import concurrent.futures
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -390,19 +392,57 @@ def light_connection(tmp_path: Path) -> sqlite3.Connection:
     return sqlite3.connect(tmp_path / "t.db", check_same_thread=False)
 
 
-def test_while_no_one_watches_a_waiting_request_still_hears_its_task_move(
-    tmp_path: Path, database: Database
+def end(database: Database, task_id: str) -> None:
+    with database.write() as session:
+        session.add(Transition(task_id=task_id, from_phase=Phase.RUNNING,
+                               to_phase=Phase.SUCCEEDED, reason=Reason.COMPLETED,
+                               message="exit code 0", resource_version=4))
+        session.commit()
+
+
+@pytest.mark.parametrize("watched", [False, True], ids=["no-one-watches", "a-watcher"])
+def test_a_waiting_request_hears_its_task_end_and_only_that(
+    tmp_path: Path, database: Database, watched: bool
 ) -> None:
     ids = add_tasks(database, 3)
+    end(database, ids[1])
     feed = watch.TransitionFeed(database, 0.01)
+    if watched:
+        feed.subscribe()  # the feed then reads whole rows, through the engine
 
     async def publish() -> list[bool]:
-        with feed.moves_of(ids[1]) as second, feed.moves_of("another") as other:
+        with (feed.ends_of(ids[0]) as moved_only, feed.ends_of(ids[1]) as ended,
+              feed.ends_of("another") as other):
             await feed._publish_new(light_connection(tmp_path))
-            return [second.is_set(), other.is_set()]
+            return [moved_only.is_set(), ended.is_set(), other.is_set()]
 
-    assert asyncio.run(publish()) == [True, False]
-    assert feed._last_seq == 3
+    assert asyncio.run(publish()) == [False, True, False]
+    assert feed._last_seq == 4
+
+
+def test_a_poke_from_another_thread_has_the_feed_look_at_once(
+    tmp_path: Path, database: Database
+) -> None:
+    # A poll far longer than the test: only the poke can make the feed look.
+    feed = watch.TransitionFeed(database, 3600)
+    ids = add_tasks(database, 1)
+
+    async def wait_for_the_end() -> float:
+        await feed.start()
+        try:
+            await asyncio.sleep(0.05)  # the feed's first look is done
+            began = time.monotonic()
+            with feed.ends_of(ids[0]) as ended:
+                def end_and_poke() -> None:
+                    end(database, ids[0])
+                    feed.poke()
+                threading.Thread(target=end_and_poke).start()
+                await asyncio.wait_for(ended.wait(), timeout=10)
+            return time.monotonic() - began
+        finally:
+            await feed.stop()
+
+    assert asyncio.run(wait_for_the_end()) < 5
 
 
 def test_a_watcher_gets_every_transition_whole(tmp_path: Path, database: Database) -> None:

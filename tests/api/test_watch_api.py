@@ -7,6 +7,7 @@ gives up on a read after a few seconds, and each helper fails the test when what
 has not arrived by its deadline. Heartbeats come every 0.2 s.
 """
 
+import asyncio
 import json
 import threading
 import time
@@ -565,3 +566,31 @@ def test_a_finished_task_watch_is_forgotten(live: Live) -> None:
     while watchers(live) != 0:
         assert time.monotonic() < deadline, "an ended watch is still counted"
         time.sleep(0.05)
+
+
+def test_transitions_queued_together_go_out_in_one_write(database: Database) -> None:
+    """A burst of transitions costs each watcher one send; a task watch still stops at the
+    task's ending, and what was queued after it is not sent."""
+    feed = api.watch.TransitionFeed(database, 0.01)
+    subscriber = feed.subscribe()
+    phases = [("Pending", "Scheduled"), ("Scheduled", "Running"), ("Running", "Succeeded"),
+              ("Succeeded", "Pending")]  # the last: an admin requeue, after the ending
+    for seq, (before, after) in enumerate(phases, start=1):
+        event = api.watch.TransitionRead(seq=seq, task_id="t1", from_phase=before,
+                                         to_phase=after, reason="r", message="m",
+                                         at="2026-11-28T00:00:00Z", resource_version=seq)
+        subscriber.queue.put_nowait((event, api.watch._frame(event)))
+
+    async def writes() -> list[bytes]:
+        stream = api.watch._stream(
+            None, feed, subscriber, database, 0, "t1", None, 3600,  # type: ignore[arg-type]
+            api.watch._Visibility(database, api.watch.Caller(is_admin=True)))
+        return [chunk async for chunk in stream]
+
+    sent = asyncio.run(writes())
+
+    assert sent[0] == b": watching transitions\n\n"
+    assert len(sent) == 2, sent
+    assert [json.loads(line[5:])["to_phase"] for line in sent[1].split(b"\n")
+            if line.startswith(b"data:")] == ["Scheduled", "Running", "Succeeded"]
+    assert feed.watchers == 0  # the stream let go of its subscription

@@ -6,7 +6,7 @@ no GPUs, so that scheduling does not depend on the machine running the tests.
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -400,7 +400,7 @@ def test_engine_down_keeps_tasks_waiting_and_running_tasks_alive(world: World) -
 def test_engine_down_mid_pass_on_list_does_not_lose_running_tasks(world: World) -> None:
     busy = running(world)
 
-    def broken_list() -> list[Any]:
+    def broken_list(**_: Any) -> list[Any]:
         raise RuntimeUnavailable("connection reset")
 
     world.fake.list_owned = broken_list  # type: ignore[method-assign]
@@ -990,3 +990,42 @@ def test_controller_service_wakes_on_a_new_task(world: World) -> None:
         service.stop()
 
     assert world.phase(task_id) == "Running"
+
+
+# --- background removal ---------------------------------------------------------------------
+
+
+def test_a_container_being_removed_in_the_background_is_not_removed_again(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Garbage collection leaves a finished task's container to its background removal while
+    that runs; should the removal fail, the next pass removes the container itself."""
+    task_id = running(world)
+    name = name_of(task_id)
+    in_flight: list[Callable[[], None]] = []
+    removals: list[str] = []
+    real_remove = world.fake.remove
+
+    def counted_remove(container: str) -> None:
+        removals.append(container)
+        real_remove(container)
+
+    def deferred(container: str, then: Callable[[], None] | None = None) -> None:
+        assert then is not None
+        in_flight.append(then)  # still under way: the container stays listed
+
+    monkeypatch.setattr(world.fake, "remove", counted_remove)
+    monkeypatch.setattr(world.fake, "remove_soon", deferred)
+    world.fake.finish(name, 0, stdout=b"hi\n")
+    world.once()
+    assert world.phase(task_id) == "Succeeded"
+    assert len(in_flight) == 1
+
+    world.once()  # the container is still there, its removal under way
+    assert removals == []
+    assert name in world.fake.names()
+
+    in_flight.pop()()  # the removal ended without removing it (the engine refused)
+    world.once()
+    assert removals == [name]
+    assert name not in world.fake.names()
