@@ -77,6 +77,7 @@ START_ALLOWANCE_SECONDS = 5.0
 # The warm pool keeps the storage size most used by this many recent starts.
 RECENT_STARTS = 32
 _BIG_COLUMNS = ("code", "stdin", "stdout", "stderr", "result")
+_LOAD_CHUNK = 500  # tasks per IN (...) list: SQLite bounds a statement's parameters
 
 
 @dataclass
@@ -146,6 +147,8 @@ class Reconciler:
         # them be, and the pass needs no exit record of them.
         self._removing: set[str] = set()
         self._removing_lock = threading.Lock()
+        # The active tasks as last loaded, by pk; see `_active_tasks`.
+        self._tasks: dict[int, Task] = {}
         # Asks for a pass soon (the service sets it): a supervisor has reported.
         self.wake_hook: Callable[[], None] | None = None
 
@@ -332,20 +335,32 @@ class Reconciler:
         """Non-terminal tasks, and terminal ones an admin asked to reset, in arrival order."""
         # Two indexed queries, not one with OR: SQLite answers the OR with a scan of every
         # task ever run, and a pass must cost the same with 100 or 100,000 finished tasks.
-        lean = [defer(getattr(Task, name)) for name in _BIG_COLUMNS]
+        # They read each task's version only; a task is loaded when it is new to this loop or
+        # its version moved (every write to a task bumps it). A queue of thousands that waits
+        # is not built into objects again on every pass, which a burst runs hundreds of.
         with self._db.read() as session:
-            active = session.scalars(
-                select(Task).where(col(Task.phase).in_([p.value for p in ACTIVE_PHASES]))
-                .options(*lean)
-            )
-            resets = session.scalars(
+            versions = dict(session.execute(
+                select(col(Task.pk), col(Task.resource_version))
+                .where(col(Task.phase).in_([p.value for p in ACTIVE_PHASES]))
+            ).tuples().all())
+            versions.update(session.execute(
                 # IN, not IS NOT NULL, which SQLite answers with a scan.
-                select(Task).where(col(Task.reset_requested_to).in_([Phase.PENDING.value,
-                                                                     Phase.FAILED.value]))
-                .options(*lean)
-            )
-            by_pk = {task.pk: task for task in [*active, *resets]}
-        return [by_pk[pk] for pk in sorted(by_pk, key=lambda pk: pk or 0)]
+                select(col(Task.pk), col(Task.resource_version))
+                .where(col(Task.reset_requested_to).in_([Phase.PENDING.value,
+                                                         Phase.FAILED.value]))
+            ).tuples().all())
+            cached = self._tasks
+            stale = [pk for pk, version in versions.items()
+                     if pk not in cached or cached[pk].resource_version != version]
+            lean = [defer(getattr(Task, name)) for name in _BIG_COLUMNS]
+            for at in range(0, len(stale), _LOAD_CHUNK):
+                for task in session.scalars(
+                    select(Task).where(col(Task.pk).in_(stale[at:at + _LOAD_CHUNK]))
+                    .options(*lean)
+                ):
+                    cached[task.pk or 0] = task
+        self._tasks = {pk: cached[pk] for pk in sorted(versions) if pk in cached}
+        return list(self._tasks.values())
 
     def _requeues(self, task_id: str, reason: Reason) -> int:
         """How often the controller sent the task back to Pending for this reason."""

@@ -236,7 +236,7 @@ def place(
             plan.placements.append(placement)
             continue
         why = "; ".join(short) if short else "would delay an earlier task"
-        plan.waiting.append(
-            Wait(request.task_id, f"{why}; queued behind task {reservation.head_id}")
-        )
+        # Not named by the head: the head changes with every start, and a message naming it
+        # would rewrite every task in the queue on every pass (a burst's cost going quadratic).
+        plan.waiting.append(Wait(request.task_id, f"{why}; queued behind an earlier task"))
     return plan

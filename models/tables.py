@@ -21,6 +21,8 @@ class Task(SQLModel, table=True):
     pk: int | None = Field(default=None, primary_key=True)
     id: str = Field(unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow)
+    # Every write to a task adds one: watchers see a change by it, and the controller reloads
+    # a task only when it moved.
     resource_version: int = 1
     # The user token that created it; None in open mode and for the admin.
     owner: str | None = Field(default=None, index=True)

@@ -181,7 +181,7 @@ def test_later_request_does_not_overtake_a_head_it_would_delay() -> None:
         [holding("h", cpus=(0, 1), ends_in=100)],
     )
     assert plan.placements == []
-    assert waiting(plan)["long"] == "would delay an earlier task; queued behind task head"
+    assert waiting(plan)["long"] == "would delay an earlier task; queued behind an earlier task"
 
 
 def test_short_task_is_backfilled_when_it_ends_before_the_head_can_start() -> None:
@@ -230,7 +230,7 @@ def test_long_tasks_share_the_spare_capacity_rather_than_each_using_all_of_it() 
         [holding("h", cpus=(0, 1), ends_in=100)],
     )
     assert placed(plan) == {"long1": Placement("long1", (2,), ())}
-    assert waiting(plan)["long2"] == "would delay an earlier task; queued behind task head"
+    assert waiting(plan)["long2"] == "would delay an earlier task; queued behind an earlier task"
 
 
 def test_backfill_counts_spare_ram_not_only_cores() -> None:
@@ -243,13 +243,24 @@ def test_backfill_counts_spare_ram_not_only_cores() -> None:
     assert "would delay an earlier task" in waiting(plan)["long"]
 
 
-def test_request_behind_a_waiting_head_says_which_task_it_waits_for() -> None:
+def test_request_behind_a_waiting_head_says_it_is_queued() -> None:
     plan = place(
         [request("head", cpu=4), request("next", cpu=4)],
         host(),
         [holding("h", cpus=(0,))],
     )
-    assert waiting(plan)["next"].endswith("queued behind task head")
+    assert waiting(plan)["next"] == (
+        "Insufficient cpu: requested 4, free 3; queued behind an earlier task")
+
+
+def test_a_queued_request_keeps_its_message_when_the_head_changes() -> None:
+    # Each start makes a new head; the tasks behind it must not get a new message (a write
+    # each) for it.
+    before = place([request("a", cpu=4), request("b", cpu=4), request("c", cpu=4)], host(),
+                   [holding("h", cpus=(0, 1, 2, 3))])
+    after = place([request("b", cpu=4), request("c", cpu=4)], host(),
+                  [holding("a", cpus=(0, 1, 2, 3))])
+    assert waiting(before)["c"] == waiting(after)["c"]
 
 
 def test_shared_gpu_takes_two_gpu_tasks() -> None:
