@@ -564,47 +564,88 @@ class Crowd:
     target: str | None = None
 
 
-async def _read_chunk(reader: asyncio.StreamReader) -> bytes:
-    size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
-    data = await reader.readexactly(size + 2)
-    return data[:-2]
+class _WatchClient(asyncio.Protocol):
+    """One /watch client as a bare protocol: each piece of the stream is stamped the moment
+    it arrives, and the frames are cut out of the chunked body then; the JSON is parsed only
+    after the run. A thousand of these share this process's loop with nothing else to do, so
+    what they measure is the server's delivery, not this client's own parsing."""
+
+    def __init__(self, crowd: Crowd) -> None:
+        self.crowd = crowd
+        self.done: asyncio.Future[list[tuple[float, bytes]]] = (
+            asyncio.get_running_loop().create_future())
+        self.frames: list[tuple[float, bytes]] = []  # (arrival, an SSE frame)
+        self._raw = b""  # not yet cut into chunks
+        self._body = b""  # the chunks' data, not yet cut into frames
+        self._head_seen = False
+        self._subscribed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(b"GET /watch HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                        b"accept: text/event-stream\r\n\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        arrived = time.time()
+        self._raw += data
+        if not self._head_seen:
+            head, found, rest = self._raw.partition(b"\r\n\r\n")
+            if not found:
+                return
+            if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
+                self._fail(BenchError(f"GET /watch answered {head.splitlines()[0]!r}"))
+                return
+            self._head_seen, self._raw = True, rest
+        while True:  # chunked transfer coding: "<hex size>\r\n<data>\r\n"
+            line, found, rest = self._raw.partition(b"\r\n")
+            if not found:
+                break
+            size = int(line.split(b";")[0] or b"0", 16)
+            if len(rest) < size + 2:
+                break
+            self._body += rest[:size]
+            self._raw = rest[size + 2:]
+        while b"\n\n" in self._body:
+            frame, self._body = self._body.split(b"\n\n", 1)
+            if frame.startswith(b":"):
+                if not self._subscribed:
+                    self._subscribed = True
+                    self.crowd.joined += 1
+                continue
+            self.frames.append((arrived, frame))
+            target = self.crowd.target
+            if (target is not None and target.encode() in frame
+                    and any(f'"to_phase": "{phase}"'.encode() in frame for phase in TERMINAL)):
+                self.transport.close()
+                if not self.done.done():
+                    self.done.set_result(self.frames)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(BenchError(f"a /watch stream ended early: {exc}"))
+
+    def _fail(self, error: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+        self.transport.close()
 
 
 async def _follow_watch(port: int, crowd: Crowd, connecting: asyncio.Semaphore
                         ) -> list[tuple[float, dict[str, Any]]]:
     """One /watch client: every transition it receives, with its arrival time."""
+    loop = asyncio.get_running_loop()
     async with connecting:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /watch HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-                     b"accept: text/event-stream\r\n\r\n")
-        head = await reader.readuntil(b"\r\n\r\n")
+        transport, client = await loop.create_connection(lambda: _WatchClient(crowd),
+                                                         "127.0.0.1", port)
     try:
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise BenchError(f"GET /watch answered {head.splitlines()[0]!r}")
-        chunked = b"transfer-encoding: chunked" in head.lower()
-        events: list[tuple[float, dict[str, Any]]] = []
-        buffer = b""
-        subscribed = False
-        while True:
-            data = await (_read_chunk(reader) if chunked else reader.read(65536))
-            arrived = time.time()
-            if not data:
-                raise BenchError("a /watch stream ended early")
-            buffer += data
-            while b"\n\n" in buffer:
-                frame, buffer = buffer.split(b"\n\n", 1)
-                if frame.startswith(b":"):
-                    if not subscribed:
-                        subscribed = True
-                        crowd.joined += 1
-                    continue
-                line = next(x for x in frame.split(b"\n") if x.startswith(b"data:"))
-                event = json.loads(line[5:])
-                events.append((arrived, event))
-                if event["task_id"] == crowd.target and event["to_phase"] in TERMINAL:
-                    return events
+        frames = await client.done
     finally:
-        writer.close()
+        transport.close()
+    events = []
+    for arrived, frame in frames:
+        line = next(x for x in frame.split(b"\n") if x.startswith(b"data:"))
+        events.append((arrived, json.loads(line[5:])))
+    return events
 
 
 async def _watch_fanout(serve: Service, clients: int, until: float
@@ -664,7 +705,8 @@ def figure_watch(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
             notes=[f"watch: {clients} raw-socket SSE clients on one asyncio loop in this "
                    f"process; {transitions} transitions of one task × {clients} clients; delay "
                    f"= arrival − the event's `at`; p50 {p50:.0f} ms, p99 {p99:.0f} ms, max "
-                   f"{max(delays):.0f} ms (includes this client's own loop)"]),
+                   f"{max(delays):.0f} ms (stamped as each piece arrives on this process's "
+                   f"loop, parsed after the run)"]),
         Row(f"5 watch, {clients} clients: RSS growth", f"{growth:.0f} MB",
             f"{before:.0f} MB before", target="< 100 MB", met=verdict(growth < 100)),
     ]
