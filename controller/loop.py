@@ -78,6 +78,12 @@ START_ALLOWANCE_SECONDS = 5.0
 RECENT_STARTS = 32
 _BIG_COLUMNS = ("code", "stdin", "stdout", "stderr", "result")
 _LOAD_CHUNK = 500  # tasks per IN (...) list: SQLite bounds a statement's parameters
+# Two indexed queries, not one with OR: SQLite answers the OR with a scan of every task ever
+# run. IN, not IS NOT NULL, which SQLite answers with a scan too.
+_ACTIVE_VERSIONS = "SELECT pk, resource_version FROM tasks WHERE phase IN (?, ?, ?)"
+_ACTIVE_VALUES = tuple(sorted(phase.value for phase in ACTIVE_PHASES))
+_RESET_VERSIONS = "SELECT pk, resource_version FROM tasks WHERE reset_requested_to IN (?, ?)"
+_RESET_VALUES = (Phase.PENDING.value, Phase.FAILED.value)
 
 
 @dataclass
@@ -319,9 +325,8 @@ class Reconciler:
                        if (t.reason, t.message) != (Reason.RUNTIME_UNAVAILABLE, health.message)]
             if changed:
                 with self._db.write() as session:
-                    for task in changed:
-                        note_waiting(session, task_id=task.id,
-                                     reason=Reason.RUNTIME_UNAVAILABLE, message=health.message)
+                    note_waiting(session, reason=Reason.RUNTIME_UNAVAILABLE,
+                                 messages={task.id: health.message for task in changed})
                     session.commit()
         self._record_stuck(tasks, containers, health.ok, self._clock())
         self._compact_history(now)
@@ -333,34 +338,35 @@ class Reconciler:
 
     def _active_tasks(self) -> list[Task]:
         """Non-terminal tasks, and terminal ones an admin asked to reset, in arrival order."""
-        # Two indexed queries, not one with OR: SQLite answers the OR with a scan of every
-        # task ever run, and a pass must cost the same with 100 or 100,000 finished tasks.
-        # They read each task's version only; a task is loaded when it is new to this loop or
-        # its version moved (every write to a task bumps it). A queue of thousands that waits
-        # is not built into objects again on every pass, which a burst runs hundreds of.
-        with self._db.read() as session:
-            versions = dict(session.execute(
-                select(col(Task.pk), col(Task.resource_version))
-                .where(col(Task.phase).in_([p.value for p in ACTIVE_PHASES]))
-            ).tuples().all())
-            versions.update(session.execute(
-                # IN, not IS NOT NULL, which SQLite answers with a scan.
-                select(col(Task.pk), col(Task.resource_version))
-                .where(col(Task.reset_requested_to).in_([Phase.PENDING.value,
-                                                         Phase.FAILED.value]))
-            ).tuples().all())
-            cached = self._tasks
-            stale = [pk for pk, version in versions.items()
-                     if pk not in cached or cached[pk].resource_version != version]
-            lean = [defer(getattr(Task, name)) for name in _BIG_COLUMNS]
-            for at in range(0, len(stale), _LOAD_CHUNK):
-                for task in session.scalars(
-                    select(Task).where(col(Task.pk).in_(stale[at:at + _LOAD_CHUNK]))
-                    .options(*lean)
-                ):
-                    cached[task.pk or 0] = task
+        # Each task's version only, on the driver's connection (a pass asks three times, and
+        # SQLAlchemy's statement machinery costs more than SQLite's answer). A task is loaded
+        # when it is new to this loop or its version moved (every write to a task bumps it):
+        # a queue of thousands that waits is not built into objects on every pass, and a
+        # burst runs hundreds of passes. Indexed, so a pass costs the same with 100 or
+        # 100,000 finished tasks.
+        with self._db.reader.connect() as connection:
+            sqlite = connection.connection.driver_connection
+            assert sqlite is not None
+            versions = dict(sqlite.execute(_ACTIVE_VERSIONS, _ACTIVE_VALUES).fetchall())
+            versions.update(sqlite.execute(_RESET_VERSIONS, _RESET_VALUES).fetchall())
+        cached = self._tasks
+        stale = [pk for pk, version in versions.items()
+                 if pk not in cached or cached[pk].resource_version != version]
+        if stale:
+            self._load(stale)
         self._tasks = {pk: cached[pk] for pk in sorted(versions) if pk in cached}
         return list(self._tasks.values())
+
+    def _load(self, pks: list[int]) -> None:
+        """(Re)load these tasks into the cache of `_active_tasks`."""
+        lean = [defer(getattr(Task, name)) for name in _BIG_COLUMNS]
+        with self._db.read() as session:
+            for at in range(0, len(pks), _LOAD_CHUNK):
+                for task in session.scalars(
+                    select(Task).where(col(Task.pk).in_(pks[at:at + _LOAD_CHUNK]))
+                    .options(*lean)
+                ):
+                    self._tasks[task.pk or 0] = task
 
     def _requeues(self, task_id: str, reason: Reason) -> int:
         """How often the controller sent the task back to Pending for this reason."""
@@ -465,18 +471,18 @@ class Reconciler:
         changed = [w for w in plan.waiting
                    if (by_id[w.task_id].reason, by_id[w.task_id].message)
                    != (Reason.UNSCHEDULABLE, w.message)]
-        if changed:  # most passes change no one's reason: then they write nothing
-            with self._db.write() as session:
-                for wait in changed:
-                    note_waiting(session, task_id=wait.task_id, reason=Reason.UNSCHEDULABLE,
-                                 message=wait.message)
-                session.commit()
+        # Starts first: the words for those that wait can wait for them.
+        for placement in plan.placements:
+            self._bind(by_id[placement.task_id], placement, report)
         for wait in plan.never_fits:
             message = f"can never fit this host: {wait.message}"
             self._end(by_id[wait.task_id], Phase.FAILED, Reason.EXCEEDS_CAPACITY, message,
                       message, report)
-        for placement in plan.placements:
-            self._bind(by_id[placement.task_id], placement, report)
+        if changed:  # most passes change no one's reason: then they write nothing
+            with self._db.write() as session:
+                note_waiting(session, reason=Reason.UNSCHEDULABLE,
+                             messages={wait.task_id: wait.message for wait in changed})
+                session.commit()
 
     def _keep_warm(self, tasks: list[Task], host: HostCapacity, now: datetime) -> None:
         """Size the warm pool to the RAM no task holds, for the sizes that start next."""

@@ -8,7 +8,7 @@ task twice: the losing writer sees zero rows and leaves the task alone.
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, update
 from sqlmodel import Session, col
 
 from models.phases import Phase, Reason
@@ -61,14 +61,22 @@ def move(
     return True
 
 
-def note_waiting(
-    session: Session, *, task_id: str, reason: Reason, message: str
-) -> None:
-    """Say why a Pending task waits, where that changed (no transition: the phase stays)."""
+def note_waiting(session: Session, *, reason: Reason, messages: dict[str, str]) -> None:
+    """Say why Pending tasks wait (task id -> message), for those where that changed; no
+    transition, the phase stays. One statement, executed for each task."""
+    if not messages:
+        return
+    table: Table = Task.__table__  # type: ignore[attr-defined]
+    tasks = table.c
     statement = (
-        update(Task)
-        .where(col(Task.id) == task_id, col(Task.phase) == Phase.PENDING)
-        .where((col(Task.reason) != reason) | (col(Task.message) != message))
-        .values(reason=reason, message=message, resource_version=Task.resource_version + 1)
+        update(table)
+        .where(tasks.id == bindparam("waiting_id"), tasks.phase == Phase.PENDING.value)
+        .where((tasks.reason != bindparam("new_reason"))
+               | (tasks.message != bindparam("new_message")))
+        .values(reason=bindparam("new_reason"), message=bindparam("new_message"),
+                resource_version=tasks.resource_version + 1)
     )
-    session.execute(statement)
+    session.execute(statement, [
+        {"waiting_id": task_id, "new_reason": reason.value, "new_message": message}
+        for task_id, message in messages.items()
+    ])
