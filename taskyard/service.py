@@ -1,5 +1,6 @@
 """Starting the parts: the API under uvicorn, the controller's loop, or both in one process."""
 
+import gc
 import logging
 import signal
 import threading
@@ -25,6 +26,23 @@ def instance_id(data_dir: Path) -> str:
     owner = uuid.uuid4().hex
     path.write_text(owner + "\n")
     return owner
+
+
+def settle_heap() -> None:
+    """Keep the cycle collector's pauses short and rare: each one stops every thread, the
+    event loop too. With 1,000 watchers connected a full collection scanned some 350,000
+    objects and took 235 ms on 2 busy cores, in the middle of a fan-out.
+
+    Start-up's objects (modules, the app, the schema: 137,000 of them) live as long as the
+    process, so they are frozen out of the collector's sight; nothing of them is garbage (a
+    collection runs just before), and what they later drop is still freed by reference
+    counting. That halved the full collection. The youngest generation is collected every
+    50,000 allocations instead of 700, and a full collection comes at most once per 100
+    young ones, so about 70 times less often; a young one scans at most those 50,000.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 10, 10)
 
 
 def build_controller(settings: Settings, database: Database, *,
@@ -82,6 +100,7 @@ def run_api(settings: Settings, *, with_controller: bool) -> None:
     # that would end the process before the controller below stores what it holds and removes
     # its warm containers.
     signal.signal(signal.SIGTERM, lambda *_: log.info("stopping on SIGTERM"))
+    settle_heap()
     try:
         # Open /watch streams never end by themselves: give them a moment, then close them.
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
@@ -98,6 +117,7 @@ def run_controller(settings: Settings) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    settle_heap()
     controller.start()
     log.info("taskyard controller running against %s", settings.resolved_database_url)
     stop.wait()
