@@ -4,7 +4,7 @@ measured in the same run on the same machine, printed as one table.
 Run it from the repository root, on a host where the service runs (Docker engine up, runner
 image built; `deploy/setup-host.sh` does both):
 
-    .venv/bin/python deploy/bench.py                   # full run, about 6 min on 2 cores
+    .venv/bin/python deploy/bench.py                   # full run, about 3 min on 2 cores
     .venv/bin/python deploy/bench.py --quick           # smoke run for CI, under a minute
     .venv/bin/python deploy/bench.py --only latency rate
 
@@ -145,7 +145,7 @@ class Row:
 
 
 def seconds(value: float) -> str:
-    if value < 0.01:  # a pass of well under a millisecond is not "0 ms"
+    if value < 0.001:  # a pass of well under a millisecond is not "0 ms"
         return f"{value * 1000:.2f} ms"
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
