@@ -80,8 +80,9 @@ _BIG_COLUMNS = ("code", "stdin", "stdout", "stderr", "result")
 _LOAD_CHUNK = 500  # tasks per IN (...) list: SQLite bounds a statement's parameters
 # Two indexed queries, not one with OR: SQLite answers the OR with a scan of every task ever
 # run. IN, not IS NOT NULL, which SQLite answers with a scan too.
-_ACTIVE_VERSIONS = "SELECT pk, resource_version FROM tasks WHERE phase IN (?, ?, ?)"
 _ACTIVE_VALUES = tuple(sorted(phase.value for phase in ACTIVE_PHASES))
+_ACTIVE_VERSIONS = ("SELECT pk, resource_version FROM tasks WHERE phase IN "
+                    f"({', '.join('?' * len(_ACTIVE_VALUES))})")
 _RESET_VERSIONS = "SELECT pk, resource_version FROM tasks WHERE reset_requested_to IN (?, ?)"
 _RESET_VALUES = (Phase.PENDING.value, Phase.FAILED.value)
 

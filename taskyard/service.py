@@ -90,6 +90,8 @@ def run_api(settings: Settings, *, with_controller: bool) -> None:
         controller_database.after_commit(app.state.feed.poke)
         controller = build_controller(settings, controller_database, watch_database=False)
         database.after_commit(controller.wake)
+    settle_heap()  # before the controller's thread makes objects that are not start-up's
+    if controller is not None:
         controller.start()
     log.info("taskyard API on http://%s:%d, database %s", settings.host, settings.port,
              settings.resolved_database_url)
@@ -100,7 +102,6 @@ def run_api(settings: Settings, *, with_controller: bool) -> None:
     # that would end the process before the controller below stores what it holds and removes
     # its warm containers.
     signal.signal(signal.SIGTERM, lambda *_: log.info("stopping on SIGTERM"))
-    settle_heap()
     try:
         # Open /watch streams never end by themselves: give them a moment, then close them.
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
