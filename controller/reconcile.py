@@ -281,7 +281,8 @@ def judge(
                    "own exit status is unknown: under gVisor a fork bomb past the process "
                    "limit, a SIGKILL to PID 1 or `docker kill` ends the whole sandbox")
         return outcome(Phase.FAILED, Reason.SANDBOX_DIED, message, message)
-    if container is not None and container.oom_killed:
+    if (container is not None and container.oom_killed) or (report is not None
+                                                            and report.oom_killed):
         message = f"killed: out of memory (limit {format_size(task.ram_bytes)})"
         return outcome(Phase.FAILED, Reason.OOM_KILLED, message, message)
     if exit_code == SIGKILL_EXIT_CODE and report is None:

@@ -72,6 +72,21 @@ def report(**fields):
     else:  # no key came, so no code of the task's has run that could forge this line
         write_all(1, MARKER + body + b"\n")
 
+# The container's memory cgroup (v1, v2): how many processes the kernel's OOM killer ended.
+OOM_COUNTERS = ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events")
+
+def oom_kills():
+    for path in OOM_COUNTERS:
+        try:
+            with open(path) as counters:
+                for line in counters:
+                    name, _, value = line.partition(" ")
+                    if name == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            pass
+    return 0
+
 def hide():
     # Not dumpable: the task runs as the same user, but cannot open our /proc entries (our
     # memory, which holds the key, and our descriptors). Its own exec makes it dumpable again.
@@ -223,6 +238,11 @@ def main():
     code = child.wait()
     exit_code = code if code >= 0 else 128 - code
     killed = {"signal": -code} if code < 0 else {}  # 137 alone may also be sys.exit(137)
+    if code == -9:
+        # The engine's own OOM flag races with the exit and is now and then missing (the OOM
+        # event comes after the exit, containerd#8180); the cgroup's counter is already up
+        # when the killed code's exit reaches us.
+        killed["oom_kills"] = oom_kills()
     report(exit_code=exit_code, stdout_bytes=seen[1], stderr_bytes=seen[2],
            stdout_truncated=seen[1] > limit, stderr_truncated=seen[2] > limit, **killed)
     return exit_code
@@ -246,6 +266,8 @@ class Report:
     stderr_truncated: bool = False
     error: str | None = None
     signal: int | None = None  # the signal that ended the code, where one did
+    # SIGKILL ended the code and the kernel's OOM killer had killed in the container by then.
+    oom_killed: bool = False
 
 
 def build_payload(code: str, stdin: str | None, limit: int, *, interactive: bool = False) -> bytes:
@@ -278,5 +300,6 @@ def parse_report(stderr: bytes) -> tuple[bytes, Report | None]:
         stderr_truncated=bool(fields.get("stderr_truncated")),
         error=str(fields["error"]) if "error" in fields else None,
         signal=fields["signal"] if isinstance(fields.get("signal"), int) else None,
+        oom_killed=isinstance(fields.get("oom_kills"), int) and fields["oom_kills"] > 0,
     )
     return stderr[:at], report

@@ -289,6 +289,21 @@ def test_oom_kill_fails_with_the_memory_limit() -> None:
     assert result.exit_code == 137
 
 
+@pytest.mark.parametrize(("oom_kills", "want"), [
+    (1, (Reason.OOM_KILLED, "killed: out of memory (limit 64MB)")),
+    (0, (Reason.NON_ZERO_EXIT, "killed by signal SIGKILL (exit code 137)")),
+], ids=["the-cgroup-counted-an-oom-kill", "no-oom-kill"])
+def test_a_sigkilled_code_is_oom_killed_by_the_reports_count_where_the_engine_missed_it(
+        oom_kills: int, want: tuple[Reason, str]) -> None:
+    # The engine's OOMKilled flag races with the exit (the OOM event may come after it).
+    reported = CapturedOutput(b"", report(exit_code=137, signal=9, oom_kills=oom_kills,
+                                          stdout_bytes=0, stderr_bytes=0))
+    result = judge(running_task(ram_bytes=64 * MIB), exited(137, ran_for=0.5), reported,
+                   limit=LIMIT)
+    assert (result.phase, result.reason) == (Phase.FAILED, want[0])
+    assert result.message.startswith(want[1]), result.message
+
+
 def test_sigkill_from_outside_fails_and_says_so() -> None:
     # `docker kill`: exit code 137 within the timeout, no OOM, and no supervisor report.
     result = judge(running_task(), exited(137, ran_for=0.5), CapturedOutput(b"up\n", b""),

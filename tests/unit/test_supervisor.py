@@ -40,6 +40,11 @@ def source_in(work: Path) -> str:
     src = SOURCE.replace('"/work/main.py"', repr(str(work / "main.py")))
     src = src.replace('cwd="/work"', f"cwd={str(work)!r}")
     assert "/work" not in src.replace(str(work), "")
+    # The memory cgroup's counters are this test's file (absent unless a test writes it), not
+    # those of whatever cgroup the test runs in.
+    counters = SOURCE[SOURCE.index("OOM_COUNTERS = "):].split("\n", 1)[0]
+    src = src.replace(counters, f"OOM_COUNTERS = ({str(work.parent / 'oom_control')!r},)")
+    assert "/sys/fs/cgroup" not in src
     return src
 
 
@@ -192,6 +197,32 @@ def test_child_killed_by_sigkill_gives_137(work: Path) -> None:
     assert run.returncode == 137
     assert run.report is not None and run.report.exit_code == 137
     assert run.stdout == b"before\n"
+
+
+KILLED_BY_SIGKILL = """
+    import os, signal
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize(("code", "counters", "oom_kills", "oom_killed"), [
+    (KILLED_BY_SIGKILL, "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n", 1, True),
+    (KILLED_BY_SIGKILL, "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n", 0, False),
+    (KILLED_BY_SIGKILL, None, 0, False),
+    ("raise SystemExit(137)", "oom_kill 1\n", None, False),
+], ids=["sigkill-after-an-oom-kill", "sigkill-no-oom-kill", "no-counters-to-read",
+        "exit-137-is-no-kill"])
+def test_a_sigkilled_code_reports_the_cgroups_oom_kills(
+        work: Path, code: str, counters: str | None, oom_kills: int | None,
+        oom_killed: bool) -> None:
+    # The engine's own OOM flag is now and then missing at the exit; the report carries the
+    # memory cgroup's counter, read once the code is gone.
+    if counters is not None:
+        (work.parent / "oom_control").write_text(counters)
+    run = supervise(work, code)
+    assert run.returncode == 137
+    assert run.fields.get("oom_kills") == oom_kills
+    assert run.report is not None and run.report.oom_killed is oom_killed
 
 
 def test_empty_stdin_reports_that_no_code_was_delivered(work: Path) -> None:
