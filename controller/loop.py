@@ -176,7 +176,8 @@ class Reconciler:
 
     def _settling_report(self, name: str) -> Report | None:
         """The supervisor's report where it settles how the code ended: not for a code killed
-        by SIGKILL, which may be an OOM kill, and only the engine's exit record says that."""
+        by SIGKILL, which may be an OOM kill: that one waits for the engine's exit record and
+        its OOM flag (the report's count of the cgroup's OOM kills backs the flag up)."""
         reader = self._readers.get(name)
         report = reader.report if reader is not None else None
         return report if report is not None and report.signal != signal.SIGKILL else None
