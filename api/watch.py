@@ -121,13 +121,13 @@ class TransitionFeed:
     def ends_of(self, task_id: str) -> Iterator[asyncio.Event]:
         """An event set when the task moves to a terminal phase, for as long as the block
         lasts. (Its other moves wake nobody: a waiter would only read it again to no end.)"""
-        moved = asyncio.Event()
-        self._task_waiters.setdefault(task_id, set()).add(moved)
+        ended = asyncio.Event()
+        self._task_waiters.setdefault(task_id, set()).add(ended)
         try:
-            yield moved
+            yield ended
         finally:
             waiters = self._task_waiters.get(task_id, set())
-            waiters.discard(moved)
+            waiters.discard(ended)
             if not waiters:
                 self._task_waiters.pop(task_id, None)
 
@@ -192,7 +192,6 @@ class TransitionFeed:
                     subscriber.wake.set()
             if len(rows) < REPLAY_BATCH:
                 return
-
 
     def _ended(self, task_id: str, to_phase: str) -> None:
         if to_phase in TERMINAL_PHASES:

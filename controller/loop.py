@@ -351,24 +351,27 @@ class Reconciler:
             assert sqlite is not None
             versions = dict(sqlite.execute(_ACTIVE_VERSIONS, _ACTIVE_VALUES).fetchall())
             versions.update(sqlite.execute(_RESET_VERSIONS, _RESET_VALUES).fetchall())
-        cached = self._tasks
+        known = self._tasks
         stale = [pk for pk, version in versions.items()
-                 if pk not in cached or cached[pk].resource_version != version]
-        if stale:
-            self._load(stale)
-        self._tasks = {pk: cached[pk] for pk in sorted(versions) if pk in cached}
+                 if pk not in known or known[pk].resource_version != version]
+        loaded = {task.pk or 0: task for task in self._load(stale)}
+        self._tasks = {pk: loaded[pk] if pk in loaded else known[pk] for pk in sorted(versions)
+                       if pk in loaded or pk in known}
         return list(self._tasks.values())
 
-    def _load(self, pks: list[int]) -> None:
-        """(Re)load these tasks into the cache of `_active_tasks`."""
+    def _load(self, pks: list[int]) -> list[Task]:
+        """These tasks, without their big columns (a task gone meanwhile is left out)."""
         lean = [defer(getattr(Task, name)) for name in _BIG_COLUMNS]
+        tasks: list[Task] = []
+        if not pks:
+            return tasks
         with self._db.read() as session:
             for at in range(0, len(pks), _LOAD_CHUNK):
-                for task in session.scalars(
+                tasks += session.scalars(
                     select(Task).where(col(Task.pk).in_(pks[at:at + _LOAD_CHUNK]))
                     .options(*lean)
-                ):
-                    self._tasks[task.pk or 0] = task
+                )
+        return tasks
 
     def _requeues(self, task_id: str, reason: Reason) -> int:
         """How often the controller sent the task back to Pending for this reason."""
