@@ -72,7 +72,8 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def create_app(settings: Settings, database: Database) -> FastAPI:
-    feed = TransitionFeed(database, settings.watch_poll_seconds)
+    feed = TransitionFeed(database, settings.watch_poll_seconds,
+                          settings.watch_heartbeat_seconds)
     submissions = SubmissionWriter(database, settings)
 
     @asynccontextmanager

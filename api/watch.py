@@ -6,20 +6,29 @@ and hands them to every watcher's bounded queue. A watcher first subscribes, the
 it missed from the database, then follows the feed, skipping anything at or below the last
 `seq` it sent. A watcher that falls behind (its queue overflows) is not dropped: it catches up
 from the database, so a slow client costs the server one bounded queue and nothing more.
+
+A transition reaches every watcher of the process, so what one watcher costs per transition is
+what a fan-out to a thousand costs a thousand times over. Hence the stream is a plain ASGI
+response that hands its frames to the server's `send` itself (no body generator, no task group
+around it); the heartbeat is the feed's one timer for all watchers, not one per watcher and per
+wait; and the feed wakes its watchers a slice at a time, looking for newer transitions between
+slices, so that moves which come in the middle of a fan-out join it rather than queue behind it.
 """
 
 import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from api.auth import Caller, CallerDep
 from api.deps import MAX_SEQ, SEQ_HEADER_SCHEMA, DatabaseDep, parse_seq
@@ -33,6 +42,10 @@ router = APIRouter()
 
 QUEUE_SIZE = 1024
 REPLAY_BATCH = 500
+# How many watchers the feed wakes before it looks for newer transitions again. A fan-out to a
+# thousand watchers takes tens of milliseconds; a task's next move often comes within it, and
+# the watchers not yet woken then send both moves in one write instead of one round each.
+WAKE_SLICE = 100
 
 
 @dataclass(eq=False)
@@ -43,6 +56,8 @@ class Subscriber:
     )
     overflowed: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    beat: bool = False  # the feed's heartbeat: say something if there is nothing to send
+    gone: bool = False  # the client disconnected
 
 
 def _read_after(database: Database, after: int, limit: int, task_id: str | None = None
@@ -85,10 +100,13 @@ def _compacted_through(database: Database) -> int:
 class TransitionFeed:
     """Fans new transitions out to the watchers of this process."""
 
-    def __init__(self, database: Database, poll_seconds: float) -> None:
+    def __init__(self, database: Database, poll_seconds: float,
+                 heartbeat_seconds: float = 15.0) -> None:
         self._db = database
         self._poll = poll_seconds
+        self._heartbeat = heartbeat_seconds
         self._subscribers: set[Subscriber] = set()
+        self._to_wake: OrderedDict[Subscriber, None] = OrderedDict()  # in the order queued
         self._task_waiters: dict[str, set[asyncio.Event]] = {}
         self._last_seq = 0
         self._task: asyncio.Task[None] | None = None
@@ -108,6 +126,7 @@ class TransitionFeed:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
+        self._to_wake.pop(subscriber, None)
 
     def poke(self) -> None:
         """Look for new transitions now rather than at the next poll; any thread may call it.
@@ -152,6 +171,8 @@ class TransitionFeed:
         connection = sqlite3.connect(path or ":memory:", check_same_thread=False)
         # An in-memory database is another one on each connection: read it through the engine.
         light = connection if path and path != ":memory:" else None
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time() + self._heartbeat
         try:
             version = None
             while True:
@@ -161,12 +182,29 @@ class TransitionFeed:
                     await self._publish_new(light)
                     self._changed.set()
                     self._changed = asyncio.Event()
+                if loop.time() >= next_beat:
+                    next_beat = loop.time() + self._heartbeat
+                    self._beat()
+                if self._to_wake:
+                    self._wake_slice()
+                    await asyncio.sleep(0)  # the woken watchers send, then the feed looks again
+                    continue
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._poll):
+                    async with asyncio.timeout(min(self._poll, next_beat - loop.time())):
                         await self._poked.wait()
                 self._poked.clear()
         finally:
             connection.close()
+
+    def _beat(self) -> None:
+        for subscriber in self._subscribers:
+            subscriber.beat = True
+            self._to_wake[subscriber] = None
+
+    def _wake_slice(self) -> None:
+        for _ in range(min(WAKE_SLICE, len(self._to_wake))):
+            subscriber, _ = self._to_wake.popitem(last=False)
+            subscriber.wake.set()
 
     async def _publish_new(self, light: sqlite3.Connection | None = None) -> None:
         while light is not None and not self._subscribers:
@@ -189,7 +227,7 @@ class TransitionFeed:
                         subscriber.queue.put_nowait(item)
                     except asyncio.QueueFull:
                         subscriber.overflowed = True
-                    subscriber.wake.set()
+                    self._to_wake[subscriber] = None
             if len(rows) < REPLAY_BATCH:
                 return
 
@@ -228,15 +266,20 @@ class _Visibility:
 
 
 async def _stream(
-    request: Request, feed: TransitionFeed, subscriber: Subscriber, database: Database,
-    after: int, task_id: str | None, phase: Phase | None, heartbeat: float,
-    visibility: _Visibility,
-) -> AsyncIterator[bytes]:
+    send: Send, feed: TransitionFeed, subscriber: Subscriber, database: Database, after: int,
+    task_id: str | None, phase: Phase | None, visibility: _Visibility,
+) -> None:
+    """Write the watch's frames as response body pieces until the client goes away or, for a
+    one-task watch, the task ends. The caller has started the response."""
+
+    async def write(chunk: bytes) -> None:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
     last = after
     try:
-        yield b": watching transitions\n\n"
+        await write(b": watching transitions\n\n")
         catch_up = True
-        while True:
+        while not subscriber.gone:
             if catch_up:
                 # Replay from the database: what happened before we subscribed, or what a full
                 # queue could not hold.
@@ -248,7 +291,7 @@ async def _stream(
                     for event in rows:
                         last = event.seq
                         if _matches(event, task_id, phase) and await visibility.allows(event):
-                            yield _frame(event)
+                            await write(_frame(event))
                         ended = Phase(event.to_phase) in TERMINAL_PHASES
                     if len(rows) < REPLAY_BATCH:
                         break
@@ -270,23 +313,58 @@ async def _stream(
                     frames.append(frame)
                 ending = task_id == event.task_id and Phase(event.to_phase) in TERMINAL_PHASES
             if frames:
-                yield b"".join(frames)
+                await send({"type": "http.response.body", "body": b"".join(frames),
+                            "more_body": True})
+            elif subscriber.beat:
+                await write(b": keepalive\n\n")
+            subscriber.beat = False
             if ending:
                 return
             if subscriber.overflowed:
                 catch_up = True
                 continue
             subscriber.wake.clear()
-            try:
-                # A timeout on the running task, not `wait_for`, which starts a task per wait.
-                async with asyncio.timeout(heartbeat):
-                    await subscriber.wake.wait()
-            except TimeoutError:
-                if await request.is_disconnected():
-                    return
-                yield b": keepalive\n\n"
+            await subscriber.wake.wait()
     finally:
         feed.unsubscribe(subscriber)
+
+
+async def _until_disconnect(receive: Receive, subscriber: Subscriber) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    subscriber.gone = True
+    subscriber.wake.set()
+
+
+class _EventStream(Response):
+    """The watch's response: frames go from `_stream` to the server's `send` with nothing in
+    between, and a client that disconnects is noticed at once (its stream is woken to end)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, feed: TransitionFeed, subscriber: Subscriber, database: Database,
+                 after: int, task_id: str | None, phase: Phase | None,
+                 visibility: _Visibility) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._feed = feed
+        self._subscriber = subscriber
+        self._args = (database, after, task_id, phase, visibility)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": self.raw_headers})
+            listener = asyncio.create_task(_until_disconnect(receive, self._subscriber))
+        except BaseException:
+            self._feed.unsubscribe(self._subscriber)
+            raise
+        try:
+            await _stream(send, self._feed, self._subscriber, *self._args)
+        finally:
+            listener.cancel()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 @router.get("/watch", response_class=StreamingResponse,
@@ -300,7 +378,7 @@ async def watch(
     phase: Phase | None = None,
     since: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     last_event_id: Annotated[str | None, Header(json_schema_extra=SEQ_HEADER_SCHEMA)] = None,
-) -> StreamingResponse:
+) -> Response:
     """Stream phase transitions as Server-Sent Events; resume after Last-Event-ID or `since`."""
     if last_event_id is not None:
         since = parse_seq(last_event_id, "a transition seq")
@@ -324,10 +402,5 @@ async def watch(
     except BaseException:
         feed.unsubscribe(subscriber)
         raise
-    heartbeat = request.app.state.settings.watch_heartbeat_seconds
-    return StreamingResponse(
-        _stream(request, feed, subscriber, database, since, task_id, phase, heartbeat,
-                _Visibility(database, caller)),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return _EventStream(feed, subscriber, database, since, task_id, phase,
+                        _Visibility(database, caller))

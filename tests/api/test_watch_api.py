@@ -22,10 +22,12 @@ from live_server import serving
 from sqlmodel import col, delete, select
 
 import api.watch
+from api.auth import Caller
 from controller.status import move
 from models.clock import utcnow
 from models.database import Database, open_database
 from models.phases import Phase, Reason
+from models.schemas import TransitionRead
 from models.settings import Settings
 from models.tables import TRANSITIONS_COMPACTED_THROUGH, Meta, Transition
 
@@ -576,21 +578,77 @@ def test_transitions_queued_together_go_out_in_one_write(database: Database) -> 
     phases = [("Pending", "Scheduled"), ("Scheduled", "Running"), ("Running", "Succeeded"),
               ("Succeeded", "Pending")]  # the last: an admin requeue, after the ending
     for seq, (before, after) in enumerate(phases, start=1):
-        event = api.watch.TransitionRead(seq=seq, task_id="t1", from_phase=before,
+        event = TransitionRead(seq=seq, task_id="t1", from_phase=before,
                                          to_phase=after, reason="r", message="m",
                                          at="2026-11-28T00:00:00Z", resource_version=seq)
         subscriber.queue.put_nowait((event, api.watch._frame(event)))
 
-    async def writes() -> list[bytes]:
-        stream = api.watch._stream(
-            None, feed, subscriber, database, 0, "t1", None, 3600,  # type: ignore[arg-type]
-            api.watch._Visibility(database, api.watch.Caller(is_admin=True)))
-        return [chunk async for chunk in stream]
+    sent: list[bytes] = []
 
-    sent = asyncio.run(writes())
+    async def send(message: dict[str, Any]) -> None:
+        assert message["type"] == "http.response.body" and message["more_body"]
+        sent.append(message["body"])
+
+    asyncio.run(api.watch._stream(
+        send, feed, subscriber, database, 0, "t1", None,  # type: ignore[arg-type]
+        api.watch._Visibility(database, Caller(is_admin=True))))
 
     assert sent[0] == b": watching transitions\n\n"
     assert len(sent) == 2, sent
     assert [json.loads(line[5:])["to_phase"] for line in sent[1].split(b"\n")
             if line.startswith(b"data:")] == ["Scheduled", "Running", "Succeeded"]
     assert feed.watchers == 0  # the stream let go of its subscription
+
+
+def test_a_transition_that_comes_during_a_fan_out_joins_it(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feed wakes its watchers a slice at a time and looks for newer transitions between
+    slices: a watcher not yet woken when the next one is read sends both in one write."""
+    monkeypatch.setattr(api.watch, "WAKE_SLICE", 1)
+    feed = api.watch.TransitionFeed(database, 3600)
+    visibility = api.watch._Visibility(database, Caller(is_admin=True))
+
+    def commit(message: str) -> None:
+        with database.write() as session:
+            session.add(Transition(task_id="t1", from_phase="Pending", to_phase="Pending",
+                                   reason="Unschedulable", message=message,
+                                   resource_version=1))
+            session.commit()
+
+    def messages(chunk: bytes) -> list[str]:
+        return [json.loads(line[5:])["message"] for line in chunk.split(b"\n")
+                if line.startswith(b"data:")]
+
+    async def fan_out() -> list[list[list[str]]]:
+        writes: list[list[list[str]]] = [[], [], []]
+        streams = []
+        for sent in writes:
+            async def send(message: dict[str, Any], sent: list[list[str]] = sent) -> None:
+                if messages(message["body"]):
+                    sent.append(messages(message["body"]))
+            streams.append(asyncio.create_task(api.watch._stream(
+                send, feed, feed.subscribe(), database, 0, None, None,  # type: ignore[arg-type]
+                visibility)))
+        await asyncio.sleep(0.05)  # each stream has found nothing to replay and waits
+
+        commit("first")
+        await feed._publish_new()
+        feed._wake_slice()  # the first watcher only
+        await asyncio.sleep(0.05)
+        commit("second")
+        await feed._publish_new()
+        while feed._to_wake:
+            feed._wake_slice()
+            await asyncio.sleep(0.05)
+        for stream in streams:
+            stream.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
+        return writes
+
+    writes = asyncio.run(fan_out())
+
+    # The watcher woken first sent each on its own; the two others, both in one write.
+    assert sorted(writes) == [[["first"], ["second"]], [["first", "second"]],
+                              [["first", "second"]]]
+    assert feed.watchers == 0
