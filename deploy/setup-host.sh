@@ -28,6 +28,9 @@ command -v debootstrap >/dev/null || packages+=(debootstrap)
 # The dashboard's browser tests drive Debian's Chromium; without recommends it brings no font,
 # and screenshots would show boxes instead of text.
 [ -x /usr/bin/chromium ] || packages+=(chromium fonts-liberation)
+# The benchmark (deploy/bench.py) drives the submit rate with wrk; the asyncio client it falls
+# back to saturates near 450 requests/s here, below what either server answers.
+command -v wrk >/dev/null || packages+=(wrk)
 # gVisor, for TASKYARD_DOCKER_RUNTIME=runsc (Debian ships it; where apt has no runsc, runc only).
 if ! command -v runsc >/dev/null && apt-cache show runsc >/dev/null 2>&1; then
     packages+=(runsc)
@@ -45,7 +48,7 @@ if [ "${#packages[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${packages[@]}"
 else
-    say "needed packages are installed (docker.io, debootstrap, python3-venv, chromium)"
+    say "needed packages are installed (docker.io, debootstrap, python3-venv, chromium, wrk)"
 fi
 
 # --- Docker engine --------------------------------------------------------------------------
