@@ -123,3 +123,35 @@ def test_an_engine_that_fails_leaves_the_pool_empty_and_claims_fall_back() -> No
     wait_until(lambda: pool.failures >= 1)
     assert pool.claim("a") is None
     pool.close()
+
+
+def test_a_refill_leaves_the_claimed_container_its_start() -> None:
+    engine = Engine()
+    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60,
+                                   refill_delay_seconds=0.5)
+    pool.want({"a": 1})
+    wait_until(lambda: pool.ready_count() == 1)  # the first fill does not wait: no claim yet
+    claimed_at = time.monotonic()
+    assert pool.claim("a") is not None
+
+    wait_until(lambda: pool.ready_count() == 1)  # refilled, but only once the delay was over
+
+    assert time.monotonic() - claimed_at >= 0.5
+    assert len(engine.made) == 2
+    pool.close()
+
+
+def test_closing_the_pool_cuts_a_refill_delay_short() -> None:
+    engine = Engine()
+    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60,
+                                   refill_delay_seconds=60)
+    pool.want({"a": 1})
+    wait_until(lambda: pool.ready_count() == 1)
+    assert pool.claim("a") is not None
+    time.sleep(0.05)  # a worker is now waiting out the delay
+
+    began = time.monotonic()
+    pool.close()
+
+    assert time.monotonic() - began < 30  # not the 60 s delay: close woke the worker
+    assert engine.made == ["a-0"]  # and nothing was made after the pool closed
