@@ -191,13 +191,18 @@ class WarmPool(Generic[K]):
                 if key is not None:
                     self._filling[key] += 1
                     self._let_the_claim_start()
-                    if self._closed:
+                    if self._closed or self._surplus(key):  # no longer needed after the wait
                         self._filling[key] -= 1
                         key = None
             for warm in stale:
                 self._discard_quietly(warm)
             if key is not None:
                 self._fill_one(key)
+
+    def _surplus(self, key: K) -> bool:
+        """Whether this key now has more ready and in progress than its target (under the
+        lock): its target was lowered since the fill was counted."""
+        return self._targets.get(key, 0) < len(self._ready.get(key, [])) + self._filling[key]
 
     def _let_the_claim_start(self) -> None:
         """Wait (under the lock) until the last claim is `refill_delay` old, or the pool

@@ -155,3 +155,19 @@ def test_closing_the_pool_cuts_a_refill_delay_short() -> None:
 
     assert time.monotonic() - began < 30  # not the 60 s delay: close woke the worker
     assert engine.made == ["a-0"]  # and nothing was made after the pool closed
+
+
+def test_a_refill_no_longer_wanted_after_its_delay_makes_nothing() -> None:
+    engine = Engine()
+    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60,
+                                   refill_delay_seconds=0.5)
+    pool.want({"a": 1})
+    wait_until(lambda: pool.ready_count() == 1)
+    assert pool.claim("a") is not None
+    time.sleep(0.1)  # a worker is waiting out the delay for the refill
+    pool.want({})  # tasks took the RAM: the pool shrinks to nothing
+
+    time.sleep(1.0)  # past the delay
+
+    assert engine.made == ["a-0"]
+    pool.close()
