@@ -313,8 +313,7 @@ async def _stream(
                     frames.append(frame)
                 ending = task_id == event.task_id and Phase(event.to_phase) in TERMINAL_PHASES
             if frames:
-                await send({"type": "http.response.body", "body": b"".join(frames),
-                            "more_body": True})
+                await write(b"".join(frames))
             elif subscriber.beat:
                 await write(b": keepalive\n\n")
             subscriber.beat = False

@@ -578,9 +578,9 @@ def test_transitions_queued_together_go_out_in_one_write(database: Database) -> 
     phases = [("Pending", "Scheduled"), ("Scheduled", "Running"), ("Running", "Succeeded"),
               ("Succeeded", "Pending")]  # the last: an admin requeue, after the ending
     for seq, (before, after) in enumerate(phases, start=1):
-        event = TransitionRead(seq=seq, task_id="t1", from_phase=before,
-                                         to_phase=after, reason="r", message="m",
-                                         at="2026-11-28T00:00:00Z", resource_version=seq)
+        event = TransitionRead(seq=seq, task_id="t1", from_phase=before, to_phase=after,
+                               reason="r", message="m", at="2026-11-28T00:00:00Z",
+                               resource_version=seq)
         subscriber.queue.put_nowait((event, api.watch._frame(event)))
 
     sent: list[bytes] = []

@@ -125,14 +125,21 @@ def test_an_engine_that_fails_leaves_the_pool_empty_and_claims_fall_back() -> No
     pool.close()
 
 
-def test_a_refill_leaves_the_claimed_container_its_start() -> None:
+def pool_after_a_claim(refill_delay: float) -> tuple[Engine, WarmPool[str], float]:
+    """A pool of one container, filled (the first fill does not wait: no claim yet), whose
+    container was then claimed; and the moment just before the claim."""
     engine = Engine()
     pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60,
-                                   refill_delay_seconds=0.5)
+                                   refill_delay_seconds=refill_delay)
     pool.want({"a": 1})
-    wait_until(lambda: pool.ready_count() == 1)  # the first fill does not wait: no claim yet
+    wait_until(lambda: pool.ready_count() == 1)
     claimed_at = time.monotonic()
     assert pool.claim("a") is not None
+    return engine, pool, claimed_at
+
+
+def test_a_refill_leaves_the_claimed_container_its_start() -> None:
+    engine, pool, claimed_at = pool_after_a_claim(refill_delay=0.5)
 
     wait_until(lambda: pool.ready_count() == 1)  # refilled, but only once the delay was over
 
@@ -142,12 +149,7 @@ def test_a_refill_leaves_the_claimed_container_its_start() -> None:
 
 
 def test_closing_the_pool_cuts_a_refill_delay_short() -> None:
-    engine = Engine()
-    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60,
-                                   refill_delay_seconds=60)
-    pool.want({"a": 1})
-    wait_until(lambda: pool.ready_count() == 1)
-    assert pool.claim("a") is not None
+    engine, pool, _ = pool_after_a_claim(refill_delay=60)
     time.sleep(0.05)  # a worker is now waiting out the delay
 
     began = time.monotonic()
@@ -158,12 +160,7 @@ def test_closing_the_pool_cuts_a_refill_delay_short() -> None:
 
 
 def test_a_refill_no_longer_wanted_after_its_delay_makes_nothing() -> None:
-    engine = Engine()
-    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60,
-                                   refill_delay_seconds=0.5)
-    pool.want({"a": 1})
-    wait_until(lambda: pool.ready_count() == 1)
-    assert pool.claim("a") is not None
+    engine, pool, _ = pool_after_a_claim(refill_delay=0.5)
     time.sleep(0.1)  # a worker is waiting out the delay for the refill
     pool.want({})  # tasks took the RAM: the pool shrinks to nothing
 
