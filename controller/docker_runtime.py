@@ -1,11 +1,14 @@
 """`ContainerRuntime` on the local Docker engine, through the docker SDK.
 
 Hardening applied to every container: no network, read-only root filesystem, the only writable
-place a tmpfs work area of the task's `storage` size at /work (its pages count against the
-memory limit too), user 65534, all capabilities dropped, no-new-privileges, a pids limit,
+places two tmpfs that share the task's `storage` (the work area at /work and /dev/shm, see
+`shm_bytes`; their pages count against the memory limit too), no POSIX message queue space,
+the task's code run as user 65534 with no capability, no-new-privileges, a pids limit,
 file-size and open-file limits, an init process as PID 1, no mounts from the host, an
 environment of our own making (nothing of the service's), and a seccomp profile that denies new
-namespaces (`controller.seccomp`).
+namespaces (`controller.seccomp`). The init and the supervisor run as root with CAP_SETUID and
+CAP_SETGID only, which they need to start the code as its own user: that uid boundary keeps the
+task away from the channel that carries its output and report (`controller.supervisor`).
 """
 
 import logging
@@ -52,7 +55,11 @@ HEALTH_CACHE_SECONDS = 5.0
 GVISOR_RUNTIME = "runsc"
 
 WORK_DIR = "/work"
-USER = "65534:65534"
+# The container's processes start as root, with no capability but these; the supervisor
+# starts the task's code as 65534 (`controller.supervisor.TASK_USER`), which drops them.
+USER = "0:0"
+SUPERVISOR_CAPS = ["SETUID", "SETGID"]
+SHM_MAX = 64 * 1024 * 1024
 CONTAINER_ENV = {
     "HOME": WORK_DIR,
     "TMPDIR": WORK_DIR,
@@ -67,6 +74,17 @@ CONTAINER_ENV = {
 def work_inodes(storage: int) -> int:
     """Files the work area may hold: one per 4 KiB of its size, as a disk would have."""
     return max(1024, storage // 4096)
+
+
+def shm_bytes(storage: int) -> int:
+    """The part of the task's `storage` that is /dev/shm (POSIX shared memory and semaphores,
+    which `multiprocessing` uses): an eighth, in whole pages, at least one page and at most
+    64 MiB. The work area gets the rest, so what a task can write stays within `storage`."""
+    return min(SHM_MAX, max(4096, storage // 8 // 4096 * 4096))
+
+
+def work_bytes(storage: int) -> int:
+    return max(4096, storage - shm_bytes(storage))
 
 
 def _parse_engine_time(text: str | None) -> datetime | None:
@@ -417,9 +435,11 @@ class DockerRuntime:
             "network_mode": "none",
             "read_only": True,
             # nr_inodes: a million empty files end in ENOSPC, not in kernel memory.
-            "tmpfs": {WORK_DIR: f"rw,nosuid,nodev,noexec,size={spec.storage},"
+            "tmpfs": {WORK_DIR: f"rw,nosuid,nodev,noexec,size={work_bytes(spec.storage)},"
                                 f"nr_inodes={work_inodes(spec.storage)},mode=1777"},
+            "shm_size": shm_bytes(spec.storage),
             "cap_drop": ["ALL"],
+            "cap_add": SUPERVISOR_CAPS,
             "security_opt": ["no-new-privileges:true"] + (
                 [f"seccomp={self._seccomp}"] if self._seccomp else []),
             "pids_limit": spec.pids_limit,
@@ -427,6 +447,8 @@ class DockerRuntime:
                 Ulimit(name="nofile", soft=spec.nofile_limit, hard=spec.nofile_limit),
                 Ulimit(name="fsize", soft=spec.storage, hard=spec.storage),
                 Ulimit(name="core", soft=0, hard=0),
+                # /dev/mqueue: no message queue can be made, so it holds nothing.
+                Ulimit(name="msgqueue", soft=0, hard=0),
             ],
             "init": True,
             "ipc_mode": "private",
@@ -543,8 +565,7 @@ class DockerRuntime:
             return CapturedOutput(b"", b"")
         except (DockerException, OSError) as exc:
             raise RuntimeUnavailable(f"cannot read the output of {name}: {exc}") from exc
-        stdout, stderr = decode_output(self._key(name), framed)
-        return CapturedOutput(stdout, stderr)
+        return CapturedOutput(*decode_output(self._key(name), framed))
 
     def remove_soon(self, name: str, then: Callable[[], None] | None = None) -> None:
         # Removing a container that is still exiting waits for its exit: tens of milliseconds

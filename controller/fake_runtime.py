@@ -18,7 +18,7 @@ from controller.runtime import (
     ObservedContainer,
     RuntimeHealth,
 )
-from controller.supervisor import MARKER
+from controller.supervisor import Report
 from models.clock import utcnow
 
 
@@ -28,6 +28,7 @@ class FakeContainer:
     observed: ObservedContainer
     stdout: bytes = b""
     stderr: bytes = b""
+    report: Report | None = None
 
 
 @dataclass
@@ -88,15 +89,14 @@ class FakeRuntime:
 
     def finish(
         self, name: str, exit_code: int, *, stdout: bytes = b"", stderr: bytes = b"",
-        oom_killed: bool = False, report: bool = True,
+        oom_killed: bool = False, report: Report | bool = True,
     ) -> None:
+        """The code ended: with a normal report (True), this one, or none (False)."""
         container = self.containers[name]
-        trailer = (
-            MARKER + b'{"exit_code": %d, "stdout_truncated": false, "stderr_truncated": false}\n'
-            % exit_code
-        ) if report else b""
+        container.report = (Report(exit_code=exit_code) if report is True
+                            else report if isinstance(report, Report) else None)
         container.stdout = stdout
-        container.stderr = stderr + trailer
+        container.stderr = stderr
         container.observed = replace(
             container.observed, state="exited", exit_code=exit_code,
             oom_killed=oom_killed, finished_at=self._now(),
@@ -146,7 +146,7 @@ class FakeRuntime:
         container = self.containers.get(name)
         if container is None:
             return CapturedOutput(b"", b"")
-        return CapturedOutput(container.stdout, container.stderr)
+        return CapturedOutput(container.stdout, container.stderr, container.report)
 
     def remove(self, name: str) -> None:
         self._check()

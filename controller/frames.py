@@ -5,14 +5,15 @@ Every line on the container's stdout is `<key><tag><body>\n`:
 - `o` / `e`: base64 of the task's stdout / stderr bytes. The engine's json-file log driver stores
   each line as a JSON string and turns bytes that are not UTF-8 into U+FFFD, one per byte;
   base64 passes through unharmed, so the controller gets back exactly the bytes the task wrote.
-- `r`: the supervisor's report, JSON. `FrameDecoder` hands it on after `MARKER` at the end of
-  stderr.
+- `r`: the supervisor's report, JSON. `FrameDecoder` hands it on as a piece of its own, never
+  mixed into the task's streams.
 - `h`: the first line, written before the code starts.
 
 The key is `frame_key(instance id, container name)`: the instance id is never inside a
-container. The task can reach the container's stdout around the supervisor, through
-`/proc/1/fd/1` (the init holds it and runs as the same user), but it cannot write a line with
-the key: `FrameDecoder` drops whatever lacks it. The supervisor batches output for
+container. The container's stdin and stdout are held only by root processes that the task,
+running as another user, cannot open through `/proc` (`controller.supervisor` says why), so it
+can neither read the key nor write a line; were it ever to reach the stdout, `FrameDecoder`
+would drop whatever lacks the key. The supervisor batches output for
 `FLUSH_SECONDS`, so that a flood of tiny writes becomes a few lines, which keeps the engine's
 log within `log_budget`. The numbers here are repeated in the supervisor's SOURCE, which runs
 alone in the container.
@@ -23,7 +24,7 @@ import binascii
 import hashlib
 import hmac
 
-from controller.supervisor import MARKER
+from controller.supervisor import MARKER, Report, read_report
 
 KEY_CHARS = 32
 FLUSH_SECONDS = 0.025  # while fewer than FAST_LINES lines have been written
@@ -68,8 +69,8 @@ class FrameDecoder:
     """Reads the supervisor's keyed lines (the container's stdout, as the engine returns it)
     back into `(stream, raw bytes)` pieces.
 
-    The report comes out as a piece of its own (stream `REPORT`, bytes `MARKER + JSON +
-    b"\\n"`): only the supervisor can write one, and nothing follows it. What does not carry the key
+    The report comes out as a piece of its own (stream `REPORT`, its JSON line): only the
+    supervisor can write one, and nothing follows it. What does not carry the key
     was written by something else than the supervisor (the task, through `/proc/1/fd/1`) and is
     dropped, also where it runs into the start of one of our lines: a line starts where the key
     does. Only before the first keyed line is a bare report accepted: the one the supervisor
@@ -120,7 +121,7 @@ class FrameDecoder:
         at = line.find(self._key)
         if at < 0:
             if final and not self._keyed and not self._trimmed and line.startswith(MARKER):
-                return [(REPORT, line + b"\n")]
+                return [(REPORT, line[len(MARKER):])]
             self.dropped += len(line)
             return []
         self.dropped += at
@@ -128,7 +129,7 @@ class FrameDecoder:
         start = at + len(self._key)
         tag, body = line[start:start + 1], line[start + 1:]
         if tag == b"r":
-            return [(REPORT, MARKER + body + b"\n")] if final else []
+            return [(REPORT, body)] if final else []
         if tag not in (b"o", b"e"):
             return []
         if not final:
@@ -141,10 +142,14 @@ class FrameDecoder:
         return [("stdout" if tag == b"o" else "stderr", data)] if data else []
 
 
-def decode_output(key: bytes, framed: bytes) -> tuple[bytes, bytes]:
-    """The task's stdout and stderr (the report at the end of stderr) from the whole log."""
+def decode_output(key: bytes, framed: bytes) -> tuple[bytes, bytes, Report | None]:
+    """The task's stdout and stderr, and the supervisor's report, from the whole log."""
     decoder = FrameDecoder(key)
     streams: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+    report: Report | None = None
     for stream, data in [*decoder.feed(framed), *decoder.close()]:
-        streams["stderr" if stream == REPORT else stream].append(data)
-    return b"".join(streams["stdout"]), b"".join(streams["stderr"])
+        if stream == REPORT:
+            report = report or read_report(data)
+        else:
+            streams[stream].append(data)
+    return b"".join(streams["stdout"]), b"".join(streams["stderr"]), report

@@ -21,7 +21,7 @@ from sqlmodel import col
 from controller.errors import RuntimeUnavailable
 from controller.frames import REPORT
 from controller.runtime import CapturedOutput, ContainerRuntime
-from controller.supervisor import Report, parse_report
+from controller.supervisor import Report, read_report
 from models.database import Database
 from models.tables import OutputChunk
 
@@ -177,10 +177,9 @@ class OutputReader:
                 if stream == REPORT:
                     # The supervisor's last word: all the task's output came before it, so
                     # there is nothing more to copy, and the task can be judged now.
-                    # The report ends stderr in the log, as `decode_output` puts it there.
+                    self.report = read_report(data)
                     self.output = CapturedOutput(bytes(self._read["stdout"]),
-                                                 bytes(self._read["stderr"]) + data)
-                    _, self.report = parse_report(data)
+                                                 bytes(self._read["stderr"]), self.report)
                     if self._on_report is not None:
                         self._on_report()
                     return

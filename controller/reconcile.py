@@ -12,14 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from controller.runtime import CapturedOutput, ObservedContainer
-from controller.supervisor import parse_report
 from models.phases import Phase, Reason
 from models.quantities import format_size
 
 RESULT_TAIL_CHARS = 4000
-# The supervisor's words (controller.supervisor.SOURCE) when its stdin ended, or stayed silent,
-# before the whole payload arrived: the code was never written, let alone run.
-CODE_NOT_DELIVERED = "no code was delivered to the container"
 SIGKILL_EXIT_CODE = 128 + 9  # what an init process reports for a child killed by SIGKILL
 
 
@@ -226,7 +222,7 @@ def judge(
 
     `adopted`: the container was started by an earlier controller process, not this one.
     """
-    raw_stderr, report = parse_report(output.stderr)
+    raw_stderr, report = output.stderr, output.report
     stdout_truncated = len(output.stdout) > limit or bool(report and report.stdout_truncated)
     stderr_truncated = len(raw_stderr) > limit or bool(report and report.stderr_truncated)
     stdout = output.stdout[:limit].decode("utf-8", errors="replace")
@@ -255,7 +251,7 @@ def judge(
         message = f"exceeded its {task.timeout_seconds} s timeout and was killed"
         return outcome(Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED, message, message)
     if report is not None and report.error is not None:
-        if report.error == CODE_NOT_DELIVERED and adopted:
+        if report.undelivered and adopted:
             # The controller that started it died before handing over the code (a window of
             # the engine's start call): the code never ran, so it runs now, as a new attempt.
             # Only a crash leads here, so this cannot repeat forever on its own. Pending: the

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from controller.supervisor import Report
+
 OWNER_LABEL = "taskyard.owner"
 TASK_LABEL = "taskyard.task"
 ATTEMPT_LABEL = "taskyard.attempt"
@@ -90,8 +92,12 @@ class ObservedContainer:
 
 @dataclass(frozen=True)
 class CapturedOutput:
+    """What a container's code printed, and the supervisor's report where one came: apart
+    from the streams, which are the task's to fill with anything."""
+
     stdout: bytes
     stderr: bytes
+    report: Report | None = None
 
 
 @dataclass(frozen=True)

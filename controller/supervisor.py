@@ -2,16 +2,26 @@
 
 It arrives as a constant `python3 -I -c SOURCE` argument (no user data in argv, no shell). On the
 container's stdin it reads a key line, then the task's code and stdin as framed JSON (for an
-interactive task, whatever follows the frame is passed on to the code's stdin, live, until EOF).
-It makes itself non-dumpable, so that the task, which runs as the same user, cannot read the key
-from its memory or open its descriptors. It writes the code to `/work/main.py`, runs it, and
-copies at most `limit` bytes of each output stream through, plus the first byte past the cap so
-that a cut shows even without a report; it counts what it drops. When the code exits it ends the
-container (a `setsid` grandchild cannot keep it alive), and writes a one-line report.
+interactive task, whatever follows the frame is passed on to the code's stdin, live, until EOF,
+with at most `INPUT_HELD` bytes held for a code that does not read). It copies at most `limit`
+bytes of each output stream through, plus the first byte past the cap so that a cut shows even
+without a report; it counts what it drops. When the code exits it ends the container (a `setsid`
+grandchild cannot keep it alive), and writes a one-line report.
 
-Everything it writes goes to the container's stdout as keyed lines, which `controller.frames`
-describes and reads back; the report comes out of them after `MARKER` at the end of stderr,
-where `parse_report` splits it off again.
+Why the task cannot reach this channel. The supervisor (and the engine's init, PID 1) run as
+root with no capability but CAP_SETUID and CAP_SETGID; the task's interpreter is started as
+`TASK_USER` with no groups, so the kernel clears every capability it had, and no-new-privileges
+keeps it from gaining one. Across that uid boundary the task can neither signal, stop nor
+`ptrace` the supervisor or PID 1, nor set their limits, nor open their `/proc/<pid>/fd/*`,
+`mem` or `environ`: the container's stdin (which carries the key) and stdout (which carries the
+keyed lines) are held only by root processes. The supervisor is also non-dumpable. The task's
+interpreter receives its code over a pipe and writes `/work/main.py` itself, so that everything
+under /work belongs to the task.
+
+Everything the supervisor writes goes to the container's stdout as keyed lines, which
+`controller.frames` describes and reads back. The report comes back apart from the task's
+streams (never searched for in them, where the task could have written one), and `read_report`
+checks every field of it, since a container's bytes are hostile input however they were made.
 """
 
 import json
@@ -24,6 +34,8 @@ import base64, json, os, select, subprocess, sys, time
 MARKER = b"\x00\x1etaskyard-report:"
 KEY_CHARS, FLUSH, SLOW_FLUSH, FAST_LINES, FRAME = 32, 0.025, 1.0, 2000, 48 * 1024
 HEX = set(b"0123456789abcdef")
+TASK_USER = 65534  # the uid and gid the task's code runs as; None: as the supervisor does
+INPUT_HELD = 1 << 20  # live stdin held for a code that does not read: past it, ours waits
 
 def write_all(fd, data):
     while data:
@@ -117,15 +129,30 @@ def receive(wait):
             data += chunk
 
 # The interpreter that will run the task's code starts before the code arrives (its start-up
-# is a good part of a short task's run); it waits on a pipe, then runs the code file as
-# `python3 <file>` would: as __main__, with the file's name in tracebacks, argv and path.
+# is a good part of a short task's run), as the task's user. It reads the code from a pipe,
+# writes it to its file, closes the pipe on which it would tell us that it could not, and then
+# runs the file as `python3 <file>` would: as __main__, with its name in tracebacks, argv, path.
 LOADER = """
 import os, sys
-go, path = int(sys.argv[1]), sys.argv[2]
-if os.read(go, 1) != b"g":
-    os._exit(3)
+go, said, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+chunks = []
+while True:
+    chunk = os.read(go, 1 << 20)
+    if not chunk:
+        break
+    chunks.append(chunk)
 os.close(go)
-del go
+code = b"".join(chunks)
+if code[:1] != b"g":
+    os._exit(3)
+try:
+    with open(path, "wb") as source:
+        source.write(code[1:])
+except OSError as exc:
+    os.write(said, ("could not write the code to the work area: %s" % exc.strerror).encode())
+    os._exit(3)
+os.close(said)
+del go, said, chunks, chunk, code
 sys.argv[:] = [path]
 sys.path[0] = os.path.dirname(path)
 import importlib.machinery
@@ -149,35 +176,51 @@ except BaseException as exc:
 
 def start_child():
     go_read, go_write = os.pipe()
+    said_read, said_write = os.pipe()
+    user = {} if TASK_USER is None else {
+        "user": TASK_USER, "group": TASK_USER, "extra_groups": []}
     child = subprocess.Popen(
-        [sys.executable, "-c", LOADER, str(go_read), "/work/main.py"], cwd="/work",
-        pass_fds=(go_read,), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE)
+        [sys.executable, "-c", LOADER, str(go_read), str(said_write), "/work/main.py"],
+        cwd="/work", pass_fds=(go_read, said_write), stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **user)
     os.close(go_read)
-    return child, go_write
+    os.close(said_write)
+    os.set_blocking(said_read, False)
+    return child, go_write, said_read
+
+def hand_over(go, code):
+    """The code to the waiting interpreter; False if it is gone."""
+    try:
+        write_all(go, b"g" + code.encode("utf-8"))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(go)
+
+def could_not_start(said):
+    """What the interpreter said went wrong before the code ran, or None."""
+    try:
+        words = os.read(said, 4096)
+    except OSError:
+        words = b""
+    os.close(said)
+    return words.decode("utf-8", "replace") or None
 
 def main():
     hide()
-    child, go = start_child()
+    child, go, said = start_child()
     key, raw, early_input = receive(float(sys.argv[1]) if len(sys.argv) > 1 else 10.0)
     if key:
         Out.key = key
         Out.emit(b"h", b"")  # from here on, a line without the key is not ours
     if not raw:
-        child.kill()
-        report(error="no code was delivered to the container")
+        os.close(go)  # the interpreter reads no code, and ends
+        report(error="no code was delivered to the container", undelivered=True)
         return 3
     job = json.loads(raw)
     limit = job["limit"]
-    try:
-        with open("/work/main.py", "w", encoding="utf-8") as f:
-            f.write(job["code"])
-    except OSError as exc:
-        child.kill()
-        report(error="could not write the code to the work area: %s" % exc)
-        return 3
-    os.write(go, b"g")  # the code is in place: run it
-    os.close(go)
+    hand_over(go, job["code"])  # the code may run from here on
     pending_in = (job.get("stdin") or "").encode("utf-8")
     live_input = bool(job.get("interactive"))  # more stdin arrives on ours until EOF
     if live_input:
@@ -188,7 +231,9 @@ def main():
     seen = {1: 0, 2: 0}
     drain_until = None
     while streams:
-        readers = list(streams) + ([0] if live_input else [])
+        # A code that does not read its stdin gets INPUT_HELD bytes held for it, then ours
+        # is left unread, and whoever writes to it waits.
+        readers = list(streams) + ([0] if live_input and len(pending_in) < INPUT_HELD else [])
         writers = [child.stdin] if pending_in and not child.stdin.closed else []
         # Wake now and then even when nothing is written: a silent grandchild holding the
         # pipes open must not hide that the code itself has exited.
@@ -236,6 +281,10 @@ def main():
             live_input = False
     Out.flush()
     code = child.wait()
+    failed = could_not_start(said)
+    if failed is not None:
+        report(error=failed)
+        return 3
     exit_code = code if code >= 0 else 128 - code
     killed = {"signal": -code} if code < 0 else {}  # 137 alone may also be sys.exit(137)
     if code == -9:
@@ -257,6 +306,14 @@ sys.exit(status)
 '''
 
 
+# What a report may hold. The supervisor's own lines are far below these; anything beyond them
+# was not written by it, and a container's bytes are hostile input however they were made.
+REPORT_MAX_BYTES = 4096
+ERROR_MAX_CHARS = 500
+EXIT_CODES = range(256)
+SIGNALS = range(1, 65)
+
+
 @dataclass(frozen=True)
 class Report:
     """What the supervisor said about the run, or `None` fields where it said nothing."""
@@ -268,6 +325,44 @@ class Report:
     signal: int | None = None  # the signal that ended the code, where one did
     # SIGKILL ended the code and the kernel's OOM killer had killed in the container by then.
     oom_killed: bool = False
+    # No code reached the container: it never ran, so a new attempt may run it.
+    undelivered: bool = False
+
+
+def _int_in(value: object, allowed: range) -> int | None:
+    # bool is an int to Python, and not a number to us.
+    if type(value) is int and value in allowed:
+        return value
+    return None
+
+
+def read_report(line: bytes) -> Report:
+    """The supervisor's report line, its fields checked one by one: each that is missing or out
+    of shape is left out, and a line that is not a JSON object of bounded size says only that."""
+    unreadable = Report(error="the supervisor's report could not be read")
+    if len(line) > REPORT_MAX_BYTES:
+        return unreadable
+    try:
+        fields = json.loads(line)
+    except ValueError:
+        return unreadable
+    if not isinstance(fields, dict):
+        return unreadable
+    error = fields.get("error")
+    if error is not None:
+        error = str(error) if isinstance(error, str) else "the supervisor failed"
+        if len(error) > ERROR_MAX_CHARS:
+            error = error[:ERROR_MAX_CHARS] + "…"
+    oom_kills = _int_in(fields.get("oom_kills"), range(1 << 31))
+    return Report(
+        exit_code=_int_in(fields.get("exit_code"), EXIT_CODES),
+        stdout_truncated=fields.get("stdout_truncated") is True,
+        stderr_truncated=fields.get("stderr_truncated") is True,
+        error=error,
+        signal=_int_in(fields.get("signal"), SIGNALS),
+        oom_killed=oom_kills is not None and oom_kills > 0,
+        undelivered=error is not None and fields.get("undelivered") is True,
+    )
 
 
 def build_payload(code: str, stdin: str | None, limit: int, *, interactive: bool = False) -> bytes:
@@ -276,30 +371,3 @@ def build_payload(code: str, stdin: str | None, limit: int, *, interactive: bool
         {"code": code, "stdin": stdin, "limit": limit, "interactive": interactive}
     ).encode("utf-8")
     return str(len(body)).encode() + b"\n" + body
-
-
-def parse_report(stderr: bytes) -> tuple[bytes, Report | None]:
-    """Split the supervisor's report off the end of stderr.
-
-    No report means the supervisor itself was killed (a timeout, a cancellation, or the code
-    killing it), and the container's exit code is all there is.
-    """
-    at = stderr.rfind(MARKER)
-    if at < 0:
-        return stderr, None
-    line = stderr[at + len(MARKER):].split(b"\n", 1)[0]
-    try:
-        fields = json.loads(line)
-    except ValueError:
-        return stderr, None
-    if not isinstance(fields, dict):
-        return stderr, None
-    report = Report(
-        exit_code=fields.get("exit_code") if isinstance(fields.get("exit_code"), int) else None,
-        stdout_truncated=bool(fields.get("stdout_truncated")),
-        stderr_truncated=bool(fields.get("stderr_truncated")),
-        error=str(fields["error"]) if "error" in fields else None,
-        signal=fields["signal"] if isinstance(fields.get("signal"), int) else None,
-        oom_killed=isinstance(fields.get("oom_kills"), int) and fields["oom_kills"] > 0,
-    )
-    return stderr[:at], report

@@ -33,7 +33,7 @@ from controller.runtime import (
 )
 from controller.service import ControllerService
 from controller.status import move
-from controller.supervisor import MARKER
+from controller.supervisor import Report
 from models.clock import utcnow
 from models.database import Database, open_database
 from models.phases import Phase, Reason
@@ -581,8 +581,8 @@ def test_a_container_killed_from_outside_fails_without_a_retry(world: World) -> 
 
 def never_delivered(world: World, name: str) -> None:
     """The container gave up waiting for its code, as after a controller killed mid-start."""
-    world.fake.finish(name, 3, report=False,
-                      stderr=MARKER + b'{"error": "no code was delivered to the container"}\n')
+    world.fake.finish(name, 3, report=Report(
+        error="no code was delivered to the container", undelivered=True))
 
 
 def test_code_never_delivered_before_a_crash_runs_again_as_a_new_attempt(world: World) -> None:

@@ -209,20 +209,20 @@ def test_no_way_up_or_out(client: Client, server: Server,
     status = task["status"]
     facts = json.loads(status["stdout"].splitlines()[0])
     assert facts["setuid0"] == "EPERM"
+    # PID 1 runs as another user than the task: its environment is not the task's to read.
+    # gVisor's /proc shows it, and it holds nothing of the service's.
     environ = facts["pid1_environ"]
-    assert not [name for name in environ if name.startswith(("TASKYARD", "DOCKER"))], environ
+    if GVISOR:
+        assert not [name for name in environ if name.startswith(("TASKYARD", "DOCKER"))], environ
+    else:
+        assert environ == "Permission denied"
+    # Nor is it the task's to signal, under either runtime: the task goes on to report.
+    assert (status["phase"], status["reason"]) == ("Succeeded", "Completed"), status
+    assert status["stdout"].splitlines()[1:] == ["SIGKILL to PID 1 refused", "still alive"]
     if GVISOR:
         # gVisor's kernel lets the task make a user namespace, inside the sandbox only (see
-        # test_hostile's namespace case for what the host sees), and delivers a SIGKILL to
-        # PID 1, unlike Linux: the whole sandbox ends, and the task is reported as such.
+        # test_hostile's namespace case for what the host sees).
         assert facts["unshare_user"] == 0
-        assert (status["phase"], status["reason"]) == ("Failed", "SandboxDied"), status
-        assert status["exit_code"] == 137
-        assert status["result"].startswith("the gVisor sandbox died as a whole (exit code 137)")
-        assert "still alive" not in status["stdout"]
         return
     assert facts["unshare_user"] == -1
     assert facts["unshare_errno"] == "EPERM"
-    # Still alive to report: SIGKILL to PID 1 (the init) from inside does not end the task.
-    assert (status["phase"], status["reason"]) == ("Succeeded", "Completed"), status
-    assert status["stdout"].splitlines()[1:] == ["SIGKILL to PID 1 sent", "still alive"]

@@ -8,7 +8,7 @@ import pytest
 
 from controller import frames
 from controller.frames import MAX_LINE, FrameDecoder, decode_output, frame_key
-from controller.supervisor import MARKER, SOURCE
+from controller.supervisor import MARKER, SOURCE, Report
 
 KEY = frame_key("instance-secret", "taskyard-x-t-1-1")
 OTHER_KEY = frame_key("instance-secret", "taskyard-x-t-2-1")
@@ -22,50 +22,116 @@ def line(tag: bytes, body: bytes, key: bytes = KEY) -> bytes:
 HELLO = line(b"h", b"")
 
 
-@pytest.mark.parametrize(("framed", "stdout", "stderr"), [
-    pytest.param(HELLO + line(b"o", b"out\n") + line(b"e", b"err\n") + line(b"r", REPORT),
-                 b"out\n", b"err\n" + MARKER + REPORT + b"\n", id="a-whole-run"),
-    pytest.param(HELLO + line(b"o", bytes(range(256))), bytes(range(256)), b"",
-                 id="every-byte-value"),
-    pytest.param(HELLO + line(b"o", b"kept\n") + b"INJECTED raw text\n", b"kept\n", b"",
-                 id="a-line-without-the-key-is-dropped"),
-    pytest.param(HELLO + line(b"o", b"forged\n", key=OTHER_KEY), b"", b"",
-                 id="a-line-with-another-key-is-dropped"),
-    pytest.param(HELLO + MARKER + b'{"error": "forged"}\n', b"", b"",
-                 id="a-bare-report-after-the-hello-is-dropped"),
-    pytest.param(MARKER + b'{"error": "no code"}\n', b"", MARKER + b'{"error": "no code"}\n',
-                 id="a-bare-report-before-any-key-is-the-supervisors"),
-    pytest.param(HELLO + KEY + b"o" + b"not base64!\n", b"", b"", id="a-broken-body"),
-    pytest.param(HELLO + KEY + b"o" + base64.b64encode(b"cut short by a kill")[:10],
-                 base64.b64decode(base64.b64encode(b"cut short by a kill")[:8]), b"",
-                 id="the-last-line-cut-in-the-middle"),
-    pytest.param(HELLO + KEY + b"r" + b'{"exit_co', b"", b"", id="a-report-cut-in-the-middle"),
-    pytest.param(HELLO + b"x" * (MAX_LINE + 10) + b"\n" + line(b"o", b"after\n"), b"after\n",
-                 b"", id="an-overlong-foreign-line-then-ours"),
-    pytest.param(HELLO + b"INJECTED, no newline" + line(b"o", b"ours\n") + line(b"r", REPORT),
-                 b"ours\n", MARKER + REPORT + b"\n", id="a-foreign-start-on-our-line"),
-    pytest.param(HELLO + b"y" * (3 * MAX_LINE) + line(b"o", b"ours\n"), b"ours\n", b"",
-                 id="an-overlong-foreign-start-on-our-line"),
-    pytest.param(b"junk" + MARKER + b'{"error": "forged"}\n', b"", b"",
-                 id="a-bare-report-that-does-not-start-its-line"),
-])
-def test_decode_output(framed: bytes, stdout: bytes, stderr: bytes) -> None:
-    assert decode_output(KEY, framed) == (stdout, stderr)
+OURS = Report(exit_code=0)
+
+
+@pytest.mark.parametrize(
+    ("framed", "stdout", "stderr", "report"),
+    [
+        pytest.param(
+            HELLO + line(b"o", b"out\n") + line(b"e", b"err\n") + line(b"r", REPORT),
+            b"out\n",
+            b"err\n",
+            OURS,
+            id="a-whole-run",
+        ),
+        pytest.param(
+            HELLO + line(b"o", bytes(range(256))),
+            bytes(range(256)),
+            b"",
+            None,
+            id="every-byte-value",
+        ),
+        pytest.param(
+            HELLO + line(b"o", b"kept\n") + b"INJECTED raw text\n",
+            b"kept\n",
+            b"",
+            None,
+            id="a-line-without-the-key-is-dropped",
+        ),
+        pytest.param(
+            HELLO + line(b"o", b"forged\n", key=OTHER_KEY),
+            b"",
+            b"",
+            None,
+            id="a-line-with-another-key-is-dropped",
+        ),
+        pytest.param(
+            HELLO + MARKER + b'{"error": "forged"}\n',
+            b"",
+            b"",
+            None,
+            id="a-bare-report-after-the-hello-is-dropped",
+        ),
+        pytest.param(
+            MARKER + b'{"error": "no code"}\n',
+            b"",
+            b"",
+            Report(error="no code"),
+            id="a-bare-report-before-any-key-is-the-supervisors",
+        ),
+        pytest.param(
+            HELLO + KEY + b"o" + b"not base64!\n", b"", b"", None, id="a-broken-body"
+        ),
+        pytest.param(
+            HELLO + KEY + b"o" + base64.b64encode(b"cut short by a kill")[:10],
+            base64.b64decode(base64.b64encode(b"cut short by a kill")[:8]),
+            b"",
+            None,
+            id="the-last-line-cut-in-the-middle",
+        ),
+        pytest.param(
+            HELLO + KEY + b"r" + b'{"exit_co', b"", b"", None, id="a-report-cut-in-the-middle"
+        ),
+        pytest.param(
+            HELLO + b"x" * (MAX_LINE + 10) + b"\n" + line(b"o", b"after\n"),
+            b"after\n",
+            b"",
+            None,
+            id="an-overlong-foreign-line-then-ours",
+        ),
+        pytest.param(
+            HELLO + b"INJECTED, no newline" + line(b"o", b"ours\n") + line(b"r", REPORT),
+            b"ours\n",
+            b"",
+            OURS,
+            id="a-foreign-start-on-our-line",
+        ),
+        pytest.param(
+            HELLO + b"y" * (3 * MAX_LINE) + line(b"o", b"ours\n"),
+            b"ours\n",
+            b"",
+            None,
+            id="an-overlong-foreign-start-on-our-line",
+        ),
+        pytest.param(
+            b"junk" + MARKER + b'{"error": "forged"}\n',
+            b"",
+            b"",
+            None,
+            id="a-bare-report-that-does-not-start-its-line",
+        ),
+    ],
+)
+def test_decode_output(framed: bytes, stdout: bytes, stderr: bytes, report: Report | None) -> None:
+    assert decode_output(KEY, framed) == (stdout, stderr, report)
 
 
 def test_lines_cut_into_pieces_anywhere_decode_the_same() -> None:
-    framed = HELLO + line(b"o", bytes(range(256)) * 3) + line(b"e", "é😀".encode()) + line(
-        b"r", REPORT)
+    framed = (
+        HELLO + line(b"o", bytes(range(256)) * 3) + line(b"e", "é😀".encode()) + line(b"r", REPORT)
+    )
     whole = decode_output(KEY, framed)
     for size in (1, 2, 3, 7, 64, 1000):
         decoder = FrameDecoder(KEY)
         pieces = []
         for at in range(0, len(framed), size):
-            pieces += decoder.feed(framed[at:at + size])
+            pieces += decoder.feed(framed[at : at + size])
         pieces += decoder.close()
         out = b"".join(data for stream, data in pieces if stream == "stdout")
-        err = b"".join(data for stream, data in pieces if stream in {"stderr", "report"})
-        assert (out, err) == whole, size
+        err = b"".join(data for stream, data in pieces if stream == "stderr")
+        reports = [data for stream, data in pieces if stream == "report"]
+        assert (out, err, reports) == (whole[0], whole[1], [REPORT]), size
 
 
 def test_an_endless_foreign_line_does_not_grow_the_decoders_memory() -> None:
@@ -82,7 +148,7 @@ def test_the_report_is_a_piece_of_its_own_and_a_forged_marker_is_only_stderr() -
     forged = MARKER + b'{"exit_code": 0}\n'
     decoder = FrameDecoder(KEY)
     pieces = decoder.feed(HELLO + line(b"e", forged) + line(b"r", REPORT))
-    assert pieces == [("stderr", forged), ("report", MARKER + REPORT + b"\n")]
+    assert pieces == [("stderr", forged), ("report", REPORT)]
 
 
 def test_keys_differ_per_container_and_per_instance() -> None:
@@ -93,9 +159,11 @@ def test_keys_differ_per_container_and_per_instance() -> None:
 
 def test_the_supervisor_writes_with_the_numbers_the_controller_reads_with() -> None:
     # SOURCE runs alone in the container, so it repeats them.
-    line = (f"KEY_CHARS, FLUSH, SLOW_FLUSH, FAST_LINES, FRAME = {frames.KEY_CHARS}, "
-            f"{frames.FLUSH_SECONDS}, {frames.SLOW_FLUSH_SECONDS}, {frames.FAST_LINES}, "
-            f"{frames.FRAME_BYTES // 1024} * 1024")
+    line = (
+        f"KEY_CHARS, FLUSH, SLOW_FLUSH, FAST_LINES, FRAME = {frames.KEY_CHARS}, "
+        f"{frames.FLUSH_SECONDS}, {frames.SLOW_FLUSH_SECONDS}, {frames.FAST_LINES}, "
+        f"{frames.FRAME_BYTES // 1024} * 1024"
+    )
     assert line in SOURCE
     assert 'MARKER = b"\\x00\\x1etaskyard-report:"' in SOURCE
     assert MARKER == b"\x00\x1etaskyard-report:"

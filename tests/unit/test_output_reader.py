@@ -20,7 +20,7 @@ from controller.errors import RuntimeUnavailable
 from controller.output import ChunkWriter, OutputReader, stored_bytes
 from controller.reconcile import Outcome, TaskView, judge
 from controller.runtime import CapturedOutput, ObservedContainer
-from controller.supervisor import MARKER, parse_report
+from controller.supervisor import MARKER, read_report
 from models.database import Database, open_database
 from models.phases import Phase
 from models.tables import OutputChunk
@@ -28,7 +28,7 @@ from models.tables import OutputChunk
 TASK = "t-live"
 NAME = "taskyard-owner-t-live-1"
 Piece = tuple[str, bytes]
-REPORT = MARKER + b'{"exit_code": 0, "stdout_truncated": false, "stderr_truncated": false}\n'
+REPORT = b'{"exit_code": 0, "stdout_truncated": false, "stderr_truncated": false}'
 
 
 class ScriptedRuntime:
@@ -62,15 +62,34 @@ def writer(db: Database) -> Iterator[ChunkWriter]:
     chunk_writer.close()
 
 
-def start_reader(db: Database, runtime: ScriptedRuntime, writer: ChunkWriter, *,
-                 limit: int = 1 << 20, attempt: int = 1) -> OutputReader:
+def start_reader(
+    db: Database,
+    runtime: ScriptedRuntime,
+    writer: ChunkWriter,
+    *,
+    limit: int = 1 << 20,
+    attempt: int = 1,
+) -> OutputReader:
     """Start the reader the reconcile pass starts for a running container."""
-    return OutputReader(db, runtime, writer, task_id=TASK, attempt=attempt,  # type: ignore[arg-type]
-                        name=NAME, limit=limit).start()
+    return OutputReader(
+        db,
+        runtime,
+        writer,
+        task_id=TASK,
+        attempt=attempt,  # type: ignore[arg-type]
+        name=NAME,
+        limit=limit,
+    ).start()
 
 
-def read_all(db: Database, runtime: ScriptedRuntime, writer: ChunkWriter, *,
-             limit: int = 1 << 20, attempt: int = 1) -> None:
+def read_all(
+    db: Database,
+    runtime: ScriptedRuntime,
+    writer: ChunkWriter,
+    *,
+    limit: int = 1 << 20,
+    attempt: int = 1,
+) -> None:
     """Run one reader to the end of its stream and wait until what it read is committed."""
     reader = start_reader(db, runtime, writer, limit=limit, attempt=attempt)
     reader.join(timeout=5)
@@ -80,8 +99,13 @@ def read_all(db: Database, runtime: ScriptedRuntime, writer: ChunkWriter, *,
 
 def rows(db: Database, task_id: str = TASK) -> list[OutputChunk]:
     with db.read() as session:
-        return list(session.exec(select(OutputChunk).where(OutputChunk.task_id == task_id)
-                                 .order_by(col(OutputChunk.seq))))
+        return list(
+            session.exec(
+                select(OutputChunk)
+                .where(OutputChunk.task_id == task_id)
+                .order_by(col(OutputChunk.seq))
+            )
+        )
 
 
 def stored(db: Database, stream: str, attempt: int = 1) -> bytes:
@@ -92,8 +116,13 @@ def stored(db: Database, stream: str, attempt: int = 1) -> bytes:
 
 
 def test_pieces_are_stored_in_order_per_stream(db: Database, writer: ChunkWriter) -> None:
-    script = [("stdout", b"line 1\n"), ("stderr", b"warn 1\n"), ("stdout", b"line 2\n"),
-              ("stdout", b"line 3\n"), ("stderr", b"warn 2\n")]
+    script = [
+        ("stdout", b"line 1\n"),
+        ("stderr", b"warn 1\n"),
+        ("stdout", b"line 2\n"),
+        ("stdout", b"line 3\n"),
+        ("stderr", b"warn 2\n"),
+    ]
 
     read_all(db, ScriptedRuntime(script), writer)
 
@@ -101,8 +130,11 @@ def test_pieces_are_stored_in_order_per_stream(db: Database, writer: ChunkWriter
     # Adjacent pieces of one stream may share a row (the writer merges them); the order of
     # the streams' turns is kept.
     assert [(r.stream, r.data) for r in stored_rows] == [
-        ("stdout", b"line 1\n"), ("stderr", b"warn 1\n"), ("stdout", b"line 2\nline 3\n"),
-        ("stderr", b"warn 2\n")]
+        ("stdout", b"line 1\n"),
+        ("stderr", b"warn 1\n"),
+        ("stdout", b"line 2\nline 3\n"),
+        ("stderr", b"warn 2\n"),
+    ]
     assert len({r.seq for r in stored_rows}) == len(stored_rows)
     assert all(r.task_id == TASK and r.attempt == 1 for r in stored_rows)
     assert stored_bytes(db, TASK, 1) == {"stdout": 21, "stderr": 14}
@@ -117,20 +149,41 @@ def test_attempts_are_kept_apart(db: Database, writer: ChunkWriter) -> None:
     assert stored(db, "stdout", attempt=2) == b"second try\n"
 
 
-@pytest.mark.parametrize(("script", "out", "err"), [
-    pytest.param([("stdout", b"0123456789abc")], b"0123456789", b"",
-                 id="one-piece-past-the-cap"),
-    pytest.param([("stdout", b"0123"), ("stdout", b"456789"), ("stdout", b"more")],
-                 b"0123456789", b"", id="piece-ends-exactly-at-the-cap"),
-    pytest.param([("stdout", b"01234567"), ("stdout", b"89ab"), ("stdout", b"cd")],
-                 b"0123456789", b"", id="piece-straddles-the-cap"),
-    pytest.param([("stdout", b"0123456789abcdef"), ("stderr", b"err\n")],
-                 b"0123456789", b"err\n", id="stderr-has-its-own-cap"),
-    pytest.param([("stderr", b"E" * 8), ("stdout", b"ok\n"), ("stderr", b"E" * 8)],
-                 b"ok\n", b"E" * 10, id="stderr-past-the-cap"),
-])
-def test_nothing_past_the_cap_is_stored(db: Database, writer: ChunkWriter,
-                                        script: list[Piece], out: bytes, err: bytes) -> None:
+@pytest.mark.parametrize(
+    ("script", "out", "err"),
+    [
+        pytest.param(
+            [("stdout", b"0123456789abc")], b"0123456789", b"", id="one-piece-past-the-cap"
+        ),
+        pytest.param(
+            [("stdout", b"0123"), ("stdout", b"456789"), ("stdout", b"more")],
+            b"0123456789",
+            b"",
+            id="piece-ends-exactly-at-the-cap",
+        ),
+        pytest.param(
+            [("stdout", b"01234567"), ("stdout", b"89ab"), ("stdout", b"cd")],
+            b"0123456789",
+            b"",
+            id="piece-straddles-the-cap",
+        ),
+        pytest.param(
+            [("stdout", b"0123456789abcdef"), ("stderr", b"err\n")],
+            b"0123456789",
+            b"err\n",
+            id="stderr-has-its-own-cap",
+        ),
+        pytest.param(
+            [("stderr", b"E" * 8), ("stdout", b"ok\n"), ("stderr", b"E" * 8)],
+            b"ok\n",
+            b"E" * 10,
+            id="stderr-past-the-cap",
+        ),
+    ],
+)
+def test_nothing_past_the_cap_is_stored(
+    db: Database, writer: ChunkWriter, script: list[Piece], out: bytes, err: bytes
+) -> None:
     read_all(db, ScriptedRuntime(script), writer, limit=10)
 
     assert stored(db, "stdout") == out
@@ -138,11 +191,16 @@ def test_nothing_past_the_cap_is_stored(db: Database, writer: ChunkWriter,
     assert stored_bytes(db, TASK, 1) == {"stdout": len(out), "stderr": len(err)}
 
 
-def test_a_split_multibyte_character_is_stored_as_raw_bytes(db: Database,
-                                                           writer: ChunkWriter) -> None:
+def test_a_split_multibyte_character_is_stored_as_raw_bytes(
+    db: Database, writer: ChunkWriter
+) -> None:
     euro, smile = "€".encode(), "😀".encode()
-    script = [("stdout", b"caf\xc3"), ("stdout", b"\xa9 " + euro[:1]),
-              ("stdout", euro[1:] + smile[:2]), ("stdout", smile[2:] + b"\n")]
+    script = [
+        ("stdout", b"caf\xc3"),
+        ("stdout", b"\xa9 " + euro[:1]),
+        ("stdout", euro[1:] + smile[:2]),
+        ("stdout", smile[2:] + b"\n"),
+    ]
 
     read_all(db, ScriptedRuntime(script), writer)
 
@@ -154,14 +212,26 @@ def test_a_split_multibyte_character_is_stored_as_raw_bytes(db: Database,
 
 
 def test_the_supervisors_report_is_kept_apart_and_ends_the_reading(
-    db: Database, writer: ChunkWriter,
+    db: Database,
+    writer: ChunkWriter,
 ) -> None:
-    script = [("stdout", b"out\n"), ("stderr", b"warn\nlast words"), ("report", REPORT),
-              ("stdout", b"never sent by a real supervisor\n")]
+    script = [
+        ("stdout", b"out\n"),
+        ("stderr", b"warn\nlast words"),
+        ("report", REPORT),
+        ("stdout", b"never sent by a real supervisor\n"),
+    ]
     woken = []
-    reader = OutputReader(db, ScriptedRuntime(script), writer, task_id=TASK,  # type: ignore[arg-type]
-                          attempt=1, name=NAME, limit=1 << 20,
-                          on_report=lambda: woken.append(True)).start()
+    reader = OutputReader(
+        db,
+        ScriptedRuntime(script),
+        writer,
+        task_id=TASK,  # type: ignore[arg-type]
+        attempt=1,
+        name=NAME,
+        limit=1 << 20,
+        on_report=lambda: woken.append(True),
+    ).start()
     reader.join(timeout=5)
     writer.flush()
 
@@ -173,22 +243,29 @@ def test_the_supervisors_report_is_kept_apart_and_ends_the_reading(
     assert woken == [True]
 
 
-def test_a_marker_the_task_printed_is_only_its_own_stderr(db: Database,
-                                                          writer: ChunkWriter) -> None:
-    script = [("stderr", b"before" + REPORT), ("stderr", b"after\n")]
+def test_a_marker_the_task_printed_is_only_its_own_stderr(
+    db: Database, writer: ChunkWriter
+) -> None:
+    script = [("stderr", b"before" + MARKER + REPORT + b"\n"), ("stderr", b"after\n")]
     reader = start_reader(db, ScriptedRuntime(script), writer)
     reader.join(timeout=5)
     writer.flush()
 
-    assert stored(db, "stderr") == b"before" + REPORT + b"after\n"
+    assert stored(db, "stderr") == b"before" + MARKER + REPORT + b"\nafter\n"
     assert reader.report is None
 
 
 # --- a second reader (a controller restart) ---------------------------------------------------
 
 
-SCRIPT = [("stdout", b"line 1\n"), ("stderr", b"warn 1\n"), ("stdout", b"line 2\nline 3\n"),
-          ("stderr", b"warn 2\n"), ("stdout", b"line 4\n"), ("report", REPORT)]
+SCRIPT = [
+    ("stdout", b"line 1\n"),
+    ("stderr", b"warn 1\n"),
+    ("stdout", b"line 2\nline 3\n"),
+    ("stderr", b"warn 2\n"),
+    ("stdout", b"line 4\n"),
+    ("report", REPORT),
+]
 
 
 def test_a_second_reader_after_a_restart_stores_nothing_twice(db: Database) -> None:
@@ -209,8 +286,7 @@ def test_a_second_reader_after_a_restart_stores_nothing_twice(db: Database) -> N
     assert stored(db, "stderr") == b"warn 1\nwarn 2\n"
 
 
-def test_a_replay_split_differently_stores_nothing_twice(db: Database,
-                                                         writer: ChunkWriter) -> None:
+def test_a_replay_split_differently_stores_nothing_twice(db: Database, writer: ChunkWriter) -> None:
     read_all(db, ScriptedRuntime([("stdout", b"abc"), ("stdout", b"defg")]), writer)
 
     # The engine's replay need not cut the bytes where the live stream did.
@@ -220,8 +296,9 @@ def test_a_replay_split_differently_stores_nothing_twice(db: Database,
     assert stored(db, "stdout") == b"abcdefghijk"
 
 
-def test_a_second_reader_of_a_finished_stream_stores_nothing(db: Database,
-                                                            writer: ChunkWriter) -> None:
+def test_a_second_reader_of_a_finished_stream_stores_nothing(
+    db: Database, writer: ChunkWriter
+) -> None:
     read_all(db, ScriptedRuntime(SCRIPT), writer)
     before = [(r.seq, r.stream, r.data) for r in rows(db)]
 
@@ -239,7 +316,8 @@ def test_a_replay_after_the_cap_stores_nothing_more(db: Database, writer: ChunkW
 
 
 def test_a_reader_restarted_while_the_writer_still_holds_pieces_stores_nothing_twice(
-        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The reconcile pass starts a new reader for a running container whose reader has ended
     # (the engine connection broke). The old reader's last pieces may still wait in the
     # writer's batch (a long batch window makes that certain here); the new reader replays
@@ -262,10 +340,10 @@ def test_a_reader_restarted_while_the_writer_still_holds_pieces_stores_nothing_t
 # --- ending and flushing ----------------------------------------------------------------------
 
 
-def test_a_broken_engine_connection_keeps_what_was_read(db: Database,
-                                                        writer: ChunkWriter) -> None:
-    runtime = ScriptedRuntime([("stdout", b"before the break\n")],
-                              then=RuntimeUnavailable("engine went away"))
+def test_a_broken_engine_connection_keeps_what_was_read(db: Database, writer: ChunkWriter) -> None:
+    runtime = ScriptedRuntime(
+        [("stdout", b"before the break\n")], then=RuntimeUnavailable("engine went away")
+    )
 
     read_all(db, runtime, writer)
 
@@ -273,7 +351,8 @@ def test_a_broken_engine_connection_keeps_what_was_read(db: Database,
 
 
 def test_flush_returns_only_after_the_pieces_are_committed(
-        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A long batch window: without the flush barrier nothing would be committed for seconds.
     monkeypatch.setattr(controller.output, "BATCH_SECONDS", 30.0)
     writer = ChunkWriter(db)
@@ -313,8 +392,7 @@ def test_flush_waits_for_a_busy_database(db: Database, writer: ChunkWriter) -> N
         hold.close()
 
 
-def test_close_stores_what_the_writer_holds(db: Database,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_close_stores_what_the_writer_holds(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(controller.output, "BATCH_SECONDS", 30.0)
     writer = ChunkWriter(db)
     reader = start_reader(db, ScriptedRuntime([("stdout", b"last\n")]), writer)
@@ -325,55 +403,92 @@ def test_close_stores_what_the_writer_holds(db: Database,
     assert stored(db, "stdout") == b"last\n"
 
 
-
 # --- the output the judge takes from a reader that saw the report -----------------------------
 
 
 def judged(output: CapturedOutput, limit: int) -> Outcome:
-    view = TaskView(id=TASK, phase=Phase.RUNNING, attempt=1, timeout_seconds=30,
-                    ram_bytes=1 << 26, cancel_requested_at=None, deadline_at=None)
+    view = TaskView(
+        id=TASK,
+        phase=Phase.RUNNING,
+        attempt=1,
+        timeout_seconds=30,
+        ram_bytes=1 << 26,
+        cancel_requested_at=None,
+        deadline_at=None,
+    )
     now = datetime.now(UTC)
-    exited = ObservedContainer(name=NAME, task_id=TASK, attempt=1, state="exited",
-                               exit_code=0, started_at=now, finished_at=now)
+    exited = ObservedContainer(
+        name=NAME,
+        task_id=TASK,
+        attempt=1,
+        state="exited",
+        exit_code=0,
+        started_at=now,
+        finished_at=now,
+    )
     return judge(view, exited, output, limit=limit)
 
 
-CUT_REPORT = MARKER + b'{"exit_code": 0, "stdout_truncated": true, "stderr_truncated": false}\n'
+CUT_REPORT = b'{"exit_code": 0, "stdout_truncated": true, "stderr_truncated": false}'
 # The supervisor cut stderr at its own limit: only the report says so.
-ERR_CUT_REPORT = (MARKER
-                  + b'{"exit_code": 0, "stdout_truncated": false, "stderr_truncated": true}\n')
+ERR_CUT_REPORT = b'{"exit_code": 0, "stdout_truncated": false, "stderr_truncated": true}'
 
 
-@pytest.mark.parametrize(("script", "limit"), [
-    pytest.param([("stdout", b"Hello, World!\n"), ("report", REPORT)], 1 << 20, id="hello"),
-    pytest.param([("stdout", b"out\n"), ("stderr", b"warn\n"), ("stdout", b"\xff\xfe\n"),
-                  ("report", REPORT)], 1 << 20, id="both-streams-and-raw-bytes"),
-    pytest.param([("stdout", b"0123456789"), ("report", REPORT)], 10, id="exactly-the-cap"),
-    pytest.param([("stdout", b"01234567"), ("stdout", b"89abcdef"), ("stderr", b"E" * 30),
-                  ("report", CUT_REPORT)], 10, id="both-past-the-cap"),
-    pytest.param([("stderr", b"Traceback\n" * 3), ("report", REPORT)], 10, id="stderr-only"),
-    pytest.param([("stderr", b"cut"), ("report", ERR_CUT_REPORT)], 10, id="cut-by-the-supervisor"),
-])
+@pytest.mark.parametrize(
+    ("script", "limit"),
+    [
+        pytest.param([("stdout", b"Hello, World!\n"), ("report", REPORT)], 1 << 20, id="hello"),
+        pytest.param(
+            [
+                ("stdout", b"out\n"),
+                ("stderr", b"warn\n"),
+                ("stdout", b"\xff\xfe\n"),
+                ("report", REPORT),
+            ],
+            1 << 20,
+            id="both-streams-and-raw-bytes",
+        ),
+        pytest.param([("stdout", b"0123456789"), ("report", REPORT)], 10, id="exactly-the-cap"),
+        pytest.param(
+            [
+                ("stdout", b"01234567"),
+                ("stdout", b"89abcdef"),
+                ("stderr", b"E" * 30),
+                ("report", CUT_REPORT),
+            ],
+            10,
+            id="both-past-the-cap",
+        ),
+        pytest.param([("stderr", b"Traceback\n" * 3), ("report", REPORT)], 10, id="stderr-only"),
+        pytest.param(
+            [("stderr", b"cut"), ("report", ERR_CUT_REPORT)], 10, id="cut-by-the-supervisor"
+        ),
+    ],
+)
 def test_the_readers_output_judges_as_the_engines_log_does(
-    db: Database, writer: ChunkWriter, script: list[Piece], limit: int,
+    db: Database,
+    writer: ChunkWriter,
+    script: list[Piece],
+    limit: int,
 ) -> None:
     reader = start_reader(db, ScriptedRuntime(script), writer, limit=limit)
     reader.join(timeout=5)
 
-    # What `DockerRuntime.output` decodes from the whole log: each stream joined, the report
-    # at the end of stderr.
+    # What `DockerRuntime.output` decodes from the whole log: each stream joined, and the
+    # report.
     whole = CapturedOutput(
         b"".join(data for stream, data in script if stream == "stdout"),
-        b"".join(data for stream, data in script if stream == "stderr") + script[-1][1])
+        b"".join(data for stream, data in script if stream == "stderr"),
+        read_report(script[-1][1]),
+    )
     assert reader.output is not None
     # Kept to one byte past the cap: enough to show the cut, never the whole flood.
-    assert reader.output.stdout == whole.stdout[:limit + 1]
-    assert parse_report(reader.output.stderr)[1] == reader.report
+    assert reader.output.stdout == whole.stdout[: limit + 1]
+    assert reader.output.report == reader.report
     assert judged(reader.output, limit) == judged(whole, limit)
 
 
-def test_a_reader_without_the_report_offers_no_output(db: Database,
-                                                      writer: ChunkWriter) -> None:
+def test_a_reader_without_the_report_offers_no_output(db: Database, writer: ChunkWriter) -> None:
     # The supervisor was killed (a timeout, a cancel): only the engine's log is complete.
     reader = start_reader(db, ScriptedRuntime([("stdout", b"partial\n")]), writer)
     reader.join(timeout=5)

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.reconcile import (
-    CODE_NOT_DELIVERED,
     RESULT_TAIL_CHARS,
     Action,
     End,
@@ -26,7 +25,7 @@ from controller.reconcile import (
     judge,
 )
 from controller.runtime import CapturedOutput, ObservedContainer
-from controller.supervisor import MARKER, SOURCE, Report, parse_report
+from controller.supervisor import ERROR_MAX_CHARS, SOURCE, Report, read_report
 from models.phases import Phase, Reason
 
 MIB = 1024 * 1024
@@ -162,8 +161,9 @@ def test_decide(phase: Phase, state: str, cancel: bool, late: bool, expected: Ac
     assert decide(view, CONTAINERS[state], NOW) == expected
 
 
-@pytest.mark.parametrize("phase", [Phase.SUCCEEDED, Phase.FAILED, Phase.TIMED_OUT,
-                                   Phase.CANCELLED], ids=str)
+@pytest.mark.parametrize(
+    "phase", [Phase.SUCCEEDED, Phase.FAILED, Phase.TIMED_OUT, Phase.CANCELLED], ids=str
+)
 @pytest.mark.parametrize("state", list(CONTAINERS))
 @pytest.mark.parametrize("cancel", [False, True], ids=["", "cancel"])
 def test_terminal_task_only_has_its_container_removed(
@@ -176,10 +176,14 @@ def test_terminal_task_only_has_its_container_removed(
 
 @pytest.mark.parametrize("late", [False, True], ids=["", "past-deadline"])
 def test_a_second_lost_container_fails_the_task(late: bool) -> None:
-    view = replace(task(Phase.RUNNING, deadline=NOW - seconds(1) if late else NOW + seconds(9)),
-                   attempt=2, containers_lost=1)
+    view = replace(
+        task(Phase.RUNNING, deadline=NOW - seconds(1) if late else NOW + seconds(9)),
+        attempt=2,
+        containers_lost=1,
+    )
     assert decide(view, None, NOW) == End(
-        Phase.FAILED, Reason.CONTAINER_LOST,
+        Phase.FAILED,
+        Reason.CONTAINER_LOST,
         "its container disappeared from the engine while it ran, for the second time "
         "(attempt 2); not retried again",
     )
@@ -218,13 +222,22 @@ def test_admin_reset_comes_before_everything_else(phase: Phase, to: Phase) -> No
 LIMIT = MIB
 
 
-def report(**fields: object) -> bytes:
-    return MARKER + json.dumps(fields).encode() + b"\n"
+CODE_NOT_DELIVERED = "no code was delivered to the container"
 
 
-def exited(
-    exit_code: int, *, oom_killed: bool = False, ran_for: float = 1.0
-) -> ObservedContainer:
+def report(**fields: object) -> Report:
+    """The supervisor's report line with these fields, as the controller reads it."""
+    return read_report(json.dumps(fields).encode())
+
+
+def reported(stdout: bytes = b"", stderr: bytes = b"", **fields: object) -> CapturedOutput:
+    return CapturedOutput(stdout, stderr, report(**fields))
+
+
+UNDELIVERED = {"error": CODE_NOT_DELIVERED, "undelivered": True}
+
+
+def exited(exit_code: int, *, oom_killed: bool = False, ran_for: float = 1.0) -> ObservedContainer:
     return container(
         "exited",
         exit_code=exit_code,
@@ -236,9 +249,15 @@ def exited(
 
 def output(stdout: bytes = b"", stderr: bytes = b"", *, exit_code: int = 0) -> CapturedOutput:
     """What the engine gives back from a container whose supervisor finished normally."""
-    return CapturedOutput(stdout, stderr + report(
-        exit_code=exit_code, stdout_bytes=len(stdout), stderr_bytes=len(stderr),
-        stdout_truncated=False, stderr_truncated=False))
+    return reported(
+        stdout,
+        stderr,
+        exit_code=exit_code,
+        stdout_bytes=len(stdout),
+        stderr_bytes=len(stderr),
+        stdout_truncated=False,
+        stderr_truncated=False,
+    )
 
 
 def running_task(**changes: object) -> TaskView:
@@ -258,8 +277,9 @@ def test_exit_zero_succeeds_with_stdout_as_result() -> None:
 
 def test_non_zero_exit_fails_with_the_end_of_stderr() -> None:
     stderr = b'Traceback (most recent call last):\n  File "main.py"\nValueError: boom\n'
-    result = judge(running_task(), exited(3), output(b"partial\n", stderr, exit_code=3),
-                   limit=LIMIT)
+    result = judge(
+        running_task(), exited(3), output(b"partial\n", stderr, exit_code=3), limit=LIMIT
+    )
     assert (result.phase, result.reason) == (Phase.FAILED, Reason.NON_ZERO_EXIT)
     assert result.result.endswith("ValueError: boom")
     assert result.exit_code == 3
@@ -289,27 +309,38 @@ def test_oom_kill_fails_with_the_memory_limit() -> None:
     assert result.exit_code == 137
 
 
-@pytest.mark.parametrize(("oom_kills", "want"), [
-    (1, (Reason.OOM_KILLED, "killed: out of memory (limit 64MB)")),
-    (0, (Reason.NON_ZERO_EXIT, "killed by signal SIGKILL (exit code 137)")),
-], ids=["the-cgroup-counted-an-oom-kill", "no-oom-kill"])
+@pytest.mark.parametrize(
+    ("oom_kills", "want"),
+    [
+        (1, (Reason.OOM_KILLED, "killed: out of memory (limit 64MB)")),
+        (0, (Reason.NON_ZERO_EXIT, "killed by signal SIGKILL (exit code 137)")),
+    ],
+    ids=["the-cgroup-counted-an-oom-kill", "no-oom-kill"],
+)
 def test_a_sigkilled_code_is_oom_killed_by_the_reports_count_where_the_engine_missed_it(
-        oom_kills: int, want: tuple[Reason, str]) -> None:
+    oom_kills: int, want: tuple[Reason, str]
+) -> None:
     # The engine's OOMKilled flag races with the exit (the OOM event may come after it).
-    reported = CapturedOutput(b"", report(exit_code=137, signal=9, oom_kills=oom_kills,
-                                          stdout_bytes=0, stderr_bytes=0))
-    result = judge(running_task(ram_bytes=64 * MIB), exited(137, ran_for=0.5), reported,
-                   limit=LIMIT)
+    captured = reported(
+        exit_code=137, signal=9, oom_kills=oom_kills, stdout_bytes=0, stderr_bytes=0
+    )
+    result = judge(
+        running_task(ram_bytes=64 * MIB), exited(137, ran_for=0.5), captured, limit=LIMIT
+    )
     assert (result.phase, result.reason) == (Phase.FAILED, want[0])
     assert result.message.startswith(want[1]), result.message
 
 
 def test_sigkill_from_outside_fails_and_says_so() -> None:
     # `docker kill`: exit code 137 within the timeout, no OOM, and no supervisor report.
-    result = judge(running_task(), exited(137, ran_for=0.5), CapturedOutput(b"up\n", b""),
-                   limit=LIMIT)
+    result = judge(
+        running_task(), exited(137, ran_for=0.5), CapturedOutput(b"up\n", b""), limit=LIMIT
+    )
     assert (result.phase, result.reason, result.exit_code) == (
-        Phase.FAILED, Reason.NON_ZERO_EXIT, 137)
+        Phase.FAILED,
+        Reason.NON_ZERO_EXIT,
+        137,
+    )
     assert "killed by SIGKILL from outside the task" in result.result
     assert "docker kill" in result.message
     assert result.stdout == "up\n"
@@ -318,26 +349,46 @@ def test_sigkill_from_outside_fails_and_says_so() -> None:
 # Under gVisor a fork bomb, an OOM kill or a SIGKILL to PID 1 ends the whole sandbox, the
 # supervisor with it: no report, and an exit code that is the sandbox's, not the code's.
 SANDBOX_DIED = "the gVisor sandbox died as a whole"
-WHOLE_SANDBOX_OOM = ("killed: out of memory (limit 64MB); under gVisor that ends the whole "
-                     "sandbox, whichever process used the memory")
+WHOLE_SANDBOX_OOM = (
+    "killed: out of memory (limit 64MB); under gVisor that ends the whole "
+    "sandbox, whichever process used the memory"
+)
 
 
-@pytest.mark.parametrize(("exit_code", "oom_killed", "ran_for", "with_report", "want"), [
-    (2, False, 0.5, False, (Phase.FAILED, Reason.SANDBOX_DIED, SANDBOX_DIED)),
-    (137, False, 0.5, False, (Phase.FAILED, Reason.SANDBOX_DIED, SANDBOX_DIED)),
-    (137, True, 0.5, False, (Phase.FAILED, Reason.OOM_KILLED, WHOLE_SANDBOX_OOM)),
-    (1, False, 0.5, True, (Phase.FAILED, Reason.NON_ZERO_EXIT, "bye")),
-    (137, True, 0.5, True, (Phase.FAILED, Reason.OOM_KILLED, "killed: out of memory")),
-    (0, True, 0.5, True, (Phase.SUCCEEDED, Reason.COMPLETED, "up\n")),
-    (137, False, 2.5, False, (Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED, "exceeded its 2 s")),
-], ids=["fork-bomb-exit-2", "sigkill-to-pid-1", "oom-kill", "code-failed-itself",
-        "code-oom-killed-itself-reported", "child-oom-code-succeeded", "past-its-deadline"])
+@pytest.mark.parametrize(
+    ("exit_code", "oom_killed", "ran_for", "with_report", "want"),
+    [
+        (2, False, 0.5, False, (Phase.FAILED, Reason.SANDBOX_DIED, SANDBOX_DIED)),
+        (137, False, 0.5, False, (Phase.FAILED, Reason.SANDBOX_DIED, SANDBOX_DIED)),
+        (137, True, 0.5, False, (Phase.FAILED, Reason.OOM_KILLED, WHOLE_SANDBOX_OOM)),
+        (1, False, 0.5, True, (Phase.FAILED, Reason.NON_ZERO_EXIT, "bye")),
+        (137, True, 0.5, True, (Phase.FAILED, Reason.OOM_KILLED, "killed: out of memory")),
+        (0, True, 0.5, True, (Phase.SUCCEEDED, Reason.COMPLETED, "up\n")),
+        (137, False, 2.5, False, (Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED, "exceeded its 2 s")),
+    ],
+    ids=[
+        "fork-bomb-exit-2",
+        "sigkill-to-pid-1",
+        "oom-kill",
+        "code-failed-itself",
+        "code-oom-killed-itself-reported",
+        "child-oom-code-succeeded",
+        "past-its-deadline",
+    ],
+)
 def test_a_gvisor_sandbox_that_dies_without_a_report_says_so(
-        exit_code: int, oom_killed: bool, ran_for: float, with_report: bool,
-        want: tuple[Phase, Reason, str]) -> None:
+    exit_code: int,
+    oom_killed: bool,
+    ran_for: float,
+    with_report: bool,
+    want: tuple[Phase, Reason, str],
+) -> None:
     died = replace(exited(exit_code, oom_killed=oom_killed, ran_for=ran_for), sandboxed=True)
-    captured = (output(b"up\n", b"bye\n", exit_code=exit_code) if with_report
-                else CapturedOutput(b"up\n", b""))
+    captured = (
+        output(b"up\n", b"bye\n", exit_code=exit_code)
+        if with_report
+        else CapturedOutput(b"up\n", b"")
+    )
     result = judge(running_task(ram_bytes=64 * MIB), died, captured, limit=LIMIT)
     assert (result.phase, result.reason) == want[:2]
     assert result.result.startswith(want[2]), result.result
@@ -347,30 +398,40 @@ def test_a_gvisor_sandbox_that_dies_without_a_report_says_so(
 
 def test_without_gvisor_a_missing_report_keeps_its_runc_meaning() -> None:
     # The same exit under runc: a SIGKILL from outside, not a sandbox that died.
-    result = judge(running_task(), exited(2, ran_for=0.5), CapturedOutput(b"", b""),
-                   limit=LIMIT)
+    result = judge(running_task(), exited(2, ran_for=0.5), CapturedOutput(b"", b""), limit=LIMIT)
     assert (result.phase, result.reason, result.result) == (
-        Phase.FAILED, Reason.NON_ZERO_EXIT, "exited with code 2")
+        Phase.FAILED,
+        Reason.NON_ZERO_EXIT,
+        "exited with code 2",
+    )
 
 
 def test_code_exiting_with_137_itself_is_an_ordinary_non_zero_exit() -> None:
     # The supervisor reported it: the code's own exit status, not a kill from outside.
-    result = judge(running_task(), exited(137, ran_for=0.5),
-                   output(b"", b"bye\n", exit_code=137), limit=LIMIT)
+    result = judge(
+        running_task(), exited(137, ran_for=0.5), output(b"", b"bye\n", exit_code=137), limit=LIMIT
+    )
     assert (result.phase, result.reason, result.result) == (
-        Phase.FAILED, Reason.NON_ZERO_EXIT, "bye")
+        Phase.FAILED,
+        Reason.NON_ZERO_EXIT,
+        "bye",
+    )
     assert result.message == "exited with code 137"
 
 
 def test_oom_flag_with_exit_zero_is_a_success() -> None:
     result = judge(running_task(), exited(0, oom_killed=True), output(b"done\n"), limit=LIMIT)
     assert (result.phase, result.reason, result.result) == (
-        Phase.SUCCEEDED, Reason.COMPLETED, "done\n")
+        Phase.SUCCEEDED,
+        Reason.COMPLETED,
+        "done\n",
+    )
 
 
 def test_container_that_ran_past_its_timeout_timed_out() -> None:
-    result = judge(running_task(), exited(137, ran_for=2.5), CapturedOutput(b"tick\n", b""),
-                   limit=LIMIT)
+    result = judge(
+        running_task(), exited(137, ran_for=2.5), CapturedOutput(b"tick\n", b""), limit=LIMIT
+    )
     assert (result.phase, result.reason) == (Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED)
     assert "2 s timeout" in result.result
     assert result.stdout == "tick\n"
@@ -382,8 +443,13 @@ def test_container_that_exited_within_its_timeout_did_not_time_out() -> None:
 
 
 def test_forced_timeout_stop_times_out_whatever_the_exit_code() -> None:
-    result = judge(running_task(), exited(137, ran_for=0.5), CapturedOutput(b"", b""),
-                   limit=LIMIT, forced=STOP_TIMED_OUT)
+    result = judge(
+        running_task(),
+        exited(137, ran_for=0.5),
+        CapturedOutput(b"", b""),
+        limit=LIMIT,
+        forced=STOP_TIMED_OUT,
+    )
     assert (result.phase, result.reason) == (Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED)
     assert "2 s timeout" in result.result
 
@@ -392,7 +458,10 @@ def test_cancel_requested_before_the_container_finished_cancels() -> None:
     view = running_task(cancel_requested_at=STARTED + seconds(0.5))
     result = judge(view, exited(137), CapturedOutput(b"", b""), limit=LIMIT)
     assert (result.phase, result.reason, result.result) == (
-        Phase.CANCELLED, Reason.CANCELLED, "cancelled")
+        Phase.CANCELLED,
+        Reason.CANCELLED,
+        "cancelled",
+    )
 
 
 def test_forced_cancel_stop_cancels_even_with_exit_zero() -> None:
@@ -406,8 +475,7 @@ def test_cancel_requested_after_the_container_finished_keeps_the_natural_outcome
     result = judge(view, exited(0, ran_for=1.0), output(b"done\n"), limit=LIMIT)
     assert (result.phase, result.result) == (Phase.SUCCEEDED, "done\n")
 
-    failed = judge(view, exited(3, ran_for=1.0), output(b"", b"boom\n", exit_code=3),
-                   limit=LIMIT)
+    failed = judge(view, exited(3, ran_for=1.0), output(b"", b"boom\n", exit_code=3), limit=LIMIT)
     assert (failed.phase, failed.reason) == (Phase.FAILED, Reason.NON_ZERO_EXIT)
 
 
@@ -428,12 +496,18 @@ def test_stderr_longer_than_the_limit_is_cut_and_flagged() -> None:
     assert result.stderr_truncated and not result.stdout_truncated
 
 
-def test_report_is_stripped_from_stderr_and_its_truncation_flags_are_honoured() -> None:
+def test_the_reports_truncation_flags_are_honoured() -> None:
     # The supervisor already cut both streams; only its report knows that it did.
-    stderr = b"warning: careful\n" + report(
-        exit_code=0, stdout_bytes=5000, stderr_bytes=5000,
-        stdout_truncated=True, stderr_truncated=True)
-    result = judge(running_task(), exited(0), CapturedOutput(b"out\n", stderr), limit=LIMIT)
+    captured = reported(
+        b"out\n",
+        b"warning: careful\n",
+        exit_code=0,
+        stdout_bytes=5000,
+        stderr_bytes=5000,
+        stdout_truncated=True,
+        stderr_truncated=True,
+    )
+    result = judge(running_task(), exited(0), captured, limit=LIMIT)
     assert result.stderr == "warning: careful\n"
     assert "taskyard-report" not in result.stderr
     assert result.stdout_truncated and result.stderr_truncated
@@ -441,15 +515,17 @@ def test_report_is_stripped_from_stderr_and_its_truncation_flags_are_honoured() 
 
 
 def test_report_at_the_limit_does_not_count_as_stderr() -> None:
-    stderr = b"e" * 100 + report(exit_code=1, stdout_truncated=False, stderr_truncated=False)
-    result = judge(running_task(), exited(1), CapturedOutput(b"", stderr), limit=100)
+    captured = reported(
+        b"", b"e" * 100, exit_code=1, stdout_truncated=False, stderr_truncated=False
+    )
+    result = judge(running_task(), exited(1), captured, limit=100)
     assert result.stderr == "e" * 100
     assert not result.stderr_truncated
 
 
 def test_supervisor_error_fails_the_task_with_that_error() -> None:
-    stderr = report(error="could not write the code to the work area: No space left")
-    result = judge(running_task(), exited(3), CapturedOutput(b"", stderr), limit=LIMIT)
+    captured = reported(error="could not write the code to the work area: No space left")
+    result = judge(running_task(), exited(3), captured, limit=LIMIT)
     assert (result.phase, result.reason) == (Phase.FAILED, Reason.START_FAILED)
     assert result.result == "could not write the code to the work area: No space left"
     assert result.stderr == ""
@@ -458,31 +534,41 @@ def test_supervisor_error_fails_the_task_with_that_error() -> None:
 def test_code_never_delivered_by_an_earlier_controller_runs_again_as_a_new_attempt() -> None:
     # The controller that started the container was killed before it handed over the code.
     view = running_task(attempt=2)
-    result = judge(view, exited(3), CapturedOutput(b"", report(error=CODE_NOT_DELIVERED)),
-                   limit=LIMIT, adopted=True)
+    result = judge(view, exited(3), reported(**UNDELIVERED), limit=LIMIT, adopted=True)
     assert (result.phase, result.reason) == (Phase.PENDING, Reason.START_FAILED)
     assert result.message == (
         "its code never reached the container: the controller that started it stopped first, "
-        "so it never ran; started again as attempt 3")
+        "so it never ran; started again as attempt 3"
+    )
 
 
 def test_code_never_delivered_by_this_controller_fails_the_task() -> None:
-    result = judge(running_task(), exited(3),
-                   CapturedOutput(b"", report(error=CODE_NOT_DELIVERED)), limit=LIMIT)
+    result = judge(running_task(), exited(3), reported(**UNDELIVERED), limit=LIMIT)
     assert (result.phase, result.reason, result.result) == (
-        Phase.FAILED, Reason.START_FAILED, "no code was delivered to the container")
+        Phase.FAILED,
+        Reason.START_FAILED,
+        "no code was delivered to the container",
+    )
 
 
 @pytest.mark.parametrize("forced", [STOP_CANCELLED, STOP_TIMED_OUT], ids=["cancel", "timeout"])
 def test_a_stop_before_the_code_arrived_ends_the_task(forced: Stop) -> None:
     view = running_task(cancel_requested_at=STARTED)
-    result = judge(view, exited(137), CapturedOutput(b"", report(error=CODE_NOT_DELIVERED)),
-                   limit=LIMIT, forced=forced, adopted=True)
+    result = judge(
+        view, exited(137), reported(**UNDELIVERED), limit=LIMIT, forced=forced, adopted=True
+    )
     assert result.phase == forced.phase
 
 
-def test_the_supervisor_says_code_not_delivered_in_the_words_judge_looks_for() -> None:
-    assert f'report(error="{CODE_NOT_DELIVERED}")' in SOURCE
+def test_the_supervisor_says_code_not_delivered_in_the_field_judge_looks_for() -> None:
+    assert f'report(error="{CODE_NOT_DELIVERED}", undelivered=True)' in SOURCE
+
+
+def test_only_the_undelivered_field_requeues_not_the_words() -> None:
+    # The words alone (an older supervisor, or anything but the supervisor) end the task.
+    view = running_task(attempt=2)
+    result = judge(view, exited(3), reported(error=CODE_NOT_DELIVERED), limit=LIMIT, adopted=True)
+    assert (result.phase, result.reason) == (Phase.FAILED, Reason.START_FAILED)
 
 
 def test_invalid_utf8_output_is_decoded_with_replacement_characters() -> None:
@@ -493,45 +579,83 @@ def test_invalid_utf8_output_is_decoded_with_replacement_characters() -> None:
 
 
 def test_container_gone_before_judging_keeps_no_exit_code() -> None:
-    result = judge(running_task(), None, CapturedOutput(b"", b""), limit=LIMIT,
-                   forced=STOP_TIMED_OUT)
+    result = judge(
+        running_task(), None, CapturedOutput(b"", b""), limit=LIMIT, forced=STOP_TIMED_OUT
+    )
     assert result.phase == Phase.TIMED_OUT
     assert result.exit_code is None
 
 
-# --- parse_report -------------------------------------------------------------------------------
+# --- read_report: every field of a container's report is hostile input -----------------------
+
+UNREADABLE = Report(error="the supervisor's report could not be read")
+
 
 @pytest.mark.parametrize(
-    ("stderr", "rest", "parsed"),
+    ("line", "parsed"),
     [
-        pytest.param(b"", b"", None, id="empty"),
-        pytest.param(b"plain error\n", b"plain error\n", None, id="no-marker"),
         pytest.param(
-            b"err\n" + report(exit_code=2, stdout_truncated=True, stderr_truncated=False),
-            b"err\n", Report(exit_code=2, stdout_truncated=True), id="report-after-output",
-        ),
-        pytest.param(report(exit_code=0), b"", Report(exit_code=0), id="report-alone"),
-        pytest.param(
-            MARKER + b'{"exit_code": 1}', b"", Report(exit_code=1), id="no-trailing-newline",
+            b'{"exit_code": 2, "stdout_truncated": true, "stderr_truncated": false}',
+            Report(exit_code=2, stdout_truncated=True),
+            id="a-whole-report",
         ),
         pytest.param(
-            report(error="could not write"), b"", Report(error="could not write"),
-            id="error-report",
+            b'{"error": "could not write"}', Report(error="could not write"), id="error-report"
         ),
+        pytest.param(b'{"exit_code": "1"}', Report(), id="exit-code-not-an-integer"),
+        pytest.param(b'{"exit_code": true}', Report(), id="exit-code-a-bool"),
         pytest.param(
-            b"a" + report(exit_code="1"), b"a", Report(), id="exit-code-not-an-integer",
+            b'{"exit_code": 1180591620717411303424}', Report(), id="exit-code-2-to-the-70"
         ),
+        pytest.param(b'{"exit_code": -1}', Report(), id="exit-code-negative"),
+        pytest.param(b'{"exit_code": 256}', Report(), id="exit-code-past-255"),
         pytest.param(
-            MARKER + b"{not json\n", MARKER + b"{not json\n", None, id="invalid-json",
+            b'{"exit_code": 255, "signal": 9}',
+            Report(exit_code=255, signal=9),
+            id="largest-exit-code-and-a-signal",
         ),
-        pytest.param(MARKER + b"[1, 2]\n", MARKER + b"[1, 2]\n", None, id="json-not-an-object"),
-        pytest.param(MARKER + b"\xff\xfe\n", MARKER + b"\xff\xfe\n", None, id="invalid-utf8"),
-        pytest.param(MARKER, MARKER, None, id="marker-only"),
+        pytest.param(b'{"signal": 65}', Report(), id="signal-out-of-range"),
         pytest.param(
-            b"x" + report(exit_code=7) + b"y" + report(exit_code=0),
-            b"x" + report(exit_code=7) + b"y", Report(exit_code=0), id="last-report-wins",
+            b'{"stdout_truncated": 1, "stderr_truncated": "yes"}',
+            Report(),
+            id="flags-that-are-not-bools",
         ),
+        pytest.param(b'{"oom_kills": true}', Report(), id="oom-kills-a-bool"),
+        pytest.param(b'{"oom_kills": 2}', Report(oom_killed=True), id="oom-kills"),
+        pytest.param(
+            b'{"error": ["x"]}', Report(error="the supervisor failed"), id="error-not-a-string"
+        ),
+        pytest.param(b'{"undelivered": true}', Report(), id="undelivered-without-an-error"),
+        pytest.param(
+            b'{"error": "E", "undelivered": 1}', Report(error="E"), id="undelivered-not-a-bool"
+        ),
+        pytest.param(b"{not json", UNREADABLE, id="invalid-json"),
+        pytest.param(b"[1, 2]", UNREADABLE, id="json-not-an-object"),
+        pytest.param(b"\xff\xfe", UNREADABLE, id="invalid-utf8"),
+        pytest.param(b"", UNREADABLE, id="empty"),
+        pytest.param(b'{"exit_code": ' + b"9" * 5000 + b"}", UNREADABLE, id="too-long"),
     ],
 )
-def test_parse_report(stderr: bytes, rest: bytes, parsed: Report | None) -> None:
-    assert parse_report(stderr) == (rest, parsed)
+def test_read_report(line: bytes, parsed: Report) -> None:
+    assert read_report(line) == parsed
+
+
+def test_a_long_error_is_cut() -> None:
+    line = json.dumps({"error": "E" * 3000}).encode()
+    error = read_report(line).error
+    assert error is not None and len(error) == ERROR_MAX_CHARS + 1
+    assert error.startswith("E" * ERROR_MAX_CHARS) and error.endswith("…")
+
+
+def test_a_report_in_the_task_stderr_is_only_text() -> None:
+    # The task printed what looks like a report, then its supervisor died without one.
+    forged = b"\x00\x1etaskyard-report:" + json.dumps(UNDELIVERED).encode() + b"\n"
+    result = judge(
+        running_task(),
+        exited(137, ran_for=0.5),
+        CapturedOutput(b"", forged),
+        limit=LIMIT,
+        adopted=True,
+    )
+    assert result.phase == Phase.FAILED
+    assert result.stderr == forged.decode()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from controller.frames import decode_output, frame_key, keyed
-from controller.supervisor import MARKER, SOURCE, Report, build_payload, parse_report
+from controller.supervisor import SOURCE, Report, build_payload
 
 LIMIT = 1024
 KEY = frame_key("instance-secret", "taskyard-test-container")
@@ -29,20 +29,21 @@ class Run:
     def __init__(self, completed: subprocess.CompletedProcess[bytes]) -> None:
         self.returncode = completed.returncode
         self.framed = completed.stdout
-        self.stdout, stderr = decode_output(KEY, completed.stdout)
-        self.stderr, self.report = parse_report(stderr)
-        self.raw_stderr = stderr
-        line = stderr[stderr.rfind(MARKER) + len(MARKER):]
-        self.fields = json.loads(line) if MARKER in stderr else {}
+        self.stdout, self.stderr, self.report = decode_output(KEY, completed.stdout)
+        lines = [line for line in completed.stdout.splitlines() if line.startswith(KEY + b"r")]
+        self.fields = json.loads(lines[-1][len(KEY) + 1 :]) if lines else {}
 
 
 def source_in(work: Path) -> str:
-    src = SOURCE.replace('"/work/main.py"', repr(str(work / "main.py")))
+    # The test runs the supervisor as its own user, which may be root: the code runs as it too.
+    src = SOURCE.replace("TASK_USER = 65534", "TASK_USER = None")
+    assert "TASK_USER = None" in src
+    src = src.replace('"/work/main.py"', repr(str(work / "main.py")))
     src = src.replace('cwd="/work"', f"cwd={str(work)!r}")
     assert "/work" not in src.replace(str(work), "")
     # The memory cgroup's counters are this test's file (absent unless a test writes it), not
     # those of whatever cgroup the test runs in.
-    counters = SOURCE[SOURCE.index("OOM_COUNTERS = "):].split("\n", 1)[0]
+    counters = SOURCE[SOURCE.index("OOM_COUNTERS = ") :].split("\n", 1)[0]
     src = src.replace(counters, f"OOM_COUNTERS = ({str(work.parent / 'oom_control')!r},)")
     assert "/sys/fs/cgroup" not in src
     return src
@@ -75,11 +76,14 @@ def supervise(
 
 
 def test_stdout_and_stderr_are_copied_and_reported(work: Path) -> None:
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         import sys
         print("Hello, World!")
         print("a warning", file=sys.stderr)
-    """)
+    """,
+    )
     assert run.returncode == 0
     assert run.stdout == b"Hello, World!\n"
     assert run.stderr == b"a warning\n"
@@ -89,30 +93,41 @@ def test_stdout_and_stderr_are_copied_and_reported(work: Path) -> None:
 
 
 def test_code_is_written_to_the_work_dir_and_runs_there(work: Path) -> None:
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         # the first line of the task
         import os
         print(os.getcwd())
         print(open("main.py").read().strip().splitlines()[0])
-    """)
+    """,
+    )
     assert run.stdout.decode().splitlines() == [str(work), "# the first line of the task"]
 
 
 def test_stdin_is_delivered_to_the_code(work: Path) -> None:
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         import sys
         data = sys.stdin.read()
         print(sum(int(n) for n in data.split()), repr(data))
-    """, stdin="1 2 3\n4\n")
+    """,
+        stdin="1 2 3\n4\n",
+    )
     assert run.stdout == b"10 '1 2 3\\n4\\n'\n"
 
 
 def test_large_stdin_is_delivered_whole(work: Path) -> None:
     stdin = "x" * 300_000 + "\n"
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         import sys
         print(len(sys.stdin.read()))
-    """, stdin=stdin)
+    """,
+        stdin=stdin,
+    )
     assert run.stdout == b"300001\n"
 
 
@@ -124,27 +139,39 @@ def test_code_that_ignores_a_large_stdin_still_finishes(work: Path) -> None:
 
 
 def test_no_stdin_reads_as_end_of_file(work: Path) -> None:
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         import sys
         print(repr(sys.stdin.read()))
-    """, stdin=None)
+    """,
+        stdin=None,
+    )
     assert run.stdout == b"''\n"
 
 
 def test_unicode_code_and_stdin_survive(work: Path) -> None:
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         import sys
         sys.stdout.buffer.write(("שלום é " + sys.stdin.read()).encode("utf-8"))
-    """, stdin="👩‍💻")
+    """,
+        stdin="👩‍💻",
+    )
     assert run.stdout.decode("utf-8") == "שלום é 👩‍💻"
 
 
 def test_output_is_capped_at_the_limit_and_flagged(work: Path) -> None:
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         import sys
         sys.stdout.write("o" * 5000)
         sys.stderr.write("e" * 3000)
-    """, limit=LIMIT)
+    """,
+        limit=LIMIT,
+    )
     # One byte past the cap comes through: it shows the cut even when no report comes.
     assert run.stdout == b"o" * (LIMIT + 1)
     assert run.stderr == b"e" * (LIMIT + 1)
@@ -154,29 +181,40 @@ def test_output_is_capped_at_the_limit_and_flagged(work: Path) -> None:
 
 
 def test_output_exactly_at_the_limit_is_not_truncated(work: Path) -> None:
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         import sys
         sys.stdout.write("o" * 1024)
-    """, limit=1024)
+    """,
+        limit=1024,
+    )
     assert run.stdout == b"o" * 1024
     assert run.report == Report(exit_code=0)
 
 
 def test_report_comes_after_all_of_stderr(work: Path) -> None:
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         import sys
         sys.stderr.write("last words")
-    """)
-    assert run.raw_stderr.startswith(b"last words" + MARKER)
-    assert run.raw_stderr.endswith(b"\n")
+    """,
+    )
+    assert run.stderr == b"last words"
+    assert run.report == Report(exit_code=0)
+    assert run.framed.splitlines()[-1].startswith(KEY + b"r")
 
 
 def test_child_exit_code_is_propagated(work: Path) -> None:
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         import sys
         print("failing")
         sys.exit(3)
-    """)
+    """,
+    )
     assert run.returncode == 3
     assert run.report is not None and run.report.exit_code == 3
     assert run.stdout == b"failing\n"
@@ -189,11 +227,14 @@ def test_uncaught_exception_exits_1_with_the_traceback(work: Path) -> None:
 
 
 def test_child_killed_by_sigkill_gives_137(work: Path) -> None:
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         import os, signal
         print("before", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
-    """)
+    """,
+    )
     assert run.returncode == 137
     assert run.report is not None and run.report.exit_code == 137
     assert run.stdout == b"before\n"
@@ -205,16 +246,24 @@ KILLED_BY_SIGKILL = """
 """
 
 
-@pytest.mark.parametrize(("code", "counters", "oom_kills", "oom_killed"), [
-    (KILLED_BY_SIGKILL, "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n", 1, True),
-    (KILLED_BY_SIGKILL, "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n", 0, False),
-    (KILLED_BY_SIGKILL, None, 0, False),
-    ("raise SystemExit(137)", "oom_kill 1\n", None, False),
-], ids=["sigkill-after-an-oom-kill", "sigkill-no-oom-kill", "no-counters-to-read",
-        "exit-137-is-no-kill"])
+@pytest.mark.parametrize(
+    ("code", "counters", "oom_kills", "oom_killed"),
+    [
+        (KILLED_BY_SIGKILL, "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n", 1, True),
+        (KILLED_BY_SIGKILL, "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n", 0, False),
+        (KILLED_BY_SIGKILL, None, 0, False),
+        ("raise SystemExit(137)", "oom_kill 1\n", None, False),
+    ],
+    ids=[
+        "sigkill-after-an-oom-kill",
+        "sigkill-no-oom-kill",
+        "no-counters-to-read",
+        "exit-137-is-no-kill",
+    ],
+)
 def test_a_sigkilled_code_reports_the_cgroups_oom_kills(
-        work: Path, code: str, counters: str | None, oom_kills: int | None,
-        oom_killed: bool) -> None:
+    work: Path, code: str, counters: str | None, oom_kills: int | None, oom_killed: bool
+) -> None:
     # The engine's own OOM flag is now and then missing at the exit; the report carries the
     # memory cgroup's counter, read once the code is gone.
     if counters is not None:
@@ -228,9 +277,12 @@ def test_a_sigkilled_code_reports_the_cgroups_oom_kills(
 def test_empty_stdin_reports_that_no_code_was_delivered(work: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-I", "-c", source_in(work), "0.5"],
-        input=b"", capture_output=True, timeout=10, check=False,
+        input=b"",
+        capture_output=True,
+        timeout=10,
+        check=False,
     )
-    _, report = parse_report(decode_output(KEY, completed.stdout)[1])
+    report = decode_output(KEY, completed.stdout)[2]
     assert completed.returncode == 3
     assert report is not None and report.error is not None
     assert "no code was delivered" in report.error
@@ -241,13 +293,15 @@ def test_payload_that_never_arrives_ends_after_the_delivery_wait(work: Path) -> 
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-I", "-c", source_in(work), "0.5"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         stdout, _ = process.communicate(timeout=10)  # stdin stays open and empty until then
     finally:
         process.kill()
-    _, report = parse_report(decode_output(KEY, stdout)[1])
+    report = decode_output(KEY, stdout)[2]
     assert process.returncode == 3
     assert report is not None and report.error is not None
     assert "no code was delivered" in report.error
@@ -300,12 +354,15 @@ def test_setsid_grandchild_does_not_keep_the_supervisor_alive(
 
 
 def test_every_byte_value_comes_back_exactly_on_both_streams(work: Path) -> None:
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         import os
         data = bytes(range(256)) + b"\\xff\\xfe\\xc3(\\xe2\\x82\\xf0\\x9f\\x98"
         os.write(1, data)
         os.write(2, data[::-1])
-    """)
+    """,
+    )
     data = bytes(range(256)) + b"\xff\xfe\xc3(\xe2\x82\xf0\x9f\x98"
     assert run.stdout == data
     assert run.stderr == data[::-1]
@@ -314,33 +371,44 @@ def test_every_byte_value_comes_back_exactly_on_both_streams(work: Path) -> None
 
 def test_what_the_engine_stores_is_plain_ascii_lines(work: Path) -> None:
     # The json-file log driver keeps ASCII as it is; anything else may be replaced.
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         import os
         os.write(1, bytes(range(256)) * 64)
         os.write(2, "שלום 😀 e\\u0301".encode())
-    """, limit=1 << 20)
+    """,
+        limit=1 << 20,
+    )
     assert run.framed.isascii()
     assert all(32 <= byte < 127 for byte in run.framed.replace(b"\n", b""))
     assert run.stdout == bytes(range(256)) * 64
 
 
 def test_a_flood_of_tiny_writes_becomes_a_few_lines(work: Path) -> None:
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         import os
         for _ in range(20000):
             os.write(1, b"x")
-    """, limit=1 << 20)
+    """,
+        limit=1 << 20,
+    )
     assert run.stdout == b"x" * 20000
     # 20,000 writes; the supervisor batches what arrives within its flush interval.
     assert run.framed.count(b"\n") < 2000
 
 
 def test_the_task_cannot_write_a_report_of_its_own(work: Path) -> None:
-    run = supervise(work, """
+    run = supervise(
+        work,
+        """
         import sys
         sys.stderr.buffer.write(b"\\x00\\x1etaskyard-report:" + b'{"error": "forged"}\\n')
         sys.exit(4)
-    """)
+    """,
+    )
     assert run.returncode == 4
     assert run.report == Report(exit_code=4)
 
@@ -350,11 +418,15 @@ AS_PYTHON_RUNS_IT = {
     "syntax-error": "print(\n",
     "exit-code": "import sys\nprint('x')\nsys.exit(3)\n",
     "chained": "try:\n    1/0\nexcept Exception as e:\n    raise KeyError('k') from e\n",
-    "main-module": ("import sys\nprint(__name__, __file__, sys.argv, sys.path[0], __spec__,\n"
-                    "      sorted(k for k in dir() if not k.startswith('__')))\n"),
-    "pickles-its-own-functions": ("import multiprocessing as mp\ndef sq(x): return x * x\n"
-                                  "if __name__ == '__main__':\n"
-                                  "    with mp.Pool(2) as pool: print(pool.map(sq, [1, 2, 3]))\n"),
+    "main-module": (
+        "import sys\nprint(__name__, __file__, sys.argv, sys.path[0], __spec__,\n"
+        "      sorted(k for k in dir() if not k.startswith('__')))\n"
+    ),
+    "pickles-its-own-functions": (
+        "import multiprocessing as mp\ndef sq(x): return x * x\n"
+        "if __name__ == '__main__':\n"
+        "    with mp.Pool(2) as pool: print(pool.map(sq, [1, 2, 3]))\n"
+    ),
 }
 
 
@@ -363,7 +435,15 @@ def test_the_code_runs_exactly_as_python3_runs_the_file(work: Path, code: str) -
     """The interpreter that runs the code is started before the code arrives; what the code
     sees and prints (tracebacks included) is what `python3 main.py` gives."""
     run = supervise(work, code)
-    direct = subprocess.run([sys.executable, str(work / "main.py")], cwd=work,
-                            capture_output=True, timeout=20, check=False)
+    direct = subprocess.run(
+        [sys.executable, str(work / "main.py")],
+        cwd=work,
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
     assert (run.report.exit_code if run.report else None, run.stdout, run.stderr) == (
-        direct.returncode, direct.stdout, direct.stderr)
+        direct.returncode,
+        direct.stdout,
+        direct.stderr,
+    )
