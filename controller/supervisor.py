@@ -227,6 +227,9 @@ def main():
         pending_in += early_input
     if not pending_in and not live_input:
         child.stdin.close()
+    else:
+        # A code that does not read must not hold us up: a write takes what fits.
+        os.set_blocking(child.stdin.fileno(), False)
     streams = {child.stdout.fileno(): 1, child.stderr.fileno(): 2}
     seen = {1: 0, 2: 0}
     drain_until = None
@@ -246,6 +249,8 @@ def main():
             try:
                 sent = os.write(child.stdin.fileno(), pending_in[:65536])
                 pending_in = pending_in[sent:]
+            except BlockingIOError:
+                pass
             except OSError:
                 pending_in, live_input = b"", False
             if not pending_in and not live_input:

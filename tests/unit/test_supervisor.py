@@ -447,3 +447,55 @@ def test_the_code_runs_exactly_as_python3_runs_the_file(work: Path, code: str) -
         direct.stdout,
         direct.stderr,
     )
+
+
+def test_the_undelivered_report_says_so_in_its_typed_field(work: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-I", "-c", source_in(work), "0.5"],
+        input=KEY + b"\n", capture_output=True, timeout=10, check=False,
+    )
+    report = decode_output(KEY, completed.stdout)[2]
+    assert report is not None and report.undelivered
+
+
+def test_code_too_large_for_the_work_area_is_a_start_failure(work: Path) -> None:
+    # The interpreter writes the code itself; it tells the supervisor why it could not.
+    source = source_in(work).replace(repr(str(work / "main.py")), repr(str(work / "no" / "x")))
+    completed = subprocess.run(
+        [sys.executable, "-I", "-c", source, "2"],
+        input=keyed(KEY, build_payload("print('never')\n", None, LIMIT)),
+        capture_output=True, timeout=10, check=False,
+    )
+    stdout, _, report = decode_output(KEY, completed.stdout)
+    assert completed.returncode == 3
+    assert stdout == b""
+    assert report is not None and report.error == (
+        "could not write the code to the work area: No such file or directory")
+    assert not report.undelivered
+
+
+def test_live_input_for_a_code_that_does_not_read_is_held_up_to_a_bound(work: Path) -> None:
+    """Past INPUT_HELD bytes the supervisor stops reading its stdin, so that whoever writes to
+    it (the controller, through the engine) waits instead of filling the container's memory."""
+    assert "INPUT_HELD = 1 << 20" in SOURCE
+    process = subprocess.Popen(
+        [sys.executable, "-I", "-c", source_in(work), "2"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    try:
+        payload = build_payload("import time\ntime.sleep(30)\n", None, LIMIT, interactive=True)
+        process.stdin.write(keyed(KEY, payload))
+        process.stdin.flush()
+        os.set_blocking(process.stdin.fileno(), False)
+        accepted, deadline = 0, time.monotonic() + 5
+        while time.monotonic() < deadline and accepted < 64 << 20:
+            try:
+                accepted += os.write(process.stdin.fileno(), b"x" * 65536)
+            except BlockingIOError:
+                time.sleep(0.05)
+        # The bound, what one read takes in, and the pipe's own buffer (64 KiB to 1 MiB).
+        assert 1 << 20 <= accepted <= (1 << 20) + 65536 + (1 << 20), accepted
+    finally:
+        process.kill()
+        process.wait()
