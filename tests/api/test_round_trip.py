@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from api.app import create_app
 from models.clock import utcnow
 from models.database import Database, open_database
-from models.quantities import GIB
+from models.quantities import GIB, parse_size
 from models.settings import Settings
 from models.tables import Capacity
 
@@ -159,3 +159,25 @@ def test_any_spelling_of_the_resources_round_trips(
     assert first["spec"]["resources"] == resources
     assert created(client, first["spec"])["spec"] == first["spec"]
 
+
+def test_a_task_the_host_cannot_hold_is_refused_with_sizes_that_are_accepted(
+    client: TestClient,
+) -> None:
+    # Ask beyond the host, then for what the messages say it can allocate.
+    resources = {"cpu": "9", "gpu": "1", "ram": "9GB", "storage": "51GB"}
+    response = client.post(
+        "/tasks", json={"task_type": "execute_code", "code": "pass", "resources": resources}
+    )
+    assert response.status_code == 422
+    quoted = {
+        entry["loc"][-1]: entry["msg"].rsplit(" ", 1)[-1] for entry in response.json()["detail"]
+    }
+    assert quoted == {"cpu": "4", "gpu": "0", "ram": "7782MB", "storage": "51507MB"}
+    assert "requested 1 GPU," in response.text
+    assert (
+        created(client, {"task_type": "execute_code", "code": "pass", "resources": quoted})["spec"][
+            "resources"
+        ]
+        == quoted
+    )
+    assert RAM_ALLOCATABLE - parse_size(quoted["ram"]) < 1024 * 1024
