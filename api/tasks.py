@@ -120,7 +120,8 @@ async def store_task(request: Request, body: TaskCreate, caller: Caller) -> dict
     resources = body.resources
     values = task_values(
         owner=caller.user, task_type=body.task_type.value, code=body.code,
-        cpu=asked.cpu, gpu=asked.gpu, ram=resources.ram, ram_bytes=asked.ram_bytes,
+        cpu=asked.cpu, cpu_text=resources.cpu, gpu=asked.gpu, gpu_text=resources.gpu,
+        ram=resources.ram, ram_bytes=asked.ram_bytes,
         storage=resources.storage, storage_bytes=asked.storage_bytes,
         timeout_seconds=asked.timeout, stdin=body.stdin, interactive=body.interactive,
     )

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from models.fit import HostLimits, exceeded_limits
-from models.quantities import format_size
+from models.quantities import format_size, format_size_floor
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,13 @@ def _shortfalls(request: Request, free: _Free) -> list[str]:
         reasons.append(f"Insufficient gpu: requested {request.gpu}, free {free.gpus_available()}")
     if request.ram > free.ram:
         reasons.append(
-            f"Insufficient ram: requested {format_size(request.ram)}, free {format_size(free.ram)}"
+            f"Insufficient ram: requested {format_size(request.ram)}, "
+            f"free {format_size_floor(free.ram)}"
         )
     if request.storage > free.storage:
         reasons.append(
             f"Insufficient storage: requested {format_size(request.storage)}, "
-            f"free {format_size(free.storage)}"
+            f"free {format_size_floor(free.storage)}"
         )
     return reasons
 

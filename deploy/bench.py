@@ -830,7 +830,8 @@ def _task_row_template(phase: str) -> dict[str, Any]:
     now = datetime.now(UTC)
     ended = phase in TERMINAL
     task = Task(
-        id="template", task_type="execute_code", code="print(1)", cpu=1, gpu=0, ram="64MB",
+        id="template", task_type="execute_code", code="print(1)", cpu=1, cpu_text="1", gpu=0,
+        gpu_text="0", ram="64MB",
         ram_bytes=64 * MIB, storage="16MB", storage_bytes=16 * MIB, timeout_seconds=30,
         phase=phase, reason="Completed" if ended else "Created",
         message="exited with code 0" if ended else "task submitted",

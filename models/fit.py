@@ -4,7 +4,7 @@ scheduler (a queued task whose host shrank below it fails instead of waiting for
 
 from dataclasses import dataclass
 
-from models.quantities import format_size
+from models.quantities import counted, format_size, format_size_floor
 
 
 @dataclass(frozen=True)
@@ -23,17 +23,19 @@ def exceeded_limits(
     """(field, message) for every resource asked beyond what the host can ever allocate."""
     problems = []
     if cpu > host.cpus:
-        problems.append(("cpu", f"requested {cpu} CPUs, this host can allocate {host.cpus}"))
+        problems.append(("cpu", f"requested {counted(cpu, 'CPU')}, "
+                                f"this host can allocate {host.cpus}"))
     if gpu > host.gpus:
-        problems.append(("gpu", f"requested {gpu} GPUs, this host can allocate {host.gpus}"))
+        problems.append(("gpu", f"requested {counted(gpu, 'GPU')}, "
+                                f"this host can allocate {host.gpus}"))
     if ram > host.ram:
         problems.append(
             ("ram", f"requested {format_size(ram)} RAM, "
-                    f"this host can allocate {format_size(host.ram)}")
+                    f"this host can allocate {format_size_floor(host.ram)}")
         )
     if storage > host.storage:
         problems.append(
             ("storage", f"requested {format_size(storage)} storage, "
-                        f"this host can allocate {format_size(host.storage)}")
+                        f"this host can allocate {format_size_floor(host.storage)}")
         )
     return problems

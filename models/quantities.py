@@ -34,11 +34,6 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _UNIT_BYTES[match.group(2).upper()]
 
 
-def normalize_size(text: str) -> str:
-    """The canonical spelling of a valid size: its digits and an upper-case unit."""
-    return text[:-2] + text[-2:].upper()
-
-
 def format_size(n_bytes: int) -> str:
     """A short human form of a byte amount, in the seed's units where it divides evenly."""
     if n_bytes % GIB == 0 and n_bytes >= GIB:
@@ -46,3 +41,16 @@ def format_size(n_bytes: int) -> str:
     if n_bytes % MIB == 0:
         return f"{n_bytes // MIB}MB"
     return f"{n_bytes / MIB:.1f}MB"
+
+
+def format_size_floor(n_bytes: int) -> str:
+    """The largest size a request may ask for within `n_bytes`, as a person types it: whole GB
+    where it divides evenly, else whole MB, rounded down ("23849MB", never "23849.2MB")."""
+    if n_bytes % GIB == 0 and n_bytes >= GIB:
+        return f"{n_bytes // GIB}GB"
+    return f"{max(n_bytes, 0) // MIB}MB"
+
+
+def counted(n: int, noun: str) -> str:
+    """`n` and the noun, plural unless one: "1 GPU", "2 GPUs", "0 CPUs"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

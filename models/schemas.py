@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from models.clock import isoformat_z
-from models.quantities import normalize_size, parse_count, parse_size
+from models.quantities import parse_count, parse_size
 from models.tables import Task, Transition
 
 
@@ -62,8 +62,9 @@ class ResourcesIn(BaseModel):
     @field_validator("ram", "storage")
     @classmethod
     def _size(cls, value: str) -> str:
+        # Kept as written ("1gb" stays "1gb"): a task's spec is sent back as it came.
         parse_size(value)
-        return normalize_size(value)
+        return value
 
     @property
     def cpu_count(self) -> int:
@@ -106,8 +107,10 @@ class TaskCreate(BaseModel):
 
 
 class ResourcesOut(BaseModel):
-    cpu: int
-    gpu: int
+    """The resources as the request gave them: a spec sent back is accepted again."""
+
+    cpu: str
+    gpu: str
     ram: str
     storage: str
 
@@ -179,7 +182,7 @@ def task_document(value_of: Callable[[str], Any]) -> dict[str, Any]:
         "spec": {
             "task_type": value_of("task_type"),
             "code": value_of("code"),
-            "resources": {"cpu": value_of("cpu"), "gpu": value_of("gpu"),
+            "resources": {"cpu": value_of("cpu_text"), "gpu": value_of("gpu_text"),
                           "ram": value_of("ram"), "storage": value_of("storage")},
             "timeout_seconds": value_of("timeout_seconds"),
             "stdin": value_of("stdin"),

@@ -27,11 +27,14 @@ class Task(SQLModel, table=True):
     # The user token that created it; None in open mode and for the admin.
     owner: str | None = Field(default=None, index=True)
 
-    # spec: written once by the API
+    # spec: written once by the API. The resources as the user wrote them ("1", "1gb"), so
+    # that a task's spec can be sent back as is; beside them the numbers the scheduler uses.
     task_type: str
     code: str = Field(sa_column=Column(Text, nullable=False))
     cpu: int
+    cpu_text: str
     gpu: int
+    gpu_text: str
     ram: str
     ram_bytes: int
     storage: str

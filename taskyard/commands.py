@@ -20,7 +20,7 @@ from typing import TextIO
 
 import httpx
 
-from taskyard.client import SERVER_ENV, ClientError, Task, TaskyardClient, server_url
+from taskyard.client import SERVER_ENV, Client, ClientError, Task, server_url
 from taskyard.commands_output import tasks_table, yamlish
 
 EXIT_USAGE = 2
@@ -40,7 +40,7 @@ class Context:
     """What a verb works with; tests pass their own streams, transport and clocks."""
 
     args: argparse.Namespace
-    client: TaskyardClient
+    client: Client
     out: TextIO
     err: TextIO
     stdin: TextIO
@@ -68,8 +68,8 @@ def run(
     except ClientError as exc:
         err.write(f"error: {exc}\n")
         return exc.exit_code
-    client = TaskyardClient(server_url(args.server), token=token, transport=transport,
-                            sleep=sleep)
+    client = Client(server_url(args.server), token=token or "", transport=transport,
+                    sleep=sleep)
     ctx = Context(args, client, out, err, stdin)
     try:
         code: int = args.handler(ctx)

@@ -8,7 +8,15 @@ import os
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from taskyard.client import TERMINAL_PHASES, ApiError, HistoryGone, Task
+from taskyard.client import (
+    DEFAULT_RESOURCES,
+    TERMINAL_PHASES,
+    TOKEN_ENV,
+    ApiError,
+    HistoryGone,
+    LogEnd,
+    Task,
+)
 from taskyard.commands import EXIT_INTERRUPTED, Context, UsageError, common_flags, show
 from taskyard.commands_output import (
     Progress,
@@ -20,7 +28,6 @@ from taskyard.commands_output import (
 )
 
 PHASES = ["Pending", "Scheduled", "Running", "Succeeded", "Failed", "TimedOut", "Cancelled"]
-TOKEN_ENV = "TASKYARD_TOKEN"
 WAIT_POLL_SECONDS = 1.0  # one GET ?wait= per second: the progress line ticks, terminal is prompt
 
 
@@ -70,7 +77,7 @@ def submit_body(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
 def _submit(ctx: Context) -> int:
     body = submit_body(ctx.args, ctx.stdin)
     started = ctx.monotonic()
-    task = ctx.client.submit(body)
+    task = ctx.client.submit(**body)
     task_id = task["id"]
     if not (ctx.args.wait or ctx.args.watch or ctx.args.follow):
         show(ctx, task, default=lambda: f"task/{task_id} created")
@@ -156,13 +163,13 @@ def finish(ctx: Context, task: Task) -> int:
 
 def _print_logs(ctx: Context, task_id: str, *, follow: bool, stream: str | None) -> int:
     """Copy the task's output to ours as it arrives; 0 once it ended in success."""
-    ended: dict[str, Any] | None = None
-    for kind, payload in ctx.client.logs(task_id, follow=follow, stream=stream):
-        if kind == "end":
-            ended = payload
+    ended: LogEnd | None = None
+    for item in ctx.client.log_events(task_id, follow=follow, stream=stream):
+        if isinstance(item, LogEnd):
+            ended = item
             break
-        target = ctx.out if payload.get("stream") == "stdout" else ctx.err
-        target.write(payload.get("text") or "")
+        target = ctx.out if item.get("stream") == "stdout" else ctx.err
+        target.write(item.get("text") or "")
         target.flush()
     if ended is None:
         return 0  # not following: what exists so far was printed
@@ -197,12 +204,12 @@ def _get(ctx: Context) -> int:
 
 def _list(ctx: Context) -> int:
     args = ctx.args
-    page = ctx.client.list_tasks(phase=args.phase, limit=args.limit)
-    items, cursor = list(page["items"]), page.get("next_cursor")
+    page = ctx.client.list_page(phase=args.phase, limit=args.limit)
+    items, cursor = list(page.items), page.next_cursor
     while args.all and cursor:
-        page = ctx.client.list_tasks(phase=args.phase, limit=args.limit, cursor=cursor)
-        items.extend(page["items"])
-        cursor = page.get("next_cursor")
+        page = ctx.client.list_page(phase=args.phase, limit=args.limit, cursor=cursor)
+        items.extend(page.items)
+        cursor = page.next_cursor
     if args.output == "json":
         ctx.print(json.dumps({"items": items, "next_cursor": cursor}, indent=2))
     elif args.output == "yaml":
@@ -283,10 +290,13 @@ def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]")
     submit.add_argument("file", nargs="?", metavar="FILE",
                         help="Python file to run; `-` (or nothing, with a pipe) reads stdin")
     submit.add_argument("-c", "--code", help="the code itself, as python -c takes it")
-    submit.add_argument("--cpu", default="1", help="CPU cores (default 1; 0: best effort)")
-    submit.add_argument("--gpu", default="0", help="whole GPUs (default 0)")
-    submit.add_argument("--ram", default="256MB", help="memory limit (default 256MB)")
-    submit.add_argument("--storage", default="100MB", help="writable space (default 100MB)")
+    cpu, gpu, ram, storage = (DEFAULT_RESOURCES[name] for name in ("cpu", "gpu", "ram",
+                                                                   "storage"))
+    submit.add_argument("--cpu", default=cpu, help=f"CPU cores (default {cpu}; 0: best effort)")
+    submit.add_argument("--gpu", default=gpu, help=f"whole GPUs (default {gpu})")
+    submit.add_argument("--ram", default=ram, help=f"memory limit (default {ram})")
+    submit.add_argument("--storage", default=storage,
+                        help=f"writable space (default {storage})")
     submit.add_argument("--timeout", type=int, metavar="S", help="seconds (server default 30)")
     submit.add_argument("--stdin-file", metavar="F", help="file given to the task as stdin")
     submit.add_argument("--wait", action="store_true",

@@ -59,7 +59,8 @@ def client(tmp_path: Path, database: Database) -> Iterator[TestClient]:
 
 def new_values(**spec: Any) -> dict[str, Any]:
     defaults: dict[str, Any] = dict(
-        owner=None, task_type="execute_code", code="print(1)", cpu=1, gpu=0, ram="64MB",
+        owner=None, task_type="execute_code", code="print(1)", cpu=1, cpu_text="1", gpu=0,
+        gpu_text="0", ram="64MB",
         ram_bytes=64 * MIB, storage="100MB", storage_bytes=100 * MIB, timeout_seconds=30,
         stdin=None, interactive=False)
     return task_values(**{**defaults, **spec})

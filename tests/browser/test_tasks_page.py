@@ -48,7 +48,7 @@ def test_a_task_submitted_in_the_form_succeeds_in_the_table_without_a_reload(
     screenshot(page, "table-task-succeeded")
     task = client.get(task_id)
     assert task["status"]["stdout"] == "from the form\n"
-    assert task["spec"]["resources"] == {"cpu": 1, "gpu": 0, "ram": "64MB", "storage": "16MB"}
+    assert task["spec"]["resources"] == {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "16MB"}
 
 
 def test_the_task_page_follows_a_seed_example_live(page: Page, server: Server) -> None:

@@ -56,7 +56,7 @@ def run_cli(argv: list[str], handler: Handler | None = None, *, stdin: str = "",
 def make_task(task_id: str = "t1", phase: str = "Pending", *, reason: str = "Created",
               message: str = "task submitted", created_at: str = "2026-11-27T22:00:00Z",
               stdout: str | None = None, stderr: str | None = None,
-              result: str | None = None, cpu: int = 1, ram: str = "256MB",
+              result: str | None = None, cpu: str = "1", ram: str = "256MB",
               **status: Any) -> dict[str, Any]:
     """A Task object of the contract's shape."""
     return {
@@ -64,7 +64,7 @@ def make_task(task_id: str = "t1", phase: str = "Pending", *, reason: str = "Cre
         "created_at": created_at,
         "resource_version": 1,
         "spec": {"task_type": "execute_code", "code": "print(1)",
-                 "resources": {"cpu": cpu, "gpu": 0, "ram": ram, "storage": "100MB"},
+                 "resources": {"cpu": cpu, "gpu": "0", "ram": ram, "storage": "100MB"},
                  "timeout_seconds": 30, "stdin": None},
         "status": {"phase": phase, "reason": reason, "message": message, "result": result,
                    "exit_code": None, "stdout": stdout, "stderr": stderr,

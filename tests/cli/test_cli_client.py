@@ -12,9 +12,9 @@ from harness import free_port
 from taskyard.client import (
     ApiError,
     CannotConnect,
+    Client,
     HistoryGone,
     SseEvent,
-    TaskyardClient,
     parse_sse,
     render_detail,
 )
@@ -45,8 +45,8 @@ def sse(*chunks: str, then: BaseException | None = None) -> httpx.Response:
                           stream=Chunks(*chunks, then=then))
 
 
-def client_for(handler: Any) -> TaskyardClient:
-    return TaskyardClient("http://taskyard.test", transport=httpx.MockTransport(handler),
+def client_for(handler: Any) -> Client:
+    return Client("http://taskyard.test", token="", transport=httpx.MockTransport(handler),
                           sleep=lambda _s: None)
 
 
@@ -224,7 +224,7 @@ def test_watch_404_is_not_retried() -> None:
 
 def test_a_refused_connection_is_one_clear_line() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    with TaskyardClient(url) as client, pytest.raises(CannotConnect) as raised:
+    with Client(url, token="") as client, pytest.raises(CannotConnect) as raised:
         client.get("abc")
     message = str(raised.value)
     assert message.startswith(f"cannot reach taskyard at {url}: ")

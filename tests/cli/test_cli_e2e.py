@@ -67,7 +67,8 @@ def test_code_from_a_file_with_resources(cli_server: Server, tmp_path: Any) -> N
                     "--wait", "-o", "json", server=cli_server)
     assert done.returncode == 0, done.stderr
     task = json.loads(done.stdout)
-    assert task["spec"]["resources"] == {"cpu": 1, "gpu": 0, "ram": "128MB", "storage": "16MB"}
+    assert task["spec"]["resources"] == {"cpu": "1", "gpu": "0", "ram": "128MB",
+                                          "storage": "16MB"}
     assert task["status"]["stdout"] == "1\n"
 
 

@@ -283,7 +283,7 @@ def test_get_unknown_task_exits_1_with_the_servers_detail() -> None:
 
 def test_list_table_and_filters() -> None:
     server = Recorder({("GET", "/tasks"): (200, {"items": [
-        make_task("a1", "Running", reason="Started", cpu=2, ram="1GB"),
+        make_task("a1", "Running", reason="Started", cpu="2", ram="1GB"),
         make_task("b22", "Pending", reason="Unschedulable"),
     ], "next_cursor": None})})
     result = run_cli(["list", "--phase", "Running", "--limit", "7"], server)

@@ -28,7 +28,7 @@ from models.settings import Settings
 from models.tables import ApiToken, Capacity, Task, Transition
 
 LEGACY_SCHEMAS = Path(__file__).parent / "legacy_schemas"
-HEAD = "0005"
+HEAD = "0006"
 
 # Each commit that changed the schema, and the revision that reproduces it.
 RELEASED_SCHEMAS = [
@@ -130,7 +130,7 @@ def test_downgrading_to_the_first_revision_and_back_ends_at_the_models(db_path: 
 
 def test_every_revision_reproduces_the_schema_of_its_release(tmp_path: Path) -> None:
     by_revision = dict(migrations.revision_shapes())
-    assert list(by_revision) == ["0005", "0004", "0003", "0002", "0001"]
+    assert list(by_revision) == ["0006", "0005", "0004", "0003", "0002", "0001"]
     for param in RELEASED_SCHEMAS:
         commit, revision = param.values
         create_legacy(tmp_path / f"{commit}.db", str(commit))
@@ -222,6 +222,8 @@ def test_a_first_release_database_is_upgraded_with_its_rows_intact(
             "SELECT DISTINCT interactive, owner, reset_requested_to, reset_requested_at,"
             " stuck_reason, stuck_since FROM tasks",
         ) == [(0, None, None, None, None, None)]
+        # The counts the first release kept come back as the strings a request gives.
+        assert raw_rows(db_path, "SELECT DISTINCT cpu_text, gpu_text FROM tasks") == [("2", "0")]
 
         with database.read() as session:
             running = session.exec(select(Task).where(Task.phase == "Running")).one()
@@ -240,11 +242,12 @@ def test_a_first_release_database_is_upgraded_with_its_rows_intact(
             assert got.status_code == 200, got.text
             assert got.json()["status"]["phase"] == "Succeeded"
             assert got.json()["spec"]["interactive"] is False
-            created = client.post("/tasks", json={
-                "task_type": "execute_code", "code": "print(1)",
-                "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"},
-            })
+            assert got.json()["spec"]["resources"] == {
+                "cpu": "2", "gpu": "0", "ram": "512MB", "storage": "1GB"}
+            # An old task's spec, sent back, is a new task with the same spec.
+            created = client.post("/tasks", json=got.json()["spec"])
             assert created.status_code == 201, created.text
+            assert created.json()["spec"] == got.json()["spec"]
         with database.write() as session:
             session.add(ApiToken(id="tok-1", name="alice", token_hash="h" * 64))
             session.commit()

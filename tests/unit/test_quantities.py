@@ -1,13 +1,17 @@
 """Truth tables for the seed's resource quantities: counts ("2") and sizes ("512MB")."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from models.fit import HostLimits, exceeded_limits
 from models.quantities import (
     GIB,
     MIB,
     QuantityError,
+    counted,
     format_size,
-    normalize_size,
+    format_size_floor,
     parse_count,
     parse_size,
 )
@@ -105,20 +109,6 @@ def test_parse_size_rejects(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        pytest.param("512MB", "512MB", id="already-canonical"),
-        pytest.param("1gb", "1GB", id="lower-case"),
-        pytest.param("1Gb", "1GB", id="mixed-case"),
-        pytest.param("256mB", "256MB", id="mixed-case-mb"),
-    ],
-)
-def test_normalize_size_upper_cases_the_unit(text: str, expected: str) -> None:
-    assert normalize_size(text) == expected
-    assert parse_size(normalize_size(text)) == parse_size(text)
-
-
-@pytest.mark.parametrize(
     ("n_bytes", "expected"),
     [
         pytest.param(0, "0MB", id="zero"),
@@ -140,3 +130,59 @@ def test_format_size(n_bytes: int, expected: str) -> None:
 )
 def test_format_size_round_trips_through_parse_size(text: str) -> None:
     assert format_size(parse_size(text)) == text
+
+
+@pytest.mark.parametrize(
+    ("n_bytes", "expected"),
+    [
+        pytest.param(0, "0MB", id="zero"),
+        pytest.param(1_048_575, "0MB", id="under-one-mib"),
+        pytest.param(64 * MIB, "64MB", id="whole-mib"),
+        pytest.param(int(23849.2 * MIB), "23849MB", id="fraction-rounded-down"),
+        pytest.param(GIB, "1GB", id="whole-gib"),
+        pytest.param(GIB + 1, "1024MB", id="just-over-a-gib"),
+        pytest.param(1536 * MIB, "1536MB", id="not-whole-gib"),
+    ],
+)
+def test_format_size_floor(n_bytes: int, expected: str) -> None:
+    assert format_size_floor(n_bytes) == expected
+
+
+@given(st.integers(min_value=0, max_value=1 << 50))
+def test_format_size_floor_is_a_size_the_validator_accepts_within_the_amount(n: int) -> None:
+    text = format_size_floor(n)
+    assert parse_size(text) <= n < parse_size(text) + MIB
+
+
+@pytest.mark.parametrize(("n", "expected"), [(0, "0 GPUs"), (1, "1 GPU"), (2, "2 GPUs")])
+def test_counted(n: int, expected: str) -> None:
+    assert counted(n, "GPU") == expected
+
+
+HOST = HostLimits(cpus=1, gpus=1, ram=int(23849.2 * MIB), storage=int(10.7 * GIB))
+
+
+@pytest.mark.parametrize(
+    ("asked", "field", "message"),
+    [
+        pytest.param({"cpu": 2}, "cpu", "requested 2 CPUs, this host can allocate 1", id="cpus"),
+        pytest.param({"gpu": 2}, "gpu", "requested 2 GPUs, this host can allocate 1", id="gpus"),
+        pytest.param({"ram": 24 * GIB}, "ram",
+                     "requested 24GB RAM, this host can allocate 23849MB", id="ram"),
+        pytest.param({"storage": 11 * GIB}, "storage",
+                     "requested 11GB storage, this host can allocate 10956MB", id="storage"),
+    ],
+)
+def test_capacity_messages_quote_sizes_a_request_may_ask_for(
+    asked: dict[str, int], field: str, message: str
+) -> None:
+    request = {"cpu": 0, "gpu": 0, "ram": 0, "storage": 0, **asked}
+    [(name, text)] = exceeded_limits(host=HOST, **request)
+    assert (name, text) == (field, message)
+    quoted = text.rsplit(" ", 1)[-1]
+    if field in ("ram", "storage"):
+        # What the host can allocate, asked for as the message says, fits.
+        assert not exceeded_limits(host=HOST, **{**request, field: parse_size(quoted)})
+    else:
+        assert not exceeded_limits(host=HOST, **{**request, field: parse_count(quoted)})
+

@@ -124,7 +124,7 @@ def test_waiting_head_says_when_it_expects_to_start() -> None:
     [
         pytest.param(request("t", cpu=5), "cpu", "requested 5 CPUs, this host can allocate 4",
                      id="more-cpus-than-host"),
-        pytest.param(request("t", gpu=1), "gpu", "requested 1 GPUs, this host can allocate 0",
+        pytest.param(request("t", gpu=1), "gpu", "requested 1 GPU, this host can allocate 0",
                      id="gpu-on-host-without-gpus"),
         pytest.param(request("t", ram=8 * GIB), "ram",
                      "requested 8GB RAM, this host can allocate 4GB", id="more-ram-than-host"),

@@ -100,10 +100,10 @@ def test_explicit_nulls_for_optional_fields_are_accepted() -> None:
     assert task.stdin is None
 
 
-def test_lower_case_units_are_stored_canonically() -> None:
+def test_sizes_are_kept_as_written_and_parsed_in_any_case() -> None:
     task = TaskCreate.model_validate(resources(ram="1gb", storage="2Gb"))
-    assert task.resources.ram == "1GB"
-    assert task.resources.storage == "2GB"
+    assert (task.resources.ram, task.resources.storage) == ("1gb", "2Gb")
+    assert (task.resources.ram_bytes, task.resources.storage_bytes) == (1 << 30, 2 << 30)
 
 
 @pytest.mark.parametrize(
