@@ -1,4 +1,4 @@
-"""Request and response shapes of the REST contract (`shared/spec/API.md`).
+"""Request and response shapes of the REST contract (`docs/api.md`).
 
 `TaskCreate` keeps the seed's request shape and validation rules (never looser); `TaskRead` is
 the Task object clients see, built from a `tables.Task` row by `TaskRead.from_row` (its shape

@@ -1,4 +1,4 @@
-"""The task endpoints of the REST contract (`shared/spec/API.md`), through the real app over a
+"""The task endpoints of the REST contract (`docs/api.md`), through the real app over a
 real SQLite file per test, with no controller running.
 """
 
