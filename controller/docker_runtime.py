@@ -35,11 +35,13 @@ from controller.runtime import (
     WARM_LABEL,
     CapturedOutput,
     ContainerSpec,
+    InputResult,
     ObservedContainer,
     RuntimeHealth,
     WarmKey,
 )
 from controller.seccomp import TASKYARD, load_profile
+from controller.stdin_pump import StdinPump
 from controller.supervisor import SOURCE
 from controller.warm_pool import Warm, WarmPool
 from models.clock import as_utc
@@ -117,7 +119,10 @@ class DockerRuntime:
         self._delivery_timeout = delivery_timeout
         self._seccomp = load_profile(seccomp_profile)
         self._client: docker.DockerClient | None = None
-        self._stdin: dict[str, tuple[socket.socket, Any]] = {}
+        # Interactive containers' stdin, written off the pass. The service points
+        # `on_stdin_room` at its wake, so that input refused as FULL is offered again soon.
+        self._stdin = StdinPump(on_room=self._stdin_room)
+        self.on_stdin_room: Callable[[], None] | None = None
         self._warm_prefix = f"taskyard-{owner[:12]}-warm-"
         self._warm_max_idle = warm_max_idle_seconds
         self._warm_templates: dict[WarmKey, ContainerSpec] = {}
@@ -330,6 +335,7 @@ class DockerRuntime:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
+        self._stdin.close()
         self._removals.shutdown(wait=True)
 
     def _make_warm(self, key: WarmKey) -> Warm[WarmKey]:
@@ -389,26 +395,17 @@ class DockerRuntime:
             attached.close()
             raise
         if keep_open:
-            self._stdin[name] = (raw, attached)
+            self._stdin.add(name, raw, attached.close)
             return
         raw.close()
         attached.close()
 
-    def send_input(self, name: str, data: bytes, *, eof: bool) -> bool:
-        held = self._stdin.get(name)
-        if held is None:
-            return False
-        raw, attached = held
-        try:
-            if data:
-                raw.sendall(data)
-        except OSError:
-            eof = True
-        if eof:
-            del self._stdin[name]
-            raw.close()
-            attached.close()
-        return True
+    def send_input(self, name: str, data: bytes, *, eof: bool) -> InputResult:
+        return self._stdin.offer(name, data, eof=eof)
+
+    def _stdin_room(self) -> None:
+        if self.on_stdin_room is not None:
+            self.on_stdin_room()
 
     def _create_args(self, engine: docker.DockerClient, spec: ContainerSpec, *,
                      delivery_timeout: float | None = None) -> dict[str, Any]:
@@ -560,10 +557,7 @@ class DockerRuntime:
             then()
 
     def remove(self, name: str) -> None:
-        held = self._stdin.pop(name, None)
-        if held is not None:
-            held[0].close()
-            held[1].close()
+        self._stdin.drop(name)
         try:
             # By name, without looking it up first: an inspect of a container that is still
             # exiting would wait for the engine's exit handling.

@@ -22,6 +22,7 @@ from controller.crashpoints import crashpoint
 from controller.errors import RuntimeUnavailable, StartRejected
 from controller.frames import log_budget
 from controller.gpus import GpuInfo, discover_gpus
+from controller.input_forwarding import InputForwarder
 from controller.output import ChunkWriter, OutputReader
 from controller.reconcile import (
     Action,
@@ -61,7 +62,6 @@ from models.phases import ACTIVE_PHASES, Phase, Reason
 from models.settings import Settings
 from models.tables import (
     Capacity,
-    InputChunk,
     Task,
     Transition,
 )
@@ -142,7 +142,7 @@ class Reconciler:
         self.stats = ControllerStats()
         self._writer = ChunkWriter(database)
         self._readers: dict[str, OutputReader] = {}
-        self._forwarded: dict[str, int] = {}  # container name -> last input seq sent; -1 closed
+        self._input = InputForwarder(database, runtime, wake=self._wake)
         # Containers this process started (or began to), of those the engine still holds; any
         # other was started by an earlier controller, which stopped on the way.
         self._started_here: set[str] = set()
@@ -158,6 +158,10 @@ class Reconciler:
         self._tasks: dict[int, Task] = {}
         # Asks for a pass soon (the service sets it): a supervisor has reported.
         self.wake_hook: Callable[[], None] | None = None
+
+    def _wake(self) -> None:
+        if self.wake_hook is not None:
+            self.wake_hook()
 
     def close(self) -> None:
         """Stop the output writer after it has stored what it holds; remove warm containers."""
@@ -207,7 +211,7 @@ class Reconciler:
     def _stop_following(self, name: str) -> CapturedOutput | None:
         """Wait for the container's reader to drain (its container has stopped) and store;
         the output it read, where it read all of it (it saw the supervisor's report)."""
-        self._forwarded.pop(name, None)
+        self._input.forget(name)
         reader = self._readers.pop(name, None)
         if reader is None:
             return None
@@ -309,7 +313,13 @@ class Reconciler:
             self._act(task, container, decide(view, container, now), report)
         if observed is not None:
             self._collect_garbage(observed, tasks, report)
-            self._forward_input(tasks)
+            self._input.forward(
+                [
+                    (t.id, container_name(self._owner, t.id, t.attempt))
+                    for t in tasks
+                    if t.interactive and t.phase == Phase.RUNNING
+                ]
+            )
 
         tasks = self._active_tasks()
         pending = [
@@ -384,30 +394,6 @@ class Reconciler:
                 )
             ).scalar_one()
         return count
-
-    def _forward_input(self, tasks: list[Task]) -> None:
-        """Pass what clients sent to interactive tasks on to their containers' stdin."""
-        for task in tasks:
-            if not task.interactive or task.phase != Phase.RUNNING:
-                continue
-            name = container_name(self._owner, task.id, task.attempt)
-            after = self._forwarded.get(name, 0)
-            if after < 0:
-                continue  # its stdin is closed
-            with self._db.read() as session:
-                chunks = list(session.scalars(
-                    select(InputChunk)
-                    .where(col(InputChunk.task_id) == task.id, col(InputChunk.seq) > after)
-                    .order_by(col(InputChunk.seq))
-                ))
-            for chunk in chunks:
-                open_ = self._runtime.send_input(name, chunk.data, eof=chunk.eof)
-                self._forwarded[name] = -1 if (chunk.eof or not open_) else chunk.seq or after
-                if self._forwarded[name] < 0:
-                    if not open_:
-                        log.warning("task %s: its stdin is no longer open (a controller "
-                                    "restart closes it); input is dropped", task.id)
-                    break
 
     def _record_stuck(
         self,
