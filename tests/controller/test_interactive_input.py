@@ -1,14 +1,17 @@
 """Stdin for interactive tasks: the API stores it, the controller passes it to the container.
 
 A task that does not read its stdin holds up no one (issue #14): the runtime refuses input for
-it (FULL) without blocking, the pass goes on, and what waits stays in the database.
+it (FULL) without blocking, the pass goes on, and what waits stays in the database, where the
+attach endpoint bounds it.
 """
 
+import json
 from typing import Any
 
 from sqlmodel import col, select
 from test_reconciler_fake import World, name_of, world  # noqa: F401  (the fixture)
 
+from api.attach import MAX_INPUT_CHARS, MAX_WAITING_INPUT_BYTES
 from controller.runtime import InputResult
 from models.tables import InputChunk
 
@@ -142,3 +145,29 @@ def test_refused_input_goes_first_and_once_when_the_task_reads_again(
     assert world.fake.inputs[name] == [b"piece 0\n", b"piece 1\n", b"piece 2\n", b""]
     assert name in world.fake.closed_inputs
     assert _waiting(world, task_id) == []
+
+
+def test_attach_refuses_input_while_too_much_waits(world: World) -> None:  # noqa: F811
+    task_id = _interactive(world)
+    world.fake.full_inputs.add(name_of(task_id))
+    piece = {"type": "data", "stream": "stdin", "data": "x" * MAX_INPUT_CHARS}
+    fits = MAX_WAITING_INPUT_BYTES // MAX_INPUT_CHARS
+
+    with world.client.websocket_connect(f"/tasks/{task_id}/attach") as ws:
+        for _ in range(fits + 1):
+            ws.send_text(json.dumps(piece))
+        refused = ws.receive_json()
+        assert refused["type"] == "error"
+        assert "not reading its stdin" in refused["message"]
+        assert sum(map(len, _waiting(world, task_id))) == fits * MAX_INPUT_CHARS
+
+        world.fake.full_inputs.clear()
+        world.once()  # the task reads again: what waited is passed on and deleted
+        assert _waiting(world, task_id) == []
+        ws.send_text(json.dumps({"type": "data", "stream": "stdin", "data": "after\n"}))
+        ws.send_text(json.dumps({"type": "eof"}))
+        ws.send_text(json.dumps({"type": "eof"}))
+        # Messages are handled in order: the answer to the last says the others are stored.
+        assert ws.receive_json() == {"type": "error", "message": "stdin is already closed"}
+    world.once()
+    assert world.fake.inputs[name_of(task_id)][-2:] == [b"after\n", b""]
