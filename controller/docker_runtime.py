@@ -388,11 +388,18 @@ class DockerRuntime:
 
     def _send(self, raw: socket.socket, attached: Any, name: str, payload: bytes, *,
               keep_open: bool) -> None:
+        # Bounded: a container that does not take its code within the delivery timeout (its
+        # supervisor gives up waiting then too) fails its task, and the caller removes it.
+        raw.settimeout(self._delivery_timeout)
         try:
             raw.sendall(payload)
-        except OSError:
+        except OSError as exc:
             raw.close()
             attached.close()
+            if isinstance(exc, TimeoutError):
+                raise StartRejected(
+                    f"the container did not take its code within {self._delivery_timeout:g} s"
+                ) from exc
             raise
         if keep_open:
             self._stdin.add(name, raw, attached.close)

@@ -1,5 +1,5 @@
 """Stdin of interactive containers never blocks its caller (issue #14): the pump, and the Docker
-runtime's `send_input`, over real socket pairs whose far end plays the container.
+runtime's delivery and `send_input`, over real socket pairs whose far end plays the container.
 """
 
 import socket
@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from controller.docker_runtime import DockerRuntime
+from controller.errors import StartRejected
 from controller.runtime import InputResult
 from controller.stdin_pump import BUFFER_BYTES, StdinPump
 
@@ -190,3 +191,35 @@ def test_send_input_of_the_docker_runtime_never_blocks(
         assert runtime.send_input("gone", b"x", eof=False) == InputResult.CLOSED
     finally:
         runtime.close()
+
+
+def test_code_that_cannot_be_delivered_in_time_fails_the_start(
+    pairs: Callable[[], tuple[socket.socket, socket.socket]],
+) -> None:
+    runtime = DockerRuntime("owner", "image", delivery_timeout=0.5)
+    try:
+        ours, _never_read = pairs()
+        attach = Attach()
+        began = time.monotonic()
+
+        error = in_thread(
+            lambda: _raised(
+                lambda: runtime._send(ours, attach, "c", b"x" * (8 << 20), keep_open=False)
+            ),
+            within=5.0,
+        )
+
+        assert isinstance(error, StartRejected), error
+        assert "did not take its code within 0.5 s" in str(error)
+        assert time.monotonic() - began < 3.0
+        assert attach.closed
+    finally:
+        runtime.close()
+
+
+def _raised(call: Callable[[], object]) -> BaseException | None:
+    try:
+        call()
+    except BaseException as exc:
+        return exc
+    return None
