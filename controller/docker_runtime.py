@@ -132,6 +132,10 @@ class DockerRuntime:
         self._running: dict[str, ObservedContainer] = {}  # container id -> as last inspected
         self._died: set[str] = set()  # ids from "die" events, not yet looked at again
         self._removals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="taskyard-remove")
+        # The engine answers a SIGKILL only once the container has stopped: kills run here.
+        self._kills = ThreadPoolExecutor(max_workers=2, thread_name_prefix="taskyard-kill")
+        self._killing: set[str] = set()
+        self._killing_lock = threading.Lock()
 
     def _engine(self) -> docker.DockerClient:
         if self._client is None:
@@ -336,6 +340,7 @@ class DockerRuntime:
         if self._pool is not None:
             self._pool.close()
         self._stdin.close()
+        self._kills.shutdown(wait=True)
         self._removals.shutdown(wait=True)
 
     def _make_warm(self, key: WarmKey) -> Warm[WarmKey]:
@@ -473,26 +478,32 @@ class DockerRuntime:
             "host_config": engine.api.create_host_config(**host_config),
         }
 
-    def kill(self, name: str) -> ObservedContainer | None:
+    def kill(self, name: str) -> None:
+        # In the background: the engine answers a SIGKILL only once the container has stopped
+        # (or after about 12 s of trying). Its "die" event then wakes the pass that judges it.
+        with self._killing_lock:
+            if name in self._killing:
+                return  # the kill sent earlier is still under way
+            self._killing.add(name)
+        self._kills.submit(self._kill_quietly, name)
+
+    def _kill_quietly(self, name: str) -> None:
         try:
-            container = self._engine().containers.get(name)
-            if container.status in {"running", "paused", "restarting"}:
-                container.kill()
-            deadline = time.monotonic() + 10
-            while container.status not in {"exited", "dead", "created"}:
-                if time.monotonic() > deadline:
-                    raise RuntimeUnavailable(f"container {name} did not stop after SIGKILL")
-                time.sleep(0.05)
-                container.reload()
+            self._engine().api.kill(name)
         except NotFound:
-            return None
+            pass
         except APIError as exc:
-            if exc.status_code == 409:  # not running any more
-                return None
-            raise RuntimeUnavailable(f"cannot kill {name}: {exc}") from exc
-        except (DockerException, OSError) as exc:
-            raise RuntimeUnavailable(f"cannot kill {name}: {exc}") from exc
-        return _observe(container.attrs)
+            if exc.status_code != 409:  # 409: not running any more
+                log.warning("cannot kill %s: %s; the next pass tries again", name, exc)
+                return
+        except (DockerException, RuntimeUnavailable, OSError) as exc:
+            log.warning("cannot kill %s: %s; the next pass tries again", name, exc)
+            return
+        finally:
+            with self._killing_lock:
+                self._killing.discard(name)
+        # Only once it has stopped: an EOF on its stdin before the kill would let the code go on.
+        self._stdin.drop(name)
 
     def inspect(self, name: str) -> ObservedContainer | None:
         try:

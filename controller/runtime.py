@@ -140,10 +140,10 @@ class ContainerRuntime(Protocol):
         where its stdin is no longer open (closed, or started by an earlier controller)."""
         ...
 
-    def kill(self, name: str) -> ObservedContainer | None:
-        """SIGKILL the container and wait for it to stop; already stopped or gone is success.
-
-        Returns the stopped container, or None where it is gone."""
+    def kill(self, name: str) -> None:
+        """Send the container SIGKILL without waiting for it to stop; already stopped or gone
+        is success. A later `list_owned` shows it exited (the Docker engine's "die" event
+        wakes a pass for that)."""
         ...
 
     def inspect(self, name: str) -> ObservedContainer | None:

@@ -109,7 +109,7 @@ def test_a_task_that_does_not_read_holds_up_no_one(world: World) -> None:  # noq
     assert len(_waiting(world, stalled)) == 3  # it waits in the database, where it was
 
     world.clock.advance(6)
-    world.once()
+    world.once_and_exit()
 
     status = world.status(stalled)
     assert (status["phase"], status["reason"]) == ("TimedOut", "DeadlineExceeded")
