@@ -5,8 +5,10 @@ Messages are modelled on Piston's /api/v2/connect. The client sends
 `{"type": "eof"}`. The server sends `{"type": "data", "stream": "stdout"|"stderr",
 "data": "..."}` as the task prints, then `{"type": "exit", "code": N, "phase": ..., "reason":
 ...}`, or `{"type": "error", "message": ...}`. The API still never touches the engine: stdin is
-written to the database and the controller passes it on; output comes from the chunks the
-controller stored. The task's timeout applies as always.
+written to the database and the controller passes it on (and deletes what it passed on);
+output comes from the chunks the controller stored. The task's timeout applies as always.
+At most `MAX_WAITING_INPUT_BYTES` of a task's input may wait in the database: beyond that the
+task is not reading its stdin, and a data message gets an `error` reply instead of being stored.
 """
 
 import asyncio
@@ -16,6 +18,8 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
+from sqlalchemy import func, select
+from sqlmodel import col
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import identify
@@ -23,17 +27,34 @@ from api.logs import read_chunks, read_task
 from api.watch import TransitionFeed
 from models.database import Database
 from models.phases import TERMINAL_PHASES
+from models.quantities import format_size
 from models.tables import InputChunk
 
 router = APIRouter()
 
 MAX_INPUT_CHARS = 64 * 1024
+# Input stored and not yet passed on to the task, per task: the controller passes input on as
+# fast as the task reads it, so input waits only while the task does not read.
+MAX_WAITING_INPUT_BYTES = 1024 * 1024
+REFUSED_INPUT = (
+    f"input refused: {format_size(MAX_WAITING_INPUT_BYTES)} of input already "
+    "waits for this task, which is not reading its stdin; send it again later"
+)
 
 
-def _store_input(database: Database, task_id: str, data: bytes, eof: bool) -> None:
-    with database.write() as session:
+def _store_input(database: Database, task_id: str, data: bytes, eof: bool) -> bool:
+    """Store a piece of input; False (and nothing stored) where too much waits already."""
+    with database.write() as session:  # BEGIN IMMEDIATE: the sum cannot change under us
+        waiting = session.execute(
+            select(func.coalesce(func.sum(func.length(col(InputChunk.data))), 0)).where(
+                col(InputChunk.task_id) == task_id
+            )
+        ).scalar_one()
+        if data and waiting + len(data) > MAX_WAITING_INPUT_BYTES:
+            return False
         session.add(InputChunk(task_id=task_id, data=data, eof=eof))
         session.commit()
+        return True
 
 
 async def _send_output(websocket: WebSocket, database: Database, feed: TransitionFeed,
@@ -79,7 +100,8 @@ async def _receive_input(websocket: WebSocket, database: Database, task_id: str)
                 and isinstance(message.get("data"), str) \
                 and len(message["data"]) <= MAX_INPUT_CHARS:
             data = message["data"].encode("utf-8", "replace")
-            await run_in_threadpool(_store_input, database, task_id, data, False)
+            if not await run_in_threadpool(_store_input, database, task_id, data, False):
+                await websocket.send_json({"type": "error", "message": REFUSED_INPUT})
         elif kind == "eof":
             closed = True
             await run_in_threadpool(_store_input, database, task_id, b"", True)

@@ -38,11 +38,13 @@ from controller.runtime import (
     WARM_LABEL,
     CapturedOutput,
     ContainerSpec,
+    InputResult,
     ObservedContainer,
     RuntimeHealth,
     WarmKey,
 )
 from controller.seccomp import TASKYARD, load_profile
+from controller.stdin_pump import StdinPump
 from controller.supervisor import SOURCE
 from controller.warm_pool import Warm, WarmPool
 from models.clock import as_utc
@@ -135,7 +137,10 @@ class DockerRuntime:
         self._delivery_timeout = delivery_timeout
         self._seccomp = load_profile(seccomp_profile)
         self._client: docker.DockerClient | None = None
-        self._stdin: dict[str, tuple[socket.socket, Any]] = {}
+        # Interactive containers' stdin, written off the pass. The service points
+        # `on_stdin_room` at its wake, so that input refused as FULL is offered again soon.
+        self._stdin = StdinPump(on_room=self._stdin_room)
+        self.on_stdin_room: Callable[[], None] | None = None
         self._warm_prefix = f"taskyard-{owner[:12]}-warm-"
         self._warm_max_idle = warm_max_idle_seconds
         self._warm_templates: dict[WarmKey, ContainerSpec] = {}
@@ -145,6 +150,10 @@ class DockerRuntime:
         self._running: dict[str, ObservedContainer] = {}  # container id -> as last inspected
         self._died: set[str] = set()  # ids from "die" events, not yet looked at again
         self._removals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="taskyard-remove")
+        # The engine answers a SIGKILL only once the container has stopped: kills run here.
+        self._kills = ThreadPoolExecutor(max_workers=2, thread_name_prefix="taskyard-kill")
+        self._killing: set[str] = set()
+        self._killing_lock = threading.Lock()
 
     def _engine(self) -> docker.DockerClient:
         if self._client is None:
@@ -348,6 +357,8 @@ class DockerRuntime:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
+        self._stdin.close()
+        self._kills.shutdown(wait=True)
         self._removals.shutdown(wait=True)
 
     def _make_warm(self, key: WarmKey) -> Warm[WarmKey]:
@@ -400,33 +411,31 @@ class DockerRuntime:
 
     def _send(self, raw: socket.socket, attached: Any, name: str, payload: bytes, *,
               keep_open: bool) -> None:
+        # Bounded: a container that does not take its code within the delivery timeout (its
+        # supervisor gives up waiting then too) fails its task, and the caller removes it.
+        raw.settimeout(self._delivery_timeout)
         try:
             raw.sendall(payload)
-        except OSError:
+        except OSError as exc:
             raw.close()
             attached.close()
+            if isinstance(exc, TimeoutError):
+                raise StartRejected(
+                    f"the container did not take its code within {self._delivery_timeout:g} s"
+                ) from exc
             raise
         if keep_open:
-            self._stdin[name] = (raw, attached)
+            self._stdin.add(name, raw, attached.close)
             return
         raw.close()
         attached.close()
 
-    def send_input(self, name: str, data: bytes, *, eof: bool) -> bool:
-        held = self._stdin.get(name)
-        if held is None:
-            return False
-        raw, attached = held
-        try:
-            if data:
-                raw.sendall(data)
-        except OSError:
-            eof = True
-        if eof:
-            del self._stdin[name]
-            raw.close()
-            attached.close()
-        return True
+    def send_input(self, name: str, data: bytes, *, eof: bool) -> InputResult:
+        return self._stdin.offer(name, data, eof=eof)
+
+    def _stdin_room(self) -> None:
+        if self.on_stdin_room is not None:
+            self.on_stdin_room()
 
     def _create_args(self, engine: docker.DockerClient, spec: ContainerSpec, *,
                      delivery_timeout: float | None = None) -> dict[str, Any]:
@@ -491,26 +500,32 @@ class DockerRuntime:
             "host_config": engine.api.create_host_config(**host_config),
         }
 
-    def kill(self, name: str) -> ObservedContainer | None:
+    def kill(self, name: str) -> None:
+        # In the background: the engine answers a SIGKILL only once the container has stopped
+        # (or after about 12 s of trying). Its "die" event then wakes the pass that judges it.
+        with self._killing_lock:
+            if name in self._killing:
+                return  # the kill sent earlier is still under way
+            self._killing.add(name)
+        self._kills.submit(self._kill_quietly, name)
+
+    def _kill_quietly(self, name: str) -> None:
         try:
-            container = self._engine().containers.get(name)
-            if container.status in {"running", "paused", "restarting"}:
-                container.kill()
-            deadline = time.monotonic() + 10
-            while container.status not in {"exited", "dead", "created"}:
-                if time.monotonic() > deadline:
-                    raise RuntimeUnavailable(f"container {name} did not stop after SIGKILL")
-                time.sleep(0.05)
-                container.reload()
+            self._engine().api.kill(name)
         except NotFound:
-            return None
+            pass
         except APIError as exc:
-            if exc.status_code == 409:  # not running any more
-                return None
-            raise RuntimeUnavailable(f"cannot kill {name}: {exc}") from exc
-        except (DockerException, OSError) as exc:
-            raise RuntimeUnavailable(f"cannot kill {name}: {exc}") from exc
-        return _observe(container.attrs)
+            if exc.status_code != 409:  # 409: not running any more
+                log.warning("cannot kill %s: %s; the next pass tries again", name, exc)
+                return
+        except (DockerException, RuntimeUnavailable, OSError) as exc:
+            log.warning("cannot kill %s: %s; the next pass tries again", name, exc)
+            return
+        finally:
+            with self._killing_lock:
+                self._killing.discard(name)
+        # Only once it has stopped: an EOF on its stdin before the kill would let the code go on.
+        self._stdin.drop(name)
 
     def inspect(self, name: str) -> ObservedContainer | None:
         try:
@@ -581,10 +596,7 @@ class DockerRuntime:
             then()
 
     def remove(self, name: str) -> None:
-        held = self._stdin.pop(name, None)
-        if held is not None:
-            held[0].close()
-            held[1].close()
+        self._stdin.drop(name)
         try:
             # By name, without looking it up first: an inspect of a container that is still
             # exiting would wait for the engine's exit handling.

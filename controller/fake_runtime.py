@@ -1,8 +1,10 @@
 """An in-memory `ContainerRuntime` for fast tests of the reconcile loop.
 
 A test drives it like an engine: `finish(name, exit_code, stdout=...)` makes a running
-container exit, `fail_next_run` injects engine errors, and `available = False` makes every
-call fail as an unreachable engine does.
+container exit, `fail_next_run` injects engine errors, `available = False` makes every call
+fail as an unreachable engine does, and a name in `full_inputs` is a container that has stopped
+reading its stdin. A kill stops the container at once, as the engine does within milliseconds;
+the pass that sent it sees that on its next list, as with the engine.
 """
 
 from collections.abc import Callable, Collection, Iterator
@@ -15,6 +17,7 @@ from controller.runtime import (
     TASK_LABEL,
     CapturedOutput,
     ContainerSpec,
+    InputResult,
     ObservedContainer,
     RuntimeHealth,
 )
@@ -39,6 +42,8 @@ class FakeRuntime:
     fail_next_run: Exception | None = None
     inputs: dict[str, list[bytes]] = field(default_factory=dict)
     closed_inputs: set[str] = field(default_factory=set)
+    full_inputs: set[str] = field(default_factory=set)
+    kills: list[str] = field(default_factory=list)
     clock_skew: timedelta = timedelta(0)
     warm_wanted: list[tuple[ContainerSpec, int]] = field(default_factory=list)
     closed: bool = False
@@ -109,25 +114,28 @@ class FakeRuntime:
     def close(self) -> None:
         self.closed = True
 
-    def send_input(self, name: str, data: bytes, *, eof: bool) -> bool:
+    def send_input(self, name: str, data: bytes, *, eof: bool) -> InputResult:
         container = self.containers.get(name)
         if container is None or not container.spec.interactive or name in self.closed_inputs:
-            return False
+            return InputResult.CLOSED
+        if name in self.full_inputs:
+            return InputResult.FULL
         self.inputs.setdefault(name, []).append(data)
         if eof:
             self.closed_inputs.add(name)
-        return True
+        return InputResult.SENT
 
-    def kill(self, name: str) -> ObservedContainer | None:
+    def kill(self, name: str) -> None:
         self._check()
+        self.kills.append(name)
         container = self.containers.get(name)
         if container is None:
-            return None
+            return
+        self.closed_inputs.add(name)
         if not container.observed.has_exited:
             container.observed = replace(
                 container.observed, state="exited", exit_code=137, finished_at=self._now()
             )
-        return container.observed
 
     def inspect(self, name: str) -> ObservedContainer | None:
         self._check()

@@ -22,6 +22,7 @@ from controller.crashpoints import crashpoint
 from controller.errors import RuntimeUnavailable, StartRejected
 from controller.frames import log_budget
 from controller.gpus import GpuInfo, discover_gpus
+from controller.input_forwarding import InputForwarder
 from controller.output import ChunkWriter, OutputReader
 from controller.reconcile import (
     Action,
@@ -61,7 +62,6 @@ from models.phases import ACTIVE_PHASES, Phase, Reason
 from models.settings import Settings
 from models.tables import (
     Capacity,
-    InputChunk,
     Task,
     Transition,
 )
@@ -142,7 +142,10 @@ class Reconciler:
         self.stats = ControllerStats()
         self._writer = ChunkWriter(database)
         self._readers: dict[str, OutputReader] = {}
-        self._forwarded: dict[str, int] = {}  # container name -> last input seq sent; -1 closed
+        self._input = InputForwarder(database, runtime, wake=self._wake)
+        # Containers sent SIGKILL, with the outcome that ends their task once a later pass
+        # sees them stopped (the kill does not wait for that).
+        self._stopping: dict[str, Stop] = {}
         # Containers this process started (or began to), of those the engine still holds; any
         # other was started by an earlier controller, which stopped on the way.
         self._started_here: set[str] = set()
@@ -158,6 +161,10 @@ class Reconciler:
         self._tasks: dict[int, Task] = {}
         # Asks for a pass soon (the service sets it): a supervisor has reported.
         self.wake_hook: Callable[[], None] | None = None
+
+    def _wake(self) -> None:
+        if self.wake_hook is not None:
+            self.wake_hook()
 
     def close(self) -> None:
         """Stop the output writer after it has stored what it holds; remove warm containers."""
@@ -207,7 +214,7 @@ class Reconciler:
     def _stop_following(self, name: str) -> CapturedOutput | None:
         """Wait for the container's reader to drain (its container has stopped) and store;
         the output it read, where it read all of it (it saw the supervisor's report)."""
-        self._forwarded.pop(name, None)
+        self._input.forget(name)
         reader = self._readers.pop(name, None)
         if reader is None:
             return None
@@ -287,6 +294,13 @@ class Reconciler:
         report.runtime_ok = health.ok
 
         containers = {(c.task_id, c.attempt): c for c in observed or []}
+        if self._stopping:  # kept while its task has not ended
+            ending = {
+                container_name(self._owner, t.id, t.attempt)
+                for t in tasks
+                if t.phase in {Phase.SCHEDULED, Phase.RUNNING}
+            }
+            self._stopping = {n: s for n, s in self._stopping.items() if n in ending}
         if observed is not None:
             # A finished task's slots stay held until the engine shows its container stopped.
             still = {c.name for c in observed if c.state in {"running", "paused", "restarting"}}
@@ -303,13 +317,22 @@ class Reconciler:
                                           or container.exit_code is None):
                 container = self._reported(task, container)
             view = _view(task)
+            if self._stopping:
+                name = container_name(self._owner, task.id, task.attempt)
+                view = replace(view, stopping=self._stopping.get(name))
             if container is None and task.phase == Phase.RUNNING:
                 view = replace(view, containers_lost=self._requeues(task.id,
                                                                     Reason.CONTAINER_LOST))
             self._act(task, container, decide(view, container, now), report)
         if observed is not None:
             self._collect_garbage(observed, tasks, report)
-            self._forward_input(tasks)
+            self._input.forward(
+                [
+                    (t.id, container_name(self._owner, t.id, t.attempt))
+                    for t in tasks
+                    if t.interactive and t.phase == Phase.RUNNING
+                ]
+            )
 
         tasks = self._active_tasks()
         pending = [
@@ -334,7 +357,14 @@ class Reconciler:
         self._compact_history(now)
         self.stats.pass_seconds.observe(time.perf_counter() - began)
         self._write_capacity(host, self._holdings(tasks, now), health, now)
-        deadlines = [t.deadline_at for t in tasks if t.deadline_at and t.phase == Phase.RUNNING]
+        # Not those already being killed: their exit, not the clock, wakes the pass that ends them.
+        deadlines = [
+            t.deadline_at
+            for t in tasks
+            if t.deadline_at
+            and t.phase == Phase.RUNNING
+            and container_name(self._owner, t.id, t.attempt) not in self._stopping
+        ]
         report.next_deadline = min(deadlines, default=None)
         return report
 
@@ -384,30 +414,6 @@ class Reconciler:
                 )
             ).scalar_one()
         return count
-
-    def _forward_input(self, tasks: list[Task]) -> None:
-        """Pass what clients sent to interactive tasks on to their containers' stdin."""
-        for task in tasks:
-            if not task.interactive or task.phase != Phase.RUNNING:
-                continue
-            name = container_name(self._owner, task.id, task.attempt)
-            after = self._forwarded.get(name, 0)
-            if after < 0:
-                continue  # its stdin is closed
-            with self._db.read() as session:
-                chunks = list(session.scalars(
-                    select(InputChunk)
-                    .where(col(InputChunk.task_id) == task.id, col(InputChunk.seq) > after)
-                    .order_by(col(InputChunk.seq))
-                ))
-            for chunk in chunks:
-                open_ = self._runtime.send_input(name, chunk.data, eof=chunk.eof)
-                self._forwarded[name] = -1 if (chunk.eof or not open_) else chunk.seq or after
-                if self._forwarded[name] < 0:
-                    if not open_:
-                        log.warning("task %s: its stdin is no longer open (a controller "
-                                    "restart closes it); input is dropped", task.id)
-                    break
 
     def _record_stuck(
         self,
@@ -591,10 +597,12 @@ class Reconciler:
                 # Adopted after a restart: the engine's start time, but never one in our future.
                 self._mark_running(task, min(started_at or now, now))
             case Stop():
-                stopped = self._runtime.kill(name)
-                self._finish(task, stopped, name, report, forced=action)
+                # SIGKILL without waiting for the container to stop: its exit wakes the pass
+                # that ends the task, with this outcome whatever its exit code.
+                self._runtime.kill(name)
+                self._stopping.setdefault(name, action)
             case Finish():
-                self._finish(task, container, name, report, forced=None)
+                self._finish(task, container, name, report, forced=self._stopping.get(name))
             case End(phase=phase, reason=reason, message=message):
                 result = "cancelled" if phase == Phase.CANCELLED else message
                 self._end(task, phase, reason, message, result, report)
@@ -633,11 +641,13 @@ class Reconciler:
         self, task: Task, container: ObservedContainer | None, name: str, to: Phase,
         report: PassReport,
     ) -> None:
-        """Carry out an admin reset: stop and remove the container, free the slots, move."""
+        """Carry out an admin reset: stop and remove the container, free the slots, move. A
+        running container is sent SIGKILL first, and the pass its exit wakes does the rest."""
         output = None
         if container is not None:
-            if not container.has_exited:
+            if container.state in {"running", "paused", "restarting"}:
                 self._runtime.kill(name)
+                return
             self._stop_following(name)
             output = self._runtime.output(name)
             self._runtime.remove(name)
@@ -811,9 +821,7 @@ class Reconciler:
             if container.task_id in current and container.attempt > current[container.task_id]:
                 continue  # cannot happen by our own hand; leave it rather than guess
             try:
-                if container.state == "running":
-                    self._runtime.kill(container.name)
-                self._runtime.remove(container.name)
+                self._runtime.remove(container.name)  # forced: a running one is killed first
                 report.removed.append(container.name)
             except RuntimeUnavailable as exc:
                 log.warning("cannot remove %s: %s", container.name, exc)

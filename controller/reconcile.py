@@ -36,6 +36,9 @@ class TaskView:
     # How many times an attempt of this task has lost its container (from its transitions);
     # read only for a Running task whose container is gone.
     containers_lost: int = 0
+    # The controller has sent its container SIGKILL to end it with this outcome (a kill does
+    # not wait for the container to stop).
+    stopping: "Stop | None" = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,8 @@ def decide(task: TaskView, container: ObservedContainer | None, now: datetime) -
         return Noop()
     if container is not None and container.has_exited:
         return Finish()
+    if container is None and task.stopping is not None:
+        return Finish()  # killed, then gone: it ends as it was killed for, with no exit record
     if task.phase == Phase.SCHEDULED:
         if container is None or container.never_started:
             if cancelled:

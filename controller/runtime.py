@@ -9,6 +9,7 @@ deterministic (`container_name`), so each effect can be looked up before it is r
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from controller.supervisor import Report
@@ -90,6 +91,14 @@ class ObservedContainer:
         return self.state == "created"
 
 
+class InputResult(StrEnum):
+    """What became of a piece of stdin offered to a container (`ContainerRuntime.send_input`)."""
+
+    SENT = "sent"  # taken: it is on its way to the container
+    FULL = "full"  # not taken: the container is not reading; offer the same piece again later
+    CLOSED = "closed"  # not taken, nor ever will be: the container's stdin is closed
+
+
 @dataclass(frozen=True)
 class CapturedOutput:
     """What a container's code printed, and the supervisor's report where one came: apart
@@ -131,15 +140,16 @@ class ContainerRuntime(Protocol):
         """Remove the warm containers no task claimed."""
         ...
 
-    def send_input(self, name: str, data: bytes, *, eof: bool) -> bool:
-        """Pass stdin to an interactive container this process started; False where its
-        stdin is no longer open (closed, or started by an earlier controller)."""
+    def send_input(self, name: str, data: bytes, *, eof: bool) -> InputResult:
+        """Pass stdin to an interactive container this process started, without blocking: the
+        piece is taken whole or not at all (FULL while the container is not reading); CLOSED
+        where its stdin is no longer open (closed, or started by an earlier controller)."""
         ...
 
-    def kill(self, name: str) -> ObservedContainer | None:
-        """SIGKILL the container and wait for it to stop; already stopped or gone is success.
-
-        Returns the stopped container, or None where it is gone."""
+    def kill(self, name: str) -> None:
+        """Send the container SIGKILL without waiting for it to stop; already stopped or gone
+        is success. A later `list_owned` shows it exited (the Docker engine's "die" event
+        wakes a pass for that)."""
         ...
 
     def inspect(self, name: str) -> ObservedContainer | None:

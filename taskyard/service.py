@@ -53,9 +53,16 @@ def build_controller(settings: Settings, database: Database, *,
                             warm_max_idle_seconds=settings.warm_pool_max_idle_seconds,
                             seccomp_profile=settings.seccomp_profile)
     reconciler = Reconciler(settings, database, runtime, owner=owner)
-    return ControllerService(reconciler, database, interval=settings.reconcile_interval_seconds,
-                             exit_events=runtime.wait_for_exit_events,
-                             watch_database=watch_database)
+    service = ControllerService(
+        reconciler,
+        database,
+        interval=settings.reconcile_interval_seconds,
+        exit_events=runtime.wait_for_exit_events,
+        watch_database=watch_database,
+    )
+    # Input refused while a task did not read is offered again as soon as it reads.
+    runtime.on_stdin_room = service.wake
+    return service
 
 
 def check_listen_address(settings: Settings) -> None:

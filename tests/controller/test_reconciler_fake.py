@@ -124,6 +124,12 @@ class World:
     def once(self) -> None:
         self.reconciler.reconcile_once()
 
+    def once_and_exit(self) -> None:
+        """A pass that sends SIGKILL, then the pass the container's exit wakes: a kill does
+        not wait for its container to stop."""
+        self.once()
+        self.once()
+
 
 def name_of(task_id: str, attempt: int = 1) -> str:
     return container_name(OWNER, task_id, attempt)
@@ -272,12 +278,31 @@ def test_deadline_passed_times_out_and_kills_the_container(world: World) -> None
 
     world.clock.advance(6)
     world.once()
+    # The pass sent SIGKILL and went on: the next one, woken by the exit, ends the task.
+    assert world.fake.kills == [name_of(task_id)]
+    assert world.phase(task_id) == "Running"
+    world.once()
 
     status = world.status(task_id)
     assert status["phase"] == "TimedOut"
     assert status["reason"] == "DeadlineExceeded"
     assert "5 s timeout" in status["result"]
     assert name_of(task_id) not in world.fake.names()
+
+
+def test_a_container_removed_after_its_kill_still_ends_the_task_timed_out(
+    world: World,
+) -> None:
+    task_id = running(world, timeout=5)
+    world.clock.advance(6)
+    world.once()  # sends SIGKILL
+    world.fake.remove(name_of(task_id))  # `docker rm -f` before the next pass looks
+
+    world.once()
+
+    status = world.status(task_id)
+    assert (status["phase"], status["reason"]) == ("TimedOut", "DeadlineExceeded")
+    assert world.fake.runs == [name_of(task_id)]  # not retried as a lost container
 
 
 def test_task_not_timed_out_before_its_deadline(world: World) -> None:
@@ -294,7 +319,7 @@ def test_cancel_of_running_task_stops_it(world: World) -> None:
     task_id = running(world)
 
     world.cancel(task_id)
-    world.once()
+    world.once_and_exit()
 
     status = world.status(task_id)
     assert status["phase"] == "Cancelled"
@@ -826,7 +851,7 @@ def test_cancel_of_scheduled_task_with_running_container_after_restart(world: Wo
     world.cancel(task_id)
 
     world.new_reconciler()
-    world.once()
+    world.once_and_exit()
 
     assert world.phase(task_id) == "Cancelled"
     assert world.fake.names() == set()
@@ -928,7 +953,7 @@ def test_timeout_counts_on_the_controller_clock_despite_engine_clock_skew(
     assert world.phase(task_id) == "Running"
 
     world.clock.advance(16)
-    world.once()
+    world.once_and_exit()
 
     assert world.phase(task_id) == "TimedOut"
 
@@ -950,7 +975,7 @@ def test_engine_failing_to_kill_at_the_deadline_retries_next_pass(world: World) 
     world.once()
     assert world.phase(task_id) == "Running"
 
-    world.once()
+    world.once_and_exit()
     assert world.phase(task_id) == "TimedOut"
     assert name_of(task_id) not in world.fake.names()
 

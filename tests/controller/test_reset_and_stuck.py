@@ -121,7 +121,8 @@ def test_requeue_of_a_running_task_kills_removes_and_frees(
     calls = record_calls(world, monkeypatch)
     reset(world, task_id, "Pending")
 
-    once_without_scheduling(world, monkeypatch)
+    once_without_scheduling(world, monkeypatch)  # sends SIGKILL
+    once_without_scheduling(world, monkeypatch)  # woken by the exit: resets
 
     status = world.status(task_id)
     assert status["phase"] == "Pending"
@@ -145,7 +146,7 @@ def test_a_requeued_task_runs_again_as_the_next_attempt(world: World) -> None:
     task_id = running(world)
     reset(world, task_id, "Pending")
 
-    world.once()
+    world.once_and_exit()
 
     status = world.status(task_id)
     assert status["phase"] == "Running"
@@ -181,7 +182,7 @@ def test_failing_a_running_task_keeps_its_partial_output(
     calls = record_calls(world, monkeypatch)
     reset(world, task_id, "Failed")
 
-    world.once()
+    world.once_and_exit()
 
     status = world.status(task_id)
     assert status["phase"] == "Failed"
@@ -258,7 +259,7 @@ def test_failing_a_task_frees_its_slots_for_the_next_one(world: World) -> None:
     assert world.phase(waiting) == "Pending"
     reset(world, hog, "Failed")
 
-    world.once()
+    world.once_and_exit()
 
     assert world.phase(hog) == "Failed"
     status = world.status(waiting)
@@ -270,7 +271,7 @@ def test_failing_a_task_frees_its_slots_for_the_next_one(world: World) -> None:
 def test_the_same_reset_after_it_was_carried_out_changes_nothing(world: World) -> None:
     task_id = running(world)
     reset(world, task_id, "Failed")
-    world.once()
+    world.once_and_exit()
     before = world.task(task_id)
     transitions = world.transition_count()
 
@@ -297,7 +298,7 @@ def test_a_reset_waits_while_the_engine_is_down(world: World) -> None:
     assert name_of(task_id) in world.fake.names()
 
     world.fake.available = True
-    world.once()
+    world.once_and_exit()
 
     assert (world.phase(task_id), world.status(task_id)["reason"]) == ("Failed", "AdminReset")
     assert world.fake.names() == set()
@@ -322,7 +323,7 @@ def test_a_reset_whose_kill_fails_is_retried(world: World,
     assert world.status(task_id)["attempt"] == 1
     assert world.status(task_id)["reset_requested"] == "Pending"
 
-    world.once()
+    world.once_and_exit()
     status = world.status(task_id)
     assert (status["phase"], status["attempt"], status["reset_requested"]) == \
         ("Running", 2, None)
@@ -427,7 +428,7 @@ def test_stuck_is_cleared_once_an_overdue_task_finally_stops(
         world.once()
         assert world.status(task_id)["stuck"]["why"] == OVERDUE_WHY
 
-    world.once()
+    world.once_and_exit()
 
     status = world.status(task_id)
     assert status["phase"] == "TimedOut"

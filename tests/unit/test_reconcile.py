@@ -201,6 +201,20 @@ def test_earlier_losses_do_not_matter_while_the_container_is_there(state: str) -
     assert decide(again, CONTAINERS[state], NOW) == decide(first, CONTAINERS[state], NOW)
 
 
+@pytest.mark.parametrize("phase", [Phase.SCHEDULED, Phase.RUNNING], ids=str)
+@pytest.mark.parametrize("sent", [STOP_TIMED_OUT, STOP_CANCELLED], ids=["timeout", "cancel"])
+def test_a_container_gone_after_its_kill_ends_the_task_as_killed(phase: Phase, sent: Stop) -> None:
+    view = replace(task(phase, deadline=NOW - seconds(1)), stopping=sent)
+    assert decide(view, None, NOW) == Finish()  # not lost: the kill ends it
+
+
+@pytest.mark.parametrize("state", ["running", "exited"])
+def test_a_kill_already_sent_changes_nothing_while_the_container_is_there(state: str) -> None:
+    view = task(Phase.RUNNING, deadline=NOW - seconds(1))
+    sent = replace(view, stopping=STOP_TIMED_OUT)
+    assert decide(sent, CONTAINERS[state], NOW) == decide(view, CONTAINERS[state], NOW)
+
+
 def test_deadline_reached_exactly_now_stops_the_task() -> None:
     view = task(Phase.RUNNING, deadline=NOW)
     assert decide(view, CONTAINERS["running"], NOW) == STOP_TIMED_OUT
