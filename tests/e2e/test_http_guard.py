@@ -1,0 +1,265 @@
+"""The HTTP edge of a real `taskyard serve` process, probed from outside as an attacker would
+(security issue #14), with raw sockets: request framing and body limits, and callers refused
+before their body is read.
+"""
+
+import json
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import docker
+import httpx
+import psutil
+import pytest
+from harness import Server, owned_containers
+
+ADMIN = "admin-secret-for-the-guard-tests"
+HEADER_TIMEOUT = 1.0
+HEARTBEAT = 0.3
+# A small code limit makes the body limit small (12 × it + 64 KiB = 832 KiB), so that a body
+# refused in time cannot move the server's memory by more than a few MB.
+MAX_CODE_BYTES = 64 * 1024
+BODY_LIMIT = 12 * MAX_CODE_BYTES + 64 * 1024
+MIB = 1024 * 1024
+TASK = {"task_type": "execute_code", "code": "print(1)",
+        "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "16MB"}}
+
+
+def _start(tmp_path_factory: pytest.TempPathFactory, name: str, **env: str) -> Server:
+    return Server(tmp_path_factory.mktemp(name), env={
+        "TASKYARD_ADMIN_TOKEN": ADMIN, "TASKYARD_WARM_POOL_SIZE": "0",
+        "TASKYARD_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+        "TASKYARD_MAX_CODE_BYTES": str(MAX_CODE_BYTES),
+        "TASKYARD_WATCH_HEARTBEAT_SECONDS": str(HEARTBEAT), **env}).start()
+
+
+def _stop(server: Server, engine: docker.DockerClient) -> None:
+    server.kill(signal.SIGTERM)
+    for container in owned_containers(engine, server.owner):
+        container.remove(force=True)
+
+
+@pytest.fixture(scope="module")
+def open_server(engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[Server]:
+    """A server in open mode: no user token, listening on loopback."""
+    running = _start(tmp_path_factory, "guard-open",
+                     TASKYARD_ALLOWED_HOSTS="taskyard.test, other.test")
+    yield running
+    _stop(running, engine)
+
+
+@pytest.fixture(scope="module")
+def users_server(engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[Server]:
+    """A server with user tokens: every task endpoint needs one."""
+    running = _start(tmp_path_factory, "guard-users")
+    new_user(running, "first")
+    yield running
+    _stop(running, engine)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def new_user(server: Server, name: str) -> tuple[str, str]:
+    """A new user token: (its id, its secret)."""
+    response = httpx.post(server.url + "/admin/tokens", json={"name": name},
+                          headers=bearer(ADMIN), timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["id"], response.json()["token"]
+
+
+# --- raw HTTP ---------------------------------------------------------------------------------
+
+
+def connect(server: Server) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def detail(self) -> str:
+        detail: str = json.loads(self.body)["detail"]
+        return detail
+
+
+def parse_answer(raw: bytes) -> Answer:
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    assert sep, f"no complete response head in {raw[:300]!r}"
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", len(rest)))
+    return Answer(int(status_line.split()[1]), headers, rest[:length])
+
+
+def read_answer(sock: socket.socket, within: float) -> Answer:
+    """One response from `sock`; fails if none is complete within `within` seconds."""
+    deadline = time.monotonic() + within
+    raw = b""
+    while True:
+        _, sep, rest = raw.partition(b"\r\n\r\n")
+        if sep:
+            answer = parse_answer(raw)
+            if len(rest) >= int(answer.headers.get("content-length", 0)):
+                return answer
+        left = deadline - time.monotonic()
+        assert left > 0, f"no answer within {within} s; got {raw[:300]!r}"
+        sock.settimeout(left)
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        assert data, f"the server closed the connection; got {raw[:300]!r}"
+        raw += data
+
+
+class Reader(threading.Thread):
+    """Everything the server sends on a socket, read while the test keeps sending."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(daemon=True)
+        self.sock = sock
+        self.data = b""
+        self.start()
+
+    def run(self) -> None:
+        self.sock.settimeout(30)
+        try:
+            while data := self.sock.recv(65536):
+                self.data += data
+        except OSError:
+            pass  # a reset after the answer: the server closed with our body unread
+
+
+class PeakRss(threading.Thread):
+    """The largest resident set size of a process, sampled every few milliseconds."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.before = self.process.memory_info().rss
+        self.peak = self.before
+        self._stop_asked = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._stop_asked.wait(0.005):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def stop(self) -> tuple[int, int]:
+        """How much the process grew at its peak, and how much of that it still holds."""
+        self._stop_asked.set()
+        self.join(5)
+        now = self.process.memory_info().rss
+        return max(self.peak, now) - self.before, now - self.before
+
+
+def head(path: str, *lines: str) -> bytes:
+    return "\r\n".join([f"POST {path} HTTP/1.1", "Host: 127.0.0.1",
+                        "Content-Type: application/json", *lines, "", ""]).encode()
+
+
+# --- request framing and body limits ----------------------------------------------------------
+
+
+def count_tasks(server: Server) -> int:
+    response = httpx.get(server.url + "/tasks", params={"limit": 500}, timeout=10)
+    assert response.status_code == 200, response.text
+    return len(response.json()["items"])
+
+
+def test_a_body_with_both_content_length_and_transfer_encoding_is_refused(
+        open_server: Server) -> None:
+    # The two disagree on where the body ends; a proxy in front may pick the other one, which
+    # is how requests are smuggled. RFC 9112 §6.1 lets a server refuse such a request.
+    stored_before = count_tasks(open_server)
+    body = json.dumps(TASK).encode()
+    with connect(open_server) as sock:
+        sock.sendall(head("/tasks", "Content-Length: 4", "Transfer-Encoding: chunked")
+                     + chunk(body) + b"0\r\n\r\n")
+        answer = read_answer(sock, within=5)
+        sock.settimeout(5)
+        closed = sock.recv(1) == b""
+    assert answer.status == 400
+    assert "Content-Length" in answer.detail and "Transfer-Encoding" in answer.detail
+    assert closed, "the connection stayed open after a request whose end is unknown"
+    assert count_tasks(open_server) == stored_before
+
+
+def send_chunked(server: Server, total: int, *lines: str) -> tuple[int, Answer]:
+    """POST /tasks a chunked body of `total` bytes, 1 MiB a chunk, while reading the answer;
+    returns how much the server took before it stopped us, and its answer."""
+    piece = chunk(b"x" * MIB)
+    sent = 0
+    with connect(server) as sock:
+        sock.sendall(head("/tasks", "Transfer-Encoding: chunked", *lines))
+        reader = Reader(sock)
+        try:
+            while sent < total:
+                sock.sendall(piece)
+                sent += MIB
+            sock.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server answered and closed: what a client of a refused body sees
+        reader.join(30)
+    return sent, parse_answer(reader.data)
+
+
+@pytest.mark.parametrize("framing, status", [
+    pytest.param([], 413, id="chunked"),
+    # The probe of issue #14: a Content-Length under the limit got the body past the check.
+    pytest.param(["Content-Length: 10"], 400, id="chunked-and-content-length"),
+])
+def test_a_large_chunked_body_is_refused_early_and_memory_stays_flat(
+        open_server: Server, framing: list[str], status: int) -> None:
+    send_chunked(open_server, MIB)  # a first one, so that nothing is grown for the first time
+    peak = PeakRss(open_server.process.pid)  # type: ignore[union-attr]
+    sent, answer = send_chunked(open_server, 64 * MIB, *framing)
+    grown, held = peak.stop()
+    print(f"server RSS grew by {grown / MIB:.1f} MiB at its peak, {held / MIB:.1f} MiB held "
+          f"after the answer; {sent / MIB:.0f} MiB sent")
+    assert answer.status == status, answer
+    if status == 413:
+        assert str(BODY_LIMIT) in answer.detail
+    # Socket buffers hold a few MiB; the rest of the 64 MiB never went out.
+    assert sent < 32 * MIB
+    assert grown < 8 * MIB, f"the server grew by {grown / MIB:.1f} MiB"
+
+
+@pytest.mark.parametrize("path, token, status", [
+    pytest.param("/tasks", None, 401, id="submit-without-token"),
+    pytest.param("/tasks", "ty_not-a-token", 401, id="submit-with-unknown-token"),
+    pytest.param("/tasks?wait=1", "ty_not-a-token", 401, id="submit-route-with-unknown-token"),
+    pytest.param("/admin/tokens", None, 401, id="admin-without-token"),
+    pytest.param("/admin/tokens", "user", 403, id="admin-with-user-token"),
+])
+def test_a_caller_without_a_valid_token_is_refused_before_its_body_is_read(
+        users_server: Server, path: str, token: str | None, status: int) -> None:
+    if token == "user":
+        token = new_user(users_server, "someone")[1]
+    lines = [f"Content-Length: {BODY_LIMIT}"] + ([f"Authorization: Bearer {token}"]
+                                                 if token else [])
+    with connect(users_server) as sock:
+        # Only the first KiB of the body: an answer that waits for the rest never comes.
+        sock.sendall(head(path, *lines) + b"{" + b" " * 1023)
+        answer = read_answer(sock, within=3)
+    assert answer.status == status, answer
+    assert "token" in answer.detail
