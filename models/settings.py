@@ -51,6 +51,7 @@ class Settings(BaseSettings):
 
     admin_token: str | None = None
     allow_remote: bool = False
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
     user_max_active_tasks: int = Field(default=100, ge=0)
     user_max_cpus: int = Field(default=0, ge=0)
     watch_heartbeat_seconds: float = Field(default=15.0, gt=0)

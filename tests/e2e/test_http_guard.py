@@ -1,6 +1,6 @@
 """The HTTP edge of a real `taskyard serve` process, probed from outside as an attacker would
-(security issue #14), with raw sockets: request framing and body limits, and callers refused
-before their body is read.
+(security issue #14), with raw sockets: request framing and body limits, callers refused
+before their body is read, and slow headers.
 """
 
 import json
@@ -263,3 +263,59 @@ def test_a_caller_without_a_valid_token_is_refused_before_its_body_is_read(
         answer = read_answer(sock, within=3)
     assert answer.status == status, answer
     assert "token" in answer.detail
+
+
+# --- slow headers -----------------------------------------------------------------------------
+
+
+def closed_within(sock: socket.socket, seconds: float, *, trickle: bool) -> float | None:
+    """Seconds until the server closes `sock` (None: still open after `seconds`); with
+    `trickle`, one more header byte goes out every 0.2 s meanwhile."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        sock.settimeout(0.2)
+        try:
+            if sock.recv(1024) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        except OSError:
+            return time.monotonic() - started
+        if trickle:
+            try:
+                sock.sendall(b"a")
+            except OSError:
+                return time.monotonic() - started
+    return None
+
+
+@pytest.mark.parametrize("after_a_response", [False, True], ids=["first-request", "kept-alive"])
+@pytest.mark.parametrize("trickle", [False, True], ids=["silent", "trickling"])
+def test_a_connection_that_does_not_finish_its_headers_is_closed(
+        open_server: Server, after_a_response: bool, trickle: bool) -> None:
+    with connect(open_server) as sock:
+        if after_a_response:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert read_answer(sock, within=5).status == 200
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        took = closed_within(sock, HEADER_TIMEOUT + 5, trickle=trickle)
+    assert took is not None, "the server still holds the connection"
+    assert took < HEADER_TIMEOUT + 1.5
+
+
+def test_many_slow_connections_are_let_go_while_others_are_served(open_server: Server) -> None:
+    slow = [connect(open_server) for _ in range(300)]
+    try:
+        for sock in slow:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        started = time.monotonic()
+        response = httpx.get(open_server.url + "/healthz", timeout=5)
+        assert response.status_code == 200
+        assert time.monotonic() - started < 2
+        deadline = started + HEADER_TIMEOUT + 5
+        held = [s for s in slow if closed_within(s, deadline - time.monotonic(), trickle=False)
+                is None]
+        assert not held, f"{len(held)} of {len(slow)} slow connections are still held"
+    finally:
+        for sock in slow:
+            sock.close()
