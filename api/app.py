@@ -4,7 +4,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from api import admin, attach, dashboard, health, logs, metrics, tasks, tokens, watch
 from api.admission import HostLimitsCache
@@ -57,7 +56,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.include_router(admin.public_router)
     app.include_router(tokens.router)
     app.include_router(dashboard.router)
-    app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
+    app.mount("/static", dashboard.StaticFiles(directory=dashboard.STATIC_DIR), name="static")
     app.include_router(health.router)
     app.include_router(metrics.router)
     # JSON escapes can take six characters per byte of code or stdin.

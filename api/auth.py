@@ -77,6 +77,21 @@ def open_mode(settings: Settings, session: Session, tokens: TokensSeen) -> bool:
     return not tokens.any(session)
 
 
+async def in_open_mode(settings: Settings, database: Database, tokens: TokensSeen) -> bool:
+    """`open_mode`, reading the database (in the thread pool) only where it must."""
+    if settings.host not in LOOPBACK:
+        return False
+    known = tokens.known()
+    if known is not None:
+        return not known
+
+    def read() -> bool:
+        with database.read() as session:
+            return open_mode(settings, session, tokens)
+
+    return await run_in_threadpool(read)
+
+
 def _token_required() -> HTTPException:
     return HTTPException(401, "a bearer token is required: send Authorization: Bearer <token>",
                          headers={"WWW-Authenticate": "Bearer"})

@@ -1,7 +1,7 @@
 """What every request passes before a route sees it (`api.guard`), through the real app over a
-real SQLite file: callers refused before their body is read, and bodies bounded as they
-arrive. The same probes against a real server process, through its sockets, are in
-tests/e2e/test_http_guard.py.
+real SQLite file: the Host and Origin of open mode, the dashboard's security headers, callers
+refused before their body is read, and bodies bounded as they arrive. The same probes against
+a real server process, through its sockets, are in tests/e2e/test_http_guard.py.
 """
 
 import asyncio
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketDenialResponse
 
 from api.app import create_app
 from models.database import Database, open_database
@@ -51,6 +52,99 @@ def new_user(test_client: TestClient, name: str = "alice") -> str:
     assert response.status_code == 201, response.text
     token: str = response.json()["token"]
     return token
+
+
+# --- Host and Origin in open mode -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host, served", [
+    ("127.0.0.1:8000", True), ("127.0.0.1", True), ("localhost", True),
+    ("LOCALHOST:8000", True), ("localhost.:8000", False), ("[::1]:8000", True), ("[::1]", True),
+    ("127.200.0.9:80", True), ("allowed.test:8000", True), ("ALLOWED.test", True),
+    ("evil.example", False), ("evil.example:8000", False), ("127.0.0.1.evil.example", False),
+    ("localhost.evil.example", False), ("0.0.0.0:8000", False), ("[::2]:8000", False),
+    ("10.1.2.3", False), ("[::ffff:7f00:1]:8000", False),
+])
+def test_open_mode_serves_only_loopback_names_and_the_allowed_hosts(
+        tmp_path: Path, database: Database, host: str, served: bool) -> None:
+    with client(tmp_path, database, allowed_hosts="allowed.test") as test_client:
+        response = test_client.get("/tasks", headers={"Host": host})
+    if served:
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == 400
+        detail = response.json()["detail"]
+        assert f"Host {host} is refused" in detail
+        assert "TASKYARD_ALLOWED_HOSTS" in detail
+
+
+def test_an_asterisk_serves_any_host(tmp_path: Path, database: Database) -> None:
+    with client(tmp_path, database, allowed_hosts="*") as test_client:
+        response = test_client.get("/tasks", headers={"Host": "evil.example"})
+    assert response.status_code == 200
+
+
+def test_once_tokens_are_needed_any_host_is_served(tmp_path: Path, database: Database) -> None:
+    with client(tmp_path, database) as test_client:
+        alice = new_user(test_client)
+        foreign = {"Host": "taskyard.example.org", "Origin": "https://elsewhere.example"}
+        assert test_client.get("/tasks", headers=foreign | bearer(alice)).status_code == 200
+        # Without a token, it is the token that is missing, not the name.
+        assert test_client.get("/tasks", headers=foreign).status_code == 401
+
+
+@pytest.mark.parametrize("origin, served", [
+    ("http://127.0.0.1:8000", True), ("http://localhost:3000", True), ("http://[::1]", True),
+    ("https://allowed.test", True), ("http://evil.example", False),
+    ("http://127.0.0.1.evil.example", False), ("null", False),
+])
+def test_open_mode_refuses_requests_from_pages_elsewhere(
+        tmp_path: Path, database: Database, origin: str, served: bool) -> None:
+    with client(tmp_path, database, allowed_hosts="allowed.test") as test_client:
+        response = test_client.post("/tasks", json=TASK, headers={"Origin": origin})
+    assert response.status_code == (201 if served else 403), response.text
+    if not served:
+        assert origin in response.json()["detail"]
+
+
+def test_open_mode_refuses_a_websocket_from_a_page_elsewhere(tmp_path: Path,
+                                                            database: Database) -> None:
+    url = "ws://127.0.0.1:8000/tasks/x/attach"
+    with client(tmp_path, database) as test_client:
+        with pytest.raises(WebSocketDenialResponse) as refused, test_client.websocket_connect(
+                url, headers={"Origin": "http://evil.example"}):
+            pass
+        assert refused.value.status_code == 403
+        assert "TASKYARD_ALLOWED_HOSTS" in refused.value.json()["detail"]
+        with test_client.websocket_connect(url, headers={"Origin": "http://127.0.0.1:8000"}
+                                           ) as ws:
+            assert "not found" in ws.receive_json()["message"]
+
+
+# --- the dashboard's security headers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/static/app.js", "/static/app.css",
+                                  "/static/js/capacity.js"])
+def test_the_dashboard_allows_only_its_own_origin_and_no_framing(
+        tmp_path: Path, database: Database, path: str) -> None:
+    with client(tmp_path, database) as test_client:
+        response = test_client.get(path)
+    assert response.status_code == 200
+    policy = dict(part.strip().split(" ", 1) for part in
+                  response.headers["Content-Security-Policy"].split(";"))
+    assert policy["default-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert "'unsafe-inline'" not in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_the_dashboard_page_has_no_inline_script_or_style() -> None:
+    page = (Path(__file__).parents[2] / "api" / "static" / "index.html").read_text()
+    assert "<style" not in page and " style=" not in page
+    assert page.count("<script") == page.count('<script type="module" src=')
 
 
 # --- the caller before the body, and every body bounded ---------------------------------------

@@ -125,7 +125,8 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def client(tmp_path: Path, database: Database) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path), database)) as test_client:
+    with TestClient(create_app(Settings(data_dir=tmp_path), database),
+                    base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 
@@ -284,3 +285,4 @@ def test_every_family_is_declared_once_with_its_samples_right_after(
 
 def test_metrics_need_no_admin_token(client: TestClient) -> None:
     assert client.get("/metrics").status_code == 200
+

@@ -31,7 +31,7 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 def make_client(tmp_path: Path, db: Database, **settings: Any) -> TestClient:
     app = create_app(Settings(data_dir=tmp_path, admin_token=ADMIN, **settings), db)
-    return TestClient(app)
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -178,3 +178,4 @@ def test_a_users_watch_shows_only_their_own_transitions(tmp_path: Path, db: Data
         assert len(seen) == 1
         assert mine in seen[0]
         assert theirs not in seen[0]
+

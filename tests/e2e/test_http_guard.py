@@ -1,8 +1,10 @@
 """The HTTP edge of a real `taskyard serve` process, probed from outside as an attacker would
-(security issue #14), with raw sockets: request framing and body limits, callers refused
-before their body is read, and slow headers.
+(security issue #14), mostly with raw sockets: request framing and body limits, callers
+refused before their body is read, slow headers, and the Host header in open mode.
 """
 
+import asyncio
+import concurrent.futures
 import json
 import signal
 import socket
@@ -15,6 +17,7 @@ import docker
 import httpx
 import psutil
 import pytest
+import websockets
 from harness import Server, owned_containers
 
 ADMIN = "admin-secret-for-the-guard-tests"
@@ -319,3 +322,49 @@ def test_many_slow_connections_are_let_go_while_others_are_served(open_server: S
     finally:
         for sock in slow:
             sock.close()
+
+
+# --- the Host header in open mode -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example",
+                                  "localhost.evil.example:{port}", "10.0.0.1", "[::2]:{port}"])
+@pytest.mark.parametrize("path", ["/tasks", "/"])
+def test_open_mode_refuses_a_host_name_a_web_page_could_rebind(
+        open_server: Server, host: str, path: str) -> None:
+    response = httpx.get(open_server.url + path, timeout=5,
+                         headers={"Host": host.format(port=open_server.port)})
+    assert response.status_code == 400
+    assert "TASKYARD_ALLOWED_HOSTS" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "127.0.0.1", "localhost:{port}",
+                                  "LocalHost", "[::1]:{port}", "127.4.5.6:{port}",
+                                  "taskyard.test:{port}", "other.test"])
+def test_open_mode_serves_loopback_names_and_the_allowed_hosts(
+        open_server: Server, host: str) -> None:
+    response = httpx.get(open_server.url + "/tasks", timeout=5,
+                         headers={"Host": host.format(port=open_server.port)})
+    assert response.status_code == 200, response.text
+
+
+def attach_refusal(url: str, origin: str | None) -> int | None:
+    """The HTTP status a WebSocket handshake is refused with; None where it is accepted."""
+    async def handshake() -> int | None:
+        try:
+            async with websockets.connect(url, origin=origin,  # type: ignore[arg-type]
+                                          open_timeout=5):
+                return None
+        except websockets.InvalidStatus as exc:
+            return int(exc.response.status_code)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, handshake()).result(timeout=20)
+
+
+def test_open_mode_refuses_a_websocket_from_a_foreign_page(open_server: Server) -> None:
+    # A page on any site may open a WebSocket to loopback: its Origin says where it is from.
+    url = f"ws://127.0.0.1:{open_server.port}/tasks/no-such-task/attach"
+    assert attach_refusal(url, "http://evil.example") == 403
+    assert attach_refusal(url, f"http://127.0.0.1:{open_server.port}") is None
+    assert attach_refusal(url, None) is None
