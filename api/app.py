@@ -11,6 +11,7 @@ from api.auth import TokensSeen
 from api.errors import install_error_handlers
 from api.fast_submit import FastSubmitRoute
 from api.guard import RequestGuard
+from api.streams import StreamRegistry
 from api.submissions import SubmissionWriter
 from api.watch import TransitionFeed
 from models.admin_token import ensure_admin_token
@@ -23,13 +24,16 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
                           settings.watch_heartbeat_seconds)
     submissions = SubmissionWriter(database, settings)
     tokens_seen = TokensSeen()
+    streams = StreamRegistry(database, settings, tokens_seen)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await feed.start()
+        await streams.start()
         try:
             yield
         finally:
+            await streams.stop()
             await feed.stop()
             submissions.close()
 
@@ -45,6 +49,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.state.submissions = submissions
     app.state.host_limits = HostLimitsCache(database)
     app.state.tokens_seen = tokens_seen
+    app.state.streams = streams
     app.state.admin_token, app.state.admin_token_path = ensure_admin_token(settings)
     install_error_handlers(app)
     app.router.routes.append(FastSubmitRoute())  # before the route it hands the rest to

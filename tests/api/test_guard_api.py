@@ -6,13 +6,16 @@ a real server process, through its sockets, are in tests/e2e/test_http_guard.py.
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from live_server import serving
 from starlette.testclient import WebSocketDenialResponse
 
 from api.app import create_app
@@ -262,3 +265,23 @@ def test_both_content_length_and_transfer_encoding_are_refused(
     assert exchange.status == 400
     assert exchange.read == 0
     assert b"Transfer-Encoding" in exchange.answer
+
+
+# --- open streams of callers no longer allowed ------------------------------------------------
+
+
+def test_an_open_mode_watch_ends_when_the_first_token_ends_open_mode(
+        tmp_path: Path, database: Database) -> None:
+    with serving(settings(tmp_path, watch_heartbeat_seconds=0.2), database) as url, \
+            httpx.Client(base_url=url, timeout=10) as http, \
+            http.stream("GET", "/watch") as watch:
+        assert watch.status_code == 200
+        lines = watch.iter_lines()
+        assert next(lines).startswith(":")
+        assert http.post("/admin/tokens", json={"name": "first"},
+                         headers=bearer(ADMIN)).status_code == 201
+        created = time.monotonic()
+        for _ in lines:  # heartbeats, until the server ends the stream
+            assert time.monotonic() - created < 3, "the watch is still open"
+        assert time.monotonic() - created < 2.5
+        assert http.get("/watch").status_code == 401

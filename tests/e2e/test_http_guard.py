@@ -1,6 +1,7 @@
 """The HTTP edge of a real `taskyard serve` process, probed from outside as an attacker would
 (security issue #14), mostly with raw sockets: request framing and body limits, callers
-refused before their body is read, slow headers, and the Host header in open mode.
+refused before their body is read, slow headers, the Host header in open mode, and revoked
+tokens on open streams.
 """
 
 import asyncio
@@ -8,10 +9,12 @@ import concurrent.futures
 import json
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import docker
 import httpx
@@ -368,3 +371,132 @@ def test_open_mode_refuses_a_websocket_from_a_foreign_page(open_server: Server) 
     assert attach_refusal(url, "http://evil.example") == 403
     assert attach_refusal(url, f"http://127.0.0.1:{open_server.port}") is None
     assert attach_refusal(url, None) is None
+
+
+# --- revoked tokens on open streams -----------------------------------------------------------
+
+
+@dataclass
+class Stream:
+    """An open stream read by a thread: when each piece came, and when the stream ended."""
+
+    opened: threading.Event = field(default_factory=threading.Event)
+    pieces: list[float] = field(default_factory=list)
+    ended_at: float | None = None
+    status: int | None = None
+    close_code: int | None = None
+    close_reason: str = ""
+    error: BaseException | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def wait_open(self) -> None:
+        assert self.opened.wait(15), "the stream did not open"
+        assert self.error is None and self.status in (200, 101), (self.status, self.error)
+
+    def pieces_after(self, moment: float) -> int:
+        return sum(1 for at in self.pieces if at > moment)
+
+
+def read_sse(url: str, path: str, token: str) -> Stream:
+    stream = Stream()
+
+    def run() -> None:
+        try:
+            with httpx.stream("GET", url + path, headers=bearer(token),
+                              timeout=httpx.Timeout(10, read=60)) as response:
+                stream.status = response.status_code
+                stream.opened.set()
+                for _ in response.iter_bytes():
+                    stream.pieces.append(time.monotonic())
+                    if stream.stop.is_set():
+                        return
+        except BaseException as exc:
+            stream.error = exc
+        finally:
+            stream.ended_at = time.monotonic()
+            stream.opened.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return stream
+
+
+def read_attach(url: str, token: str) -> Stream:
+    stream = Stream()
+
+    async def talk() -> None:
+        async with websockets.connect(url, additional_headers=bearer(token),
+                                      open_timeout=10) as ws:
+            stream.status = 101
+            stream.opened.set()
+            try:
+                async for _message in ws:
+                    stream.pieces.append(time.monotonic())
+            except websockets.ConnectionClosed:
+                pass
+            stream.close_code = ws.close_code
+            stream.close_reason = ws.close_reason or ""
+
+    def run() -> None:
+        try:
+            asyncio.run(talk())
+        except BaseException as exc:
+            stream.error = exc
+        finally:
+            stream.ended_at = time.monotonic()
+            stream.opened.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return stream
+
+
+def revoke_in_the_database(server: Server, token_id: str) -> None:
+    """As another API process over the same database does (or anyone with the file)."""
+    with sqlite3.connect(server.data_dir / "taskyard.db", timeout=10) as db:
+        db.execute("UPDATE api_tokens SET revoked_at = strftime('%Y-%m-%d %H:%M:%f', 'now') "
+                   "WHERE id = ?", (token_id,))
+
+
+@pytest.mark.parametrize("how", ["admin-api", "database"])
+def test_revoking_a_token_ends_its_open_streams(users_server: Server, how: str) -> None:
+    alice_id, alice = new_user(users_server, "alice")
+    _, bob = new_user(users_server, "bob")
+    http = httpx.Client(base_url=users_server.url, timeout=10)
+    body: dict[str, Any] = dict(TASK, interactive=True, timeout_seconds=60, code="input()")
+    response = http.post("/tasks", json=body, headers=bearer(alice))
+    assert response.status_code == 201, response.text
+    task_id = response.json()["id"]
+
+    alices = {
+        "watch": read_sse(users_server.url, "/watch", alice),
+        "logs": read_sse(users_server.url, f"/tasks/{task_id}/logs?follow=true", alice),
+        "attach": read_attach(f"ws://127.0.0.1:{users_server.port}/tasks/{task_id}/attach",
+                              alice),
+    }
+    bobs_watch = read_sse(users_server.url, "/watch", bob)
+    for stream in [*alices.values(), bobs_watch]:
+        stream.wait_open()
+    time.sleep(0.5)  # the streams are past their set-up
+    assert all(stream.ended_at is None for stream in alices.values())
+
+    revoked_at = time.monotonic()
+    if how == "admin-api":
+        assert http.delete(f"/admin/tokens/{alice_id}", headers=bearer(ADMIN)).status_code == 200
+    else:
+        revoke_in_the_database(users_server, alice_id)
+    deadline = revoked_at + 5
+    while time.monotonic() < deadline and any(s.ended_at is None for s in alices.values()):
+        time.sleep(0.05)
+
+    took = {name: None if s.ended_at is None else round(s.ended_at - revoked_at, 2)
+            for name, s in alices.items()}
+    assert all(t is not None and t < 2.0 for t in took.values()), took
+    assert alices["attach"].close_code == 4401, alices["attach"]
+    assert "revoked" in alices["attach"].close_reason
+    # Bob's watch goes on: it still gets its heartbeats, well after alice's streams ended.
+    time.sleep(max(0.0, revoked_at + 3 - time.monotonic()))
+    assert bobs_watch.ended_at is None, bobs_watch.error
+    assert bobs_watch.pieces_after(revoked_at + 2) > 0
+    # And alice cannot open a new one.
+    assert http.get("/watch", headers=bearer(alice)).status_code == 401
+    bobs_watch.stop.set()
+    http.delete(f"/tasks/{task_id}", headers=bearer(ADMIN))
