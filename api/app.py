@@ -42,7 +42,12 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         "Every 4xx and 503 answer is JSON `{\"detail\": ...}`: a sentence, or a list of "
         "`{loc, msg, type}`. A request body must be sent as `application/json` (415 "
         "otherwise). Query parameters a route does not know are ignored. A 503 (storage "
-        "full or locked) comes with `Retry-After`: nothing was stored; send it again."))
+        "full or locked) comes with `Retry-After`: nothing was stored; send it again.\n\n"
+        "On every route: a body over the limit is 413 as it arrives; `Content-Length` "
+        "with `Transfer-Encoding` is 400; a request with a body and a token that would be "
+        "refused is 401 (403 on /admin) before the body is read. In open mode (no user "
+        "token yet) a `Host` that is not a loopback name or in TASKYARD_ALLOWED_HOSTS is "
+        "400, and an `Origin` from elsewhere is 403."))
     app.state.settings = settings
     app.state.database = database
     app.state.feed = feed
