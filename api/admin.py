@@ -6,11 +6,11 @@ the task, recording an `AdminReset` transition.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Body, HTTPException
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from api.auth import AdminOnly, require_caller
+from api.auth import AdminOnly, Caller, CallerDep
 from api.deps import JsonBody, ReadSession, SettingsDep, WriteSession
 from api.errors import error_responses
 from models.clock import as_utc, isoformat_z, utcnow
@@ -20,8 +20,8 @@ from models.tables import Capacity, Task, Transition
 
 router = APIRouter(prefix="/admin", dependencies=[AdminOnly],
                    responses=error_responses(401, 403, 503))
-# The same capacity view without a token: in open mode every task is visible anyway, and the
-# dashboard shows who holds which core to everyone.
+# The same capacity view for any caller: without a token in open mode, where every task is
+# visible anyway; a user sees which cores and GPUs are held, but only their own tasks' ids.
 public_router = APIRouter(responses=error_responses(401, 503))
 
 
@@ -30,25 +30,35 @@ def _active(session: Session) -> list[Task]:
     return list(session.exec(statement.order_by(col(Task.pk))))
 
 
-@public_router.get("/capacity", dependencies=[Depends(require_caller)])
+@public_router.get("/capacity")
+def public_capacity(session: ReadSession, caller: CallerDep) -> dict[str, Any]:
+    """As /admin/capacity; for a user, another user's task that holds a slot shows as null."""
+    return _capacity(session, caller)
+
+
 @router.get("/capacity")
 def capacity(session: ReadSession) -> dict[str, Any]:
     """Allocatable, allocated and free per resource, and which task holds which CPU and GPU."""
+    return _capacity(session, Caller(is_admin=True))
+
+
+def _capacity(session: Session, caller: Caller) -> dict[str, Any]:
     row = session.get(Capacity, "local")
     if row is None:
         raise HTTPException(503, "the controller has not reported the host's capacity yet",
                             headers={"Retry-After": "1"})
-    holders: dict[str, dict[str, list[str]]] = {"cpus": {}, "gpus": {}}
+    holders: dict[str, dict[str, list[str | None]]] = {"cpus": {}, "gpus": {}}
     ram = storage = 0
     for task in _active(session):
         if task.phase == Phase.PENDING:
             continue
         ram += task.ram_bytes
         storage += task.storage_bytes
+        shown = task.id if caller.sees(task) else None
         for cpu in task.assigned_cpus:
-            holders["cpus"].setdefault(str(cpu), []).append(task.id)
+            holders["cpus"].setdefault(str(cpu), []).append(shown)
         for gpu in task.assigned_gpus:
-            holders["gpus"].setdefault(str(gpu), []).append(task.id)
+            holders["gpus"].setdefault(str(gpu), []).append(shown)
     cpus_held = len(holders["cpus"])
     gpu_slots = len(row.gpu_ids) * row.gpu_sharing
     gpus_held = sum(len(ids) for ids in holders["gpus"].values())

@@ -4,15 +4,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import admin, attach, dashboard, health, logs, metrics, tasks, tokens, watch
 from api.admission import HostLimitsCache
 from api.auth import TokensSeen
 from api.errors import install_error_handlers
 from api.fast_submit import FastSubmitRoute
+from api.guard import RequestGuard
+from api.streams import StreamRegistry
 from api.submissions import SubmissionWriter
 from api.watch import TransitionFeed
 from models.admin_token import ensure_admin_token
@@ -20,68 +19,21 @@ from models.database import Database
 from models.settings import Settings
 
 
-class BodyLimit:
-    """Refuse request bodies larger than any valid task could be: by their Content-Length
-    before reading them, and a chunked body (which has none) as soon as it grows past the
-    limit, so that memory never holds more than the limit."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self._app = app
-        self._max_bytes = max_bytes
-
-    def _too_large(self) -> JSONResponse:
-        return JSONResponse(
-            status_code=413,
-            content={"detail": f"request body is larger than {self._max_bytes} bytes"},
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers", ()))
-        length = headers.get(b"content-length")
-        if length is not None:
-            if length.isdigit() and int(length) > self._max_bytes:
-                await self._too_large()(scope, receive, send)
-                return
-        elif b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-            body = bytearray()
-            more = True
-            while more:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return  # the client went away
-                body += message.get("body", b"")
-                more = message.get("more_body", False)
-                if len(body) > self._max_bytes:
-                    await self._too_large()(scope, receive, send)
-                    return
-            receive = _replay(bytes(body), receive)
-        await self._app(scope, receive, send)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that hands over an already read body, then whatever comes next."""
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def replayed() -> Message:
-        return pending.pop() if pending else await receive()
-
-    return replayed
-
-
 def create_app(settings: Settings, database: Database) -> FastAPI:
     feed = TransitionFeed(database, settings.watch_poll_seconds,
                           settings.watch_heartbeat_seconds)
     submissions = SubmissionWriter(database, settings)
+    tokens_seen = TokensSeen()
+    streams = StreamRegistry(database, settings, tokens_seen)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await feed.start()
+        await streams.start()
         try:
             yield
         finally:
+            await streams.stop()
             await feed.stop()
             submissions.close()
 
@@ -90,13 +42,19 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         "Every 4xx and 503 answer is JSON `{\"detail\": ...}`: a sentence, or a list of "
         "`{loc, msg, type}`. A request body must be sent as `application/json` (415 "
         "otherwise). Query parameters a route does not know are ignored. A 503 (storage "
-        "full or locked) comes with `Retry-After`: nothing was stored; send it again."))
+        "full or locked) comes with `Retry-After`: nothing was stored; send it again.\n\n"
+        "On every route: a body over the limit is 413 as it arrives; `Content-Length` "
+        "with `Transfer-Encoding` is 400; a request with a body and a token that would be "
+        "refused is 401 (403 on /admin) before the body is read. In open mode (no user "
+        "token yet) a `Host` that is not a loopback name or in TASKYARD_ALLOWED_HOSTS is "
+        "400, and an `Origin` from elsewhere is 403."))
     app.state.settings = settings
     app.state.database = database
     app.state.feed = feed
     app.state.submissions = submissions
     app.state.host_limits = HostLimitsCache(database)
-    app.state.tokens_seen = TokensSeen()
+    app.state.tokens_seen = tokens_seen
+    app.state.streams = streams
     app.state.admin_token, app.state.admin_token_path = ensure_admin_token(settings)
     install_error_handlers(app)
     app.router.routes.append(FastSubmitRoute())  # before the route it hands the rest to
@@ -108,9 +66,11 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.include_router(admin.public_router)
     app.include_router(tokens.router)
     app.include_router(dashboard.router)
-    app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
+    app.mount("/static", dashboard.StaticFiles(directory=dashboard.STATIC_DIR), name="static")
     app.include_router(health.router)
     app.include_router(metrics.router)
     # JSON escapes can take six characters per byte of code or stdin.
-    app.add_middleware(BodyLimit, max_bytes=12 * settings.max_code_bytes + 64 * 1024)
+    app.add_middleware(RequestGuard, settings=settings, database=database,
+                       tokens=app.state.tokens_seen, admin_token=app.state.admin_token,
+                       max_body_bytes=12 * settings.max_code_bytes + 64 * 1024)
     return app

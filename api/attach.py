@@ -4,9 +4,10 @@ Messages are modelled on Piston's /api/v2/connect. The client sends
 `{"type": "data", "stream": "stdin", "data": "..."}` and, to close the task's stdin,
 `{"type": "eof"}`. The server sends `{"type": "data", "stream": "stdout"|"stderr",
 "data": "..."}` as the task prints, then `{"type": "exit", "code": N, "phase": ..., "reason":
-...}`, or `{"type": "error", "message": ...}`. The API still never touches the engine: stdin is
-written to the database and the controller passes it on (and deletes what it passed on);
-output comes from the chunks the controller stored. The task's timeout applies as always.
+...}`, or `{"type": "error", "message": ...}`. A caller refused, or whose token is revoked
+while attached, gets an error and the close code 4401. The API still never touches the engine:
+stdin is written to the database and the controller passes it on (and deletes what it passed
+on); output comes from the chunks the controller stored. The task's timeout applies as always.
 At most `MAX_WAITING_INPUT_BYTES` of a task's input may wait in the database: beyond that the
 task is not reading its stdin, and a data message gets an `error` reply instead of being stored.
 """
@@ -24,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import identify
 from api.logs import read_chunks, read_task
+from api.streams import StreamRegistry
 from api.watch import TransitionFeed
 from models.database import Database
 from models.phases import TERMINAL_PHASES
@@ -141,9 +143,14 @@ async def attach(websocket: WebSocket, task_id: str) -> None:
         await websocket.close(code=4404 if task is None else 4400)
         return
     await feed.ready.wait()
-    sender = asyncio.create_task(_send_output(websocket, database, feed, task_id, task.attempt))
-    receiver = asyncio.create_task(_receive_input(websocket, database, task_id))
-    done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+    streams: StreamRegistry = websocket.app.state.streams
+    with streams.hold(caller) as revoked:
+        sender = asyncio.create_task(_send_output(websocket, database, feed, task_id,
+                                                  task.attempt))
+        receiver = asyncio.create_task(_receive_input(websocket, database, task_id))
+        ended = asyncio.create_task(revoked.wait())
+        done, pending = await asyncio.wait({sender, receiver, ended},
+                                           return_when=asyncio.FIRST_COMPLETED)
     for job in pending:
         job.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
@@ -151,6 +158,9 @@ async def attach(websocket: WebSocket, task_id: str) -> None:
     for job in done:
         with contextlib.suppress(WebSocketDisconnect):
             job.result()
-    if sender in done:
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        if ended in done:
+            await websocket.send_json({"type": "error", "message": "this token was revoked"})
+            await websocket.close(code=4401, reason="token revoked")
+        elif sender in done:
             await websocket.close()

@@ -17,6 +17,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from models.database import Database
 from models.settings import Settings
@@ -24,6 +25,8 @@ from models.tables import ApiToken, Task
 from models.tokens import hash_token
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# Where `api.guard` leaves the caller it identified before the body was read.
+CALLER_KEY = "taskyard.caller"
 
 _bearer = HTTPBearer(auto_error=False)
 # For browsers' EventSource and WebSocket, which cannot send headers.
@@ -72,6 +75,21 @@ def open_mode(settings: Settings, session: Session, tokens: TokensSeen) -> bool:
     if settings.host not in LOOPBACK:
         return False
     return not tokens.any(session)
+
+
+async def in_open_mode(settings: Settings, database: Database, tokens: TokensSeen) -> bool:
+    """`open_mode`, reading the database (in the thread pool) only where it must."""
+    if settings.host not in LOOPBACK:
+        return False
+    known = tokens.known()
+    if known is not None:
+        return not known
+
+    def read() -> bool:
+        with database.read() as session:
+            return open_mode(settings, session, tokens)
+
+    return await run_in_threadpool(read)
 
 
 def _token_required() -> HTTPException:
@@ -130,11 +148,30 @@ def token_of(request_token: HTTPAuthorizationCredentials | None, query_token: st
     return query_token
 
 
+async def token_in(connection: HTTPConnection) -> str | None:
+    """The bearer token of a request that no route has yet, found as the routes find it."""
+    return token_of(await _bearer(connection), await _query_token(connection))
+
+
+def admin_refusal(token: str | None, admin_token: str) -> HTTPException | None:
+    """Why an admin endpoint refuses this token (401 none, 403 another); None: it is the
+    admin's."""
+    if token is None:
+        return HTTPException(401, "admin token required: send Authorization: Bearer <token>",
+                             headers={"WWW-Authenticate": "Bearer"})
+    if not _is_admin(token, admin_token):
+        return HTTPException(403, "this token is not the admin token")
+    return None
+
+
 async def require_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     query_token: Annotated[str | None, Depends(_query_token)],
 ) -> Caller:
+    already: Caller | None = request.scope.get(CALLER_KEY)
+    if already is not None:
+        return already
     # On the event loop where no database read is needed (open mode, the admin): a trip
     # through the thread pool costs more than a whole submission does otherwise.
     token = token_of(credentials, query_token)
@@ -143,9 +180,11 @@ async def require_caller(
                                     settings=state.settings, tokens=state.tokens_seen)
     if known is not None:
         return known
-    return await run_in_threadpool(identify, token, admin_token=state.admin_token,
-                                   settings=state.settings, database=state.database,
-                                   tokens=state.tokens_seen)
+    caller = await run_in_threadpool(identify, token, admin_token=state.admin_token,
+                                     settings=state.settings, database=state.database,
+                                     tokens=state.tokens_seen)
+    request.scope[CALLER_KEY] = caller  # a submission handed on to its route asks again
+    return caller
 
 
 def require_admin(
@@ -153,12 +192,9 @@ def require_admin(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     query_token: Annotated[str | None, Depends(_query_token)],
 ) -> None:
-    token = token_of(credentials, query_token)
-    if token is None:
-        raise HTTPException(401, "admin token required: send Authorization: Bearer <token>",
-                            headers={"WWW-Authenticate": "Bearer"})
-    if not _is_admin(token, request.app.state.admin_token):
-        raise HTTPException(403, "this token is not the admin token")
+    refusal = admin_refusal(token_of(credentials, query_token), request.app.state.admin_token)
+    if refusal is not None:
+        raise refusal
 
 
 CallerDep = Annotated[Caller, Depends(require_caller)]

@@ -4,10 +4,11 @@ machinery; every other request goes on to the route in `api.tasks`, unchanged.
 Solving the route's dependencies and parameters costs FastAPI more than storing the task
 does. A request qualifies for this path when it has no query parameters, says its body is
 JSON, and that body parses (`json.loads`, as FastAPI does) and validates as a `TaskCreate`.
-The caller is identified, the task admitted, stored and answered by the same functions the
-route uses (`require_caller`, `store_task`, `created`), and their 401/413/422/429/503 reach the
-app's error handlers as the route's do. Anything else (a bad body, `?wait=`, another content
-type) is handed to the route with its body, so every error answer stays FastAPI's own.
+The caller is identified before the body is read (`api.guard` has done so already), the task
+admitted, stored and answered by the same functions the route uses (`require_caller`,
+`store_task`, `created`), and their 401/413/422/429/503 reach the app's error handlers as the
+route's do. Anything else (a bad body, `?wait=`, another content type) is handed to the route
+with its body, so every error answer stays FastAPI's own.
 """
 
 import json
@@ -52,12 +53,13 @@ def _plain_submission(request: Request, body: bytes) -> TaskCreate | None:
 class _FastSubmit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
+        caller = await require_caller(request, await bearer_credentials(request),
+                                      request.query_params.get("access_token") or None)
         body = await request.body()
         task = _plain_submission(request, body)
         if task is None:
             await _hand_on(scope, body, receive, send)
             return
-        caller = await require_caller(request, await bearer_credentials(request), None)
         values = await store_task(request, task, caller)
         await created(values)(scope, receive, send)
 

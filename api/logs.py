@@ -2,9 +2,9 @@
 
 The controller appends output chunks to the database as the container prints; this route
 replays them in order (`id:` = the chunk's seq, resumable with `Last-Event-ID`) and, with
-`follow=true`, waits for more until the task is terminal, then sends an `end` event. Chunks of
-long-finished tasks are compacted away; their output then comes from the task's final stdout
-and stderr.
+`follow=true`, waits for more until the task is terminal, then sends an `end` event (a stream
+whose token is revoked ends without one). Chunks of long-finished tasks are compacted away;
+their output then comes from the task's final stdout and stderr.
 """
 
 import asyncio
@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import CallerDep
+from api.auth import Caller, CallerDep
 from api.deps import MAX_SEQ, SEQ_HEADER_SCHEMA, DatabaseDep, parse_seq
 from api.errors import error_responses
 from api.watch import TransitionFeed
@@ -75,8 +75,29 @@ def _end(task: Task) -> bytes:
                           "stderr_truncated": task.stderr_truncated})
 
 
-async def _stream(request: Request, database: Database, task: Task, after: int,
-                  stream: Stream | None, follow: bool, heartbeat: float) -> AsyncIterator[bytes]:
+async def _either(first: asyncio.Event, second: asyncio.Event, timeout: float) -> bool:
+    """Wait until one of the events is set; False where `timeout` passed first."""
+    waits = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
+    try:
+        done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+    return bool(done)
+
+
+async def _stream(request: Request, caller: Caller, database: Database, task: Task,
+                  after: int, stream: Stream | None, follow: bool, heartbeat: float
+                  ) -> AsyncIterator[bytes]:
+    with request.app.state.streams.hold(caller) as revoked:
+        async for event in _events(request, revoked, database, task, after, stream, follow,
+                                   heartbeat):
+            yield event
+
+
+async def _events(request: Request, revoked: asyncio.Event, database: Database, task: Task,
+                  after: int, stream: Stream | None, follow: bool, heartbeat: float
+                  ) -> AsyncIterator[bytes]:
     feed: TransitionFeed = request.app.state.feed
     decoders = {name: codecs.getincrementaldecoder("utf-8")("replace")
                 for name in ("stdout", "stderr")}
@@ -86,7 +107,7 @@ async def _stream(request: Request, database: Database, task: Task, after: int,
         for row in await run_in_threadpool(_chunks_before, database, task, after):
             decoders[row.stream].decode(row.data)
     last, sent_any = after, after > 0
-    while True:
+    while not revoked.is_set():
         changed = feed.changed()  # taken before reading, so no commit slips between
         rows = await run_in_threadpool(read_chunks, database, task.id, task.attempt, last, stream)
         for row in rows:
@@ -121,9 +142,7 @@ async def _stream(request: Request, database: Database, task: Task, after: int,
             return
         if not follow:
             return
-        try:
-            await asyncio.wait_for(changed.wait(), timeout=heartbeat)
-        except TimeoutError:
+        if not await _either(changed, revoked, heartbeat):
             if await request.is_disconnected():
                 return
             yield b": keepalive\n\n"
@@ -151,7 +170,7 @@ async def task_logs(
     await request.app.state.feed.ready.wait()
     heartbeat = request.app.state.settings.watch_heartbeat_seconds
     return StreamingResponse(
-        _stream(request, database, task, since or 0, stream, follow, heartbeat),
+        _stream(request, caller, database, task, since or 0, stream, follow, heartbeat),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -1,15 +1,18 @@
 """GET /metrics in the Prometheus text format: tasks by phase, capacity, and the controller's
 counters and histograms (read from the capacity row, since the controller may be another
 process), plus this API process's own watcher count.
+
+Like the task endpoints, it needs a token (a user's or the admin's) once open mode is over.
 """
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from api.auth import require_caller
 from api.deps import ReadSession
 from api.errors import error_responses
 from models.phases import Phase
@@ -32,9 +35,10 @@ def _gauge(lines: list[str], name: str, help_text: str, kind: str = "gauge") -> 
 
 
 # `Response` (no media type of its own) so that the 503 is documented as the JSON it is.
-@router.get("/metrics", response_class=Response, responses={
-    200: {"description": "Prometheus text format", "content": {"text/plain": {}}},
-    **error_responses(503)})
+@router.get("/metrics", response_class=Response, dependencies=[Depends(require_caller)],
+            responses={200: {"description": "Prometheus text format",
+                             "content": {"text/plain": {}}},
+                       **error_responses(401, 503)})
 def metrics(request: Request, session: ReadSession) -> PlainTextResponse:
     """Prometheus metrics of the tasks, the host's capacity and the controller."""
     lines: list[str] = []

@@ -64,8 +64,9 @@ def list_tokens(session: ReadSession) -> TokenList:
 
 
 @router.delete("/{token_id}", response_model=TokenRead, responses=error_responses(404, 422))
-def revoke_token(token_id: str, session: WriteSession) -> TokenRead:
-    """Revoke a user token: it is refused from now on; its tasks stay as they are."""
+def revoke_token(token_id: str, session: WriteSession, request: Request) -> TokenRead:
+    """Revoke a user token: it is refused from now on, and its open streams end; its tasks
+    stay as they are."""
     row = session.get(ApiToken, token_id)
     if row is None:
         raise HTTPException(404, f"token {token_id} not found")
@@ -73,4 +74,5 @@ def revoke_token(token_id: str, session: WriteSession) -> TokenRead:
         row.revoked_at = utcnow()
         session.add(row)
         session.commit()
+    request.app.state.streams.revoked(row.id)  # other processes notice within a second
     return TokenRead.from_row(row)

@@ -33,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 from api.auth import Caller, CallerDep
 from api.deps import MAX_SEQ, SEQ_HEADER_SCHEMA, DatabaseDep, parse_seq
 from api.errors import error_responses
+from api.streams import StreamRegistry
 from models.database import Database
 from models.phases import TERMINAL_PHASES, Phase
 from models.schemas import TransitionRead
@@ -57,7 +58,12 @@ class Subscriber:
     overflowed: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     beat: bool = False  # the feed's heartbeat: say something if there is nothing to send
-    gone: bool = False  # the client disconnected
+    gone: bool = False  # the client disconnected, or its token was revoked
+
+    def leave(self) -> None:
+        """End the stream: it stops at its next step."""
+        self.gone = True
+        self.wake.set()
 
 
 def _read_after(database: Database, after: int, limit: int, task_id: str | None = None
@@ -253,15 +259,15 @@ class _Visibility:
 
     def __init__(self, database: Database, caller: Caller) -> None:
         self._db = database
-        self._caller = caller
+        self.caller = caller
         self._known: dict[str, bool] = {}
 
     async def allows(self, event: TransitionRead) -> bool:
-        if self._caller.user is None:
+        if self.caller.user is None:
             return True
         if event.task_id not in self._known:
             _, owner = await run_in_threadpool(_owner_of, self._db, event.task_id)
-            self._known[event.task_id] = owner == self._caller.user
+            self._known[event.task_id] = owner == self.caller.user
         return self._known[event.task_id]
 
 
@@ -285,7 +291,7 @@ async def _stream(
                 # queue could not hold.
                 subscriber.overflowed = False
                 ended = False
-                while True:
+                while not subscriber.gone:
                     rows = await run_in_threadpool(_read_after, database, last, REPLAY_BATCH,
                                                    task_id)
                     for event in rows:
@@ -331,24 +337,26 @@ async def _stream(
 async def _until_disconnect(receive: Receive, subscriber: Subscriber) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-    subscriber.gone = True
-    subscriber.wake.set()
+    subscriber.leave()
 
 
 class _EventStream(Response):
     """The watch's response: frames go from `_stream` to the server's `send` with nothing in
-    between, and a client that disconnects is noticed at once (its stream is woken to end)."""
+    between, and a client that disconnects, or whose token is revoked, is noticed at once (its
+    stream is woken to end)."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, feed: TransitionFeed, subscriber: Subscriber, database: Database,
-                 after: int, task_id: str | None, phase: Phase | None,
+    def __init__(self, feed: TransitionFeed, subscriber: Subscriber, streams: StreamRegistry,
+                 database: Database, after: int, task_id: str | None, phase: Phase | None,
                  visibility: _Visibility) -> None:
         self.status_code = 200
         self.background = None
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self._feed = feed
         self._subscriber = subscriber
+        self._streams = streams
+        self._caller = visibility.caller
         self._args = (database, after, task_id, phase, visibility)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -360,7 +368,8 @@ class _EventStream(Response):
             self._feed.unsubscribe(self._subscriber)
             raise
         try:
-            await _stream(send, self._feed, self._subscriber, *self._args)
+            with self._streams.hold(self._caller, on_end=self._subscriber.leave):
+                await _stream(send, self._feed, self._subscriber, *self._args)
         finally:
             listener.cancel()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -401,5 +410,5 @@ async def watch(
     except BaseException:
         feed.unsubscribe(subscriber)
         raise
-    return _EventStream(feed, subscriber, database, since, task_id, phase,
-                        _Visibility(database, caller))
+    return _EventStream(feed, subscriber, request.app.state.streams, database, since, task_id,
+                        phase, _Visibility(database, caller))

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
 
     admin_token: str | None = None
     allow_remote: bool = False
+    # Host names (comma-separated, "*" for any) served in open mode besides loopback's.
+    allowed_hosts: str = ""
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
     user_max_active_tasks: int = Field(default=100, ge=0)
     user_max_cpus: int = Field(default=0, ge=0)
     watch_heartbeat_seconds: float = Field(default=15.0, gt=0)
@@ -79,6 +82,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{value!r} is neither 'taskyard', 'engine' nor the path of a profile file")
         return value
+
+    @property
+    def allowed_host_names(self) -> frozenset[str]:
+        return frozenset(name.strip().lower() for name in self.allowed_hosts.split(",")
+                         if name.strip())
 
     @cached_property
     def resolved_database_url(self) -> str:

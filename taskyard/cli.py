@@ -19,6 +19,9 @@ def _server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
     parser.add_argument("--data-dir", type=Path, help="where the SQLite database lives")
+    parser.add_argument("--allowed-host", action="append", metavar="NAME",
+                        help="a host name to serve in open mode besides loopback's (repeatable; "
+                             "'*' for any; default $TASKYARD_ALLOWED_HOSTS)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     overrides = {key: getattr(args, key, None) for key in ("host", "port", "data_dir")}
+    if getattr(args, "allowed_host", None):
+        overrides["allowed_hosts"] = ",".join(args.allowed_host)
     settings = load_settings(**overrides)
 
     if args.verb in {"serve", "api"}:

@@ -83,6 +83,7 @@ def run_api(settings: Settings, *, with_controller: bool) -> None:
     import uvicorn
 
     from api.app import create_app
+    from taskyard.http_protocol import with_header_timeout
 
     check_listen_address(settings)
     database = open_database(settings.resolved_database_url)
@@ -112,7 +113,8 @@ def run_api(settings: Settings, *, with_controller: bool) -> None:
     try:
         # Open /watch streams never end by themselves: give them a moment, then close them.
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                    access_log=False, timeout_graceful_shutdown=3)
+                    access_log=False, timeout_graceful_shutdown=3,
+                    http=with_header_timeout(settings.header_timeout_seconds))
     finally:
         if controller is not None:
             controller.stop()

@@ -35,7 +35,8 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def client(tmp_path: Path, database: Database) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path / "data"), database)) as test_client:
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data"), database),
+                    base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 
@@ -170,7 +171,7 @@ def test_a_configured_token_is_used_and_no_file_is_written(
 ) -> None:
     data_dir = tmp_path / "configured"
     app = create_app(Settings(data_dir=data_dir, admin_token="x"), database)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         assert app.state.admin_token == "x"
         assert app.state.admin_token_path is None
         assert client.get("/admin/tasks/stuck",
@@ -185,7 +186,7 @@ def test_the_environment_variable_sets_the_token(
 ) -> None:
     monkeypatch.setenv("TASKYARD_ADMIN_TOKEN", "from-the-env")
     app = create_app(Settings(data_dir=tmp_path / "env"), database)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         assert client.get("/admin/tasks/stuck",
                           headers={"Authorization": "Bearer from-the-env"}).status_code == 200
     assert not (tmp_path / "env" / "admin-token").exists()
@@ -207,7 +208,7 @@ def test_a_generated_token_is_stored_0600_and_reused(tmp_path: Path, database: D
 
     assert second.state.admin_token == token
     assert path.stat().st_mtime_ns == written
-    with TestClient(second) as client:
+    with TestClient(second, base_url="http://127.0.0.1") as client:
         assert client.get("/admin/tasks/stuck",
                           headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
@@ -342,7 +343,7 @@ def test_without_a_capacity_row_the_controller_is_not_ok(client: TestClient) -> 
 def test_the_stale_limit_follows_the_setting(tmp_path: Path, database: Database) -> None:
     add_capacity(database, heartbeat_age=5)
     settings = Settings(data_dir=tmp_path / "s", controller_stale_seconds=2)
-    with TestClient(create_app(settings, database)) as client:
+    with TestClient(create_app(settings, database), base_url="http://127.0.0.1") as client:
         task_id = submit(client)
         body = stuck(client)
     assert body["controller"]["ok"] is False

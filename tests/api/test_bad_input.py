@@ -53,7 +53,7 @@ def database(tmp_path: Path) -> Iterator[Database]:
 @pytest.fixture
 def client(tmp_path: Path, database: Database) -> Iterator[TestClient]:
     with TestClient(create_app(Settings(data_dir=tmp_path, admin_token="admin"), database),
-                    raise_server_exceptions=False) as test_client:
+                    raise_server_exceptions=False, base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 

@@ -125,7 +125,8 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def client(tmp_path: Path, database: Database) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path), database)) as test_client:
+    with TestClient(create_app(Settings(data_dir=tmp_path), database),
+                    base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 
@@ -284,3 +285,18 @@ def test_every_family_is_declared_once_with_its_samples_right_after(
 
 def test_metrics_need_no_admin_token(client: TestClient) -> None:
     assert client.get("/metrics").status_code == 200
+
+
+def test_once_user_tokens_exist_metrics_need_a_valid_token(client: TestClient) -> None:
+    admin = {"Authorization": f"Bearer {client.app.state.admin_token}"}  # type: ignore[attr-defined]
+    created = client.post("/admin/tokens", json={"name": "alice"}, headers=admin)
+    assert created.status_code == 201, created.text
+    alice = {"Authorization": f"Bearer {created.json()['token']}"}
+
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer ty_unknown"}
+                      ).status_code == 401
+    assert client.get("/metrics", headers=alice).status_code == 200
+    assert client.get("/metrics", headers=admin).status_code == 200
+    client.delete(f"/admin/tokens/{created.json()['id']}", headers=admin)
+    assert client.get("/metrics", headers=alice).status_code == 401

@@ -119,7 +119,8 @@ def test_full_disk_answers_503_keeps_what_is_stored_and_recovers(
     small_disk: SmallDisk, disk_database: Database, tmp_path: Path,
 ) -> None:
     settings = Settings(data_dir=tmp_path, admin_token="admin")
-    with TestClient(create_app(settings, disk_database), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings, disk_database), raise_server_exceptions=False,
+                    base_url="http://127.0.0.1") as client:
         before = [client.post("/tasks", json=body(f"print({n})")).json() for n in range(3)]
         filler = small_disk.fill()
 
@@ -219,7 +220,8 @@ def test_database_locked_longer_than_the_busy_timeout_answers_503_then_recovers(
 ) -> None:
     database, lock = locked_database
     settings = Settings(data_dir=tmp_path, admin_token="admin")
-    with TestClient(create_app(settings, database), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings, database), raise_server_exceptions=False,
+                    base_url="http://127.0.0.1") as client:
         existing = client.post("/tasks", json=body()).json()
         release = lock()
 
@@ -250,7 +252,7 @@ def test_a_lock_shorter_than_the_busy_timeout_only_delays_the_answer(
     database, lock = locked_database
     short_busy_timeout(database, 20_000)
     settings = Settings(data_dir=tmp_path, admin_token="admin")
-    with TestClient(create_app(settings, database)) as client:
+    with TestClient(create_app(settings, database), base_url="http://127.0.0.1") as client:
         release = lock()
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pending = pool.submit(client.post, "/tasks", json=body())

@@ -53,7 +53,8 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def client(tmp_path: Path, database: Database) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path), database)) as test_client:
+    with TestClient(create_app(Settings(data_dir=tmp_path), database),
+                    base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 
@@ -138,7 +139,7 @@ def test_the_fast_path_answers_as_the_route_does(tmp_path: Path, database: Datab
                                                  payload: Any) -> None:
     set_capacity(database, 2)
     settings = Settings(data_dir=tmp_path, max_code_bytes=10_000)
-    with TestClient(create_app(settings, database)) as test_client:
+    with TestClient(create_app(settings, database), base_url="http://127.0.0.1") as test_client:
         fast = test_client.post("/tasks", json=payload)
         route = test_client.post(VIA_ROUTE, json=payload)
 
@@ -183,7 +184,7 @@ def test_callers_are_told_apart_on_the_fast_path_as_on_the_route(
     tmp_path: Path, database: Database
 ) -> None:
     settings = Settings(data_dir=tmp_path, admin_token=ADMIN, user_max_active_tasks=1)
-    with TestClient(create_app(settings, database)) as test_client:
+    with TestClient(create_app(settings, database), base_url="http://127.0.0.1") as test_client:
         open_mode = [comparable(test_client.post(path, json=body()))
                      for path in ("/tasks", VIA_ROUTE)]
         alice = test_client.post("/admin/tokens", json={"name": "alice"},

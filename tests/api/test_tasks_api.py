@@ -62,14 +62,14 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings, database: Database) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, database)) as test_client:
+    with TestClient(create_app(settings, database), base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 
 @pytest.fixture
 def small_code_client(tmp_path: Path, database: Database) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path, max_code_bytes=1000)
-    with TestClient(create_app(settings, database)) as test_client:
+    with TestClient(create_app(settings, database), base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 

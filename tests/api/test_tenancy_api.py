@@ -8,12 +8,16 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from live_server import serving
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import col, select
 
 from api.app import create_app
+from models.clock import utcnow
 from models.database import Database, open_database
+from models.phases import Phase
+from models.quantities import GIB
 from models.settings import Settings
-from models.tables import ApiToken
+from models.tables import ApiToken, Capacity, Task
 
 BODY = {
     "task_type": "execute_code", "code": "print('hi')",
@@ -31,7 +35,7 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 def make_client(tmp_path: Path, db: Database, **settings: Any) -> TestClient:
     app = create_app(Settings(data_dir=tmp_path, admin_token=ADMIN, **settings), db)
-    return TestClient(app)
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -178,3 +182,32 @@ def test_a_users_watch_shows_only_their_own_transitions(tmp_path: Path, db: Data
         assert len(seen) == 1
         assert mine in seen[0]
         assert theirs not in seen[0]
+
+
+def test_a_user_sees_which_slots_are_held_but_only_their_own_tasks_ids(
+        tmp_path: Path, db: Database) -> None:
+    client = make_client(tmp_path, db)
+    alice, bob = new_user(client, "alice"), new_user(client, "bob")
+    with db.write() as session:
+        session.add(Capacity(node="local", cpus_total=4, cpu_ids=[0, 1, 2, 3],
+                             gpu_ids=[0], gpu_names=["fake"], gpu_sharing=2,
+                             ram_total=8 * GIB, ram_allocatable=4 * GIB,
+                             storage_total=20 * GIB, storage_allocatable=10 * GIB,
+                             runtime_ok=True, runtime_message="fake engine", heartbeat_at=utcnow()))
+        session.commit()
+    hers = client.post("/tasks", json=BODY, headers=bearer(alice)).json()["id"]
+    his = client.post("/tasks", json=BODY, headers=bearer(bob)).json()["id"]
+    for task_id, cpus in ((hers, [0, 1]), (his, [2])):
+        with db.write() as session:
+            session.execute(update(Task).where(col(Task.id) == task_id).values(
+                phase=Phase.RUNNING, assigned_cpus=cpus, assigned_gpus=[0]))
+            session.commit()
+
+    seen_by_bob = client.get("/capacity", headers=bearer(bob)).json()
+    assert seen_by_bob["holders"] == {"cpus": {"0": [None], "1": [None], "2": [his]},
+                                      "gpus": {"0": [None, his]}}
+    assert (seen_by_bob["cpu"]["allocated"], seen_by_bob["gpu"]["allocated"]) == (3, 2)
+    everything = {"cpus": {"0": [hers], "1": [hers], "2": [his]}, "gpus": {"0": [hers, his]}}
+    assert client.get("/capacity", headers=bearer(ADMIN)).json()["holders"] == everything
+    assert client.get("/admin/capacity", headers=bearer(ADMIN)).json()["holders"] == everything
+    assert client.get("/admin/capacity", headers=bearer(bob)).status_code == 403

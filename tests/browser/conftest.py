@@ -94,12 +94,16 @@ def new_page(browser: Browser, request: pytest.FixtureRequest, viewport: dict[st
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # The page's Content-Security-Policy allows only its own origin: anything it blocks is
+    # a part of the page that no longer works.
+    page.on("console", lambda message: errors.append(message.text)
+            if "Content Security Policy" in message.text else None)
     yield page
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
         screenshot(page, f"{request.node.name}-failure")
     context.close()
-    assert not errors, f"uncaught JavaScript errors on the page: {errors}"
+    assert not errors, f"uncaught JavaScript errors or blocked content on the page: {errors}"
 
 
 @pytest.fixture

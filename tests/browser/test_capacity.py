@@ -1,8 +1,10 @@
 """Capacity at a glance: which task holds which core, RAM and storage bars, and the queue."""
 
+from typing import Any
+
 from dashboard import TASK_SECONDS, open_dashboard, screenshot
 from harness import HOST_CPUS, Client, Server, task_body
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 
 def test_a_running_task_holds_a_core_in_the_grid_and_frees_it_after(
@@ -46,3 +48,25 @@ def test_the_queue_says_why_its_head_waits(page: Page, server: Server, client: C
 
     expect(queue).to_contain_text("Queue: empty", timeout=TASK_SECONDS)
     assert client.wait_for(waiting["id"])["status"]["phase"] == "Succeeded"
+
+
+def test_a_core_held_by_another_users_task_shows_as_held_without_naming_it(
+        page: Page, server: Server, client: Client) -> None:
+    # What GET /capacity answers a user's token: another user's task holds the first core,
+    # and its id is not shown (null).
+    capacity: dict[str, Any] = client.http.get("/capacity").json()
+    first = str(capacity["cpu"]["ids"][0])
+    capacity["holders"]["cpus"] = {first: [None]}
+
+    def answer(route: Route) -> None:
+        route.fulfill(json=capacity)
+
+    page.route("**/capacity", answer)
+    open_dashboard(page, server.url)
+    cell = page.locator(f'.cell[data-kind="cpu"][data-slot="{first}"]')
+    expect(cell).to_have_attribute("data-state", "held")
+    expect(cell).to_have_attribute("title", f"CPU {first}: held by another user's task")
+    cell.click()
+    expect(page.locator(".cap-detail")).to_have_text(f"CPU {first}: held by another user's task")
+    expect(page.locator(".cap-detail a")).to_have_count(0)
+    expect(page.locator(".legend li")).to_have_count(0)

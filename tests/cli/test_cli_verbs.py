@@ -511,3 +511,21 @@ def test_watch_that_loses_the_server_for_good_exits_3() -> None:
     assert result.err.splitlines()[-1] == (
         "error: lost the watch on taskyard at http://127.0.0.1:8000: Connection refused; "
         "gave up after 5 reconnects")
+
+
+@pytest.mark.parametrize("argv, allowed", [
+    (["serve"], ""),
+    (["serve", "--allowed-host", "box.lan"], "box.lan"),
+    (["api", "--allowed-host", "box.lan", "--allowed-host", "box.lan:8000"],
+     "box.lan,box.lan:8000"),
+])
+def test_allowed_host_flags_become_the_setting(monkeypatch: pytest.MonkeyPatch,
+                                               argv: list[str], allowed: str) -> None:
+    import taskyard.service
+
+    monkeypatch.delenv("TASKYARD_ALLOWED_HOSTS", raising=False)
+    started: list[Any] = []
+    monkeypatch.setattr(taskyard.service, "run_api",
+                        lambda settings, **_: started.append(settings))
+    assert main(argv) == 0
+    assert started[0].allowed_hosts == allowed

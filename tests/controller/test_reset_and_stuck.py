@@ -42,7 +42,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     clock = Clock()
     reconciler = Reconciler(settings, db, fake, owner=OWNER,
                             gpu_probe=lambda: ([], "no gpus"), clock=clock)
-    with TestClient(create_app(settings, db)) as client:
+    with TestClient(create_app(settings, db), base_url="http://127.0.0.1") as client:
         yield World(settings, db, client, fake, clock, reconciler)
     db.dispose()
 

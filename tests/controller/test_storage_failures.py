@@ -77,7 +77,7 @@ def test_passes_that_meet_a_locked_database_are_retried_until_it_is_free(
     service = ControllerService(reconciler, database, interval=0.2)
     holder: subprocess.Popen[str] | None = None
     try:
-        with TestClient(create_app(settings, database)) as client:
+        with TestClient(create_app(settings, database), base_url="http://127.0.0.1") as client:
             task_id = client.post("/tasks", json={
                 "task_type": "execute_code", "code": "print(1)",
                 "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"},

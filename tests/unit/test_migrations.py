@@ -237,7 +237,8 @@ def test_a_first_release_database_is_upgraded_with_its_rows_intact(
             assert len(session.exec(select(Transition)).all()) == 7
 
         # The app itself works on it: reads the old tasks, writes new ones and tokens.
-        with TestClient(create_app(Settings(data_dir=tmp_path), database)) as client:
+        with TestClient(create_app(Settings(data_dir=tmp_path), database),
+                        base_url="http://127.0.0.1") as client:
             got = client.get("/tasks/t-done")
             assert got.status_code == 200, got.text
             assert got.json()["status"]["phase"] == "Succeeded"

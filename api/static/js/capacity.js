@@ -4,7 +4,8 @@
  * queue, from GET /tasks?phase=Pending, with the reason its head waits.
  *
  * Cells are buttons: hovering shows the holder in a tooltip, and clicking (or tapping, on a
- * phone, where there is no hover) names it below the grid with a link to its page.
+ * phone, where there is no hover) names it below the grid with a link to its page. A user's
+ * token sees other users' tasks as held slots without an id (null): grey, and unnamed.
  */
 
 import { api } from "./api.js";
@@ -18,6 +19,7 @@ const HINT = "Select a cell to see which task holds it.";
 // long as it holds anything; tasks holding at the same time get different ones (up to ten).
 const PALETTE = ["#2457c5", "#c2410c", "#15803d", "#7e22ce", "#be123c", "#0e7490", "#a16207",
   "#4338ca", "#9d174d", "#3f6212"];
+const OTHERS = "#57534e"; // slots held by other users' tasks, whose ids are not shown
 
 export class CapacityView {
   constructor(store) {
@@ -117,9 +119,12 @@ export class CapacityView {
     for (const slot of ids.map(String)) {
       const cell = this.cells[kind].get(slot);
       const holding = holders[slot] ?? [];
-      cell.dataset.taskId = holding.join(" ");
+      const known = holding.filter((id) => id !== null);
+      cell.dataset.taskId = known.join(" ");
+      cell.dataset.others = String(holding.length - known.length);
       cell.dataset.state = holding.length ? "held" : "free";
-      cell.style.backgroundColor = holding.length ? this.colour(holding[0]) : "";
+      cell.style.backgroundColor = !holding.length ? ""
+        : known.length ? this.colour(known[0]) : OTHERS;
       const text = this.describe(kind, slot, holding);
       cell.title = text;
       cell.setAttribute("aria-label", text);
@@ -128,7 +133,8 @@ export class CapacityView {
 
   assignColours(holders) {
     const holding = new Set(
-      [...Object.values(holders.cpus), ...Object.values(holders.gpus)].flat());
+      [...Object.values(holders.cpus), ...Object.values(holders.gpus)].flat()
+        .filter((id) => id !== null));
     for (const id of this.colours.keys()) if (!holding.has(id)) this.colours.delete(id);
     for (const id of holding) {
       if (this.colours.has(id)) continue;
@@ -142,11 +148,13 @@ export class CapacityView {
     return PALETTE[this.colours.get(id) ?? 0];
   }
 
-  /** "CPU 0: held by task 1c144176 (Running)" or "CPU 0: free". */
+  /** "CPU 0: held by task 1c144176 (Running)", "CPU 0: held by another user's task" or
+   * "CPU 0: free". `holding` lists task ids, null for another user's task. */
   describe(kind, slot, holding) {
     const name = `${kind.toUpperCase()} ${slot}`;
     if (!holding.length) return `${name}: free`;
     const who = holding.map((id) => {
+      if (id === null) return "another user's task";
       const phase = this.store.get(id)?.task.status.phase;
       return `task ${shortId(id)}${phase ? ` (${phase})` : ""}`;
     });
@@ -165,7 +173,9 @@ export class CapacityView {
       return;
     }
     const holding = cell.dataset.taskId ? cell.dataset.taskId.split(" ") : [];
-    fill(this.parts.detail, this.describe(this.selected.kind, this.selected.slot, holding),
+    const others = Array(Number(cell.dataset.others || 0)).fill(null);
+    fill(this.parts.detail,
+      this.describe(this.selected.kind, this.selected.slot, [...holding, ...others]),
       holding.map((id) => [" · ", h("a", { href: taskHref(id) }, `open ${shortId(id)}`)]));
   }
 
@@ -173,7 +183,9 @@ export class CapacityView {
     const slots = new Map(); // task id -> ["CPU 0", ...]
     for (const [kind, byslot] of [["CPU", holders.cpus], ["GPU", holders.gpus]]) {
       for (const [slot, ids] of Object.entries(byslot)) {
-        for (const id of ids) slots.set(id, [...(slots.get(id) ?? []), `${kind} ${slot}`]);
+        for (const id of ids.filter((held) => held !== null)) {
+          slots.set(id, [...(slots.get(id) ?? []), `${kind} ${slot}`]);
+        }
       }
     }
     fill(this.parts.legend, [...slots].map(([id, held]) => h("li", {},
