@@ -153,7 +153,7 @@ def test_attach_refuses_input_while_too_much_waits(world: World) -> None:  # noq
     piece = {"type": "data", "stream": "stdin", "data": "x" * MAX_INPUT_CHARS}
     fits = MAX_WAITING_INPUT_BYTES // MAX_INPUT_CHARS
 
-    with world.client.websocket_connect(f"/tasks/{task_id}/attach") as ws:
+    with world.client.websocket_connect(f"ws://127.0.0.1/tasks/{task_id}/attach") as ws:
         for _ in range(fits + 1):
             ws.send_text(json.dumps(piece))
         refused = ws.receive_json()
