@@ -6,9 +6,9 @@ places two tmpfs that share the task's `storage` (the work area at /work and /de
 the task's code run as user 65534 with no capability, no-new-privileges, a pids limit,
 file-size and open-file limits, an init process as PID 1, no mounts from the host, an
 environment of our own making (nothing of the service's), and a seccomp profile that denies new
-namespaces (`controller.seccomp`). The init and the supervisor run as root with CAP_SETUID and
+namespaces (`sandbox.seccomp`). The init and the supervisor run as root with CAP_SETUID and
 CAP_SETGID only, which they need to start the code as its own user: that uid boundary keeps the
-task away from the channel that carries its output and report (`controller.supervisor`).
+task away from the channel that carries its output and report (`sandbox.supervisor`).
 """
 
 import logging
@@ -30,7 +30,6 @@ from docker.utils.socket import STDERR
 
 from controller.crashpoints import crashpoint
 from controller.errors import RuntimeUnavailable, StartRejected
-from controller.frames import FrameDecoder, decode_output, frame_key, keyed
 from controller.runtime import (
     ATTEMPT_LABEL,
     OWNER_LABEL,
@@ -43,11 +42,12 @@ from controller.runtime import (
     RuntimeHealth,
     WarmKey,
 )
-from controller.seccomp import TASKYARD, load_profile
 from controller.stdin_pump import StdinPump
-from controller.supervisor import SOURCE
 from controller.warm_pool import Warm, WarmPool
 from models.clock import as_utc
+from sandbox.frames import FrameDecoder, decode_output, frame_key, keyed
+from sandbox.seccomp import TASKYARD, load_profile
+from sandbox.supervisor import SOURCE
 
 log = logging.getLogger("taskyard.controller")
 
@@ -58,7 +58,7 @@ GVISOR_RUNTIME = "runsc"
 
 WORK_DIR = "/work"
 # The container's processes start as root, with no capability but these; the supervisor
-# starts the task's code as 65534 (`controller.supervisor.TASK_USER`), which drops them.
+# starts the task's code as 65534 (`sandbox.supervisor.TASK_USER`), which drops them.
 USER = "0:0"
 SUPERVISOR_CAPS = ["SETUID", "SETGID"]
 SHM_MAX = 64 * 1024 * 1024

@@ -21,8 +21,8 @@ from controller.runtime import (
     ObservedContainer,
     RuntimeHealth,
 )
-from controller.supervisor import Report
 from models.clock import utcnow
+from sandbox.supervisor import Report
 
 
 @dataclass

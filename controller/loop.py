@@ -20,7 +20,6 @@ from controller.capacity import HostCapacity, discover_capacity
 from controller.compaction import compact_history
 from controller.crashpoints import crashpoint
 from controller.errors import RuntimeUnavailable, StartRejected
-from controller.frames import log_budget
 from controller.gpus import GpuInfo, discover_gpus
 from controller.input_forwarding import InputForwarder
 from controller.output import ChunkWriter, OutputReader
@@ -54,7 +53,6 @@ from controller.runtime import (
 from controller.scheduling import Holding, Placement, Request, place
 from controller.stats import ControllerStats
 from controller.status import move, note_waiting
-from controller.supervisor import Report, build_payload
 from controller.warm_pool import warm_targets
 from models.clock import utcnow
 from models.database import Database
@@ -65,6 +63,8 @@ from models.tables import (
     Task,
     Transition,
 )
+from sandbox.frames import log_budget
+from sandbox.supervisor import Report, build_payload
 
 log = logging.getLogger("taskyard.controller")
 

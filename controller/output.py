@@ -19,11 +19,11 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from controller.errors import RuntimeUnavailable
-from controller.frames import REPORT
 from controller.runtime import CapturedOutput, ContainerRuntime
-from controller.supervisor import Report, read_report
 from models.database import Database
 from models.tables import OutputChunk
+from sandbox.frames import REPORT
+from sandbox.supervisor import Report, read_report
 
 log = logging.getLogger("taskyard.controller.output")
 

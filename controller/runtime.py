@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from controller.supervisor import Report
+from sandbox.supervisor import Report
 
 OWNER_LABEL = "taskyard.owner"
 TASK_LABEL = "taskyard.task"

@@ -18,8 +18,8 @@ export PATH="$VENV/bin:$PATH"
 step "ruff check ."
 ruff check .
 
-step "mypy models controller api taskyard"
-mypy models controller api taskyard
+step "mypy models controller api taskyard sandbox"
+mypy models controller api taskyard sandbox
 
 step "lint-imports"
 lint-imports

@@ -12,8 +12,6 @@ from pathlib import Path
 
 from taskyard.commands import add_client_verbs, run
 
-DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
-
 
 def _server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -69,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         run_controller(settings)
         return 0
     if args.verb == "image":
-        from controller.imagebuild import ImageBuildError, build_runner_image
+        from sandbox.imagebuild import ImageBuildError, build_runner_image
 
         try:
-            how = build_runner_image(settings.image, deploy_dir=DEPLOY_DIR, force=args.force)
+            how = build_runner_image(settings.image, force=args.force)
         except ImageBuildError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

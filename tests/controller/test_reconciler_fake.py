@@ -33,13 +33,13 @@ from controller.runtime import (
 )
 from controller.service import ControllerService
 from controller.status import move
-from controller.supervisor import Report
 from models.clock import utcnow
 from models.database import Database, open_database
 from models.phases import Phase, Reason
 from models.quantities import GIB
 from models.settings import Settings
 from models.tables import Capacity, Task, Transition
+from sandbox.supervisor import Report
 
 OWNER = "test-owner"
 HOST = HostCapacity(

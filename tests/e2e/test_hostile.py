@@ -16,7 +16,7 @@ import httpx
 import psutil
 from harness import GVISOR, Client, HostNamespaces, Server, run_beside_benign, task_body
 
-from controller.frames import log_budget
+from sandbox.frames import log_budget
 
 MIB = 1024 * 1024
 LIMIT = MIB  # the output cap per stream (TASKYARD_OUTPUT_LIMIT_BYTES's default)

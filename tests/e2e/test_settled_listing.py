@@ -14,7 +14,7 @@ from harness import owned_containers
 
 from controller.docker_runtime import DockerRuntime
 from controller.runtime import ContainerSpec, ObservedContainer
-from controller.supervisor import build_payload
+from sandbox.supervisor import build_payload
 
 MB = 1 << 20
 

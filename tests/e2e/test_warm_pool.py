@@ -52,7 +52,7 @@ def spec(name: str, labels: dict[str, str], payload: bytes = b"",
 def test_a_claimed_container_is_configured_exactly_as_a_cold_one(
     engine: docker.DockerClient, cpus: tuple[int, ...],
 ) -> None:
-    from controller.supervisor import build_payload
+    from sandbox.supervisor import build_payload
 
     owner = f"warmtest{time.time_ns()}"
     runtime = DockerRuntime(owner, "taskyard-runner:1", warm_max_idle_seconds=60)

@@ -20,10 +20,10 @@ from controller.errors import RuntimeUnavailable
 from controller.output import ChunkWriter, OutputReader, stored_bytes
 from controller.reconcile import Outcome, TaskView, judge
 from controller.runtime import CapturedOutput, ObservedContainer
-from controller.supervisor import MARKER, read_report
 from models.database import Database, open_database
 from models.phases import Phase
 from models.tables import OutputChunk
+from sandbox.supervisor import MARKER, read_report
 
 TASK = "t-live"
 NAME = "taskyard-owner-t-live-1"

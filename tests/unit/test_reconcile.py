@@ -25,8 +25,8 @@ from controller.reconcile import (
     judge,
 )
 from controller.runtime import CapturedOutput, ObservedContainer
-from controller.supervisor import ERROR_MAX_CHARS, SOURCE, Report, read_report
 from models.phases import Phase, Reason
+from sandbox.supervisor import ERROR_MAX_CHARS, SOURCE, Report, read_report
 
 MIB = 1024 * 1024
 NOW = datetime(2026, 11, 27, 22, 0, 0, tzinfo=UTC)

@@ -6,9 +6,9 @@ import base64
 
 import pytest
 
-from controller import frames
-from controller.frames import MAX_LINE, FrameDecoder, decode_output, frame_key
-from controller.supervisor import MARKER, SOURCE, Report
+from sandbox import frames
+from sandbox.frames import MAX_LINE, FrameDecoder, decode_output, frame_key
+from sandbox.supervisor import MARKER, SOURCE, Report
 
 KEY = frame_key("instance-secret", "taskyard-x-t-1-1")
 OTHER_KEY = frame_key("instance-secret", "taskyard-x-t-2-1")

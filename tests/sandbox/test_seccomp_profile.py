@@ -1,4 +1,4 @@
-"""The packaged seccomp profile (`controller/seccomp/taskyard.json`) and how a setting picks a
+"""The packaged seccomp profile (`sandbox/seccomp/taskyard.json`) and how a setting picks a
 profile: what it must deny whatever the capabilities, and what it hands to the engine."""
 
 import json
@@ -10,8 +10,8 @@ import pytest
 
 from controller.docker_runtime import DockerRuntime
 from controller.runtime import ContainerSpec
-from controller.seccomp import PACKAGED, ProfileError, load_profile
 from models.settings import Settings
+from sandbox.seccomp import PACKAGED, ProfileError, load_profile
 
 PROFILE: dict[str, Any] = json.loads(PACKAGED.read_text())
 NAMESPACE_FLAGS = 0x7E020000  # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.frames import decode_output, frame_key, keyed
-from controller.supervisor import SOURCE, Report, build_payload
+from sandbox.frames import decode_output, frame_key, keyed
+from sandbox.supervisor import SOURCE, Report, build_payload
 
 LIMIT = 1024
 KEY = frame_key("instance-secret", "taskyard-test-container")

@@ -19,7 +19,7 @@ interpreter receives its code over a pipe and writes `/work/main.py` itself, so 
 under /work belongs to the task.
 
 Everything the supervisor writes goes to the container's stdout as keyed lines, which
-`controller.frames` describes and reads back. The report comes back apart from the task's
+`sandbox.frames` describes and reads back. The report comes back apart from the task's
 streams (never searched for in them, where the task could have written one), and `read_report`
 checks every field of it, since a container's bytes are hostile input however they were made.
 """

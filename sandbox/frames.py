@@ -11,7 +11,7 @@ Every line on the container's stdout is `<key><tag><body>\n`:
 
 The key is `frame_key(instance id, container name)`: the instance id is never inside a
 container. The container's stdin and stdout are held only by root processes that the task,
-running as another user, cannot open through `/proc` (`controller.supervisor` says why), so it
+running as another user, cannot open through `/proc` (`sandbox.supervisor` says why), so it
 can neither read the key nor write a line; were it ever to reach the stdout, `FrameDecoder`
 would drop whatever lacks the key. The supervisor batches output for
 `FLUSH_SECONDS`, so that a flood of tiny writes becomes a few lines, which keeps the engine's
@@ -24,7 +24,7 @@ import binascii
 import hashlib
 import hmac
 
-from controller.supervisor import MARKER, Report, read_report
+from sandbox.supervisor import MARKER, Report, read_report
 
 KEY_CHARS = 32
 FLUSH_SECONDS = 0.025  # while fewer than FAST_LINES lines have been written

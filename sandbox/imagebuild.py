@@ -3,8 +3,8 @@
 Called by the ``taskyard image build`` CLI command, which ``deploy/setup-host.sh`` runs once per
 host. Two ways, tried in order:
 
-* ``dockerfile``: ``docker build`` of ``deploy/runner`` (``FROM python:3.12-slim``), for hosts
-  that can reach an image registry;
+* ``dockerfile``: ``docker build`` of ``RUNNER_DIR`` (``sandbox/runner``, shipped in the package,
+  ``FROM python:3.12-slim``), for hosts that can reach an image registry;
 * ``debootstrap``: a minimal Debian bookworm root file system with ``python3``, fetched from the
   host's own Debian mirror and turned into an image with ``docker import``, for hosts that can
   reach no registry.
@@ -27,6 +27,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+RUNNER_DIR = Path(__file__).with_name("runner")  # the Dockerfile's build context
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Without a registry the pull fails within seconds; with one, a slow pull must not stall setup
@@ -62,7 +63,11 @@ class ImageBuildError(Exception):
 
 
 def build_runner_image(
-    name: str, *, deploy_dir: Path, progress: Callable[[str], None] = print, force: bool = False
+    name: str,
+    *,
+    context: Path = RUNNER_DIR,
+    progress: Callable[[str], None] = print,
+    force: bool = False,
 ) -> str:
     """Make sure image ``name`` exists; return "exists", "dockerfile" or "debootstrap"."""
     started = time.monotonic()
@@ -76,7 +81,6 @@ def build_runner_image(
     docker_cli = shutil.which("docker")
     if docker_cli is None:
         raise ImageBuildError("no docker CLI on PATH: apt-get install docker.io")
-    context = deploy_dir / "runner"
     say(f"docker build -t {name} {context} (at most {DOCKERFILE_TIMEOUT_S}s)")
     if _run_dockerfile_build(docker_cli, name, context, say):
         how = "dockerfile"
