@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from cli_support import make_task
 
-from taskyard.commands_output import (
+from taskyard.commands.output import (
     Progress,
     age,
     arrow,

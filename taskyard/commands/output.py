@@ -1,4 +1,4 @@
-"""How the CLI verbs (`taskyard.commands`, `taskyard.commands_admin`) show things to a person:
+"""How the CLI verbs (`taskyard.commands.tasks`, `.admin`, `.context`) show things to a person:
 kubectl-style tables, ages, byte sizes, a task summary, one line per transition, and a YAML-like
 dump. Pure functions of their input (the clock is passed in), so tests check them as tables.
 """

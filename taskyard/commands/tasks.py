@@ -1,5 +1,6 @@
-"""The task verbs of `taskyard`: `submit` (optionally `--wait` or `--watch`), `get`, `list`,
-`watch` and `cancel`, added to the parser by `taskyard.commands.add_client_verbs`.
+"""The task verbs of `taskyard`: `submit` (optionally `--wait`, `--watch` or `--follow`), `get`,
+`list`, `watch`, `logs` and `cancel`, added to the parser by `taskyard.cli` with
+`add_task_verbs`.
 """
 
 import argparse
@@ -17,8 +18,8 @@ from taskyard.client import (
     LogEnd,
     Task,
 )
-from taskyard.commands import EXIT_INTERRUPTED, Context, UsageError, common_flags, show
-from taskyard.commands_output import (
+from taskyard.commands.context import EXIT_INTERRUPTED, Context, UsageError, common_flags, show
+from taskyard.commands.output import (
     Progress,
     arrow,
     task_summary,
