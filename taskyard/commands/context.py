@@ -21,7 +21,7 @@ from typing import TextIO
 import httpx
 
 from taskyard.client import SERVER_ENV, Client, ClientError, Task, server_url
-from taskyard.commands.output import tasks_table, yamlish
+from taskyard.commands.output import tasks_table, to_yaml
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -99,7 +99,7 @@ def show(ctx: Context, task: Task, *, default: Callable[[], str]) -> None:
     if output == "json":
         ctx.print(json.dumps(task, indent=2))
     elif output == "yaml":
-        ctx.print(yamlish(task))
+        ctx.print(to_yaml(task))
     elif output == "wide":
         ctx.print(tasks_table([task], ctx.now(), wide=True))
     elif output == "name":

@@ -24,8 +24,8 @@ from taskyard.commands.output import (
     arrow,
     task_summary,
     tasks_table,
+    to_yaml,
     transition_line,
-    yamlish,
 )
 
 PHASES = ["Pending", "Scheduled", "Running", "Succeeded", "Failed", "TimedOut", "Cancelled"]
@@ -214,7 +214,7 @@ def _list(ctx: Context) -> int:
     if args.output == "json":
         ctx.print(json.dumps({"items": items, "next_cursor": cursor}, indent=2))
     elif args.output == "yaml":
-        ctx.print(yamlish({"items": items, "next_cursor": cursor}))
+        ctx.print(to_yaml({"items": items, "next_cursor": cursor}))
     elif args.output == "name":
         for task in items:
             ctx.print(f"task/{task['id']}")
