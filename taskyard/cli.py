@@ -10,7 +10,9 @@ import logging
 import sys
 from pathlib import Path
 
-from taskyard.commands import add_client_verbs, run
+from taskyard.commands.admin import add_admin_verbs
+from taskyard.commands.context import run
+from taskyard.commands.tasks import add_task_verbs
 
 
 def _server_flags(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="rebuild even if it exists")
     doctor = verbs.add_parser("doctor", help="check whether this host can run tasks")
     doctor.add_argument("--data-dir", type=Path)
-    add_client_verbs(verbs)
+    add_task_verbs(verbs)
+    add_admin_verbs(verbs)
     return parser
 
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from harness import Server, owned_containers
 
 from taskyard.cli import build_parser
-from taskyard.commands import run
+from taskyard.commands.context import run
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from cli_support import make_task, run_cli
 
-from taskyard.commands_admin import capacity_text
+from taskyard.commands.admin import capacity_text
 
 CAPACITY = {
     "cpu": {"allocatable": 4, "allocated": 3, "free": 1, "ids": [0, 1, 2, 3]},

@@ -1,21 +1,27 @@
-"""How the CLI shows things: ages, sizes, tables, transition lines, the YAML-like dump, and the
+"""How the CLI shows things: ages, sizes, tables, transition lines, `-o yaml`, and the
 progress line of a waiting submit."""
 
 import io
+import json
 from datetime import UTC, datetime
+from typing import Any
 
+import httpx
 import pytest
-from cli_support import make_task
+import yaml
+from cli_support import make_task, run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from taskyard.commands_output import (
+from taskyard.commands.output import (
     Progress,
     age,
     arrow,
     format_bytes,
     table,
     tasks_table,
+    to_yaml,
     transition_line,
-    yamlish,
 )
 
 NOW = datetime(2026, 11, 27, 22, 0, 0, tzinfo=UTC)
@@ -86,18 +92,82 @@ def test_arrow_falls_back_where_the_terminal_cannot_show_it() -> None:
     assert (arrow(ascii_out), arrow(utf8_out)) == ("->", "→")
 
 
-def test_yamlish_keeps_code_and_output_readable() -> None:
+def test_to_yaml_keeps_code_and_output_readable() -> None:
     task = make_task("abc", "Succeeded", stdout="line 1\nline 2\n", result="ok")
     task["spec"]["code"] = "for i in range(2):\n    print(i)"
-    text = yamlish(task)
+    text = to_yaml(task)
     assert "id: abc\n" in text
     assert "  code: |-\n    for i in range(2):\n        print(i)\n" in text
     assert "  stdout: |\n    line 1\n    line 2\n" in text
     assert "  assigned:\n    cpus: []\n" in text
     assert "  stdin: null\n" in text
     assert '  ram: 256MB\n' in text
-    assert yamlish({"a": "true", "b": "x: y", "n": "12", "c": [{"k": 1}, {"k": 2}]}) == (
+    assert to_yaml({"a": "true", "b": "x: y", "n": "12", "c": [{"k": 1}, {"k": 2}]}) == (
         'a: "true"\nb: "x: y"\nn: "12"\nc:\n  - k: 1\n  - k: 2')
+
+
+
+TRICKY_TEXTS = [
+    pytest.param("  indented\n    more\n", id="leading-spaces"),
+    pytest.param("   one line", id="leading-spaces-one-line"),
+    pytest.param("\x1b[31mred\x1b[0m\n", id="ansi-escapes"),
+    pytest.param("\x1b[1mbold\x1b[0m\nand more\n", id="ansi-escapes-multi-line"),
+    pytest.param("2026-01-01", id="date"),
+    pytest.param(".inf", id="infinity"),
+    pytest.param("yes", id="yaml-1.1-bool"),
+    pytest.param("null", id="null"),
+    pytest.param("0o17", id="octal"),
+    pytest.param("line 1\nline 2\n", id="multi-line"),
+    pytest.param("line 1\n\n\n", id="multi-line-trailing-blank-lines"),
+    pytest.param("no final newline\nhere", id="multi-line-no-final-newline"),
+    pytest.param("trailing  \nspaces \n", id="multi-line-trailing-spaces"),
+    pytest.param("crlf\r\nnel\x85ls\u2028ps\u2029end\n", id="other-line-breaks"),
+    pytest.param("key: value # not a comment\n- not a list\n", id="yaml-syntax"),
+    pytest.param("tab\there, é →, \"quotes' \\", id="tabs-unicode-quotes"),
+    pytest.param("", id="empty"),
+]
+
+
+def _serve(task: dict[str, Any]) -> Any:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/tasks":
+            return httpx.Response(200, json={"items": [task], "next_cursor": None})
+        return httpx.Response(200, json=task)
+    return answer
+
+
+@pytest.mark.parametrize("verb", [["get", "abc"], ["list"]], ids=["get", "list"])
+@pytest.mark.parametrize("text", TRICKY_TEXTS)
+def test_yaml_reads_back_as_exactly_the_json(verb: list[str], text: str) -> None:
+    task = make_task("abc", "Failed", message=text, stdout=text, stderr=text, result=text)
+    task["spec"]["code"] = text
+    as_json = run_cli([*verb, "-o", "json"], _serve(task))
+    as_yaml = run_cli([*verb, "-o", "yaml"], _serve(task))
+    assert (as_json.code, as_yaml.code) == (0, 0)
+    assert yaml.safe_load(as_yaml.out) == json.loads(as_json.out)
+    assert yaml.safe_load(as_yaml.out)["status" if verb[0] == "get" else "items"]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(JSON_VALUES)
+def test_yaml_of_any_json_value_reads_back_as_that_value(value: Any) -> None:
+    assert yaml.safe_load(to_yaml(value)) == value
+
+
+def test_yaml_shows_multi_line_output_as_a_block_where_it_can() -> None:
+    task = make_task("abc", "Succeeded", stdout="  indented\n    more\n",
+                     stderr="\x1b[31mred\x1b[0m\n")
+    text = run_cli(["get", "abc", "-o", "yaml"], _serve(task)).out
+    assert "  stdout: |2\n      indented\n        more\n" in text
+    assert '  stderr: "\\e[31mred\\e[0m\\n"\n' in text  # a block cannot hold ESC
 
 
 class Clock:

@@ -1,14 +1,14 @@
-"""How the CLI verbs (`taskyard.commands`, `taskyard.commands_admin`) show things to a person:
-kubectl-style tables, ages, byte sizes, a task summary, one line per transition, and a YAML-like
-dump. Pure functions of their input (the clock is passed in), so tests check them as tables.
+"""How the CLI verbs (`taskyard.commands.tasks`, `.admin`, `.context`) show things to a person:
+kubectl-style tables, ages, byte sizes, a task summary, one line per transition, and YAML. Pure
+functions of their input (the clock is passed in), so tests check them as tables.
 """
 
-import json
-import re
 import shutil
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+import yaml
 
 from taskyard.client import Task, TaskStatus, Transition
 
@@ -17,9 +17,6 @@ GB = 1024 * MB
 TASK_HEADERS = ["ID", "PHASE", "REASON", "CPU", "RAM", "AGE"]
 WIDE_HEADERS = ["ID", "PHASE", "REASON", "CPU", "GPU", "RAM", "STORAGE", "ATTEMPT", "ASSIGNED",
                 "AGE", "MESSAGE"]
-_PLAIN = re.compile(r"^[A-Za-z0-9_./][A-Za-z0-9_ ./:@+-]*$")
-_NUMBER = re.compile(r"^[-+]?(\d[\d_]*)?\.?\d*([eE][-+]?\d+)?$")  # would read back as a number
-_NOT_PLAIN = {"true", "false", "null", "yes", "no", "on", "off", "~"}
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -182,49 +179,40 @@ def transition_line(event: Transition, *, to: str = "→") -> str:
             f"{event.get('message', '')}").rstrip()
 
 
-def yamlish(value: Any, indent: int = 0) -> str:
-    """A YAML-like dump for reading (`-o yaml`); scripts should use `-o json`."""
-    return "\n".join(_yaml_lines(value, indent))
+class _YamlDumper(yaml.SafeDumper):
+    """`safe_dump`'s dumper, laid out as kubectl's `-o yaml`: lists indented under their key,
+    one line per value however long, `"..."` where a string cannot stand plain (JSON's quotes,
+    and YAML's only ones that can escape a control character), and no `&id001` aliases."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+    def choose_scalar_style(self) -> str:
+        style = super().choose_scalar_style()
+        return '"' if style == "'" else style
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
-def _scalar(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    text = str(value)
-    if (_PLAIN.match(text) and not _NUMBER.match(text) and text.lower() not in _NOT_PLAIN
-            and ": " not in text and not text.endswith((" ", ":"))):
-        return text
-    return json.dumps(text, ensure_ascii=False)
+_BLOCK_BREAKS = frozenset("\x85\u2028\u2029")
 
 
-def _yaml_lines(value: Any, indent: int) -> list[str]:
-    pad = " " * indent
-    lines: list[str] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if (isinstance(item, dict) and item) or (
-                    isinstance(item, list) and any(isinstance(i, dict | list) for i in item)):
-                lines.append(f"{pad}{key}:")
-                lines.extend(_yaml_lines(item, indent + 2))
-            elif isinstance(item, list):
-                lines.append(f"{pad}{key}: [{', '.join(_scalar(i) for i in item)}]")
-            elif isinstance(item, str) and "\n" in item and not item.endswith("\n\n"):
-                # A block literal keeps code and output readable; `|-`: no final newline.
-                lines.append(f"{pad}{key}: {'|' if item.endswith(chr(10)) else '|-'}")
-                lines.extend(f"{pad}  {line}" if line else "" for line in
-                             item.removesuffix("\n").split("\n"))
-            else:
-                lines.append(f"{pad}{key}: {'{}' if item == {} else _scalar(item)}")
-        return lines
-    if isinstance(value, list):
-        for item in value:
-            nested = _yaml_lines(item, indent + 2)
-            if nested:
-                lines.append(f"{pad}- {nested[0].lstrip()}")
-                lines.extend(nested[1:])
-        return lines
-    return [f"{pad}{_scalar(value)}"]
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    # Code and output read best as a literal block. PyYAML falls back to quotes where a block
+    # cannot hold the text (trailing spaces, control characters); NEL, LS and PS it would put in
+    # a block, where a reader turns NEL into a newline, so those stay quoted here.
+    block = "\n" in text and not _BLOCK_BREAKS.intersection(text)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if block else None)
+
+
+_YamlDumper.add_representer(str, _represent_str)
+_YamlDumper.add_multi_representer(dict, yaml.SafeDumper.represent_dict)  # the client's records
+
+
+def to_yaml(value: Any) -> str:
+    """`-o yaml`: YAML that reads back (`yaml.safe_load`) as exactly what `-o json` prints,
+    without its final newline, which `Context.print` adds."""
+    text = yaml.dump(value, Dumper=_YamlDumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False, width=float("inf"))
+    return text.removesuffix("\n")

@@ -1,7 +1,7 @@
-"""The client verbs of `taskyard`, in kubectl's habits: what they share (`Context`, `run`, `show`,
-the common flags) lives here; the verbs themselves are in `taskyard.commands_tasks` (`submit`,
-`get`, `list`, `watch`, `cancel`) and `taskyard.commands_admin` (`admin ...`). `taskyard.cli` adds
-them to its parser with `add_client_verbs` and hands a parsed command line to `run`.
+"""What the client verbs share, in kubectl's habits: `Context`, `run`, `show`, the common flags
+and the exit codes. The verbs themselves are in `taskyard.commands.tasks` (`submit`, `get`,
+`list`, `watch`, `logs`, `cancel`) and `taskyard.commands.admin` (`admin ...`); `taskyard.cli`
+adds them to its parser and hands a parsed command line to `run`.
 
 Exit codes: 0 done (for `submit --wait`: the task succeeded), 1 the server said no or the task
 did not succeed, 2 a usage error (as argparse), 3 the server could not be reached, 130 Ctrl-C
@@ -21,7 +21,7 @@ from typing import TextIO
 import httpx
 
 from taskyard.client import SERVER_ENV, Client, ClientError, Task, server_url
-from taskyard.commands_output import tasks_table, yamlish
+from taskyard.commands.output import tasks_table, to_yaml
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -99,7 +99,7 @@ def show(ctx: Context, task: Task, *, default: Callable[[], str]) -> None:
     if output == "json":
         ctx.print(json.dumps(task, indent=2))
     elif output == "yaml":
-        ctx.print(yamlish(task))
+        ctx.print(to_yaml(task))
     elif output == "wide":
         ctx.print(tasks_table([task], ctx.now(), wide=True))
     elif output == "name":
@@ -114,12 +114,3 @@ def common_flags(parser: argparse.ArgumentParser, *, token_help: str) -> None:
                              "http://127.0.0.1:8000)")
     parser.add_argument("--token", help=token_help)
 
-
-def add_client_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Add `submit`, `get`, `list`, `watch`, `cancel` and `admin` to the `taskyard` parser."""
-    # Imported here: those modules build on `Context` and `show` above.
-    from taskyard.commands_admin import add_admin_verbs
-    from taskyard.commands_tasks import add_task_verbs
-
-    add_task_verbs(verbs)
-    add_admin_verbs(verbs)

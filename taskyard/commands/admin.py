@@ -1,5 +1,5 @@
 """`taskyard admin capacity | stuck | reset | token`: the admin verbs, added to the parser by
-`taskyard.commands.add_client_verbs`.
+`taskyard.cli` with `add_admin_verbs`.
 
 They send the admin bearer token, found in `--token`, else `$TASKYARD_ADMIN_TOKEN`, else the file
 `<data dir>/admin-token` that the service writes at first start (so an admin on the service's
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from taskyard.client import ApiError, ClientError
-from taskyard.commands import Context, common_flags, show
-from taskyard.commands_output import age, format_bytes, table
+from taskyard.commands.context import Context, common_flags, show
+from taskyard.commands.output import age, format_bytes, table
 
 ADMIN_TOKEN_ENV = "TASKYARD_ADMIN_TOKEN"
 DATA_DIR_ENV = "TASKYARD_DATA_DIR"

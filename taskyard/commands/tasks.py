@@ -1,5 +1,6 @@
-"""The task verbs of `taskyard`: `submit` (optionally `--wait` or `--watch`), `get`, `list`,
-`watch` and `cancel`, added to the parser by `taskyard.commands.add_client_verbs`.
+"""The task verbs of `taskyard`: `submit` (optionally `--wait`, `--watch` or `--follow`), `get`,
+`list`, `watch`, `logs` and `cancel`, added to the parser by `taskyard.cli` with
+`add_task_verbs`.
 """
 
 import argparse
@@ -17,14 +18,14 @@ from taskyard.client import (
     LogEnd,
     Task,
 )
-from taskyard.commands import EXIT_INTERRUPTED, Context, UsageError, common_flags, show
-from taskyard.commands_output import (
+from taskyard.commands.context import EXIT_INTERRUPTED, Context, UsageError, common_flags, show
+from taskyard.commands.output import (
     Progress,
     arrow,
     task_summary,
     tasks_table,
+    to_yaml,
     transition_line,
-    yamlish,
 )
 
 PHASES = ["Pending", "Scheduled", "Running", "Succeeded", "Failed", "TimedOut", "Cancelled"]
@@ -213,7 +214,7 @@ def _list(ctx: Context) -> int:
     if args.output == "json":
         ctx.print(json.dumps({"items": items, "next_cursor": cursor}, indent=2))
     elif args.output == "yaml":
-        ctx.print(yamlish({"items": items, "next_cursor": cursor}))
+        ctx.print(to_yaml({"items": items, "next_cursor": cursor}))
     elif args.output == "name":
         for task in items:
             ctx.print(f"task/{task['id']}")
