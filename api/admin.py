@@ -18,8 +18,9 @@ from models.phases import ACTIVE_PHASES, TERMINAL_PHASES, Phase, Reason
 from models.schemas import ResetRequest, StuckList, StuckTask, TaskRead
 from models.tables import Capacity, Task, Transition
 
-router = APIRouter(prefix="/admin", dependencies=[AdminOnly],
-                   responses=error_responses(401, 403, 503))
+router = APIRouter(
+    prefix="/admin", dependencies=[AdminOnly], responses=error_responses(401, 403, 503)
+)
 # The same capacity view for any caller: without a token in open mode, where every task is
 # visible anyway; a user sees which cores and GPUs are held, but only their own tasks' ids.
 public_router = APIRouter(responses=error_responses(401, 503))
@@ -45,8 +46,11 @@ def capacity(session: ReadSession) -> dict[str, Any]:
 def _capacity(session: Session, caller: Caller) -> dict[str, Any]:
     row = session.get(Capacity, "local")
     if row is None:
-        raise HTTPException(503, "the controller has not reported the host's capacity yet",
-                            headers={"Retry-After": "1"})
+        raise HTTPException(
+            503,
+            "the controller has not reported the host's capacity yet",
+            headers={"Retry-After": "1"},
+        )
     holders: dict[str, dict[str, list[str | None]]] = {"cpus": {}, "gpus": {}}
     ram = storage = 0
     for task in _active(session):
@@ -64,13 +68,16 @@ def _capacity(session: Session, caller: Caller) -> dict[str, Any]:
     gpus_held = sum(len(ids) for ids in holders["gpus"].values())
 
     def resource(allocatable: int, allocated: int) -> dict[str, int]:
-        return {"allocatable": allocatable, "allocated": allocated,
-                "free": max(0, allocatable - allocated)}
+        return {
+            "allocatable": allocatable,
+            "allocated": allocated,
+            "free": max(0, allocatable - allocated),
+        }
 
     return {
         "cpu": resource(len(row.cpu_ids), cpus_held) | {"ids": row.cpu_ids},
-        "gpu": resource(gpu_slots, gpus_held) | {"ids": row.gpu_ids, "names": row.gpu_names,
-                                                  "sharing": row.gpu_sharing},
+        "gpu": resource(gpu_slots, gpus_held)
+        | {"ids": row.gpu_ids, "names": row.gpu_names, "sharing": row.gpu_sharing},
         "ram": resource(row.ram_allocatable, ram) | {"total": row.ram_total},
         "storage": resource(row.storage_allocatable, storage) | {"total": row.storage_total},
         "holders": holders,
@@ -83,8 +90,11 @@ def stuck_tasks(session: ReadSession, settings: SettingsDep) -> StuckList:
     """Non-terminal tasks that make no progress, each with why (as the controller recorded)."""
     row = session.get(Capacity, "local")
     now = utcnow()
-    silent_for = None if row is None or row.heartbeat_at is None \
+    silent_for = (
+        None
+        if row is None or row.heartbeat_at is None
         else (now - as_utc(row.heartbeat_at)).total_seconds()
+    )
     controller_down = silent_for is None or silent_for > settings.controller_stale_seconds
     controller = {
         "ok": not controller_down,
@@ -93,31 +103,52 @@ def stuck_tasks(session: ReadSession, settings: SettingsDep) -> StuckList:
     items = []
     for task in _active(session):
         if task.stuck_reason:
-            items.append(StuckTask(task_id=task.id, phase=task.phase, why=task.stuck_reason,
-                                   since=isoformat_z(task.stuck_since)))
+            items.append(
+                StuckTask(
+                    task_id=task.id,
+                    phase=task.phase,
+                    why=task.stuck_reason,
+                    since=isoformat_z(task.stuck_since),
+                )
+            )
         elif controller_down:
             since = row.heartbeat_at if row and row.heartbeat_at else None
-            items.append(StuckTask(
-                task_id=task.id, phase=task.phase,
-                why="no controller is running: the last reconcile pass was "
+            items.append(
+                StuckTask(
+                    task_id=task.id,
+                    phase=task.phase,
+                    why="no controller is running: the last reconcile pass was "
                     + (f"{silent_for:.0f} s ago" if silent_for is not None else "never"),
-                since=isoformat_z(since)))
+                    since=isoformat_z(since),
+                )
+            )
     return StuckList(items=items, controller=controller)
 
 
 def _already_done(session: Session, task: Task, to: str) -> bool:
     last = session.exec(
-        select(Transition).where(Transition.task_id == task.id)
-        .order_by(col(Transition.seq).desc()).limit(1)
+        select(Transition)
+        .where(Transition.task_id == task.id)
+        .order_by(col(Transition.seq).desc())
+        .limit(1)
     ).first()
-    return (last is not None and last.reason == Reason.ADMIN_RESET and last.to_phase == to
-            and task.phase == to)
+    return (
+        last is not None
+        and last.reason == Reason.ADMIN_RESET
+        and last.to_phase == to
+        and task.phase == to
+    )
 
 
-@router.post("/tasks/{task_id}/reset", response_model=TaskRead, dependencies=[JsonBody],
-             responses=error_responses(404, 409, 413, 415, 422))
+@router.post(
+    "/tasks/{task_id}/reset",
+    response_model=TaskRead,
+    dependencies=[JsonBody],
+    responses=error_responses(404, 409, 413, 415, 422),
+)
 def reset_task(
-    task_id: str, session: WriteSession,
+    task_id: str,
+    session: WriteSession,
     request: Annotated[ResetRequest | None, Body()] = None,
 ) -> TaskRead:
     """Record a reset (requeue or fail) for the controller to carry out."""
@@ -127,8 +158,11 @@ def reset_task(
     if task is None:
         raise HTTPException(404, f"task {task_id} not found")
     if body.attempt is not None and task.attempt != body.attempt:
-        raise HTTPException(409, f"the task is at attempt {task.attempt}, not {body.attempt}: "
-                                 "it was requeued since; nothing was done")
+        raise HTTPException(
+            409,
+            f"the task is at attempt {task.attempt}, not {body.attempt}: "
+            "it was requeued since; nothing was done",
+        )
     if task.reset_requested_to == to or _already_done(session, task, to):
         return TaskRead.from_row(task)  # sent twice: the first request stands
     if task.reset_requested_to is not None:
@@ -136,13 +170,17 @@ def reset_task(
     if to == "Pending" and task.phase == Phase.PENDING:
         raise HTTPException(409, "the task is already Pending; there is nothing to requeue")
     if to == "Failed" and task.phase in TERMINAL_PHASES:
-        raise HTTPException(409, f"the task already ended ({task.phase}); "
-                                 "only a requeue (to Pending) applies")
+        raise HTTPException(
+            409, f"the task already ended ({task.phase}); only a requeue (to Pending) applies"
+        )
     session.execute(
         update(Task)
         .where(col(Task.id) == task_id, col(Task.reset_requested_to).is_(None))
-        .values(reset_requested_to=to, reset_requested_at=utcnow(),
-                resource_version=Task.resource_version + 1)
+        .values(
+            reset_requested_to=to,
+            reset_requested_at=utcnow(),
+            resource_version=Task.resource_version + 1,
+        )
     )
     session.commit()
     fresh = session.exec(select(Task).where(Task.id == task_id)).one()

@@ -41,8 +41,12 @@ def host_limits(session: Session) -> HostLimits | None:
     capacity = session.get(Capacity, "local")
     if capacity is None or capacity.heartbeat_at is None:
         return None
-    return HostLimits(cpus=len(capacity.cpu_ids), gpus=len(capacity.gpu_ids),
-                      ram=capacity.ram_allocatable, storage=capacity.storage_allocatable)
+    return HostLimits(
+        cpus=len(capacity.cpu_ids),
+        gpus=len(capacity.gpu_ids),
+        ram=capacity.ram_allocatable,
+        storage=capacity.storage_allocatable,
+    )
 
 
 class HostLimitsCache:
@@ -50,8 +54,7 @@ class HostLimitsCache:
     database read of its own. While one request reads it again, the others go on with the
     limits read last (never more than a read's duration older than the second)."""
 
-    def __init__(self, database: Database,
-                 max_age: float = HOST_LIMITS_MAX_AGE_SECONDS) -> None:
+    def __init__(self, database: Database, max_age: float = HOST_LIMITS_MAX_AGE_SECONDS) -> None:
         self._database = database
         self._max_age = max_age
         self._limits: HostLimits | None = None
@@ -60,9 +63,7 @@ class HostLimitsCache:
 
     async def current(self) -> HostLimits | None:
         began = time.monotonic()
-        if self._read_at is not None and (
-            began - self._read_at <= self._max_age or self._reading
-        ):
+        if self._read_at is not None and (began - self._read_at <= self._max_age or self._reading):
             return self._limits
         self._reading = True
         try:
@@ -96,50 +97,97 @@ def admit(body: TaskCreate, settings: Settings) -> Admitted:
     stdin may hold any text."""
     code_bytes = len(body.code.encode("utf-8"))
     if code_bytes > settings.max_code_bytes:
-        raise HTTPException(413, [field_error(
-            ["body", "code"],
-            f"code is {code_bytes} bytes; the limit is {settings.max_code_bytes} bytes",
-            "too_large")])
+        raise HTTPException(
+            413,
+            [
+                field_error(
+                    ["body", "code"],
+                    f"code is {code_bytes} bytes; the limit is {settings.max_code_bytes} bytes",
+                    "too_large",
+                )
+            ],
+        )
     if "\x00" in body.code:
-        raise HTTPException(422, [field_error(
-            ["body", "code"],
-            f"code contains a NUL character (at position {body.code.index(chr(0))}); "
-            "Python source code cannot contain NUL characters", "nul_character")])
+        raise HTTPException(
+            422,
+            [
+                field_error(
+                    ["body", "code"],
+                    f"code contains a NUL character (at position {body.code.index(chr(0))}); "
+                    "Python source code cannot contain NUL characters",
+                    "nul_character",
+                )
+            ],
+        )
     if body.stdin is not None and len(body.stdin.encode("utf-8")) > settings.max_code_bytes:
-        raise HTTPException(413, [field_error(
-            ["body", "stdin"], f"stdin is larger than {settings.max_code_bytes} bytes",
-            "too_large")])
+        raise HTTPException(
+            413,
+            [
+                field_error(
+                    ["body", "stdin"],
+                    f"stdin is larger than {settings.max_code_bytes} bytes",
+                    "too_large",
+                )
+            ],
+        )
 
-    timeout = settings.default_timeout_seconds if body.timeout_seconds is None \
-        else body.timeout_seconds
+    timeout = (
+        settings.default_timeout_seconds if body.timeout_seconds is None else body.timeout_seconds
+    )
     if not 1 <= timeout <= settings.max_timeout_seconds:
-        raise HTTPException(422, [field_error(
-            ["body", "timeout_seconds"],
-            f"timeout_seconds must be between 1 and {settings.max_timeout_seconds}",
-            "out_of_range")])
+        raise HTTPException(
+            422,
+            [
+                field_error(
+                    ["body", "timeout_seconds"],
+                    f"timeout_seconds must be between 1 and {settings.max_timeout_seconds}",
+                    "out_of_range",
+                )
+            ],
+        )
 
     resources = body.resources
-    asked = Admitted(timeout=timeout, cpu=resources.cpu_count, gpu=resources.gpu_count,
-                     ram_bytes=resources.ram_bytes, storage_bytes=resources.storage_bytes)
+    asked = Admitted(
+        timeout=timeout,
+        cpu=resources.cpu_count,
+        gpu=resources.gpu_count,
+        ram_bytes=resources.ram_bytes,
+        storage_bytes=resources.storage_bytes,
+    )
     errors = []
     for name, value in (("cpu", asked.cpu), ("gpu", asked.gpu)):
         if value > MAX_COUNT:
-            errors.append(field_error(["body", "resources", name],
-                                      f"{name} {value} is more than any host has", "too_large"))
+            errors.append(
+                field_error(
+                    ["body", "resources", name],
+                    f"{name} {value} is more than any host has",
+                    "too_large",
+                )
+            )
     for name, value in (("ram", asked.ram_bytes), ("storage", asked.storage_bytes)):
         if value > MAX_SIZE_BYTES:
-            errors.append(field_error(["body", "resources", name],
-                                      f"{name} is more than any host has", "too_large"))
+            errors.append(
+                field_error(
+                    ["body", "resources", name], f"{name} is more than any host has", "too_large"
+                )
+            )
     if asked.ram_bytes < settings.min_ram_bytes:
-        errors.append(field_error(
-            ["body", "resources", "ram"],
-            f"ram must be at least {format_size(settings.min_ram_bytes)} "
-            "(the container engine's minimum)", "below_minimum"))
+        errors.append(
+            field_error(
+                ["body", "resources", "ram"],
+                f"ram must be at least {format_size(settings.min_ram_bytes)} "
+                "(the container engine's minimum)",
+                "below_minimum",
+            )
+        )
     if asked.storage_bytes < settings.min_storage_bytes:
-        errors.append(field_error(
-            ["body", "resources", "storage"],
-            f"storage must be at least {format_size(settings.min_storage_bytes)}",
-            "below_minimum"))
+        errors.append(
+            field_error(
+                ["body", "resources", "storage"],
+                f"storage must be at least {format_size(settings.min_storage_bytes)}",
+                "below_minimum",
+            )
+        )
     if errors:
         raise HTTPException(422, errors)
     return asked
@@ -150,17 +198,24 @@ def check_fits(asked: Admitted, host: HostLimits | None) -> None:
     controller has not reported yet, so any request may wait for it)."""
     if host is None:
         return
-    problems = exceeded_limits(cpu=asked.cpu, gpu=asked.gpu, ram=asked.ram_bytes,
-                               storage=asked.storage_bytes, host=host)
+    problems = exceeded_limits(
+        cpu=asked.cpu, gpu=asked.gpu, ram=asked.ram_bytes, storage=asked.storage_bytes, host=host
+    )
     if problems:
-        raise HTTPException(422, [
-            field_error(["body", "resources", name], message, "exceeds_capacity")
-            for name, message in problems
-        ])
+        raise HTTPException(
+            422,
+            [
+                field_error(["body", "resources", name], message, "exceeds_capacity")
+                for name, message in problems
+            ],
+        )
 
 
-_ACTIVE_CPUS = ("SELECT cpu FROM tasks WHERE owner = ? AND phase IN ("
-                + ", ".join("?" * len(ACTIVE_PHASES)) + ")")
+_ACTIVE_CPUS = (
+    "SELECT cpu FROM tasks WHERE owner = ? AND phase IN ("
+    + ", ".join("?" * len(ACTIVE_PHASES))
+    + ")"
+)
 
 
 def active_cpus(sqlite: sqlite3.Connection, user: str) -> list[int]:
@@ -175,10 +230,16 @@ def quota_problem(active: Sequence[int], settings: Settings, cpu: int) -> HTTPEx
     where it goes beyond their share; None where it fits."""
     limit = settings.user_max_active_tasks
     if limit and len(active) >= limit:
-        return HTTPException(429, f"quota: you have {len(active)} unfinished tasks, the most "
-                                  f"one user may have is {limit}; wait for some to finish")
+        return HTTPException(
+            429,
+            f"quota: you have {len(active)} unfinished tasks, the most "
+            f"one user may have is {limit}; wait for some to finish",
+        )
     if settings.user_max_cpus and sum(active) + cpu > settings.user_max_cpus:
-        return HTTPException(429, f"quota: your unfinished tasks ask for {sum(active)} CPUs "
-                                  f"and this one for {cpu}; one user may have "
-                                  f"{settings.user_max_cpus} at once")
+        return HTTPException(
+            429,
+            f"quota: your unfinished tasks ask for {sum(active)} CPUs "
+            f"and this one for {cpu}; one user may have "
+            f"{settings.user_max_cpus} at once",
+        )
     return None

@@ -20,8 +20,7 @@ from models.settings import Settings
 
 
 def create_app(settings: Settings, database: Database) -> FastAPI:
-    feed = TransitionFeed(database, settings.watch_poll_seconds,
-                          settings.watch_heartbeat_seconds)
+    feed = TransitionFeed(database, settings.watch_poll_seconds, settings.watch_heartbeat_seconds)
     submissions = SubmissionWriter(database, settings)
     tokens_seen = TokensSeen()
     streams = StreamRegistry(database, settings, tokens_seen)
@@ -37,17 +36,23 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
             await feed.stop()
             submissions.close()
 
-    app = FastAPI(title="taskyard", version="0.1.0", lifespan=lifespan, description=(
-        "Run code snippets in hardened containers on a shared host.\n\n"
-        "Every 4xx and 503 answer is JSON `{\"detail\": ...}`: a sentence, or a list of "
-        "`{loc, msg, type}`. A request body must be sent as `application/json` (415 "
-        "otherwise). Query parameters a route does not know are ignored. A 503 (storage "
-        "full or locked) comes with `Retry-After`: nothing was stored; send it again.\n\n"
-        "On every route: a body over the limit is 413 as it arrives; `Content-Length` "
-        "with `Transfer-Encoding` is 400; a request with a body and a token that would be "
-        "refused is 401 (403 on /admin) before the body is read. In open mode (no user "
-        "token yet) a `Host` that is not a loopback name or in TASKYARD_ALLOWED_HOSTS is "
-        "400, and an `Origin` from elsewhere is 403."))
+    app = FastAPI(
+        title="taskyard",
+        version="0.1.0",
+        lifespan=lifespan,
+        description=(
+            "Run code snippets in hardened containers on a shared host.\n\n"
+            'Every 4xx and 503 answer is JSON `{"detail": ...}`: a sentence, or a list of '
+            "`{loc, msg, type}`. A request body must be sent as `application/json` (415 "
+            "otherwise). Query parameters a route does not know are ignored. A 503 (storage "
+            "full or locked) comes with `Retry-After`: nothing was stored; send it again.\n\n"
+            "On every route: a body over the limit is 413 as it arrives; `Content-Length` "
+            "with `Transfer-Encoding` is 400; a request with a body and a token that would be "
+            "refused is 401 (403 on /admin) before the body is read. In open mode (no user "
+            "token yet) a `Host` that is not a loopback name or in TASKYARD_ALLOWED_HOSTS is "
+            "400, and an `Origin` from elsewhere is 403."
+        ),
+    )
     app.state.settings = settings
     app.state.database = database
     app.state.feed = feed
@@ -70,7 +75,12 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     # JSON escapes can take six characters per byte of code or stdin.
-    app.add_middleware(RequestGuard, settings=settings, database=database,
-                       tokens=app.state.tokens_seen, admin_token=app.state.admin_token,
-                       max_body_bytes=12 * settings.max_code_bytes + 64 * 1024)
+    app.add_middleware(
+        RequestGuard,
+        settings=settings,
+        database=database,
+        tokens=app.state.tokens_seen,
+        admin_token=app.state.admin_token,
+        max_body_bytes=12 * settings.max_code_bytes + 64 * 1024,
+    )
     return app

@@ -59,18 +59,25 @@ def _store_input(database: Database, task_id: str, data: bytes, eof: bool) -> bo
         return True
 
 
-async def _send_output(websocket: WebSocket, database: Database, feed: TransitionFeed,
-                       task_id: str, attempt: int) -> None:
-    decoders = {name: codecs.getincrementaldecoder("utf-8")("replace")
-                for name in ("stdout", "stderr")}
+async def _send_output(
+    websocket: WebSocket, database: Database, feed: TransitionFeed, task_id: str, attempt: int
+) -> None:
+    decoders = {
+        name: codecs.getincrementaldecoder("utf-8")("replace") for name in ("stdout", "stderr")
+    }
     last = 0
     while True:
         changed = feed.changed()
         rows = await run_in_threadpool(read_chunks, database, task_id, attempt, last, None)
         for row in rows:
             last = row.seq or last
-            await websocket.send_json({"type": "data", "stream": row.stream,
-                                       "data": decoders[row.stream].decode(row.data)})
+            await websocket.send_json(
+                {
+                    "type": "data",
+                    "stream": row.stream,
+                    "data": decoders[row.stream].decode(row.data),
+                }
+            )
         if rows:
             continue
         task = await run_in_threadpool(read_task, database, task_id)
@@ -80,9 +87,15 @@ async def _send_output(websocket: WebSocket, database: Database, feed: Transitio
         if task.phase in TERMINAL_PHASES:
             if await run_in_threadpool(read_chunks, database, task_id, attempt, last, None):
                 continue  # the last chunks landed together with the ending
-            await websocket.send_json({"type": "exit", "code": task.exit_code,
-                                       "phase": task.phase, "reason": task.reason,
-                                       "message": task.message})
+            await websocket.send_json(
+                {
+                    "type": "exit",
+                    "code": task.exit_code,
+                    "phase": task.phase,
+                    "reason": task.reason,
+                    "message": task.message,
+                }
+            )
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), timeout=15)
@@ -98,9 +111,12 @@ async def _receive_input(websocket: WebSocket, database: Database, task_id: str)
         kind = message.get("type") if isinstance(message, dict) else None
         if closed and kind in {"data", "eof"}:
             await websocket.send_json({"type": "error", "message": "stdin is already closed"})
-        elif kind == "data" and message.get("stream", "stdin") == "stdin" \
-                and isinstance(message.get("data"), str) \
-                and len(message["data"]) <= MAX_INPUT_CHARS:
+        elif (
+            kind == "data"
+            and message.get("stream", "stdin") == "stdin"
+            and isinstance(message.get("data"), str)
+            and len(message["data"]) <= MAX_INPUT_CHARS
+        ):
             data = message["data"].encode("utf-8", "replace")
             if not await run_in_threadpool(_store_input, database, task_id, data, False):
                 await websocket.send_json({"type": "error", "message": REFUSED_INPUT})
@@ -108,11 +124,13 @@ async def _receive_input(websocket: WebSocket, database: Database, task_id: str)
             closed = True
             await run_in_threadpool(_store_input, database, task_id, b"", True)
         else:
-            await websocket.send_json({
-                "type": "error",
-                "message": 'expected {"type": "data", "stream": "stdin", "data": "<text up to '
-                           f'{MAX_INPUT_CHARS} characters>"}} or {{"type": "eof"}}',
-            })
+            await websocket.send_json(
+                {
+                    "type": "error",
+                    "message": 'expected {"type": "data", "stream": "stdin", "data": "<text up to '
+                    f'{MAX_INPUT_CHARS} characters>"}} or {{"type": "eof"}}',
+                }
+            )
 
 
 @router.websocket("/tasks/{task_id}/attach")
@@ -125,10 +143,14 @@ async def attach(websocket: WebSocket, task_id: str) -> None:
     token = header[7:] if header.lower().startswith("bearer ") else None
     try:
         caller = await run_in_threadpool(
-            lambda: identify(token or websocket.query_params.get("access_token"),
-                             admin_token=websocket.app.state.admin_token,
-                             settings=websocket.app.state.settings, database=database,
-                             tokens=websocket.app.state.tokens_seen))
+            lambda: identify(
+                token or websocket.query_params.get("access_token"),
+                admin_token=websocket.app.state.admin_token,
+                settings=websocket.app.state.settings,
+                database=database,
+                tokens=websocket.app.state.tokens_seen,
+            )
+        )
     except HTTPException as exc:
         await websocket.send_json({"type": "error", "message": str(exc.detail)})
         await websocket.close(code=4401)
@@ -137,20 +159,23 @@ async def attach(websocket: WebSocket, task_id: str) -> None:
     if task is not None and not caller.sees(task):
         task = None  # only the task's owner (or the admin) may attach
     if task is None or not task.interactive:
-        why = (f"task {task_id} not found" if task is None
-               else 'this task was not submitted with "interactive": true')
+        why = (
+            f"task {task_id} not found"
+            if task is None
+            else 'this task was not submitted with "interactive": true'
+        )
         await websocket.send_json({"type": "error", "message": why})
         await websocket.close(code=4404 if task is None else 4400)
         return
     await feed.ready.wait()
     streams: StreamRegistry = websocket.app.state.streams
     with streams.hold(caller) as revoked:
-        sender = asyncio.create_task(_send_output(websocket, database, feed, task_id,
-                                                  task.attempt))
+        sender = asyncio.create_task(_send_output(websocket, database, feed, task_id, task.attempt))
         receiver = asyncio.create_task(_receive_input(websocket, database, task_id))
         ended = asyncio.create_task(revoked.wait())
-        done, pending = await asyncio.wait({sender, receiver, ended},
-                                           return_when=asyncio.FIRST_COMPLETED)
+        done, pending = await asyncio.wait(
+            {sender, receiver, ended}, return_when=asyncio.FIRST_COMPLETED
+        )
     for job in pending:
         job.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):

@@ -93,12 +93,16 @@ async def in_open_mode(settings: Settings, database: Database, tokens: TokensSee
 
 
 def _token_required() -> HTTPException:
-    return HTTPException(401, "a bearer token is required: send Authorization: Bearer <token>",
-                         headers={"WWW-Authenticate": "Bearer"})
+    return HTTPException(
+        401,
+        "a bearer token is required: send Authorization: Bearer <token>",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
-def identify_without_lookup(token: str | None, *, admin_token: str, settings: Settings,
-                            tokens: TokensSeen) -> Caller | None:
+def identify_without_lookup(
+    token: str | None, *, admin_token: str, settings: Settings, tokens: TokensSeen
+) -> Caller | None:
     """The caller where no database read is needed to tell (no token while open mode is known,
     the admin token); None where `identify` must look. Raises 401 like `identify`."""
     if token is None:
@@ -115,11 +119,18 @@ def identify_without_lookup(token: str | None, *, admin_token: str, settings: Se
     return None
 
 
-def identify(token: str | None, *, admin_token: str, settings: Settings,
-             database: Database, tokens: TokensSeen) -> Caller:
+def identify(
+    token: str | None,
+    *,
+    admin_token: str,
+    settings: Settings,
+    database: Database,
+    tokens: TokensSeen,
+) -> Caller:
     """The caller behind `token` (None: no token given); raises 401 where it is no one."""
-    known = identify_without_lookup(token, admin_token=admin_token, settings=settings,
-                                    tokens=tokens)
+    known = identify_without_lookup(
+        token, admin_token=admin_token, settings=settings, tokens=tokens
+    )
     if known is not None:
         return known
     with database.read() as session:
@@ -131,8 +142,9 @@ def identify(token: str | None, *, admin_token: str, settings: Settings,
             select(ApiToken).where(col(ApiToken.token_hash) == hash_token(token))
         ).first()
     if row is None or row.revoked_at is not None:
-        raise HTTPException(401, "this token is unknown or revoked",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "this token is unknown or revoked", headers={"WWW-Authenticate": "Bearer"}
+        )
     return Caller(user=row.id)
 
 
@@ -141,8 +153,9 @@ async def bearer_credentials(request: Request) -> HTTPAuthorizationCredentials |
     return await _bearer(request)
 
 
-def token_of(request_token: HTTPAuthorizationCredentials | None, query_token: str | None
-             ) -> str | None:
+def token_of(
+    request_token: HTTPAuthorizationCredentials | None, query_token: str | None
+) -> str | None:
     if request_token is not None and request_token.scheme.lower() == "bearer":
         return request_token.credentials
     return query_token
@@ -157,8 +170,11 @@ def admin_refusal(token: str | None, admin_token: str) -> HTTPException | None:
     """Why an admin endpoint refuses this token (401 none, 403 another); None: it is the
     admin's."""
     if token is None:
-        return HTTPException(401, "admin token required: send Authorization: Bearer <token>",
-                             headers={"WWW-Authenticate": "Bearer"})
+        return HTTPException(
+            401,
+            "admin token required: send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if not _is_admin(token, admin_token):
         return HTTPException(403, "this token is not the admin token")
     return None
@@ -176,13 +192,19 @@ async def require_caller(
     # through the thread pool costs more than a whole submission does otherwise.
     token = token_of(credentials, query_token)
     state = request.app.state
-    known = identify_without_lookup(token, admin_token=state.admin_token,
-                                    settings=state.settings, tokens=state.tokens_seen)
+    known = identify_without_lookup(
+        token, admin_token=state.admin_token, settings=state.settings, tokens=state.tokens_seen
+    )
     if known is not None:
         return known
-    caller = await run_in_threadpool(identify, token, admin_token=state.admin_token,
-                                     settings=state.settings, database=state.database,
-                                     tokens=state.tokens_seen)
+    caller = await run_in_threadpool(
+        identify,
+        token,
+        admin_token=state.admin_token,
+        settings=state.settings,
+        database=state.database,
+        tokens=state.tokens_seen,
+    )
     request.scope[CALLER_KEY] = caller  # a submission handed on to its route asks again
     return caller
 

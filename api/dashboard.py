@@ -18,7 +18,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 # `data:` images only for the page's empty favicon (`<link rel="icon" href="data:,">`).
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
-                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

@@ -66,8 +66,10 @@ async def require_json(request: Request) -> None:
         return
     if not is_json(request.headers.get("content-type", "")):
         given = request.headers.get("content-type") or "none"
-        raise HTTPException(415, f"the request body must be JSON sent with Content-Type: "
-                                 f"application/json (got {given})")
+        raise HTTPException(
+            415,
+            f"the request body must be JSON sent with Content-Type: application/json (got {given})",
+        )
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

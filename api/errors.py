@@ -52,7 +52,7 @@ _DESCRIPTIONS = {
     422: "A field, parameter or body that is not valid; `detail` names it",
     429: "The caller's quota of unfinished tasks or CPUs is used up",
     503: "Storage is unavailable (disk full, database locked) or capacity is not known yet; "
-         "retry after Retry-After seconds",
+    "retry after Retry-After seconds",
 }
 
 _RETRY_AFTER_HEADER = {
@@ -87,10 +87,12 @@ def _text(value: object) -> str:
 def _clean(error: dict[str, Any]) -> dict[str, Any]:
     loc: list[str | int] = [
         part if isinstance(part, int) else _text(part)
-        for part in error.get("loc", ()) if isinstance(part, str | int)
+        for part in error.get("loc", ())
+        if isinstance(part, str | int)
     ]
-    return field_error(loc, _text(error.get("msg", "invalid value")),
-                       _text(error.get("type", "value_error")))
+    return field_error(
+        loc, _text(error.get("msg", "invalid value")), _text(error.get("type", "value_error"))
+    )
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -104,16 +106,17 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 def _unparsable_body(cause: BaseException | None) -> dict[str, Any] | None:
     """Why FastAPI could not parse a JSON body, where it says only "error parsing the body"."""
     if isinstance(cause, RecursionError):
-        return field_error(["body"], "the JSON body is nested too deeply to be read",
-                           "json_too_deep")
+        return field_error(
+            ["body"], "the JSON body is nested too deeply to be read", "json_too_deep"
+        )
     if isinstance(cause, UnicodeDecodeError):
         return field_error(["body"], "the body is not valid UTF-8 text", "json_invalid")
     if isinstance(cause, ValueError):
         if "digits" in str(cause):
-            return field_error(["body"], "a number in the JSON body has too many digits",
-                               "json_number_too_long")
-        return field_error(["body"], f"the body is not valid JSON: {_text(cause)}",
-                           "json_invalid")
+            return field_error(
+                ["body"], "a number in the JSON body has too many digits", "json_number_too_long"
+            )
+        return field_error(["body"], f"the body is not valid JSON: {_text(cause)}", "json_invalid")
     return None
 
 
@@ -126,9 +129,11 @@ def _allowed_methods(request: Request) -> str | None:
     (A mount, such as /static, matches every method; it names its own.)"""
     routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
     allowed = [
-        method for method in _METHODS
-        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
-               for route in routes)
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
     ]
     return ", ".join(allowed) or None
 
@@ -156,13 +161,18 @@ class StorageProblem:
 _PROBLEMS = {
     "SQLITE_FULL": StorageProblem(
         "the data disk is full: nothing new can be stored until space is freed; "
-        "what is already stored is intact", 30),
+        "what is already stored is intact",
+        30,
+    ),
     "SQLITE_BUSY": StorageProblem(
-        "the database is locked by another writer for longer than the busy timeout", 2),
+        "the database is locked by another writer for longer than the busy timeout", 2
+    ),
     "SQLITE_LOCKED": StorageProblem(
-        "the database is locked by another writer for longer than the busy timeout", 2),
+        "the database is locked by another writer for longer than the busy timeout", 2
+    ),
     "SQLITE_IOERR": StorageProblem(
-        "the database could not be read or written (disk I/O error)", 10),
+        "the database could not be read or written (disk I/O error)", 10
+    ),
     "SQLITE_CANTOPEN": StorageProblem("the database file cannot be opened", 10),
     "SQLITE_READONLY": StorageProblem("the database is read-only", 30),
 }
@@ -196,8 +206,9 @@ def storage_problem(exc: BaseException) -> StorageProblem | None:
 def storage_unavailable(problem: StorageProblem) -> JSONResponse:
     return JSONResponse(
         status_code=503,
-        content={"detail": f"storage unavailable: {problem.message}; retry in "
-                           f"{problem.retry_after} s"},
+        content={
+            "detail": f"storage unavailable: {problem.message}; retry in {problem.retry_after} s"
+        },
         headers={"Retry-After": str(problem.retry_after)},
     )
 

@@ -57,7 +57,7 @@ def _name(host: str) -> str:
     """The name in a Host header or an allowed-host entry: no port, no brackets, lower case."""
     host = host.strip().lower()
     if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host
+        return host[1 : host.find("]")] if "]" in host else host
     name, colon, port = host.rpartition(":")
     return name if colon and (port.isdigit() or not port) else host
 
@@ -75,8 +75,16 @@ def _is_loopback(name: str) -> bool:
 class RequestGuard:
     """ASGI middleware: the checks of this module's docstring, in that order."""
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, database: Database,
-                 tokens: TokensSeen, admin_token: str, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        database: Database,
+        tokens: TokensSeen,
+        admin_token: str,
+        max_body_bytes: int,
+    ) -> None:
         self._app = app
         self._settings = settings
         self._database = database
@@ -122,8 +130,12 @@ class RequestGuard:
 
     def _framing(self, length: bytes | None, encoding: bytes | None) -> Response | None:
         if length is not None and encoding is not None:
-            return _refusal(400, "a request may not carry both Content-Length and "
-                                 "Transfer-Encoding (RFC 9112, section 6.1)", CLOSE)
+            return _refusal(
+                400,
+                "a request may not carry both Content-Length and "
+                "Transfer-Encoding (RFC 9112, section 6.1)",
+                CLOSE,
+            )
         if length is not None and length.isdigit() and int(length) > self._limit:
             return _refusal(413, f"request body is larger than {self._limit} bytes", CLOSE)
         return None
@@ -136,18 +148,22 @@ class RequestGuard:
             return None
         host_ok = host is not None and self._serves(_name(host.decode("latin-1")))
         origin_ok = origin is None or self._serves(urlsplit(origin.decode("latin-1")).hostname)
-        if (host_ok and origin_ok) or not await in_open_mode(self._settings, self._database,
-                                                             self._tokens):
+        if (host_ok and origin_ok) or not await in_open_mode(
+            self._settings, self._database, self._tokens
+        ):
             return None
-        served = ("only loopback names (localhost, 127.0.0.1, [::1]) and those in "
-                  "TASKYARD_ALLOWED_HOSTS (taskyard serve --allowed-host) are served in open "
-                  "mode, so that no web page can reach this API")
+        served = (
+            "only loopback names (localhost, 127.0.0.1, [::1]) and those in "
+            "TASKYARD_ALLOWED_HOSTS (taskyard serve --allowed-host) are served in open "
+            "mode, so that no web page can reach this API"
+        )
         if not host_ok:
             shown = host.decode("latin-1") if host is not None else "(none)"
             return _refusal(400, f"Host {shown} is refused: {served}", CLOSE)
         assert origin is not None
-        return _refusal(403, f"a request from a page at {origin.decode('latin-1')} is refused: "
-                             f"{served}", CLOSE)
+        return _refusal(
+            403, f"a request from a page at {origin.decode('latin-1')} is refused: {served}", CLOSE
+        )
 
     async def _caller_first(self, scope: Scope) -> Response | None:
         token = await token_in(HTTPConnection(scope))
@@ -157,11 +173,21 @@ class RequestGuard:
                 if refusal is not None:
                     raise refusal
                 return None
-            known = identify_without_lookup(token, admin_token=self._admin_token,
-                                            settings=self._settings, tokens=self._tokens)
-            scope[CALLER_KEY] = known if known is not None else await run_in_threadpool(
-                identify, token, admin_token=self._admin_token, settings=self._settings,
-                database=self._database, tokens=self._tokens)
+            known = identify_without_lookup(
+                token, admin_token=self._admin_token, settings=self._settings, tokens=self._tokens
+            )
+            scope[CALLER_KEY] = (
+                known
+                if known is not None
+                else await run_in_threadpool(
+                    identify,
+                    token,
+                    admin_token=self._admin_token,
+                    settings=self._settings,
+                    database=self._database,
+                    tokens=self._tokens,
+                )
+            )
         except HTTPException as exc:
             return _refusal(exc.status_code, str(exc.detail), {**(exc.headers or {}), **CLOSE})
         return None

@@ -38,12 +38,15 @@ def read_task(database: Database, task_id: str) -> Task | None:
         return session.exec(select(Task).where(Task.id == task_id)).first()
 
 
-def read_chunks(database: Database, task_id: str, attempt: int, after: int,
-            stream: Stream | None) -> list[OutputChunk]:
+def read_chunks(
+    database: Database, task_id: str, attempt: int, after: int, stream: Stream | None
+) -> list[OutputChunk]:
     with database.read() as session:
         statement = select(OutputChunk).where(
-            OutputChunk.task_id == task_id, OutputChunk.attempt == attempt,
-            col(OutputChunk.seq) > after)
+            OutputChunk.task_id == task_id,
+            OutputChunk.attempt == attempt,
+            col(OutputChunk.seq) > after,
+        )
         if stream is not None:
             statement = statement.where(OutputChunk.stream == stream)
         return list(session.exec(statement.order_by(col(OutputChunk.seq)).limit(BATCH)))
@@ -55,12 +58,21 @@ def _chunks_before(database: Database, task: Task, seq: int) -> list[OutputChunk
     with database.read() as session:
         rows: list[OutputChunk] = []
         for name in ("stdout", "stderr"):
-            rows += reversed(list(session.exec(
-                select(OutputChunk).where(
-                    OutputChunk.task_id == task.id, OutputChunk.attempt == task.attempt,
-                    OutputChunk.stream == name, col(OutputChunk.seq) <= seq)
-                .order_by(col(OutputChunk.seq).desc()).limit(3)
-            )))
+            rows += reversed(
+                list(
+                    session.exec(
+                        select(OutputChunk)
+                        .where(
+                            OutputChunk.task_id == task.id,
+                            OutputChunk.attempt == task.attempt,
+                            OutputChunk.stream == name,
+                            col(OutputChunk.seq) <= seq,
+                        )
+                        .order_by(col(OutputChunk.seq).desc())
+                        .limit(3)
+                    )
+                )
+            )
         return rows
 
 
@@ -70,9 +82,16 @@ def _event(kind: str, payload: dict[str, object], event_id: int | None = None) -
 
 
 def _end(task: Task) -> bytes:
-    return _event("end", {"phase": task.phase, "reason": task.reason, "exit_code": task.exit_code,
-                          "stdout_truncated": task.stdout_truncated,
-                          "stderr_truncated": task.stderr_truncated})
+    return _event(
+        "end",
+        {
+            "phase": task.phase,
+            "reason": task.reason,
+            "exit_code": task.exit_code,
+            "stdout_truncated": task.stdout_truncated,
+            "stderr_truncated": task.stderr_truncated,
+        },
+    )
 
 
 async def _either(first: asyncio.Event, second: asyncio.Event, timeout: float) -> bool:
@@ -86,21 +105,37 @@ async def _either(first: asyncio.Event, second: asyncio.Event, timeout: float) -
     return bool(done)
 
 
-async def _stream(request: Request, caller: Caller, database: Database, task: Task,
-                  after: int, stream: Stream | None, follow: bool, heartbeat: float
-                  ) -> AsyncIterator[bytes]:
+async def _stream(
+    request: Request,
+    caller: Caller,
+    database: Database,
+    task: Task,
+    after: int,
+    stream: Stream | None,
+    follow: bool,
+    heartbeat: float,
+) -> AsyncIterator[bytes]:
     with request.app.state.streams.hold(caller) as revoked:
-        async for event in _events(request, revoked, database, task, after, stream, follow,
-                                   heartbeat):
+        async for event in _events(
+            request, revoked, database, task, after, stream, follow, heartbeat
+        ):
             yield event
 
 
-async def _events(request: Request, revoked: asyncio.Event, database: Database, task: Task,
-                  after: int, stream: Stream | None, follow: bool, heartbeat: float
-                  ) -> AsyncIterator[bytes]:
+async def _events(
+    request: Request,
+    revoked: asyncio.Event,
+    database: Database,
+    task: Task,
+    after: int,
+    stream: Stream | None,
+    follow: bool,
+    heartbeat: float,
+) -> AsyncIterator[bytes]:
     feed: TransitionFeed = request.app.state.feed
-    decoders = {name: codecs.getincrementaldecoder("utf-8")("replace")
-                for name in ("stdout", "stderr")}
+    decoders = {
+        name: codecs.getincrementaldecoder("utf-8")("replace") for name in ("stdout", "stderr")
+    }
     if after:
         # A resume may fall between the bytes of one character: feed each stream's chunk
         # before the resume point to its decoder, so the rest of the character decodes whole.
@@ -114,8 +149,11 @@ async def _events(request: Request, revoked: asyncio.Event, database: Database, 
             last = row.seq or last
             sent_any = True
             text = decoders[row.stream].decode(row.data)
-            yield _event("output", {"seq": row.seq, "stream": row.stream, "text": text,
-                                    "at": isoformat_z(row.at)}, row.seq)
+            yield _event(
+                "output",
+                {"seq": row.seq, "stream": row.stream, "text": text, "at": isoformat_z(row.at)},
+                row.seq,
+            )
         if len(rows) == BATCH:
             continue
         fresh = await run_in_threadpool(read_task, database, task.id)
@@ -124,20 +162,35 @@ async def _events(request: Request, revoked: asyncio.Event, database: Database, 
         if fresh.phase in TERMINAL_PHASES:
             # The controller stores every chunk before it records the ending, so one more
             # read after seeing the ending misses nothing.
-            rows = await run_in_threadpool(read_chunks, database, task.id, task.attempt, last,
-                                           stream)
+            rows = await run_in_threadpool(
+                read_chunks, database, task.id, task.attempt, last, stream
+            )
             if rows:
                 continue
             for name, decoder in decoders.items():
                 tail = decoder.decode(b"", final=True)  # an incomplete character at the end
                 if tail and sent_any:
-                    yield _event("output", {"seq": None, "stream": name, "text": tail,
-                                            "at": isoformat_z(fresh.finished_at)})
+                    yield _event(
+                        "output",
+                        {
+                            "seq": None,
+                            "stream": name,
+                            "text": tail,
+                            "at": isoformat_z(fresh.finished_at),
+                        },
+                    )
             if not sent_any:  # compacted away, or never streamed: the final output stands
                 for name, final in (("stdout", fresh.stdout), ("stderr", fresh.stderr)):
                     if final and stream in (None, name):
-                        yield _event("output", {"seq": None, "stream": name, "text": final,
-                                                "at": isoformat_z(fresh.finished_at)})
+                        yield _event(
+                            "output",
+                            {
+                                "seq": None,
+                                "stream": name,
+                                "text": final,
+                                "at": isoformat_z(fresh.finished_at),
+                            },
+                        )
             yield _end(fresh)
             return
         if not follow:
@@ -148,9 +201,11 @@ async def _events(request: Request, revoked: asyncio.Event, database: Database, 
             yield b": keepalive\n\n"
 
 
-@router.get("/tasks/{task_id}/logs", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}},
-                       **error_responses(401, 404, 422, 503)})
+@router.get(
+    "/tasks/{task_id}/logs",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(401, 404, 422, 503)},
+)
 async def task_logs(
     request: Request,
     task_id: str,

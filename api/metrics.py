@@ -35,10 +35,15 @@ def _gauge(lines: list[str], name: str, help_text: str, kind: str = "gauge") -> 
 
 
 # `Response` (no media type of its own) so that the 503 is documented as the JSON it is.
-@router.get("/metrics", response_class=Response, dependencies=[Depends(require_caller)],
-            responses={200: {"description": "Prometheus text format",
-                             "content": {"text/plain": {}}},
-                       **error_responses(401, 503)})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(require_caller)],
+    responses={
+        200: {"description": "Prometheus text format", "content": {"text/plain": {}}},
+        **error_responses(401, 503),
+    },
+)
 def metrics(request: Request, session: ReadSession) -> PlainTextResponse:
     """Prometheus metrics of the tasks, the host's capacity and the controller."""
     lines: list[str] = []
@@ -49,10 +54,18 @@ def metrics(request: Request, session: ReadSession) -> PlainTextResponse:
 
     row = session.get(Capacity, "local")
     if row is not None:
-        allocatable = {"cpu": len(row.cpu_ids), "gpu": len(row.gpu_ids) * row.gpu_sharing,
-                       "ram_bytes": row.ram_allocatable, "storage_bytes": row.storage_allocatable}
-        allocated = {"cpu": len(row.allocated_cpus), "gpu": len(row.allocated_gpus),
-                     "ram_bytes": row.allocated_ram, "storage_bytes": row.allocated_storage}
+        allocatable = {
+            "cpu": len(row.cpu_ids),
+            "gpu": len(row.gpu_ids) * row.gpu_sharing,
+            "ram_bytes": row.ram_allocatable,
+            "storage_bytes": row.storage_allocatable,
+        }
+        allocated = {
+            "cpu": len(row.allocated_cpus),
+            "gpu": len(row.allocated_gpus),
+            "ram_bytes": row.allocated_ram,
+            "storage_bytes": row.allocated_storage,
+        }
         _gauge(lines, "taskyard_allocatable", "What the host can hand to tasks, per resource.")
         for name, value in allocatable.items():
             lines.append(f'taskyard_allocatable{{resource="{name}"}} {value}')
@@ -62,11 +75,19 @@ def metrics(request: Request, session: ReadSession) -> PlainTextResponse:
         _gauge(lines, "taskyard_runtime_up", "1 when the container engine and image are usable.")
         lines.append(f"taskyard_runtime_up {int(row.runtime_ok)}")
         stats = row.stats or {}
-        _gauge(lines, "taskyard_engine_errors_total", "Container engine errors seen by the "
-               "controller since it started.", "counter")
+        _gauge(
+            lines,
+            "taskyard_engine_errors_total",
+            "Container engine errors seen by the controller since it started.",
+            "counter",
+        )
         lines.append(f"taskyard_engine_errors_total {stats.get('engine_errors', 0)}")
-        _gauge(lines, "taskyard_containers_started_total", "Task containers started by the "
-               "controller since it started.", "counter")
+        _gauge(
+            lines,
+            "taskyard_containers_started_total",
+            "Task containers started by the controller since it started.",
+            "counter",
+        )
         lines.append(f"taskyard_containers_started_total {stats.get('containers_started', 0)}")
         for key, help_text in (
             ("pass_seconds", "Duration of one reconcile pass."),
@@ -74,9 +95,16 @@ def metrics(request: Request, session: ReadSession) -> PlainTextResponse:
             ("run_seconds", "Time from the container's start to the task's end."),
         ):
             if key in stats:
-                _histogram(lines, f"taskyard_reconcile_{key}" if key == "pass_seconds"
-                           else f"taskyard_task_{key}", help_text, stats[key])
+                _histogram(
+                    lines,
+                    f"taskyard_reconcile_{key}"
+                    if key == "pass_seconds"
+                    else f"taskyard_task_{key}",
+                    help_text,
+                    stats[key],
+                )
     _gauge(lines, "taskyard_watchers", "Open /watch streams on this API process.")
     lines.append(f"taskyard_watchers {request.app.state.feed.watchers}")
-    return PlainTextResponse("\n".join(lines) + "\n",
-                             media_type="text/plain; version=0.0.4; charset=utf-8")
+    return PlainTextResponse(
+        "\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

@@ -43,8 +43,13 @@ class _Hold:
 class StreamRegistry:
     """The open streams of this process, by token id (None: no token, in open mode)."""
 
-    def __init__(self, database: Database, settings: Settings, tokens: TokensSeen,
-                 check_seconds: float = CHECK_SECONDS) -> None:
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        tokens: TokensSeen,
+        check_seconds: float = CHECK_SECONDS,
+    ) -> None:
         self._db = database
         self._settings = settings
         self._tokens = tokens
@@ -55,8 +60,9 @@ class StreamRegistry:
         self._task: asyncio.Task[None] | None = None
 
     @contextlib.contextmanager
-    def hold(self, caller: Caller, on_end: Callable[[], None] | None = None
-             ) -> Iterator[asyncio.Event]:
+    def hold(
+        self, caller: Caller, on_end: Callable[[], None] | None = None
+    ) -> Iterator[asyncio.Event]:
         """For the block's length, an event set (and `on_end` called) when the caller's token
         is revoked. Call it on the event loop."""
         hold = _Hold(on_end=on_end)
@@ -101,8 +107,11 @@ class StreamRegistry:
         for key in keys:
             holds = self._holds.pop(key, set())
             if holds:
-                log.info("ending %d open stream(s) of %s", len(holds),
-                         f"revoked token {key}" if key else "open mode, which has ended")
+                log.info(
+                    "ending %d open stream(s) of %s",
+                    len(holds),
+                    f"revoked token {key}" if key else "open mode, which has ended",
+                )
             for hold in holds:
                 hold.end()
         if not self._holds:
@@ -130,11 +139,13 @@ class StreamRegistry:
         gone: set[str | None] = set()
         with self._db.read() as session:
             if users:
-                gone.update(session.exec(
-                    select(ApiToken.id).where(col(ApiToken.id).in_(users),
-                                              col(ApiToken.revoked_at).is_not(None))
-                ).all())
+                gone.update(
+                    session.exec(
+                        select(ApiToken.id).where(
+                            col(ApiToken.id).in_(users), col(ApiToken.revoked_at).is_not(None)
+                        )
+                    ).all()
+                )
             if None in keys and not open_mode(self._settings, session, self._tokens):
                 gone.add(None)
         return gone
-

@@ -48,12 +48,14 @@ MAX_PARAMETERS = 999
 # factories (the creation time, fresh lists) that are called for each row.
 _COLUMNS = {name: field for name, field in Task.model_fields.items() if name != "pk"}
 _DEFAULTS: dict[str, Any] = {
-    name: field.default for name, field in _COLUMNS.items()
+    name: field.default
+    for name, field in _COLUMNS.items()
     if not field.is_required() and field.default_factory is None
 }
 _FACTORIES: dict[str, Callable[[], Any]] = {
     name: field.default_factory  # type: ignore[misc]
-    for name, field in _COLUMNS.items() if field.default_factory is not None
+    for name, field in _COLUMNS.items()
+    if field.default_factory is not None
 }
 
 
@@ -68,9 +70,15 @@ def task_values(**spec: Any) -> dict[str, Any]:
 
 
 def _first_transition(task: dict[str, Any]) -> dict[str, Any]:
-    return {"task_id": task["id"], "from_phase": None, "to_phase": Phase.PENDING,
-            "reason": Reason.CREATED, "message": "task submitted", "at": task["created_at"],
-            "resource_version": task["resource_version"]}
+    return {
+        "task_id": task["id"],
+        "from_phase": None,
+        "to_phase": Phase.PENDING,
+        "reason": Reason.CREATED,
+        "message": "task submitted",
+        "at": task["created_at"],
+        "resource_version": task["resource_version"],
+    }
 
 
 class _MultiRowInsert:
@@ -88,8 +96,10 @@ class _MultiRowInsert:
             processor = column.type.dialect_impl(dialect).bind_processor(dialect)
             self._processors.append(processor)
             self._keeps_none.append(processor is None or processor(None) is None)
-        self._head = (f"INSERT INTO {quote(table.name)} "
-                      f"({', '.join(quote(name) for name in self._names)}) VALUES ")
+        self._head = (
+            f"INSERT INTO {quote(table.name)} "
+            f"({', '.join(quote(name) for name in self._names)}) VALUES "
+        )
         self._one = "(" + ", ".join("?" * len(columns)) + ")"
         self.rows_per_statement = MAX_PARAMETERS // len(columns)
         self._sql: dict[int, str] = {}
@@ -98,7 +108,7 @@ class _MultiRowInsert:
         step = self.rows_per_statement
         converters = list(zip(self._names, self._processors, self._keeps_none, strict=True))
         for start in range(0, len(rows), step):
-            chunk = rows[start:start + step]
+            chunk = rows[start : start + step]
             parameters = []
             for row in chunk:
                 for name, processor, keeps_none in converters:
@@ -179,8 +189,9 @@ class SubmissionWriter:
             return
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name="taskyard-submissions")
+                self._thread = threading.Thread(
+                    target=self._run, daemon=True, name="taskyard-submissions"
+                )
                 self._thread.start()
 
     def _run(self) -> None:
@@ -202,11 +213,13 @@ class SubmissionWriter:
                 for submission in batch:
                     submission.error = submission.error or exc
             # One wake-up per event loop, not one per request.
-            by_loop: dict[asyncio.AbstractEventLoop,
-                          list[tuple[asyncio.Future[None], BaseException | None]]] = {}
+            by_loop: dict[
+                asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]
+            ] = {}
             for submission in batch:
                 by_loop.setdefault(submission.loop, []).append(
-                    (submission.future, submission.error))
+                    (submission.future, submission.error)
+                )
             for loop, outcomes in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # that loop is closed: no one waits
                     loop.call_soon_threadsafe(_settle, outcomes)
@@ -223,8 +236,7 @@ class SubmissionWriter:
             sqlite.execute("BEGIN IMMEDIATE")
             try:
                 self._check_quotas(sqlite, batch)
-                rows = [submission.values for submission in batch
-                        if submission.error is None]
+                rows = [submission.values for submission in batch if submission.error is None]
                 if rows:
                     self._insert_tasks(sqlite, rows)
                     self._insert_transitions(sqlite, [_first_transition(row) for row in rows])

@@ -35,8 +35,9 @@ router = APIRouter()
 
 MAX_WAIT_SECONDS = 60
 WAIT_RECHECK_SECONDS = 1.0
-WaitQuery = Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS,
-                                   description="seconds to wait for a terminal phase")]
+WaitQuery = Annotated[
+    float, Query(ge=0, le=MAX_WAIT_SECONDS, description="seconds to wait for a terminal phase")
+]
 
 
 def _get_or_404(session: Session, task_id: str, caller: Caller) -> Task:
@@ -52,8 +53,7 @@ def _read(database: Database, task_id: str) -> Task | None:
         return session.exec(select(Task).where(Task.id == task_id)).first()
 
 
-async def _wait_terminal(request: Request, database: Database, task: Task,
-                         seconds: float) -> Task:
+async def _wait_terminal(request: Request, database: Database, task: Task, seconds: float) -> Task:
     """The task once terminal, or as it is when `seconds` have passed."""
     feed: TransitionFeed = request.app.state.feed
     deadline = time.monotonic() + seconds
@@ -76,8 +76,10 @@ async def _wait_terminal(request: Request, database: Database, task: Task,
 
 # Where a client goes next with the task it just created (also what stateful fuzzing follows).
 _TASK_LINKS = {
-    name: {"operationRef": "#/paths/" + path.replace("/", "~1") + "/" + method,
-           "parameters": {"task_id": "$response.body#/id"}}
+    name: {
+        "operationRef": "#/paths/" + path.replace("/", "~1") + "/" + method,
+        "parameters": {"task_id": "$response.body#/id"},
+    }
     for name, path, method in (
         ("GetTask", "/tasks/{task_id}", "get"),
         ("CancelTask", "/tasks/{task_id}", "delete"),
@@ -86,15 +88,28 @@ _TASK_LINKS = {
         ("ResetTask", "/admin/tasks/{task_id}/reset", "post"),
     )
 }
-_LOCATION = {"Location": {"description": "The new task's URL", "required": True,
-                          "schema": {"type": "string"}}}
+_LOCATION = {
+    "Location": {
+        "description": "The new task's URL",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
 
 
-@router.post("/tasks", status_code=201, response_model=TaskRead, dependencies=[JsonBody],
-             responses={201: {"links": _TASK_LINKS, "headers": _LOCATION},
-                        **error_responses(401, 413, 415, 422, 429, 503)})
-async def submit_task(body: TaskCreate, request: Request, caller: CallerDep,
-                      wait: WaitQuery = 0) -> Response:
+@router.post(
+    "/tasks",
+    status_code=201,
+    response_model=TaskRead,
+    dependencies=[JsonBody],
+    responses={
+        201: {"links": _TASK_LINKS, "headers": _LOCATION},
+        **error_responses(401, 413, 415, 422, 429, 503),
+    },
+)
+async def submit_task(
+    body: TaskCreate, request: Request, caller: CallerDep, wait: WaitQuery = 0
+) -> Response:
     """Store a desired task (phase Pending); with `wait`, return once it is terminal."""
     values = await store_task(request, body, caller)
     if wait:
@@ -102,8 +117,11 @@ async def submit_task(body: TaskCreate, request: Request, caller: CallerDep,
         task = await run_in_threadpool(_read, database, values["id"])
         if task is not None:
             task = await _wait_terminal(request, database, task, wait)
-            return _json(TaskRead.from_row(task).model_dump_json().encode(), 201,
-                         {"Location": f"/tasks/{task.id}"})
+            return _json(
+                TaskRead.from_row(task).model_dump_json().encode(),
+                201,
+                {"Location": f"/tasks/{task.id}"},
+            )
     return created(values)
 
 
@@ -119,11 +137,20 @@ async def store_task(request: Request, body: TaskCreate, caller: Caller) -> dict
     check_fits(asked, await limits.current())
     resources = body.resources
     values = task_values(
-        owner=caller.user, task_type=body.task_type.value, code=body.code,
-        cpu=asked.cpu, cpu_text=resources.cpu, gpu=asked.gpu, gpu_text=resources.gpu,
-        ram=resources.ram, ram_bytes=asked.ram_bytes,
-        storage=resources.storage, storage_bytes=asked.storage_bytes,
-        timeout_seconds=asked.timeout, stdin=body.stdin, interactive=body.interactive,
+        owner=caller.user,
+        task_type=body.task_type.value,
+        code=body.code,
+        cpu=asked.cpu,
+        cpu_text=resources.cpu,
+        gpu=asked.gpu,
+        gpu_text=resources.gpu,
+        ram=resources.ram,
+        ram_bytes=asked.ram_bytes,
+        storage=resources.storage,
+        storage_bytes=asked.storage_bytes,
+        timeout_seconds=asked.timeout,
+        stdin=body.stdin,
+        interactive=body.interactive,
     )
     writer: SubmissionWriter = state.submissions
     await writer.insert(values)
@@ -133,19 +160,23 @@ async def store_task(request: Request, body: TaskCreate, caller: Caller) -> dict
 def created(values: dict[str, Any]) -> Response:
     """The 201 for a task just stored with these column values: the Task object, as
     GET /tasks/{id} would answer it, byte for byte."""
-    return _json(to_json(task_document(values.__getitem__)), 201,
-                 {"Location": f"/tasks/{values['id']}"})
+    return _json(
+        to_json(task_document(values.__getitem__)), 201, {"Location": f"/tasks/{values['id']}"}
+    )
 
 
 def _json(content: bytes, status_code: int, headers: dict[str, str]) -> Response:
-    return Response(content, status_code=status_code, headers=headers,
-                    media_type="application/json")
+    return Response(
+        content, status_code=status_code, headers=headers, media_type="application/json"
+    )
 
 
-@router.get("/tasks/{task_id}", response_model=TaskRead,
-            responses=error_responses(401, 404, 422, 503))
-async def get_task(task_id: str, request: Request, database: DatabaseDep, caller: CallerDep,
-                   wait: WaitQuery = 0) -> TaskRead:
+@router.get(
+    "/tasks/{task_id}", response_model=TaskRead, responses=error_responses(401, 404, 422, 503)
+)
+async def get_task(
+    task_id: str, request: Request, database: DatabaseDep, caller: CallerDep, wait: WaitQuery = 0
+) -> TaskRead:
     """Read one task; with `wait`, wait up to that many seconds for a terminal phase."""
     task = await run_in_threadpool(_read, database, task_id)
     if task is None or not caller.sees(task):
@@ -177,8 +208,12 @@ def list_tasks(
     return TaskList(items=[TaskRead.from_row(t) for t in page], next_cursor=next_cursor)
 
 
-@router.delete("/tasks/{task_id}", status_code=202, response_model=TaskRead,
-               responses=error_responses(401, 404, 409, 422, 503))
+@router.delete(
+    "/tasks/{task_id}",
+    status_code=202,
+    response_model=TaskRead,
+    responses=error_responses(401, 404, 409, 422, 503),
+)
 def cancel_task(task_id: str, session: WriteSession, caller: CallerDep) -> TaskRead:
     """Record a cancellation request; the controller stops the task."""
     task = _get_or_404(session, task_id, caller)
@@ -188,16 +223,18 @@ def cancel_task(task_id: str, session: WriteSession, caller: CallerDep) -> TaskR
         session.execute(
             update(Task)
             .where(col(Task.id) == task_id, col(Task.cancel_requested_at).is_(None))
-            .values(cancel_requested_at=utcnow(),
-                    resource_version=Task.resource_version + 1)
+            .values(cancel_requested_at=utcnow(), resource_version=Task.resource_version + 1)
         )
         session.commit()
         task = _get_or_404(session, task_id, caller)
     return TaskRead.from_row(task)
 
 
-@router.get("/tasks/{task_id}/events", response_model=TransitionList,
-            responses=error_responses(401, 404, 422, 503))
+@router.get(
+    "/tasks/{task_id}/events",
+    response_model=TransitionList,
+    responses=error_responses(401, 404, 422, 503),
+)
 def task_events(task_id: str, session: ReadSession, caller: CallerDep) -> TransitionList:
     """The task's phase transitions, oldest first."""
     _get_or_404(session, task_id, caller)

@@ -16,8 +16,9 @@ from models.clock import isoformat_z, utcnow
 from models.tables import ApiToken
 from models.tokens import hash_token, new_token
 
-router = APIRouter(prefix="/admin/tokens", dependencies=[AdminOnly],
-                   responses=error_responses(401, 403, 503))
+router = APIRouter(
+    prefix="/admin/tokens", dependencies=[AdminOnly], responses=error_responses(401, 403, 503)
+)
 
 
 class TokenCreate(BaseModel):
@@ -35,21 +36,30 @@ class TokenRead(BaseModel):
 
     @classmethod
     def from_row(cls, row: ApiToken, token: str | None = None) -> "TokenRead":
-        return cls(id=row.id, name=row.name, created_at=isoformat_z(row.created_at) or "",
-                   revoked_at=isoformat_z(row.revoked_at), token=token)
+        return cls(
+            id=row.id,
+            name=row.name,
+            created_at=isoformat_z(row.created_at) or "",
+            revoked_at=isoformat_z(row.revoked_at),
+            token=token,
+        )
 
 
 class TokenList(BaseModel):
     items: list[TokenRead]
 
 
-@router.post("", status_code=201, response_model=TokenRead, dependencies=[JsonBody],
-             responses=error_responses(413, 415, 422))
+@router.post(
+    "",
+    status_code=201,
+    response_model=TokenRead,
+    dependencies=[JsonBody],
+    responses=error_responses(413, 415, 422),
+)
 def create_token(body: TokenCreate, session: WriteSession, request: Request) -> TokenRead:
     """Create a user token; its secret is in this answer only (only its hash is kept)."""
     token = new_token()
-    row = ApiToken(id="u-" + secrets.token_hex(6), name=body.name,
-                   token_hash=hash_token(token))
+    row = ApiToken(id="u-" + secrets.token_hex(6), name=body.name, token_hash=hash_token(token))
     session.add(row)
     session.commit()
     request.app.state.tokens_seen.seen = True  # open mode ends now, not a second from now

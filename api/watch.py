@@ -66,8 +66,9 @@ class Subscriber:
         self.wake.set()
 
 
-def _read_after(database: Database, after: int, limit: int, task_id: str | None = None
-                ) -> list[TransitionRead]:
+def _read_after(
+    database: Database, after: int, limit: int, task_id: str | None = None
+) -> list[TransitionRead]:
     with database.read() as session:
         statement = select(Transition).where(col(Transition.seq) > after)
         if task_id is not None:
@@ -85,8 +86,7 @@ _MOVED_AFTER = "SELECT seq, task_id, to_phase FROM transitions WHERE seq > ? ORD
 
 def _latest_seq(database: Database) -> int:
     with database.read() as session:
-        row = session.exec(select(Transition).order_by(col(Transition.seq).desc()).limit(1)
-                           ).first()
+        row = session.exec(select(Transition).order_by(col(Transition.seq).desc()).limit(1)).first()
         return row.seq or 0 if row else 0
 
 
@@ -106,8 +106,9 @@ def _compacted_through(database: Database) -> int:
 class TransitionFeed:
     """Fans new transitions out to the watchers of this process."""
 
-    def __init__(self, database: Database, poll_seconds: float,
-                 heartbeat_seconds: float = 15.0) -> None:
+    def __init__(
+        self, database: Database, poll_seconds: float, heartbeat_seconds: float = 15.0
+    ) -> None:
         self._db = database
         self._poll = poll_seconds
         self._heartbeat = heartbeat_seconds
@@ -272,8 +273,14 @@ class _Visibility:
 
 
 async def _stream(
-    send: Send, feed: TransitionFeed, subscriber: Subscriber, database: Database, after: int,
-    task_id: str | None, phase: Phase | None, visibility: _Visibility,
+    send: Send,
+    feed: TransitionFeed,
+    subscriber: Subscriber,
+    database: Database,
+    after: int,
+    task_id: str | None,
+    phase: Phase | None,
+    visibility: _Visibility,
 ) -> None:
     """Write the watch's frames as response body pieces until the client goes away or, for a
     one-task watch, the task ends. The caller has started the response."""
@@ -292,8 +299,9 @@ async def _stream(
                 subscriber.overflowed = False
                 ended = False
                 while not subscriber.gone:
-                    rows = await run_in_threadpool(_read_after, database, last, REPLAY_BATCH,
-                                                   task_id)
+                    rows = await run_in_threadpool(
+                        _read_after, database, last, REPLAY_BATCH, task_id
+                    )
                     for event in rows:
                         last = event.seq
                         if _matches(event, task_id, phase) and await visibility.allows(event):
@@ -347,9 +355,17 @@ class _EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, feed: TransitionFeed, subscriber: Subscriber, streams: StreamRegistry,
-                 database: Database, after: int, task_id: str | None, phase: Phase | None,
-                 visibility: _Visibility) -> None:
+    def __init__(
+        self,
+        feed: TransitionFeed,
+        subscriber: Subscriber,
+        streams: StreamRegistry,
+        database: Database,
+        after: int,
+        task_id: str | None,
+        phase: Phase | None,
+        visibility: _Visibility,
+    ) -> None:
         self.status_code = 200
         self.background = None
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -361,8 +377,13 @@ class _EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await send({"type": "http.response.start", "status": self.status_code,
-                        "headers": self.raw_headers})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
             listener = asyncio.create_task(_until_disconnect(receive, self._subscriber))
         except BaseException:
             self._feed.unsubscribe(self._subscriber)
@@ -375,9 +396,14 @@ class _EventStream(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-@router.get("/watch", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}},
-                       **error_responses(401, 404, 410, 422, 503)})
+@router.get(
+    "/watch",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        **error_responses(401, 404, 410, 422, 503),
+    },
+)
 async def watch(
     request: Request,
     database: DatabaseDep,
@@ -402,13 +428,25 @@ async def watch(
         if since is None:
             # A watch on one task starts from its beginning (or what is left of it); a watch on
             # all, from now.
-            since = compacted if task_id is not None else await run_in_threadpool(
-                _latest_seq, database)
+            since = (
+                compacted if task_id is not None else await run_in_threadpool(_latest_seq, database)
+            )
         if since < compacted:
-            raise HTTPException(410, f"transitions up to seq {compacted} were compacted away; "
-                                     "list the tasks again and watch from the latest seq")
+            raise HTTPException(
+                410,
+                f"transitions up to seq {compacted} were compacted away; "
+                "list the tasks again and watch from the latest seq",
+            )
     except BaseException:
         feed.unsubscribe(subscriber)
         raise
-    return _EventStream(feed, subscriber, request.app.state.streams, database, since, task_id,
-                        phase, _Visibility(database, caller))
+    return _EventStream(
+        feed,
+        subscriber,
+        request.app.state.streams,
+        database,
+        since,
+        task_id,
+        phase,
+        _Visibility(database, caller),
+    )

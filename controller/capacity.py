@@ -48,7 +48,7 @@ def discover_capacity(
 ) -> HostCapacity:
     cpus = _usable_cpus()
     # The reserve keeps the lowest-numbered cores for the service and the engine.
-    cpu_ids = tuple(cpus[settings.reserved_cpus:])
+    cpu_ids = tuple(cpus[settings.reserved_cpus :])
     ram_total = psutil.virtual_memory().total
     disk_path = data_root if data_root and Path(data_root).exists() else str(settings.data_dir)
     Path(disk_path).mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,7 @@ import os
 import signal
 
 ENVIRONMENT_VARIABLE = "TASKYARD_CRASH_AT"
-POINTS = ("after-bind", "after-create", "after-claim", "after-start", "after-exit",
-          "after-status")
+POINTS = ("after-bind", "after-create", "after-claim", "after-start", "after-exit", "after-status")
 _ARMED = frozenset(
     name.strip() for name in os.environ.get(ENVIRONMENT_VARIABLE, "").split(",") if name.strip()
 )

@@ -129,9 +129,15 @@ def _observe(attrs: dict[str, Any]) -> ObservedContainer:
 class DockerRuntime:
     """Runs task containers on the Docker engine that `DOCKER_HOST` (or the socket) names."""
 
-    def __init__(self, owner: str, image: str, *, delivery_timeout: float = 10.0,
-                 warm_max_idle_seconds: float = 300.0,
-                 seccomp_profile: str = TASKYARD) -> None:
+    def __init__(
+        self,
+        owner: str,
+        image: str,
+        *,
+        delivery_timeout: float = 10.0,
+        warm_max_idle_seconds: float = 300.0,
+        seccomp_profile: str = TASKYARD,
+    ) -> None:
         self._owner = owner
         self._image = image
         self._delivery_timeout = delivery_timeout
@@ -184,8 +190,10 @@ class DockerRuntime:
             ok=True,
             message=f"Docker {info.get('ServerVersion', '?')}, image {self._image} present",
             data_root=info.get("DockerRootDir"),
-            details={"storage_driver": str(info.get("Driver", "")),
-                     "cgroup_version": str(info.get("CgroupVersion", ""))},
+            details={
+                "storage_driver": str(info.get("Driver", "")),
+                "cgroup_version": str(info.get("CgroupVersion", "")),
+            },
         )
         self._healthy = (time.monotonic(), healthy)
         return healthy
@@ -219,12 +227,21 @@ class DockerRuntime:
                     continue  # in the pool: no task's yet
                 cid = summary["Id"]
                 seen = self._running.get(cid)
-                if (summary.get("State") == "running" and seen is not None and seen.name == name
-                        and cid not in died):
+                if (
+                    summary.get("State") == "running"
+                    and seen is not None
+                    and seen.name == name
+                    and cid not in died
+                ):
                     container = seen
                 elif name in settled:
-                    container = _observe({"Name": name, "Config": {"Labels": summary["Labels"]},
-                                          "State": {"Status": summary.get("State")}})
+                    container = _observe(
+                        {
+                            "Name": name,
+                            "Config": {"Labels": summary["Labels"]},
+                            "State": {"Status": summary.get("State")},
+                        }
+                    )
                     observed.append(container)
                     continue
                 else:
@@ -270,8 +287,9 @@ class DockerRuntime:
         try:
             container = engine.containers.get(spec.name)
             container.start()
-            self._deliver(container, keyed(self._key(spec.name), spec.payload),
-                          keep_open=spec.interactive)
+            self._deliver(
+                container, keyed(self._key(spec.name), spec.payload), keep_open=spec.interactive
+            )
             container.reload()
             started = _observe(container.attrs)
             if started.state == "running":
@@ -314,17 +332,25 @@ class DockerRuntime:
         crashpoint("after-claim")
         raw, attached = warm.stdin
         try:
-            self._send(raw, attached, spec.name, keyed(self._key(spec.name), spec.payload),
-                       keep_open=spec.interactive)
+            self._send(
+                raw,
+                attached,
+                spec.name,
+                keyed(self._key(spec.name), spec.payload),
+                keep_open=spec.interactive,
+            )
         except OSError as exc:
             # Its stdin was gone (the engine restarted since): the code never got in, so the
             # container goes and the next pass starts the attempt afresh.
             self.remove(spec.name)
             raise RuntimeUnavailable(f"could not deliver the code to {spec.name}: {exc}") from exc
         # Running since the pool started it; the task's start time is the controller's.
-        started = ObservedContainer(name=spec.name, task_id=spec.labels.get(TASK_LABEL, ""),
-                                    attempt=int(spec.labels.get(ATTEMPT_LABEL, "0")),
-                                    state="running")
+        started = ObservedContainer(
+            name=spec.name,
+            task_id=spec.labels.get(TASK_LABEL, ""),
+            attempt=int(spec.labels.get(ATTEMPT_LABEL, "0")),
+            state="running",
+        )
         self._running[warm.engine_id] = started  # so the next list need not inspect it
         return started
 
@@ -346,8 +372,9 @@ class DockerRuntime:
             if not targets:
                 return
             self._remove_stale_warm()
-            self._pool = WarmPool(self._make_warm, self._discard_warm,
-                                  max_idle_seconds=self._warm_max_idle)
+            self._pool = WarmPool(
+                self._make_warm, self._discard_warm, max_idle_seconds=self._warm_max_idle
+            )
         self._pool.want(targets)
 
     def warm_ready(self) -> int:
@@ -363,8 +390,9 @@ class DockerRuntime:
 
     def _make_warm(self, key: WarmKey) -> Warm[WarmKey]:
         name = self._warm_prefix + uuid.uuid4().hex[:16]
-        spec = replace(self._warm_templates[key], name=name,
-                       labels={OWNER_LABEL: self._owner, WARM_LABEL: "1"})
+        spec = replace(
+            self._warm_templates[key], name=name, labels={OWNER_LABEL: self._owner, WARM_LABEL: "1"}
+        )
         engine = self._engine()
         # It waits for its code a little longer than the pool keeps it, then ends by itself.
         created = engine.api.create_container(
@@ -376,8 +404,13 @@ class DockerRuntime:
         except (DockerException, OSError):
             engine.api.remove_container(name, force=True)
             raise
-        return Warm(name=name, key=key, created=time.monotonic(),
-                    stdin=(attached._sock, attached), engine_id=created["Id"])
+        return Warm(
+            name=name,
+            key=key,
+            created=time.monotonic(),
+            stdin=(attached._sock, attached),
+            engine_id=created["Id"],
+        )
 
     def _discard_warm(self, warm: Warm[WarmKey]) -> None:
         raw, attached = warm.stdin
@@ -409,8 +442,9 @@ class DockerRuntime:
         attached = container.attach_socket(params={"stdin": 1, "stream": 1})
         self._send(attached._sock, attached, container.name, payload, keep_open=keep_open)
 
-    def _send(self, raw: socket.socket, attached: Any, name: str, payload: bytes, *,
-              keep_open: bool) -> None:
+    def _send(
+        self, raw: socket.socket, attached: Any, name: str, payload: bytes, *, keep_open: bool
+    ) -> None:
         # Bounded: a container that does not take its code within the delivery timeout (its
         # supervisor gives up waiting then too) fails its task, and the caller removes it.
         raw.settimeout(self._delivery_timeout)
@@ -437,20 +471,27 @@ class DockerRuntime:
         if self.on_stdin_room is not None:
             self.on_stdin_room()
 
-    def _create_args(self, engine: docker.DockerClient, spec: ContainerSpec, *,
-                     delivery_timeout: float | None = None) -> dict[str, Any]:
+    def _create_args(
+        self,
+        engine: docker.DockerClient,
+        spec: ContainerSpec,
+        *,
+        delivery_timeout: float | None = None,
+    ) -> dict[str, Any]:
         cores = spec.cpus or spec.all_cpus
         host_config: dict[str, Any] = {
             "network_mode": "none",
             "read_only": True,
             # nr_inodes: a million empty files end in ENOSPC, not in kernel memory.
-            "tmpfs": {WORK_DIR: f"rw,nosuid,nodev,noexec,size={work_bytes(spec.storage)},"
-                                f"nr_inodes={work_inodes(spec.storage)},mode=1777"},
+            "tmpfs": {
+                WORK_DIR: f"rw,nosuid,nodev,noexec,size={work_bytes(spec.storage)},"
+                f"nr_inodes={work_inodes(spec.storage)},mode=1777"
+            },
             "shm_size": shm_bytes(spec.storage),
             "cap_drop": ["ALL"],
             "cap_add": SUPERVISOR_CAPS,
-            "security_opt": ["no-new-privileges:true"] + (
-                [f"seccomp={self._seccomp}"] if self._seccomp else []),
+            "security_opt": ["no-new-privileges:true"]
+            + ([f"seccomp={self._seccomp}"] if self._seccomp else []),
             "pids_limit": spec.pids_limit,
             "ulimits": [
                 Ulimit(name="nofile", soft=spec.nofile_limit, hard=spec.nofile_limit),
@@ -486,8 +527,13 @@ class DockerRuntime:
             host_config["tmpfs"]["/tmp"] = "ro,nosuid,nodev,noexec,size=4k"
         return {
             "image": spec.image,
-            "command": ["python3", "-I", "-c", SOURCE,
-                        str(delivery_timeout or self._delivery_timeout)],
+            "command": [
+                "python3",
+                "-I",
+                "-c",
+                SOURCE,
+                str(delivery_timeout or self._delivery_timeout),
+            ],
             "name": spec.name,
             "labels": spec.labels,
             # detach=False with stdin_open makes docker-py set StdinOnce, which it offers no
@@ -549,8 +595,11 @@ class DockerRuntime:
         # read here the way docker-py's _multiplexed_response_stream_helper reads them.
         api = self._engine().api
         try:
-            response = api._get(api._url("/containers/{0}/logs", name),
-                                params={"stdout": 1, "stderr": 0, "follow": 1}, stream=True)
+            response = api._get(
+                api._url("/containers/{0}/logs", name),
+                params={"stdout": 1, "stderr": 0, "follow": 1},
+                stream=True,
+            )
             api._raise_for_status(response)
             # A task may print nothing for longer than the client's timeout.
             api._disable_socket_timeout(api._get_raw_response_socket(response))
@@ -616,8 +665,11 @@ class DockerRuntime:
             try:
                 events = self._engine().events(
                     decode=True,
-                    filters={"type": "container", "event": ["die"],
-                             "label": f"{OWNER_LABEL}={self._owner}"},
+                    filters={
+                        "type": "container",
+                        "event": ["die"],
+                        "label": f"{OWNER_LABEL}={self._owner}",
+                    },
                 )
                 for event in events:
                     self._died.add(str(event.get("id") or event.get("Actor", {}).get("ID", "")))

@@ -1,10 +1,10 @@
 """The controller's exceptions.
 
-    TaskyardError
-    ├── RuntimeUnavailable   transient: the engine cannot be reached or lacks the image;
-    │                        the pass leaves tasks as they are and retries next time
-    └── StartRejected        permanent: the engine refused this task's container for good;
-                             the task fails with the engine's message
+TaskyardError
+├── RuntimeUnavailable   transient: the engine cannot be reached or lacks the image;
+│                        the pass leaves tasks as they are and retries next time
+└── StartRejected        permanent: the engine refused this task's container for good;
+                         the task fails with the engine's message
 """
 
 

@@ -93,18 +93,32 @@ class FakeRuntime:
         return observed
 
     def finish(
-        self, name: str, exit_code: int, *, stdout: bytes = b"", stderr: bytes = b"",
-        oom_killed: bool = False, report: Report | bool = True,
+        self,
+        name: str,
+        exit_code: int,
+        *,
+        stdout: bytes = b"",
+        stderr: bytes = b"",
+        oom_killed: bool = False,
+        report: Report | bool = True,
     ) -> None:
         """The code ended: with a normal report (True), this one, or none (False)."""
         container = self.containers[name]
-        container.report = (Report(exit_code=exit_code) if report is True
-                            else report if isinstance(report, Report) else None)
+        container.report = (
+            Report(exit_code=exit_code)
+            if report is True
+            else report
+            if isinstance(report, Report)
+            else None
+        )
         container.stdout = stdout
         container.stderr = stderr
         container.observed = replace(
-            container.observed, state="exited", exit_code=exit_code,
-            oom_killed=oom_killed, finished_at=self._now(),
+            container.observed,
+            state="exited",
+            exit_code=exit_code,
+            oom_killed=oom_killed,
+            finished_at=self._now(),
         )
 
     def keep_warm(self, wanted: list[tuple[ContainerSpec, int]]) -> None:

@@ -81,8 +81,10 @@ _LOAD_CHUNK = 500  # tasks per IN (...) list: SQLite bounds a statement's parame
 # Two indexed queries, not one with OR: SQLite answers the OR with a scan of every task ever
 # run. IN, not IS NOT NULL, which SQLite answers with a scan too.
 _ACTIVE_VALUES = tuple(sorted(phase.value for phase in ACTIVE_PHASES))
-_ACTIVE_VERSIONS = ("SELECT pk, resource_version FROM tasks WHERE phase IN "
-                    f"({', '.join('?' * len(_ACTIVE_VALUES))})")
+_ACTIVE_VERSIONS = (
+    "SELECT pk, resource_version FROM tasks WHERE phase IN "
+    f"({', '.join('?' * len(_ACTIVE_VALUES))})"
+)
 _RESET_VERSIONS = "SELECT pk, resource_version FROM tasks WHERE reset_requested_to IN (?, ?)"
 _RESET_VALUES = (Phase.PENDING.value, Phase.FAILED.value)
 
@@ -137,8 +139,9 @@ class Reconciler:
         self._written_capacity: dict[str, object] | None = None
         self._heartbeat_at: datetime | None = None
         self._compacted_at: datetime | None = None
-        self._stuck_limits = StuckLimits(settings.stuck_grace_seconds,
-                                         settings.pending_stuck_seconds)
+        self._stuck_limits = StuckLimits(
+            settings.stuck_grace_seconds, settings.pending_stuck_seconds
+        )
         self.stats = ControllerStats()
         self._writer = ChunkWriter(database)
         self._readers: dict[str, OutputReader] = {}
@@ -177,8 +180,14 @@ class Reconciler:
         if reader is not None and (reader.is_alive() or reader.report is not None):
             return  # still reading, or done: the supervisor reported
         self._readers[name] = OutputReader(
-            self._db, self._runtime, self._writer, task_id=task.id, attempt=task.attempt,
-            name=name, limit=self._settings.output_limit_bytes, on_report=self.wake_hook,
+            self._db,
+            self._runtime,
+            self._writer,
+            task_id=task.id,
+            attempt=task.attempt,
+            name=name,
+            limit=self._settings.output_limit_bytes,
+            on_report=self.wake_hook,
         ).start()
 
     def _settling_report(self, name: str) -> Report | None:
@@ -207,9 +216,13 @@ class Reconciler:
         # Not inspected again: the engine locks a container while it handles its exit, so an
         # inspect now would wait for exactly what this spares.
         self._judged_early.add(container.name)
-        return replace(container, state="exited", exit_code=3 if report.exit_code is None
-                       else report.exit_code, started_at=task.started_at or container.started_at,
-                       finished_at=self._clock())
+        return replace(
+            container,
+            state="exited",
+            exit_code=3 if report.exit_code is None else report.exit_code,
+            started_at=task.started_at or container.started_at,
+            finished_at=self._clock(),
+        )
 
     def _stop_following(self, name: str) -> CapturedOutput | None:
         """Wait for the container's reader to drain (its container has stopped) and store;
@@ -256,8 +269,7 @@ class Reconciler:
             "runtime_ok": health.ok,
             "runtime_message": health.message,
         }
-        every = min(HEARTBEAT_EVERY,
-                    timedelta(seconds=self._settings.controller_stale_seconds / 4))
+        every = min(HEARTBEAT_EVERY, timedelta(seconds=self._settings.controller_stale_seconds / 4))
         heartbeat_due = self._heartbeat_at is None or now - self._heartbeat_at >= every
         if fields == self._written_capacity and not heartbeat_due:
             return
@@ -313,16 +325,16 @@ class Reconciler:
             container = containers.get((task.id, task.attempt))
             if container is not None and container.state == "running":
                 self._follow(task, container.name)
-            if container is not None and (container.state == "running"
-                                          or container.exit_code is None):
+            if container is not None and (
+                container.state == "running" or container.exit_code is None
+            ):
                 container = self._reported(task, container)
             view = _view(task)
             if self._stopping:
                 name = container_name(self._owner, task.id, task.attempt)
                 view = replace(view, stopping=self._stopping.get(name))
             if container is None and task.phase == Phase.RUNNING:
-                view = replace(view, containers_lost=self._requeues(task.id,
-                                                                    Reason.CONTAINER_LOST))
+                view = replace(view, containers_lost=self._requeues(task.id, Reason.CONTAINER_LOST))
             self._act(task, container, decide(view, container, now), report)
         if observed is not None:
             self._collect_garbage(observed, tasks, report)
@@ -336,22 +348,31 @@ class Reconciler:
 
         tasks = self._active_tasks()
         pending = [
-            t for t in tasks
-            if t.phase == Phase.PENDING and t.cancel_requested_at is None
+            t
+            for t in tasks
+            if t.phase == Phase.PENDING
+            and t.cancel_requested_at is None
             and t.reset_requested_to is None
         ]
         if health.ok:
-            self._schedule(pending, host,
-                           self._holdings(tasks, now) + list(self._draining.values()), report)
+            self._schedule(
+                pending, host, self._holdings(tasks, now) + list(self._draining.values()), report
+            )
             tasks = self._active_tasks()
             self._keep_warm(tasks, host, now)
         else:
-            changed = [t for t in pending
-                       if (t.reason, t.message) != (Reason.RUNTIME_UNAVAILABLE, health.message)]
+            changed = [
+                t
+                for t in pending
+                if (t.reason, t.message) != (Reason.RUNTIME_UNAVAILABLE, health.message)
+            ]
             if changed:
                 with self._db.write() as session:
-                    note_waiting(session, reason=Reason.RUNTIME_UNAVAILABLE,
-                                 messages={task.id: health.message for task in changed})
+                    note_waiting(
+                        session,
+                        reason=Reason.RUNTIME_UNAVAILABLE,
+                        messages={task.id: health.message for task in changed},
+                    )
                     session.commit()
         self._record_stuck(tasks, containers, health.ok, self._clock())
         self._compact_history(now)
@@ -382,11 +403,17 @@ class Reconciler:
             versions = dict(sqlite.execute(_ACTIVE_VERSIONS, _ACTIVE_VALUES).fetchall())
             versions.update(sqlite.execute(_RESET_VERSIONS, _RESET_VALUES).fetchall())
         known = self._tasks
-        stale = [pk for pk, version in versions.items()
-                 if pk not in known or known[pk].resource_version != version]
+        stale = [
+            pk
+            for pk, version in versions.items()
+            if pk not in known or known[pk].resource_version != version
+        ]
         loaded = {task.pk or 0: task for task in self._load(stale)}
-        self._tasks = {pk: loaded[pk] if pk in loaded else known[pk] for pk in sorted(versions)
-                       if pk in loaded or pk in known}
+        self._tasks = {
+            pk: loaded[pk] if pk in loaded else known[pk]
+            for pk in sorted(versions)
+            if pk in loaded or pk in known
+        }
         return list(self._tasks.values())
 
     def _load(self, pks: list[int]) -> list[Task]:
@@ -398,8 +425,7 @@ class Reconciler:
         with self._db.read() as session:
             for at in range(0, len(pks), _LOAD_CHUNK):
                 tasks += session.scalars(
-                    select(Task).where(col(Task.pk).in_(pks[at:at + _LOAD_CHUNK]))
-                    .options(*lean)
+                    select(Task).where(col(Task.pk).in_(pks[at : at + _LOAD_CHUNK])).options(*lean)
                 )
         return tasks
 
@@ -407,7 +433,9 @@ class Reconciler:
         """How often the controller sent the task back to Pending for this reason."""
         with self._db.read() as session:
             count: int = session.execute(
-                select(func.count()).select_from(Transition).where(
+                select(func.count())
+                .select_from(Transition)
+                .where(
                     col(Transition.task_id) == task_id,
                     col(Transition.reason) == reason,
                     col(Transition.to_phase) == Phase.PENDING,
@@ -425,8 +453,13 @@ class Reconciler:
         """Write down which tasks make no progress and why; clear it once they move again."""
         changes = []
         for task in tasks:
-            why = stuck_reason(_view(task), containers.get((task.id, task.attempt)), now,
-                               engine_ok=engine_ok, limits=self._stuck_limits)
+            why = stuck_reason(
+                _view(task),
+                containers.get((task.id, task.attempt)),
+                now,
+                engine_ok=engine_ok,
+                limits=self._stuck_limits,
+            )
             if why != task.stuck_reason:
                 changes.append((task, why))
         if not changes:
@@ -436,8 +469,11 @@ class Reconciler:
                 session.execute(
                     update(Task)
                     .where(col(Task.id) == task.id, col(Task.phase) == task.phase)
-                    .values(stuck_reason=why, stuck_since=now if why else None,
-                            resource_version=Task.resource_version + 1)
+                    .values(
+                        stuck_reason=why,
+                        stuck_since=now if why else None,
+                        resource_version=Task.resource_version + 1,
+                    )
                 )
                 if why:
                     log.warning("task %s is stuck: %s", task.id, why)
@@ -479,20 +515,27 @@ class Reconciler:
         ]
         plan = place(requests, host.allocatable(), holdings)
         by_id = {t.id: t for t in pending}
-        changed = [w for w in plan.waiting
-                   if (by_id[w.task_id].reason, by_id[w.task_id].message)
-                   != (Reason.UNSCHEDULABLE, w.message)]
+        changed = [
+            w
+            for w in plan.waiting
+            if (by_id[w.task_id].reason, by_id[w.task_id].message)
+            != (Reason.UNSCHEDULABLE, w.message)
+        ]
         # Starts first: the words for those that wait can wait for them.
         for placement in plan.placements:
             self._bind(by_id[placement.task_id], placement, report)
         for wait in plan.never_fits:
             message = f"can never fit this host: {wait.message}"
-            self._end(by_id[wait.task_id], Phase.FAILED, Reason.EXCEEDS_CAPACITY, message,
-                      message, report)
+            self._end(
+                by_id[wait.task_id], Phase.FAILED, Reason.EXCEEDS_CAPACITY, message, message, report
+            )
         if changed:  # most passes change no one's reason: then they write nothing
             with self._db.write() as session:
-                note_waiting(session, reason=Reason.UNSCHEDULABLE,
-                             messages={wait.task_id: wait.message for wait in changed})
+                note_waiting(
+                    session,
+                    reason=Reason.UNSCHEDULABLE,
+                    messages={wait.task_id: wait.message for wait in changed},
+                )
                 session.commit()
 
     def _keep_warm(self, tasks: list[Task], host: HostCapacity, now: datetime) -> None:
@@ -513,13 +556,31 @@ class Reconciler:
 
     def _template(self, storage: int) -> ContainerSpec:
         """A warm container's spec: a task's, with an idle memory limit and no task yet."""
-        return self._spec(name="", labels={}, cpus=(), cpu_quota=0.0, gpus=(),
-                          ram=self._settings.warm_pool_idle_ram_bytes, storage=storage,
-                          payload=b"", interactive=False)
+        return self._spec(
+            name="",
+            labels={},
+            cpus=(),
+            cpu_quota=0.0,
+            gpus=(),
+            ram=self._settings.warm_pool_idle_ram_bytes,
+            storage=storage,
+            payload=b"",
+            interactive=False,
+        )
 
-    def _spec(self, *, name: str, labels: dict[str, str], cpus: tuple[int, ...],
-              cpu_quota: float, gpus: tuple[int, ...], ram: int, storage: int, payload: bytes,
-              interactive: bool) -> ContainerSpec:
+    def _spec(
+        self,
+        *,
+        name: str,
+        labels: dict[str, str],
+        cpus: tuple[int, ...],
+        cpu_quota: float,
+        gpus: tuple[int, ...],
+        ram: int,
+        storage: int,
+        payload: bytes,
+        interactive: bool,
+    ) -> ContainerSpec:
         """The one place container settings come from, for cold and warm containers alike."""
         return ContainerSpec(
             name=name,
@@ -537,8 +598,9 @@ class Reconciler:
             interactive=interactive,
             # One bound for every task (the longest timeout's), so a warm container made
             # before its task was known serves any of them.
-            log_limit=log_budget(self._settings.output_limit_bytes,
-                                 self._settings.max_timeout_seconds),
+            log_limit=log_budget(
+                self._settings.output_limit_bytes, self._settings.max_timeout_seconds
+            ),
             docker_runtime=self._settings.docker_runtime,
         )
 
@@ -618,27 +680,57 @@ class Reconciler:
                 self._reset(task, container, name, to, report)
 
     def _end(
-        self, task: Task, phase: Phase, reason: Reason, message: str, result: str,
+        self,
+        task: Task,
+        phase: Phase,
+        reason: Reason,
+        message: str,
+        result: str,
         report: PassReport,
     ) -> None:
         """End a task that has no container output to judge."""
         now = self._clock()
         with self._db.write() as session:
-            if move(session, now=now, task_id=task.id, from_phase=Phase(task.phase),
-                    at_attempt=task.attempt, to_phase=phase, reason=reason, message=message,
-                    result=result, finished_at=now):
+            if move(
+                session,
+                now=now,
+                task_id=task.id,
+                from_phase=Phase(task.phase),
+                at_attempt=task.attempt,
+                to_phase=phase,
+                reason=reason,
+                message=message,
+                result=result,
+                finished_at=now,
+            ):
                 report.finished.append(task.id)
 
     def _requeue(self, task: Task, reason: Reason, message: str) -> None:
         """Send a Running task back to Pending as its next attempt, its slots freed."""
         with self._db.write() as session:
-            move(session, now=self._clock(), task_id=task.id, from_phase=Phase(task.phase),
-                 at_attempt=task.attempt, to_phase=Phase.PENDING, reason=reason,
-                 message=message, attempt=task.attempt + 1, assigned_cpus=[],
-                 assigned_gpus=[], scheduled_at=None, started_at=None, deadline_at=None)
+            move(
+                session,
+                now=self._clock(),
+                task_id=task.id,
+                from_phase=Phase(task.phase),
+                at_attempt=task.attempt,
+                to_phase=Phase.PENDING,
+                reason=reason,
+                message=message,
+                attempt=task.attempt + 1,
+                assigned_cpus=[],
+                assigned_gpus=[],
+                scheduled_at=None,
+                started_at=None,
+                deadline_at=None,
+            )
 
     def _reset(
-        self, task: Task, container: ObservedContainer | None, name: str, to: Phase,
+        self,
+        task: Task,
+        container: ObservedContainer | None,
+        name: str,
+        to: Phase,
         report: PassReport,
     ) -> None:
         """Carry out an admin reset: stop and remove the container, free the slots, move. A
@@ -654,15 +746,26 @@ class Reconciler:
             report.removed.append(name)
         now = self._clock()
         cleared: dict[str, object] = {
-            "reset_requested_to": None, "reset_requested_at": None,
-            "stuck_reason": None, "stuck_since": None,
+            "reset_requested_to": None,
+            "reset_requested_at": None,
+            "stuck_reason": None,
+            "stuck_since": None,
         }
         if to == Phase.PENDING:
             fields = cleared | {
-                "attempt": task.attempt + 1, "assigned_cpus": [], "assigned_gpus": [],
-                "cancel_requested_at": None, "scheduled_at": None, "started_at": None,
-                "finished_at": None, "deadline_at": None, "result": None, "exit_code": None,
-                "stdout": None, "stderr": None, "stdout_truncated": False,
+                "attempt": task.attempt + 1,
+                "assigned_cpus": [],
+                "assigned_gpus": [],
+                "cancel_requested_at": None,
+                "scheduled_at": None,
+                "started_at": None,
+                "finished_at": None,
+                "deadline_at": None,
+                "result": None,
+                "exit_code": None,
+                "stdout": None,
+                "stderr": None,
+                "stdout_truncated": False,
                 "stderr_truncated": False,
             }
             message = f"requeued by an admin as attempt {task.attempt + 1}"
@@ -672,13 +775,24 @@ class Reconciler:
             if output is not None:
                 # Whatever the task printed before the reset is kept, as for any other ending.
                 kept = judge(_view(task), None, output, limit=self._settings.output_limit_bytes)
-                fields |= {"stdout": kept.stdout, "stderr": kept.stderr,
-                           "stdout_truncated": kept.stdout_truncated,
-                           "stderr_truncated": kept.stderr_truncated}
+                fields |= {
+                    "stdout": kept.stdout,
+                    "stderr": kept.stderr,
+                    "stdout_truncated": kept.stdout_truncated,
+                    "stderr_truncated": kept.stderr_truncated,
+                }
         with self._db.write() as session:
-            if move(session, now=now, task_id=task.id, from_phase=Phase(task.phase),
-                    at_attempt=task.attempt, to_phase=to, reason=Reason.ADMIN_RESET,
-                    message=message, **fields):
+            if move(
+                session,
+                now=now,
+                task_id=task.id,
+                from_phase=Phase(task.phase),
+                at_attempt=task.attempt,
+                to_phase=to,
+                reason=Reason.ADMIN_RESET,
+                message=message,
+                **fields,
+            ):
                 report.finished.append(task.id)
 
     def _start(self, task: Task, name: str, report: PassReport) -> None:
@@ -688,15 +802,19 @@ class Reconciler:
             ).one()
         spec = self._spec(
             name=name,
-            labels={OWNER_LABEL: self._owner, TASK_LABEL: task.id,
-                    ATTEMPT_LABEL: str(task.attempt)},
+            labels={
+                OWNER_LABEL: self._owner,
+                TASK_LABEL: task.id,
+                ATTEMPT_LABEL: str(task.attempt),
+            },
             cpus=tuple(task.assigned_cpus),
             cpu_quota=float(task.cpu),
             gpus=tuple(task.assigned_gpus),
             ram=task.ram_bytes,
             storage=task.storage_bytes,
-            payload=build_payload(code, stdin, self._settings.output_limit_bytes,
-                                  interactive=task.interactive),
+            payload=build_payload(
+                code, stdin, self._settings.output_limit_bytes, interactive=task.interactive
+            ),
             interactive=task.interactive,
         )
         self._recent_storage.append(task.storage_bytes)
@@ -754,9 +872,14 @@ class Reconciler:
         # The reader's copy where it is whole: the engine's log of a container that is still
         # exiting answers only once the engine is done with the exit (tens of milliseconds).
         output = self._stop_following(name) or self._runtime.output(name)
-        outcome = judge(_view(task), container, output,
-                        limit=self._settings.output_limit_bytes, forced=forced,
-                        adopted=name not in self._started_here)
+        outcome = judge(
+            _view(task),
+            container,
+            output,
+            limit=self._settings.output_limit_bytes,
+            forced=forced,
+            adopted=name not in self._started_here,
+        )
         if outcome.phase == Phase.PENDING:
             self._requeue(task, outcome.reason, outcome.message)
             self._runtime.remove(name)
@@ -794,9 +917,14 @@ class Reconciler:
             # Judged at its report, so its container may still be exiting: its cores and
             # memory stay held until the engine shows it stopped (see `reconcile_once`).
             self._judged_early.discard(name)
-            self._draining[name] = Holding(task.id, tuple(task.assigned_cpus),
-                                           tuple(task.assigned_gpus), task.ram_bytes,
-                                           task.storage_bytes, 0.0)
+            self._draining[name] = Holding(
+                task.id,
+                tuple(task.assigned_cpus),
+                tuple(task.assigned_gpus),
+                task.ram_bytes,
+                task.storage_bytes,
+                0.0,
+            )
         with self._removing_lock:
             self._removing.add(name)
         self._runtime.remove_soon(name, then=lambda: self._removed(name))

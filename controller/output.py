@@ -45,8 +45,9 @@ class ChunkWriter:
     def __init__(self, database: Database) -> None:
         self._db = database
         self._queue: queue.Queue[_Piece | threading.Event | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="taskyard-output-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="taskyard-output-writer", daemon=True
+        )
         self._thread.start()
 
     def put(self, piece: _Piece) -> None:
@@ -94,16 +95,20 @@ class ChunkWriter:
         for piece in batch:
             last = merged[-1] if merged else None
             if last is not None and (last.task_id, last.attempt, last.stream) == (
-                    piece.task_id, piece.attempt, piece.stream):
-                merged[-1] = _Piece(last.task_id, last.attempt, last.stream,
-                                    last.data + piece.data)
+                piece.task_id,
+                piece.attempt,
+                piece.stream,
+            ):
+                merged[-1] = _Piece(last.task_id, last.attempt, last.stream, last.data + piece.data)
             else:
                 merged.append(piece)
         batch = merged
         try:
             with self._db.write() as session:
-                session.add_all(OutputChunk(task_id=p.task_id, attempt=p.attempt,
-                                            stream=p.stream, data=p.data) for p in batch)
+                session.add_all(
+                    OutputChunk(task_id=p.task_id, attempt=p.attempt, stream=p.stream, data=p.data)
+                    for p in batch
+                )
                 session.commit()
         except Exception:  # losing live output must not stop the controller
             log.exception("could not store %d output chunks", len(batch))
@@ -124,9 +129,18 @@ def stored_bytes(database: Database, task_id: str, attempt: int) -> dict[str, in
 class OutputReader:
     """Copies one container's output into the writer, up to `limit` bytes per stream."""
 
-    def __init__(self, database: Database, runtime: ContainerRuntime, writer: ChunkWriter, *,
-                 task_id: str, attempt: int, name: str, limit: int,
-                 on_report: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        runtime: ContainerRuntime,
+        writer: ChunkWriter,
+        *,
+        task_id: str,
+        attempt: int,
+        name: str,
+        limit: int,
+        on_report: Callable[[], None] | None = None,
+    ) -> None:
         self._db = database
         self._runtime = runtime
         self._writer = writer
@@ -140,8 +154,9 @@ class OutputReader:
         # that the judge sees a cut as `output()` would show it): complete once `report` is set.
         self._read: dict[str, bytearray] = {stream: bytearray() for stream in STREAMS}
         self.output: CapturedOutput | None = None
-        self._thread = threading.Thread(target=self._run, name=f"taskyard-output-{name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"taskyard-output-{name}", daemon=True
+        )
 
     def start(self) -> "OutputReader":
         self._thread.start()
@@ -163,7 +178,7 @@ class OutputReader:
             start, seen[stream] = seen[stream], seen[stream] + len(data)
             read = self._read[stream]
             if len(read) <= self._limit:
-                read += data[:self._limit + 1 - len(read)]
+                read += data[: self._limit + 1 - len(read)]
             # Skip what an earlier reader stored (the engine replays from the start), and
             # keep nothing past the cap.
             low = max(stored[stream] - start, 0)
@@ -178,8 +193,9 @@ class OutputReader:
                     # The supervisor's last word: all the task's output came before it, so
                     # there is nothing more to copy, and the task can be judged now.
                     self.report = read_report(data)
-                    self.output = CapturedOutput(bytes(self._read["stdout"]),
-                                                 bytes(self._read["stderr"]), self.report)
+                    self.output = CapturedOutput(
+                        bytes(self._read["stdout"]), bytes(self._read["stderr"]), self.report
+                    )
                     if self._on_report is not None:
                         self._on_report()
                     return

@@ -151,7 +151,8 @@ def _lost(task: TaskView) -> Action:
             f"attempt {task.attempt + 1}",
         )
     return End(
-        Phase.FAILED, Reason.CONTAINER_LOST,
+        Phase.FAILED,
+        Reason.CONTAINER_LOST,
         f"its container disappeared from the engine while it ran, for the second time "
         f"(attempt {task.attempt}); not retried again",
     )
@@ -185,13 +186,17 @@ def stuck_reason(
     if task.phase == Phase.SCHEDULED and task.scheduled_at is not None:
         waited = (now - task.scheduled_at).total_seconds()
         if waited >= limits.grace_seconds and (container is None or container.never_started):
-            return (f"scheduled more than {limits.grace_seconds:.0f} s ago, "
-                    "but its container has not started")
+            return (
+                f"scheduled more than {limits.grace_seconds:.0f} s ago, "
+                "but its container has not started"
+            )
     if task.phase == Phase.RUNNING and task.deadline_at is not None:
         overdue = (now - task.deadline_at).total_seconds()
         if overdue >= limits.grace_seconds:
-            return (f"still running more than {limits.grace_seconds:.0f} s past its deadline: "
-                    "its container could not be stopped")
+            return (
+                f"still running more than {limits.grace_seconds:.0f} s past its deadline: "
+                "its container could not be stopped"
+            )
     return None
 
 
@@ -236,12 +241,20 @@ def judge(
     finished = container.finished_at if container is not None else None
 
     def outcome(phase: Phase, reason: Reason, message: str, result: str) -> Outcome:
-        return Outcome(phase, reason, message, result, exit_code, stdout, stderr,
-                       stdout_truncated, stderr_truncated)
+        return Outcome(
+            phase,
+            reason,
+            message,
+            result,
+            exit_code,
+            stdout,
+            stderr,
+            stdout_truncated,
+            stderr_truncated,
+        )
 
-    cancelled_first = (
-        task.cancel_requested_at is not None
-        and (finished is None or finished >= task.cancel_requested_at)
+    cancelled_first = task.cancel_requested_at is not None and (
+        finished is None or finished >= task.cancel_requested_at
     )
     if (forced is not None and forced.phase == Phase.CANCELLED) or (
         forced is None and cancelled_first
@@ -261,9 +274,11 @@ def judge(
             # the engine's start call): the code never ran, so it runs now, as a new attempt.
             # Only a crash leads here, so this cannot repeat forever on its own. Pending: the
             # caller requeues the task rather than ending it.
-            message = (f"its code never reached the container: the controller that started it "
-                       f"stopped first, so it never ran; started again as attempt "
-                       f"{task.attempt + 1}")
+            message = (
+                f"its code never reached the container: the controller that started it "
+                f"stopped first, so it never ran; started again as attempt "
+                f"{task.attempt + 1}"
+            )
             return outcome(Phase.PENDING, Reason.START_FAILED, message, message)
         return outcome(Phase.FAILED, Reason.START_FAILED, report.error, report.error)
     if exit_code == 0:
@@ -275,23 +290,30 @@ def judge(
         # gVisor: the sandbox died as a whole, the supervisor with it, so the exit code is the
         # sandbox's and the code's own exit status is unknown.
         if container.oom_killed:
-            message = (f"killed: out of memory (limit {format_size(task.ram_bytes)}); under "
-                       "gVisor that ends the whole sandbox, whichever process used the memory")
+            message = (
+                f"killed: out of memory (limit {format_size(task.ram_bytes)}); under "
+                "gVisor that ends the whole sandbox, whichever process used the memory"
+            )
             return outcome(Phase.FAILED, Reason.OOM_KILLED, message, message)
-        message = (f"the gVisor sandbox died as a whole (exit code {exit_code}), so the code's "
-                   "own exit status is unknown: under gVisor a fork bomb past the process "
-                   "limit, a SIGKILL to PID 1 or `docker kill` ends the whole sandbox")
+        message = (
+            f"the gVisor sandbox died as a whole (exit code {exit_code}), so the code's "
+            "own exit status is unknown: under gVisor a fork bomb past the process "
+            "limit, a SIGKILL to PID 1 or `docker kill` ends the whole sandbox"
+        )
         return outcome(Phase.FAILED, Reason.SANDBOX_DIED, message, message)
-    if (container is not None and container.oom_killed) or (report is not None
-                                                            and report.oom_killed):
+    if (container is not None and container.oom_killed) or (
+        report is not None and report.oom_killed
+    ):
         message = f"killed: out of memory (limit {format_size(task.ram_bytes)})"
         return outcome(Phase.FAILED, Reason.OOM_KILLED, message, message)
     if exit_code == SIGKILL_EXIT_CODE and report is None:
         # SIGKILL ended the container, yet not by our deadline (that is a Stop, or ran_for
         # above) nor for memory: someone outside did it, such as `docker kill`. A deliberate
         # kill ends the task; unlike a vanished container, it is not retried.
-        message = ("killed by SIGKILL from outside the task (exit code 137), not by its "
-                   "timeout nor for memory: for instance `docker kill`")
+        message = (
+            "killed by SIGKILL from outside the task (exit code 137), not by its "
+            "timeout nor for memory: for instance `docker kill`"
+        )
         return outcome(Phase.FAILED, Reason.NON_ZERO_EXIT, message, message)
     message = f"exited with code {exit_code}"
     if report is not None and report.signal:

@@ -64,8 +64,14 @@ class WarmKey:
         """The key a spec can claim with; None where no warm container can serve it (GPUs)."""
         if spec.gpus:
             return None
-        return cls(spec.image, spec.storage, spec.pids_limit, spec.nofile_limit,
-                   spec.log_limit, spec.docker_runtime)
+        return cls(
+            spec.image,
+            spec.storage,
+            spec.pids_limit,
+            spec.nofile_limit,
+            spec.log_limit,
+            spec.docker_runtime,
+        )
 
 
 @dataclass(frozen=True)

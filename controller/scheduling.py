@@ -145,8 +145,10 @@ def _give(free: _Free, holding: Holding) -> None:
 def _choose(request: Request, free: _Free) -> Placement:
     cpus = tuple(sorted(free.cpus)[: request.cpu])
     # Spread shared GPUs: the ones with the most free shares first, then by id.
-    open_gpus = sorted((gpu for gpu, n in free.gpu_slots.items() if n > 0),
-                       key=lambda gpu: (-free.gpu_slots[gpu], gpu))
+    open_gpus = sorted(
+        (gpu for gpu, n in free.gpu_slots.items() if n > 0),
+        key=lambda gpu: (-free.gpu_slots[gpu], gpu),
+    )
     gpus = tuple(sorted(open_gpus[: request.gpu]))
     return Placement(request.task_id, cpus, gpus)
 
@@ -214,8 +216,14 @@ def place(
                 placement = _choose(request, free)
                 _take(free, placement.cpus, placement.gpus, request.ram, request.storage)
                 holdings.append(
-                    Holding(request.task_id, placement.cpus, placement.gpus,
-                            request.ram, request.storage, request.runs_for)
+                    Holding(
+                        request.task_id,
+                        placement.cpus,
+                        placement.gpus,
+                        request.ram,
+                        request.storage,
+                        request.runs_for,
+                    )
                 )
                 plan.placements.append(placement)
                 continue
@@ -224,7 +232,8 @@ def place(
                 # Named by the task it waits for, not by seconds: the message stays the same
                 # from pass to pass, so waiting tasks are not rewritten every second.
                 f"; next in line, starts once task {reservation.after_task} ends"
-                if reservation is not None else ""
+                if reservation is not None
+                else ""
             )
             plan.waiting.append(Wait(request.task_id, "; ".join(short) + when))
             continue

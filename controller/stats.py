@@ -31,16 +31,18 @@ class Histogram:
         self.count += 1
 
     def dump(self) -> dict[str, Any]:
-        return {"buckets": list(self.buckets), "counts": list(self.counts),
-                "sum": self.total, "count": self.count}
+        return {
+            "buckets": list(self.buckets),
+            "counts": list(self.counts),
+            "sum": self.total,
+            "count": self.count,
+        }
 
 
 @dataclass
 class ControllerStats:
     pass_seconds: Histogram = field(default_factory=lambda: Histogram(PASS_BUCKETS))
-    submit_to_start_seconds: Histogram = field(
-        default_factory=lambda: Histogram(LATENCY_BUCKETS)
-    )
+    submit_to_start_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
     run_seconds: Histogram = field(default_factory=lambda: Histogram(RUN_BUCKETS))
     engine_errors: int = 0
     containers_started: int = 0

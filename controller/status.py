@@ -30,8 +30,9 @@ def move(
     """Move a task from `from_phase` to `to_phase`; False where it was no longer there."""
     statement = (
         update(Task)
-        .where(col(Task.id) == task_id, col(Task.phase) == from_phase,
-               col(Task.attempt) == at_attempt)
+        .where(
+            col(Task.id) == task_id, col(Task.phase) == from_phase, col(Task.attempt) == at_attempt
+        )
         .values(
             # A task that moves is no longer stuck (fields may still say otherwise).
             **({"stuck_reason": None, "stuck_since": None} | fields),
@@ -71,12 +72,19 @@ def note_waiting(session: Session, *, reason: Reason, messages: dict[str, str]) 
     statement = (
         update(table)
         .where(tasks.id == bindparam("waiting_id"), tasks.phase == Phase.PENDING.value)
-        .where((tasks.reason != bindparam("new_reason"))
-               | (tasks.message != bindparam("new_message")))
-        .values(reason=bindparam("new_reason"), message=bindparam("new_message"),
-                resource_version=tasks.resource_version + 1)
+        .where(
+            (tasks.reason != bindparam("new_reason")) | (tasks.message != bindparam("new_message"))
+        )
+        .values(
+            reason=bindparam("new_reason"),
+            message=bindparam("new_message"),
+            resource_version=tasks.resource_version + 1,
+        )
     )
-    session.execute(statement, [
-        {"waiting_id": task_id, "new_reason": reason.value, "new_message": message}
-        for task_id, message in messages.items()
-    ])
+    session.execute(
+        statement,
+        [
+            {"waiting_id": task_id, "new_reason": reason.value, "new_message": message}
+            for task_id, message in messages.items()
+        ],
+    )

@@ -163,8 +163,9 @@ class WarmPool(Generic[K]):
         if self._workers or not self._targets:
             return
         for number in range(FILL_WORKERS):
-            worker = threading.Thread(target=self._fill, name=f"taskyard-warm-{number}",
-                                      daemon=True)
+            worker = threading.Thread(
+                target=self._fill, name=f"taskyard-warm-{number}", daemon=True
+            )
             worker.start()
             self._workers.append(worker)
 
@@ -221,8 +222,11 @@ class WarmPool(Generic[K]):
             log.warning("could not start a warm container: %s", exc)
         with self._lock:
             self._filling[key] -= 1
-            keep = (warm is not None and not self._closed
-                    and len(self._ready.get(key, [])) < self._targets.get(key, 0))
+            keep = (
+                warm is not None
+                and not self._closed
+                and len(self._ready.get(key, [])) < self._targets.get(key, 0)
+            )
             if keep and warm is not None:
                 self._ready.setdefault(key, []).append(warm)
                 self.made += 1

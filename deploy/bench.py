@@ -114,18 +114,52 @@ class Sizes:
 
 
 FULL = Sizes(
-    latency_runs=20, burst_tasks=200, handoff_rounds=5, watch_clients=1000, rate_seconds=5,
-    rate_rounds=3, reconcile_terminal=100_000, reconcile_passes=20, scheduler_pending=10_000,
-    pending_pass_tasks=10_000, settle_seconds=5.0, deadline_seconds=1800,
-    budgets={"footprint": 60, "latency": 180, "burst": 480, "handoff": 150, "watch": 180,
-             "rate": 180, "reconcile": 300, "scheduler": 180},
+    latency_runs=20,
+    burst_tasks=200,
+    handoff_rounds=5,
+    watch_clients=1000,
+    rate_seconds=5,
+    rate_rounds=3,
+    reconcile_terminal=100_000,
+    reconcile_passes=20,
+    scheduler_pending=10_000,
+    pending_pass_tasks=10_000,
+    settle_seconds=5.0,
+    deadline_seconds=1800,
+    budgets={
+        "footprint": 60,
+        "latency": 180,
+        "burst": 480,
+        "handoff": 150,
+        "watch": 180,
+        "rate": 180,
+        "reconcile": 300,
+        "scheduler": 180,
+    },
 )
 QUICK = Sizes(
-    latency_runs=3, burst_tasks=20, handoff_rounds=1, watch_clients=50, rate_seconds=1,
-    rate_rounds=1, reconcile_terminal=10_000, reconcile_passes=5, scheduler_pending=10_000,
-    pending_pass_tasks=1_000, settle_seconds=1.0, deadline_seconds=58,
-    budgets={"footprint": 10, "latency": 10, "burst": 30, "handoff": 12, "watch": 12,
-             "rate": 10, "reconcile": 10, "scheduler": 10},
+    latency_runs=3,
+    burst_tasks=20,
+    handoff_rounds=1,
+    watch_clients=50,
+    rate_seconds=1,
+    rate_rounds=1,
+    reconcile_terminal=10_000,
+    reconcile_passes=5,
+    scheduler_pending=10_000,
+    pending_pass_tasks=1_000,
+    settle_seconds=1.0,
+    deadline_seconds=58,
+    budgets={
+        "footprint": 10,
+        "latency": 10,
+        "burst": 30,
+        "handoff": 12,
+        "watch": 12,
+        "rate": 10,
+        "reconcile": 10,
+        "scheduler": 10,
+    },
 )
 
 
@@ -186,8 +220,15 @@ def free_port() -> int:
 class Service:
     """One server process of ours on a free 127.0.0.1 port, in its own process group."""
 
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], cwd: Path,
-                 data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        data_dir: Path | None = None,
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.argv = [arg.replace("{port}", str(self.port)) for arg in argv]
@@ -203,20 +244,29 @@ class Service:
 
     def start(self, ready: Callable[[httpx.Client], bool], timeout: float = 60) -> "Service":
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=self.url, timeout=5) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    raise BenchError(f"{self.name} exited with {self.process.returncode}:\n"
-                                     f"{self.log.read_text()[-2000:]}")
+                    raise BenchError(
+                        f"{self.name} exited with {self.process.returncode}:\n"
+                        f"{self.log.read_text()[-2000:]}"
+                    )
                 with contextlib.suppress(httpx.HTTPError):
                     if ready(client):
                         return self
                 time.sleep(0.1)
-        raise BenchError(f"{self.name} not ready after {timeout:.0f} s:\n"
-                         f"{self.log.read_text()[-2000:]}")
+        raise BenchError(
+            f"{self.name} not ready after {timeout:.0f} s:\n{self.log.read_text()[-2000:]}"
+        )
 
     def rss_mb(self) -> float:
         assert self.process is not None
@@ -255,8 +305,12 @@ def _noop_ready(client: httpx.Client) -> bool:
 
 def remove_containers(label: str) -> int:
     """Remove every container carrying `label` (key=value); how many there were."""
-    listed = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={label}"],
-                            capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={label}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     ids = listed.stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=180)
@@ -280,8 +334,13 @@ class Lab:
         python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "TASKYARD_DATA_DIR": str(data_dir), "PYTHONPATH": python_path}
         env.pop("TASKYARD_DATABASE_URL", None)
-        service = Service(f"taskyard-{verb}", [sys.executable, "-m", "taskyard.cli", verb],
-                          env=env, cwd=data_dir, data_dir=data_dir)
+        service = Service(
+            f"taskyard-{verb}",
+            [sys.executable, "-m", "taskyard.cli", verb],
+            env=env,
+            cwd=data_dir,
+            data_dir=data_dir,
+        )
         self.services.append(service)
         return service.start(ready)
 
@@ -300,16 +359,32 @@ class Lab:
             folder = self.root / "noop"
             folder.mkdir()
             (folder / "bench_noop.py").write_text(NOOP_APP)
-            service = Service("noop", [sys.executable, "bench_noop.py", "{port}"],
-                              env=dict(os.environ), cwd=folder)
+            service = Service(
+                "noop",
+                [sys.executable, "bench_noop.py", "{port}"],
+                env=dict(os.environ),
+                cwd=folder,
+            )
             self.services.append(service)
             self._noop = service.start(_noop_ready)
         return self._noop
 
     def docker_run(self, limits: Sequence[str], code: str) -> list[str]:
         """A plain `docker run` of `code`, hardened no further than the issue's baseline."""
-        return ["docker", "run", "--rm", "--network", "none", "--label",
-                f"{BENCH_LABEL}={self.run_id}", *limits, IMAGE, "python3", "-c", code]
+        return [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--label",
+            f"{BENCH_LABEL}={self.run_id}",
+            *limits,
+            IMAGE,
+            "python3",
+            "-c",
+            code,
+        ]
 
     def close(self) -> int:
         """Stop every process and remove every container of this run; leftover containers."""
@@ -326,10 +401,14 @@ class Lab:
 # --- talking to taskyard --------------------------------------------------------------------
 
 
-def task_body(code: str, *, cpu: str = "1", ram: str = "128MB", storage: str = "64MB"
-              ) -> dict[str, Any]:
-    return {"task_type": "execute_code", "code": code,
-            "resources": {"cpu": cpu, "gpu": "0", "ram": ram, "storage": storage}}
+def task_body(
+    code: str, *, cpu: str = "1", ram: str = "128MB", storage: str = "64MB"
+) -> dict[str, Any]:
+    return {
+        "task_type": "execute_code",
+        "code": code,
+        "resources": {"cpu": cpu, "gpu": "0", "ram": ram, "storage": storage},
+    }
 
 
 def created(response: httpx.Response) -> dict[str, Any]:
@@ -347,19 +426,24 @@ def wait_terminal(client: httpx.Client, task_id: str, until: float) -> dict[str,
         if task["status"]["phase"] in TERMINAL:
             return task
         if remaining(until) <= 0:
-            raise BenchError(f"task {task_id} still {task['status']['phase']} when the "
-                             "figure's time budget ran out")
+            raise BenchError(
+                f"task {task_id} still {task['status']['phase']} when the "
+                "figure's time budget ran out"
+            )
 
 
-def wait_phase(client: httpx.Client, task_ids: Sequence[str], phases: set[str], until: float
-               ) -> list[dict[str, Any]]:
+def wait_phase(
+    client: httpx.Client, task_ids: Sequence[str], phases: set[str], until: float
+) -> list[dict[str, Any]]:
     while True:
         tasks = [client.get(f"/tasks/{task_id}").json() for task_id in task_ids]
         if all(task["status"]["phase"] in phases for task in tasks):
             return tasks
         if remaining(until) <= 0:
-            raise BenchError(f"tasks not {'/'.join(sorted(phases))} within the time budget: "
-                             f"{[t['status']['phase'] for t in tasks]}")
+            raise BenchError(
+                f"tasks not {'/'.join(sorted(phases))} within the time budget: "
+                f"{[t['status']['phase'] for t in tasks]}"
+            )
         time.sleep(0.02)
 
 
@@ -400,11 +484,21 @@ def figure_footprint(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
         base.append(noop.rss_mb())
         time.sleep(0.2)
     idle, noop_rss = statistics.median(samples), statistics.median(base)
-    return [Row("6 footprint: idle serve RSS", f"{idle:.0f} MB", f"{noop_rss:.0f} MB no-op app",
-                times(idle / noop_rss), "< 150 MB", verdict(idle < 150),
-                ["footprint: RSS of the `taskyard serve` process (API + controller, idle, "
-                 f"{sizes.settle_seconds:.0f} s after healthz ok), median of 5 samples; "
-                 "baseline: the no-op FastAPI app under uvicorn, for scale"])]
+    return [
+        Row(
+            "6 footprint: idle serve RSS",
+            f"{idle:.0f} MB",
+            f"{noop_rss:.0f} MB no-op app",
+            times(idle / noop_rss),
+            "< 150 MB",
+            verdict(idle < 150),
+            [
+                "footprint: RSS of the `taskyard serve` process (API + controller, idle, "
+                f"{sizes.settle_seconds:.0f} s after healthz ok), median of 5 samples; "
+                "baseline: the no-op FastAPI app under uvicorn, for scale"
+            ],
+        )
+    ]
 
 
 # --- 1. latency ------------------------------------------------------------------------------
@@ -420,6 +514,7 @@ def figure_latency(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
     stages: list[list[float]] = []
 
     with httpx.Client(base_url=serve.url, timeout=60) as client:
+
         def via_taskyard() -> None:
             sent = time.time()
             began = time.perf_counter()
@@ -429,9 +524,14 @@ def figure_latency(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
             if status["phase"] != "Succeeded" or status["stdout"] != HELLO:
                 raise BenchError(f"Example 1 ended {status['phase']}: {status['message']}")
             ours.append(took)
-            marks = [sent, at_epoch(task["created_at"]), at_epoch(status["scheduled_at"]),
-                     at_epoch(status["started_at"]), at_epoch(status["finished_at"]),
-                     sent + took]
+            marks = [
+                sent,
+                at_epoch(task["created_at"]),
+                at_epoch(status["scheduled_at"]),
+                at_epoch(status["started_at"]),
+                at_epoch(status["finished_at"]),
+                sent + took,
+            ]
             stages.append([b - a for a, b in pairwise(marks)])
 
         def via_docker() -> None:
@@ -452,17 +552,33 @@ def figure_latency(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
         raise BenchError("no latency run fitted in the time budget")
     ty, raw = statistics.median(ours), statistics.median(theirs)
     breakdown = [statistics.median(stage) for stage in zip(*stages, strict=True)]
-    names = ("submit→created", "created→scheduled", "scheduled→started (container start)",
-             "started→finished", "finished→client")
-    return [Row(f"1 latency, Example 1 (median of {len(ours)})", seconds(ty),
-                f"{seconds(raw)} docker run", times(ty / raw), "≤ 0.50×", verdict(ty / raw <= 0.5),
-                [f"latency: POST /tasks?wait=30 vs `{' '.join(command[:3])} … --cpus 2 -m 512m`, "
-                 "interleaved one of each, alternating which goes first; a warm-up pair not "
-                 f"counted; p90 {seconds(percentile(ours, 90))} vs "
-                 f"{seconds(percentile(theirs, 90))}",
-                 "latency breakdown (medians, server timestamps): "
-                 + ", ".join(f"{name} {seconds(value)}"
-                             for name, value in zip(names, breakdown, strict=True))])]
+    names = (
+        "submit→created",
+        "created→scheduled",
+        "scheduled→started (container start)",
+        "started→finished",
+        "finished→client",
+    )
+    return [
+        Row(
+            f"1 latency, Example 1 (median of {len(ours)})",
+            seconds(ty),
+            f"{seconds(raw)} docker run",
+            times(ty / raw),
+            "≤ 0.50×",
+            verdict(ty / raw <= 0.5),
+            [
+                f"latency: POST /tasks?wait=30 vs `{' '.join(command[:3])} … --cpus 2 -m 512m`, "
+                "interleaved one of each, alternating which goes first; a warm-up pair not "
+                f"counted; p90 {seconds(percentile(ours, 90))} vs "
+                f"{seconds(percentile(theirs, 90))}",
+                "latency breakdown (medians, server timestamps): "
+                + ", ".join(
+                    f"{name} {seconds(value)}" for name, value in zip(names, breakdown, strict=True)
+                ),
+            ],
+        )
+    ]
 
 
 # --- 2. burst --------------------------------------------------------------------------------
@@ -482,37 +598,56 @@ def figure_burst(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
         pool.shutdown(cancel_futures=True)
     raw = time.perf_counter() - began
 
-    with httpx.Client(base_url=serve.url, timeout=60,
-                      limits=httpx.Limits(max_connections=SUBMIT_THREADS)) as client:
+    with httpx.Client(
+        base_url=serve.url, timeout=60, limits=httpx.Limits(max_connections=SUBMIT_THREADS)
+    ) as client:
         before = terminal_count(client)
         began = time.perf_counter()
         with ThreadPoolExecutor(SUBMIT_THREADS) as pool:
-            ids = list(pool.map(
-                lambda code: created(client.post("/tasks", json=task_body(code)))["id"], codes))
+            ids = list(
+                pool.map(
+                    lambda code: created(client.post("/tasks", json=task_body(code)))["id"], codes
+                )
+            )
         submitted = time.perf_counter() - began
         while (done := terminal_count(client) - before) < count and remaining(until) > 0:
             time.sleep(0.1)
         ours = time.perf_counter() - began
         wanted = set(ids)
-        tasks = [t for t in client.get("/tasks", params={"limit": 500}).json()["items"]
-                 if t["id"] in wanted and t["status"]["phase"] in TERMINAL]
+        tasks = [
+            t
+            for t in client.get("/tasks", params={"limit": 500}).json()["items"]
+            if t["id"] in wanted and t["status"]["phase"] in TERMINAL
+        ]
     failed = [t for t in tasks if t["status"]["phase"] != "Succeeded"]
     if failed:
-        raise BenchError(f"burst: {len(failed)} of {count} tasks did not succeed, e.g. "
-                         f"{failed[0]['status']}")
-    busy = sum(at_epoch(t["status"]["finished_at"]) - at_epoch(t["status"]["started_at"])
-               for t in tasks)
+        raise BenchError(
+            f"burst: {len(failed)} of {count} tasks did not succeed, e.g. {failed[0]['status']}"
+        )
+    busy = sum(
+        at_epoch(t["status"]["finished_at"]) - at_epoch(t["status"]["started_at"]) for t in tasks
+    )
     # Out of time is a measurement too (a lower bound), not a failure: no timed assertions.
     bound = "" if done >= count else "> "
-    notes = [f"burst: {count} one-liners submitted by {SUBMIT_THREADS} threads (all accepted "
-             f"in {seconds(submitted)}), until /metrics counts them terminal, vs the same "
-             f"snippets as `docker run --cpus 1 -m 128m`, {CORES} at a time; taskyard's slots "
-             f"held a running container {busy / CORES / ours:.0%} of the wall time"]
+    notes = [
+        f"burst: {count} one-liners submitted by {SUBMIT_THREADS} threads (all accepted "
+        f"in {seconds(submitted)}), until /metrics counts them terminal, vs the same "
+        f"snippets as `docker run --cpus 1 -m 128m`, {CORES} at a time; taskyard's slots "
+        f"held a running container {busy / CORES / ours:.0%} of the wall time"
+    ]
     if bound:
         notes.append(f"burst: the time budget ran out with {done} of {count} tasks terminal")
-    return [Row(f"2 burst, {count} tasks at cpu 1", bound + seconds(ours),
-                f"{seconds(raw)} docker run -P{CORES}", bound + times(ours / raw), "≤ 1.00×",
-                verdict(not bound and ours / raw <= 1.0), notes)]
+    return [
+        Row(
+            f"2 burst, {count} tasks at cpu 1",
+            bound + seconds(ours),
+            f"{seconds(raw)} docker run -P{CORES}",
+            bound + times(ours / raw),
+            "≤ 1.00×",
+            verdict(not bound and ours / raw <= 1.0),
+            notes,
+        )
+    ]
 
 
 # --- submit-to-start when a slot frees up ----------------------------------------------------
@@ -529,29 +664,44 @@ def figure_handoff(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
                 break
             # Staggered sleeps, so that the first one to end is the one that frees the slot.
             sleepers = [
-                created(client.post("/tasks", json=task_body(
-                    f"import time; time.sleep({1.5 + 0.5 * i})", ram="64MB")))["id"]
+                created(
+                    client.post(
+                        "/tasks",
+                        json=task_body(f"import time; time.sleep({1.5 + 0.5 * i})", ram="64MB"),
+                    )
+                )["id"]
                 for i in range(slots)
             ]
             wait_phase(client, sleepers, {"Running"}, until)
             queued = created(client.post("/tasks", json=task_body("print('next')", ram="64MB")))
             task = wait_terminal(client, queued["id"], until)
-            ended = min(at_epoch(wait_terminal(client, s, until)["status"]["finished_at"])
-                        for s in sleepers)
+            ended = min(
+                at_epoch(wait_terminal(client, s, until)["status"]["finished_at"]) for s in sleepers
+            )
             status = task["status"]
             gaps.append(at_epoch(status["started_at"]) - ended)
-            stages.append((at_epoch(status["scheduled_at"]) - ended,
-                           at_epoch(status["started_at"]) - at_epoch(status["scheduled_at"])))
+            stages.append(
+                (
+                    at_epoch(status["scheduled_at"]) - ended,
+                    at_epoch(status["started_at"]) - at_epoch(status["scheduled_at"]),
+                )
+            )
     if not gaps:
         raise BenchError("no handoff round fitted in the time budget")
     to_scheduled = statistics.median(s[0] for s in stages)
     to_started = statistics.median(s[1] for s in stages)
-    return [Row(f"  slot handoff: end → next start (median of {len(gaps)})",
-                seconds(statistics.median(gaps)),
-                notes=[f"handoff: all {slots} cores busy with sleep tasks, one more queued; from "
-                       "the first sleeper's finished_at to the queued task's started_at: "
-                       f"{seconds(to_scheduled)} until it is scheduled, "
-                       f"{seconds(to_started)} more until its container has started"])]
+    return [
+        Row(
+            f"  slot handoff: end → next start (median of {len(gaps)})",
+            seconds(statistics.median(gaps)),
+            notes=[
+                f"handoff: all {slots} cores busy with sleep tasks, one more queued; from "
+                "the first sleeper's finished_at to the queued task's started_at: "
+                f"{seconds(to_scheduled)} until it is scheduled, "
+                f"{seconds(to_started)} more until its container has started"
+            ],
+        )
+    ]
 
 
 # --- 5. watch fan-out ------------------------------------------------------------------------
@@ -575,7 +725,8 @@ class _WatchClient(asyncio.Protocol):
     def __init__(self, crowd: Crowd) -> None:
         self.crowd = crowd
         self.done: asyncio.Future[list[tuple[float, bytes]]] = (
-            asyncio.get_running_loop().create_future())
+            asyncio.get_running_loop().create_future()
+        )
         self.frames: list[tuple[float, bytes]] = []  # (arrival, an SSE frame)
         self._raw = b""  # not yet cut into chunks
         self._body = b""  # the chunks' data, not yet cut into frames
@@ -585,8 +736,9 @@ class _WatchClient(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        transport.write(b"GET /watch HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-                        b"accept: text/event-stream\r\n\r\n")
+        transport.write(
+            b"GET /watch HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n\r\n"
+        )
 
     def data_received(self, data: bytes) -> None:
         arrived = time.time()
@@ -607,7 +759,7 @@ class _WatchClient(asyncio.Protocol):
             if len(rest) < size + 2:
                 break
             self._body += rest[:size]
-            self._raw = rest[size + 2:]
+            self._raw = rest[size + 2 :]
         while b"\n\n" in self._body:
             frame, self._body = self._body.split(b"\n\n", 1)
             if frame.startswith(b":"):
@@ -617,8 +769,11 @@ class _WatchClient(asyncio.Protocol):
                 continue
             self.frames.append((arrived, frame))
             target = self.crowd.target
-            if (target is not None and target.encode() in frame
-                    and any(f'"to_phase": "{phase}"'.encode() in frame for phase in TERMINAL)):
+            if (
+                target is not None
+                and target.encode() in frame
+                and any(f'"to_phase": "{phase}"'.encode() in frame for phase in TERMINAL)
+            ):
                 self.transport.close()
                 if not self.done.done():
                     self.done.set_result(self.frames)
@@ -632,13 +787,15 @@ class _WatchClient(asyncio.Protocol):
         self.transport.close()
 
 
-async def _follow_watch(port: int, crowd: Crowd, connecting: asyncio.Semaphore
-                        ) -> list[tuple[float, dict[str, Any]]]:
+async def _follow_watch(
+    port: int, crowd: Crowd, connecting: asyncio.Semaphore
+) -> list[tuple[float, dict[str, Any]]]:
     """One /watch client: every transition it receives, with its arrival time."""
     loop = asyncio.get_running_loop()
     async with connecting:
-        transport, client = await loop.create_connection(lambda: _WatchClient(crowd),
-                                                         "127.0.0.1", port)
+        transport, client = await loop.create_connection(
+            lambda: _WatchClient(crowd), "127.0.0.1", port
+        )
     try:
         frames = await client.done
     finally:
@@ -650,22 +807,26 @@ async def _follow_watch(port: int, crowd: Crowd, connecting: asyncio.Semaphore
     return events
 
 
-async def _watch_fanout(serve: Service, clients: int, until: float
-                        ) -> tuple[list[float], float, float, int, int]:
+async def _watch_fanout(
+    serve: Service, clients: int, until: float
+) -> tuple[list[float], float, float, int, int]:
     """Delays (ms) of every transition at every client, RSS before/peak, transitions, misses."""
     crowd = Crowd(clients)
     rss_before = statistics.median(serve.rss_mb() for _ in range(3))
     connecting = asyncio.Semaphore(100)
-    followers = [asyncio.create_task(_follow_watch(serve.port, crowd, connecting))
-                 for _ in range(clients)]
+    followers = [
+        asyncio.create_task(_follow_watch(serve.port, crowd, connecting)) for _ in range(clients)
+    ]
     try:
         while crowd.joined < clients:
             broken = [f for f in followers if f.done() and f.exception()]
             if broken:
                 raise BenchError(f"a watch client failed: {broken[0].exception()!r}")
             if remaining(until) <= 0:
-                raise BenchError(f"only {crowd.joined} of {clients} watch clients subscribed "
-                                 "within the time budget")
+                raise BenchError(
+                    f"only {crowd.joined} of {clients} watch clients subscribed "
+                    "within the time budget"
+                )
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
         rss_connected = serve.rss_mb()
@@ -695,22 +856,32 @@ async def _watch_fanout(serve: Service, clients: int, until: float
 def figure_watch(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
     serve = lab.serve()
     clients = sizes.watch_clients
-    delays, before, peak, transitions, missing = asyncio.run(
-        _watch_fanout(serve, clients, until))
+    delays, before, peak, transitions, missing = asyncio.run(_watch_fanout(serve, clients, until))
     if missing:
         raise BenchError(f"watch: {missing} of {clients * transitions} deliveries missing")
     p50, p99 = percentile(delays, 50), percentile(delays, 99)
     growth = peak - before
     return [
-        Row(f"5 watch, {clients} clients: delivery p99", f"{p99:.0f} ms", target="< 200 ms",
+        Row(
+            f"5 watch, {clients} clients: delivery p99",
+            f"{p99:.0f} ms",
+            target="< 200 ms",
             met=verdict(p99 < 200),
-            notes=[f"watch: {clients} raw-socket SSE clients on one asyncio loop in this "
-                   f"process; {transitions} transitions of one task × {clients} clients; delay "
-                   f"= arrival − the event's `at`; p50 {p50:.0f} ms, p99 {p99:.0f} ms, max "
-                   f"{max(delays):.0f} ms (stamped as each piece arrives on this process's "
-                   f"loop, parsed after the run)"]),
-        Row(f"5 watch, {clients} clients: RSS growth", f"{growth:.0f} MB",
-            f"{before:.0f} MB before", target="< 100 MB", met=verdict(growth < 100)),
+            notes=[
+                f"watch: {clients} raw-socket SSE clients on one asyncio loop in this "
+                f"process; {transitions} transitions of one task × {clients} clients; delay "
+                f"= arrival − the event's `at`; p50 {p50:.0f} ms, p99 {p99:.0f} ms, max "
+                f"{max(delays):.0f} ms (stamped as each piece arrives on this process's "
+                f"loop, parsed after the run)"
+            ],
+        ),
+        Row(
+            f"5 watch, {clients} clients: RSS growth",
+            f"{growth:.0f} MB",
+            f"{before:.0f} MB before",
+            target="< 100 MB",
+            met=verdict(growth < 100),
+        ),
     ]
 
 
@@ -727,8 +898,21 @@ class Rate:
 def _wrk(url: str, script: Path, duration: int) -> Rate:
     threads = max(1, min(4, CORES))
     done = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{RATE_CONNECTIONS}", f"-d{duration}s", "--timeout", "10s",
-         "-s", str(script), url], capture_output=True, text=True, timeout=duration + 60)
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{RATE_CONNECTIONS}",
+            f"-d{duration}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+    )
     if done.returncode != 0:
         raise BenchError(f"wrk failed: {done.stderr[-500:]}")
     out = done.stdout
@@ -738,26 +922,33 @@ def _wrk(url: str, script: Path, duration: int) -> Rate:
         raise BenchError(f"cannot read wrk's output:\n{out}")
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
-    errors = ", ".join(filter(None, [
-        f"{bad.group(1)} non-2xx" if bad else "",
-        f"socket errors {socket_errors.group(1)}" if socket_errors else "",
-    ]))
+    errors = ", ".join(
+        filter(
+            None,
+            [
+                f"{bad.group(1)} non-2xx" if bad else "",
+                f"socket errors {socket_errors.group(1)}" if socket_errors else "",
+            ],
+        )
+    )
     answered = int(count.group(1)) - (int(bad.group(1)) if bad else 0)
     return Rate(float(rps.group(1)), answered, errors)
 
 
 async def _asyncio_load(url: str, body: bytes, duration: int) -> Rate:
     ok = bad = 0
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(
-            max_connections=RATE_CONNECTIONS)) as client:
+    async with httpx.AsyncClient(
+        timeout=30, limits=httpx.Limits(max_connections=RATE_CONNECTIONS)
+    ) as client:
         began = time.perf_counter()
         stop = began + duration
 
         async def worker() -> None:
             nonlocal ok, bad
             while time.perf_counter() < stop:
-                response = await client.post(url, content=body,
-                                              headers={"content-type": "application/json"})
+                response = await client.post(
+                    url, content=body, headers={"content-type": "application/json"}
+                )
                 if response.status_code < 300:
                     ok += 1
                 else:
@@ -773,9 +964,11 @@ def figure_rate(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
     noop = lab.noop()
     body = json.dumps(task_body("print('hi')", ram="64MB", storage="16MB"))
     script = lab.root / "post.lua"
-    script.write_text('wrk.method = "POST"\n'
-                      'wrk.headers["Content-Type"] = "application/json"\n'
-                      f"wrk.body = [[{body}]]\n")
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [[{body}]]\n"
+    )
     use_wrk = shutil.which("wrk") is not None
 
     def load(url: str, duration: int) -> Rate:
@@ -790,7 +983,7 @@ def figure_rate(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
     for i in range(sizes.rate_rounds):
         if i and remaining(until) < 2 * sizes.rate_seconds + 10:
             break
-        for name in (("noop", "taskyard") if i % 2 == 0 else ("taskyard", "noop")):
+        for name in ("noop", "taskyard") if i % 2 == 0 else ("taskyard", "noop"):
             rates[name].append(load(targets[name], sizes.rate_seconds))
     errors = [f"{name}: {r.errors}" for name, rs in rates.items() for r in rs if r.errors]
     if errors:
@@ -802,20 +995,34 @@ def figure_rate(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
     answered = sum(r.answered for r in rates["taskyard"])
     warmup_rows = rows - answered  # the warm-up's rows, and requests in flight at the end
     if warmup_rows < 0:
-        raise BenchError(f"submit rate: {answered} POSTs answered 2xx but only {rows} rows "
-                         "exist: a 201 without a durable row")
+        raise BenchError(
+            f"submit rate: {answered} POSTs answered 2xx but only {rows} rows "
+            "exist: a 201 without a durable row"
+        )
     ours = statistics.median(r.per_second for r in rates["taskyard"])
     theirs = statistics.median(r.per_second for r in rates["noop"])
-    generator = (f"wrk, {max(1, min(4, CORES))} threads" if use_wrk else
-                 "an asyncio httpx client (wrk is not installed: `apt-get install wrk`); it "
-                 "may cap below what the servers can do")
-    return [Row(f"3 submit rate, {RATE_CONNECTIONS} connections", f"{ours:.0f}/s",
-                f"{theirs:.0f}/s no-op route", f"{ours / theirs:.0%}", "≥ 35%",
-                verdict(ours / theirs >= 0.35),
-                [f"rate: {generator}, {RATE_CONNECTIONS} connections, {len(rates['noop'])} "
-                 f"alternating rounds of {sizes.rate_seconds} s each (medians), on the same "
-                 f"{CORES} cores as both servers; taskyard: `taskyard api` alone (no "
-                 f"controller); every 201 has its row: {rows} rows ≥ {answered} answered"])]
+    generator = (
+        f"wrk, {max(1, min(4, CORES))} threads"
+        if use_wrk
+        else "an asyncio httpx client (wrk is not installed: `apt-get install wrk`); it "
+        "may cap below what the servers can do"
+    )
+    return [
+        Row(
+            f"3 submit rate, {RATE_CONNECTIONS} connections",
+            f"{ours:.0f}/s",
+            f"{theirs:.0f}/s no-op route",
+            f"{ours / theirs:.0%}",
+            "≥ 35%",
+            verdict(ours / theirs >= 0.35),
+            [
+                f"rate: {generator}, {RATE_CONNECTIONS} connections, {len(rates['noop'])} "
+                f"alternating rounds of {sizes.rate_seconds} s each (medians), on the same "
+                f"{CORES} cores as both servers; taskyard: `taskyard api` alone (no "
+                f"controller); every 201 has its row: {rows} rows ≥ {answered} answered"
+            ],
+        )
+    ]
 
 
 # --- 4. reconcile cost, and the scheduler (in-process, fake engine) ---------------------------
@@ -830,16 +1037,31 @@ def _task_row_template(phase: str) -> dict[str, Any]:
     now = datetime.now(UTC)
     ended = phase in TERMINAL
     task = Task(
-        id="template", task_type="execute_code", code="print(1)", cpu=1, cpu_text="1", gpu=0,
-        gpu_text="0", ram="64MB",
-        ram_bytes=64 * MIB, storage="16MB", storage_bytes=16 * MIB, timeout_seconds=30,
-        phase=phase, reason="Completed" if ended else "Created",
+        id="template",
+        task_type="execute_code",
+        code="print(1)",
+        cpu=1,
+        cpu_text="1",
+        gpu=0,
+        gpu_text="0",
+        ram="64MB",
+        ram_bytes=64 * MIB,
+        storage="16MB",
+        storage_bytes=16 * MIB,
+        timeout_seconds=30,
+        phase=phase,
+        reason="Completed" if ended else "Created",
         message="exited with code 0" if ended else "task submitted",
-        result="1\n" if ended else None, exit_code=0 if ended else None,
-        stdout="1\n" if ended else None, stderr="" if ended else None,
-        assigned_cpus=[0] if ended else [], scheduled_at=now if ended else None,
-        started_at=now if ended else None, finished_at=now if ended else None,
-        attempt=1, created_at=now - timedelta(hours=1),
+        result="1\n" if ended else None,
+        exit_code=0 if ended else None,
+        stdout="1\n" if ended else None,
+        stderr="" if ended else None,
+        assigned_cpus=[0] if ended else [],
+        scheduled_at=now if ended else None,
+        started_at=now if ended else None,
+        finished_at=now if ended else None,
+        attempt=1,
+        created_at=now - timedelta(hours=1),
     )
     columns = sqlalchemy.inspect(Task).local_table.columns
     return {column.name: getattr(task, column.name) for column in columns if column.name != "pk"}
@@ -862,10 +1084,17 @@ def _fill(database: Any, count: int, phase: str) -> None:
             task_id = f"bench{i:010d}"
             tasks.append({**template, "id": task_id})
             for version, (before, after) in enumerate(zip([None, *path], path, strict=False)):
-                transitions.append({"task_id": task_id, "from_phase": before,
-                                    "to_phase": after, "reason": "Created", "message": "",
-                                    "at": template["created_at"],
-                                    "resource_version": version + 1})
+                transitions.append(
+                    {
+                        "task_id": task_id,
+                        "from_phase": before,
+                        "to_phase": after,
+                        "reason": "Created",
+                        "message": "",
+                        "at": template["created_at"],
+                        "resource_version": version + 1,
+                    }
+                )
         with database.writer.begin() as connection:
             connection.execute(insert(tables[str(Task.__tablename__)]), tasks)
             connection.execute(insert(tables[str(Transition.__tablename__)]), transitions)
@@ -883,8 +1112,13 @@ def reconciler_over(folder: Path, count: int, phase: str) -> Iterator[Any]:
     settings = Settings(data_dir=folder, database_url=None)
     database = open_database(settings.resolved_database_url)
     _fill(database, count, phase)
-    reconciler = Reconciler(settings, database, FakeRuntime(), owner="bench",
-                            gpu_probe=lambda: ([], "no GPUs in the benchmark"))
+    reconciler = Reconciler(
+        settings,
+        database,
+        FakeRuntime(),
+        owner="bench",
+        gpu_probe=lambda: ([], "no GPUs in the benchmark"),
+    )
     try:
         yield reconciler
     finally:
@@ -903,8 +1137,10 @@ def _timed(action: Callable[[], object]) -> float:
 def figure_reconcile(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
     many = sizes.reconcile_terminal
     began = time.perf_counter()
-    with reconciler_over(lab.root / "reconcile-100", 100, "Succeeded") as few_pass, \
-            reconciler_over(lab.root / f"reconcile-{many}", many, "Succeeded") as many_pass:
+    with (
+        reconciler_over(lab.root / "reconcile-100", 100, "Succeeded") as few_pass,
+        reconciler_over(lab.root / f"reconcile-{many}", many, "Succeeded") as many_pass,
+    ):
         built = time.perf_counter() - began
         for _ in range(2):  # warm-up: capacity discovery, first heartbeat, history compaction
             few_pass.reconcile_once()
@@ -917,12 +1153,21 @@ def figure_reconcile(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
             for reconciler, sample in ((few_pass, few), (many_pass, lots))[:: 1 if i % 2 else -1]:
                 sample.append(_timed(reconciler.reconcile_once))
     small, big = statistics.median(few), statistics.median(lots)
-    return [Row(f"4 reconcile pass, {many:,} vs 100 terminal", seconds(big),
-                f"{seconds(small)} with 100", times(big / small), "≤ 1.50×",
-                verdict(big / small <= 1.5),
-                [f"reconcile: Reconciler.reconcile_once() in-process on the fake engine, medians "
-                 f"of {len(few)} alternating passes after 2 warm-up passes; databases built in "
-                 f"{built:.1f} s (each task with its 4 transitions)"])]
+    return [
+        Row(
+            f"4 reconcile pass, {many:,} vs 100 terminal",
+            seconds(big),
+            f"{seconds(small)} with 100",
+            times(big / small),
+            "≤ 1.50×",
+            verdict(big / small <= 1.5),
+            [
+                f"reconcile: Reconciler.reconcile_once() in-process on the fake engine, medians "
+                f"of {len(few)} alternating passes after 2 warm-up passes; databases built in "
+                f"{built:.1f} s (each task with its 4 transitions)"
+            ],
+        )
+    ]
 
 
 def figure_scheduler(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
@@ -930,19 +1175,28 @@ def figure_scheduler(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
 
     count = sizes.scheduler_pending
     cpu_ids = tuple(sorted(os.sched_getaffinity(0)))
-    allocatable = Allocatable(cpu_ids=cpu_ids, gpu_ids=(), ram=16 * 1024 * MIB,
-                              storage=100 * 1024 * MIB)
+    allocatable = Allocatable(
+        cpu_ids=cpu_ids, gpu_ids=(), ram=16 * 1024 * MIB, storage=100 * 1024 * MIB
+    )
     # Every core busy: the realistic case for a long queue, and the one that explains itself.
-    holdings = [Holding(f"running{cpu}", (cpu,), (), 64 * MIB, 16 * MIB, 10.0 + cpu)
-                for cpu in cpu_ids]
+    holdings = [
+        Holding(f"running{cpu}", (cpu,), (), 64 * MIB, 16 * MIB, 10.0 + cpu) for cpu in cpu_ids
+    ]
     requests = [Request(f"pending{i}", 1, 0, 64 * MIB, 16 * MIB, 30.0) for i in range(count)]
     placing: list[float] = []
     keep_for_passes = remaining(until) / 2
     while len(placing) < 20 and (len(placing) < 3 or remaining(until) > keep_for_passes):
         placing.append(_timed(lambda: place(requests, allocatable, holdings)))
-    rows = [Row(f"  scheduler: place() over {count:,} pending", seconds(statistics.median(placing)),
-                notes=[f"scheduler: controller.scheduling.place() with all {len(cpu_ids)} cores "
-                       f"held, median of {len(placing)} calls"])]
+    rows = [
+        Row(
+            f"  scheduler: place() over {count:,} pending",
+            seconds(statistics.median(placing)),
+            notes=[
+                f"scheduler: controller.scheduling.place() with all {len(cpu_ids)} cores "
+                f"held, median of {len(placing)} calls"
+            ],
+        )
+    ]
 
     queued = sizes.pending_pass_tasks
     with reconciler_over(lab.root / "pending", queued, "Pending") as reconciler:
@@ -951,11 +1205,18 @@ def figure_scheduler(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
         passes = max(2, min(5, sizes.reconcile_passes // 2))
         while len(steady) < passes and (not steady or remaining(until) > 1.5 * max(steady)):
             steady.append(_timed(reconciler.reconcile_once))
-    rows.append(Row(f"  reconcile pass, {queued:,} pending", seconds(statistics.median(steady)),
-                    notes=[f"pending pass: Reconciler.reconcile_once() on the fake engine with "
-                           f"{queued:,} pending tasks and {len(cpu_ids)} cores: the first pass "
-                           f"(places {len(cpu_ids)}, notes why the rest wait) took "
-                           f"{seconds(first)}; later passes, median of {len(steady)}"]))
+    rows.append(
+        Row(
+            f"  reconcile pass, {queued:,} pending",
+            seconds(statistics.median(steady)),
+            notes=[
+                f"pending pass: Reconciler.reconcile_once() on the fake engine with "
+                f"{queued:,} pending tasks and {len(cpu_ids)} cores: the first pass "
+                f"(places {len(cpu_ids)}, notes why the rest wait) took "
+                f"{seconds(first)}; later passes, median of {len(steady)}"
+            ],
+        )
+    )
     return rows
 
 
@@ -975,8 +1236,16 @@ FIGURES: dict[str, Callable[[Lab, Sizes, float], list[Row]]] = {
     "burst": figure_burst,
 }
 # In the order the table shows them: the issue's numbered targets, then the untargeted extras.
-TABLE_ORDER = ("latency", "burst", "rate", "reconcile", "watch", "footprint", "handoff",
-               "scheduler")
+TABLE_ORDER = (
+    "latency",
+    "burst",
+    "rate",
+    "reconcile",
+    "watch",
+    "footprint",
+    "handoff",
+    "scheduler",
+)
 
 
 def machine() -> str:
@@ -987,25 +1256,38 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     try:
-        docker = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
-                                capture_output=True, text=True, timeout=30).stdout.strip()
+        docker = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         docker = ""
     ram = psutil.virtual_memory().total / (1024 * MIB)
     load = os.getloadavg()[0]
-    return (f"machine: {cpu}, {CORES} cores, {ram:.1f} GiB RAM, Docker "
-            f"{docker or 'not answering'}, kernel {platform.release()}, Python "
-            f"{platform.python_version()}; load average {load:.2f} at start")
+    return (
+        f"machine: {cpu}, {CORES} cores, {ram:.1f} GiB RAM, Docker "
+        f"{docker or 'not answering'}, kernel {platform.release()}, Python "
+        f"{platform.python_version()}; load average {load:.2f} at start"
+    )
 
 
 def code_version() -> str:
     """Which taskyard was measured: the commit, and whether the tree differs from it."""
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
-                                "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return "code: unknown (no git)"
     return f"code: {head or 'unknown'}{' with uncommitted changes' if dirty else ''}"
@@ -1013,21 +1295,24 @@ def code_version() -> str:
 
 def check_prerequisites() -> None:
     try:
-        subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, check=True,
-                       timeout=30)
+        subprocess.run(
+            ["docker", "image", "inspect", IMAGE], capture_output=True, check=True, timeout=30
+        )
     except (OSError, subprocess.SubprocessError):
-        raise BenchError(f"the Docker engine is not answering or image {IMAGE} is missing: run "
-                         "deploy/setup-host.sh (or `taskyard image build`)") from None
+        raise BenchError(
+            f"the Docker engine is not answering or image {IMAGE} is missing: run "
+            "deploy/setup-host.sh (or `taskyard image build`)"
+        ) from None
 
 
 def print_table(rows: list[Row]) -> None:
     header = ("figure", "taskyard", "baseline", "ratio", "target", "met?")
-    cells = [header] + [(r.figure, r.taskyard, r.baseline, r.ratio, r.target, r.met)
-                        for r in rows]
+    cells = [header] + [(r.figure, r.taskyard, r.baseline, r.ratio, r.target, r.met) for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
     for n, line in enumerate(cells):
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
-              .rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
         if n == 0:
             print("  ".join("-" * width for width in widths))
     notes = [note for row in rows for note in row.notes]
@@ -1050,11 +1335,17 @@ def terminated(*_: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (< 60 s)")
-    parser.add_argument("--only", nargs="+", choices=sorted(FIGURES), metavar="NAME",
-                        help=f"run only these figures: {', '.join(FIGURES)}")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=sorted(FIGURES),
+        metavar="NAME",
+        help=f"run only these figures: {', '.join(FIGURES)}",
+    )
     parser.add_argument("--deadline", type=float, help="global time limit in seconds")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -1070,8 +1361,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminated)
 
     started = datetime.now(UTC)
-    print(f"taskyard benchmark, {'quick' if args.quick else 'full'} run, "
-          f"{started:%Y-%m-%d %H:%M} UTC")
+    print(
+        f"taskyard benchmark, {'quick' if args.quick else 'full'} run, {started:%Y-%m-%d %H:%M} UTC"
+    )
     print(machine())
     print(code_version(), flush=True)
     rows: list[Row] = []
@@ -1090,13 +1382,11 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 measured = FIGURES[name](lab, sizes, until)
             except (BenchError, httpx.HTTPError, subprocess.SubprocessError, OSError) as exc:
-                measured = [Row(name, "BROKEN (see below)", notes=[f"{name}: {exc}"],
-                                broken=True)]
+                measured = [Row(name, "BROKEN (see below)", notes=[f"{name}: {exc}"], broken=True)]
             for row in measured:
                 row.source = name
             rows += measured
-            print(f"    {name} took {time.monotonic() - began:.1f} s", file=sys.stderr,
-                  flush=True)
+            print(f"    {name} took {time.monotonic() - began:.1f} s", file=sys.stderr, flush=True)
     except BenchError as exc:
         rows.append(Row("setup", "BROKEN (see below)", notes=[str(exc)], broken=True))
     except KeyboardInterrupt:
@@ -1108,14 +1398,23 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     sys.stderr.flush()
     print()
-    print_table(sorted(rows, key=lambda row: TABLE_ORDER.index(row.source)
-                       if row.source in TABLE_ORDER else len(TABLE_ORDER)))
+    print_table(
+        sorted(
+            rows,
+            key=lambda row: (
+                TABLE_ORDER.index(row.source) if row.source in TABLE_ORDER else len(TABLE_ORDER)
+            ),
+        )
+    )
     took = (datetime.now(UTC) - started).total_seconds()
     print(f"\nwall time {took:.0f} s; removed {leftovers} leftover container(s) at the end")
     broken = [row for row in rows if row.broken]
     if broken:
-        print(f"error: {len(broken)} figure(s) could not be measured: "
-              + ", ".join(row.figure for row in broken), file=sys.stderr)
+        print(
+            f"error: {len(broken)} figure(s) could not be measured: "
+            + ", ".join(row.figure for row in broken),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

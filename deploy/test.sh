@@ -15,8 +15,9 @@ cd "$REPO"
 # The venv's tools first, so that a ruff or mypy elsewhere on PATH cannot answer for them.
 export PATH="$VENV/bin:$PATH"
 
-step "ruff check ."
+step "ruff check . && ruff format --check ."
 ruff check .
+ruff format --check .
 
 step "mypy models controller api taskyard sandbox"
 mypy models controller api taskyard sandbox

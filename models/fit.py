@@ -23,19 +23,27 @@ def exceeded_limits(
     """(field, message) for every resource asked beyond what the host can ever allocate."""
     problems = []
     if cpu > host.cpus:
-        problems.append(("cpu", f"requested {counted(cpu, 'CPU')}, "
-                                f"this host can allocate {host.cpus}"))
+        problems.append(
+            ("cpu", f"requested {counted(cpu, 'CPU')}, this host can allocate {host.cpus}")
+        )
     if gpu > host.gpus:
-        problems.append(("gpu", f"requested {counted(gpu, 'GPU')}, "
-                                f"this host can allocate {host.gpus}"))
+        problems.append(
+            ("gpu", f"requested {counted(gpu, 'GPU')}, this host can allocate {host.gpus}")
+        )
     if ram > host.ram:
         problems.append(
-            ("ram", f"requested {format_size(ram)} RAM, "
-                    f"this host can allocate {format_size_floor(host.ram)}")
+            (
+                "ram",
+                f"requested {format_size(ram)} RAM, "
+                f"this host can allocate {format_size_floor(host.ram)}",
+            )
         )
     if storage > host.storage:
         problems.append(
-            ("storage", f"requested {format_size(storage)} storage, "
-                        f"this host can allocate {format_size_floor(host.storage)}")
+            (
+                "storage",
+                f"requested {format_size(storage)} storage, "
+                f"this host can allocate {format_size_floor(host.storage)}",
+            )
         )
     return problems

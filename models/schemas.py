@@ -182,8 +182,12 @@ def task_document(value_of: Callable[[str], Any]) -> dict[str, Any]:
         "spec": {
             "task_type": value_of("task_type"),
             "code": value_of("code"),
-            "resources": {"cpu": value_of("cpu_text"), "gpu": value_of("gpu_text"),
-                          "ram": value_of("ram"), "storage": value_of("storage")},
+            "resources": {
+                "cpu": value_of("cpu_text"),
+                "gpu": value_of("gpu_text"),
+                "ram": value_of("ram"),
+                "storage": value_of("storage"),
+            },
             "timeout_seconds": value_of("timeout_seconds"),
             "stdin": value_of("stdin"),
             "interactive": value_of("interactive"),
@@ -198,13 +202,16 @@ def task_document(value_of: Callable[[str], Any]) -> dict[str, Any]:
             "stderr": value_of("stderr"),
             "stdout_truncated": value_of("stdout_truncated"),
             "stderr_truncated": value_of("stderr_truncated"),
-            "assigned": {"cpus": list(value_of("assigned_cpus")),
-                         "gpus": list(value_of("assigned_gpus"))},
+            "assigned": {
+                "cpus": list(value_of("assigned_cpus")),
+                "gpus": list(value_of("assigned_gpus")),
+            },
             "attempt": value_of("attempt"),
             "cancel_requested": value_of("cancel_requested_at") is not None,
             "reset_requested": value_of("reset_requested_to"),
             "stuck": {"why": stuck_reason, "since": isoformat_z(value_of("stuck_since"))}
-            if stuck_reason else None,
+            if stuck_reason
+            else None,
             "scheduled_at": isoformat_z(value_of("scheduled_at")),
             "started_at": isoformat_z(value_of("started_at")),
             "finished_at": isoformat_z(value_of("finished_at")),

@@ -68,8 +68,14 @@ class Settings(BaseSettings):
     warm_pool_storage: str = "1GB"
     warm_pool_max_idle_seconds: float = Field(default=300.0, ge=10)
 
-    @field_validator("min_ram", "min_storage", "reserved_ram", "reserved_storage",
-                     "warm_pool_idle_ram", "warm_pool_storage")
+    @field_validator(
+        "min_ram",
+        "min_storage",
+        "reserved_ram",
+        "reserved_storage",
+        "warm_pool_idle_ram",
+        "warm_pool_storage",
+    )
     @classmethod
     def _valid_size(cls, value: str) -> str:
         parse_size(value)
@@ -80,13 +86,15 @@ class Settings(BaseSettings):
     def _known_profile(cls, value: str) -> str:
         if value not in {"taskyard", "engine"} and not Path(value).is_file():
             raise ValueError(
-                f"{value!r} is neither 'taskyard', 'engine' nor the path of a profile file")
+                f"{value!r} is neither 'taskyard', 'engine' nor the path of a profile file"
+            )
         return value
 
     @property
     def allowed_host_names(self) -> frozenset[str]:
-        return frozenset(name.strip().lower() for name in self.allowed_hosts.split(",")
-                         if name.strip())
+        return frozenset(
+            name.strip().lower() for name in self.allowed_hosts.split(",") if name.strip()
+        )
 
     @cached_property
     def resolved_database_url(self) -> str:

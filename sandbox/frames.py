@@ -58,8 +58,12 @@ def log_budget(limit: int, timeout_seconds: float) -> int:
     `FAST_LINES` lines, then one per stream per `SLOW_FLUSH_SECONDS` for the task's whole
     run (its timeout, plus a minute for the kill)."""
     encoded = 2 * 4 * ((limit + 1 + 2) // 3)
-    lines = (FAST_LINES + 2 * (timeout_seconds + 60) / SLOW_FLUSH_SECONDS
-             + 2 * (2 * limit // FRAME_BYTES + 1) + 4)
+    lines = (
+        FAST_LINES
+        + 2 * (timeout_seconds + 60) / SLOW_FLUSH_SECONDS
+        + 2 * (2 * limit // FRAME_BYTES + 1)
+        + 4
+    )
     per_line = KEY_CHARS + 2 + 96
     pieces = encoded // (16 * 1024) + 2
     return int(encoded + lines * per_line + pieces * 96 + 64 * 1024)
@@ -121,19 +125,19 @@ class FrameDecoder:
         at = line.find(self._key)
         if at < 0:
             if final and not self._keyed and not self._trimmed and line.startswith(MARKER):
-                return [(REPORT, line[len(MARKER):])]
+                return [(REPORT, line[len(MARKER) :])]
             self.dropped += len(line)
             return []
         self.dropped += at
         self._keyed = True
         start = at + len(self._key)
-        tag, body = line[start:start + 1], line[start + 1:]
+        tag, body = line[start : start + 1], line[start + 1 :]
         if tag == b"r":
             return [(REPORT, body)] if final else []
         if tag not in (b"o", b"e"):
             return []
         if not final:
-            body = body[:len(body) // 4 * 4]
+            body = body[: len(body) // 4 * 4]
         try:
             data = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):

@@ -20,7 +20,17 @@ from taskyard.client import (
 )
 
 __all__ = [
-    "ApiError", "AsyncClient", "CannotConnect", "Client", "ClientError", "Conflict",
-    "InvalidRequest", "QuotaExceeded", "ServerError", "Task", "TaskNotFound", "Unauthorized",
+    "ApiError",
+    "AsyncClient",
+    "CannotConnect",
+    "Client",
+    "ClientError",
+    "Conflict",
+    "InvalidRequest",
+    "QuotaExceeded",
+    "ServerError",
+    "Task",
+    "TaskNotFound",
+    "Unauthorized",
     "WaitTimeout",
 ]

@@ -19,14 +19,19 @@ def _server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
     parser.add_argument("--data-dir", type=Path, help="where the SQLite database lives")
-    parser.add_argument("--allowed-host", action="append", metavar="NAME",
-                        help="a host name to serve in open mode besides loopback's (repeatable; "
-                             "'*' for any; default $TASKYARD_ALLOWED_HOSTS)")
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="a host name to serve in open mode besides loopback's (repeatable; "
+        "'*' for any; default $TASKYARD_ALLOWED_HOSTS)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskyard", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="taskyard", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     verbs = parser.add_subparsers(dest="verb", required=True)
     _server_flags(verbs.add_parser("serve", help="run the API and the controller in one process"))
     _server_flags(verbs.add_parser("api", help="run only the API"))

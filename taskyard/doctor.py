@@ -29,11 +29,18 @@ def diagnose(settings: Settings, say: Callable[[str], None] = print) -> bool:
             session.commit()
         revision = schema_revision(database)
         database.dispose()
-        line(True, "database",
-             f"{settings.resolved_database_url} is writable, schema at revision {revision}")
+        line(
+            True,
+            "database",
+            f"{settings.resolved_database_url} is writable, schema at revision {revision}",
+        )
     except SchemaError as exc:
-        line(False, "database", str(exc),
-             "run the taskyard that last used it, or set TASKYARD_DATABASE_URL to a new file")
+        line(
+            False,
+            "database",
+            str(exc),
+            "run the taskyard that last used it, or set TASKYARD_DATABASE_URL to a new file",
+        )
     except Exception as exc:  # report any failure as a finding
         line(False, "database", str(exc), f"make {settings.data_dir} writable")
 
@@ -44,8 +51,11 @@ def diagnose(settings: Settings, say: Callable[[str], None] = print) -> bool:
         line(True, "engine", "Docker engine reachable")
         line(False, "runner image", health.message, "taskyard image build")
     else:
-        fix = ("start it: dockerd &" if shutil.which("dockerd")
-               else "install and start it: apt-get install -y docker.io && dockerd &")
+        fix = (
+            "start it: dockerd &"
+            if shutil.which("dockerd")
+            else "install and start it: apt-get install -y docker.io && dockerd &"
+        )
         line(False, "engine", health.message, fix)
 
     gpus, message = discover_gpus()

@@ -45,13 +45,17 @@ def settle_heap() -> None:
     gc.set_threshold(50_000, 10, 10)
 
 
-def build_controller(settings: Settings, database: Database, *,
-                     watch_database: bool = True) -> ControllerService:
+def build_controller(
+    settings: Settings, database: Database, *, watch_database: bool = True
+) -> ControllerService:
     owner = instance_id(settings.data_dir)
-    runtime = DockerRuntime(owner, settings.image,
-                            delivery_timeout=settings.code_delivery_timeout_seconds,
-                            warm_max_idle_seconds=settings.warm_pool_max_idle_seconds,
-                            seccomp_profile=settings.seccomp_profile)
+    runtime = DockerRuntime(
+        owner,
+        settings.image,
+        delivery_timeout=settings.code_delivery_timeout_seconds,
+        warm_max_idle_seconds=settings.warm_pool_max_idle_seconds,
+        seccomp_profile=settings.seccomp_profile,
+    )
     reconciler = Reconciler(settings, database, runtime, owner=owner)
     service = ControllerService(
         reconciler,
@@ -101,20 +105,32 @@ def run_api(settings: Settings, *, with_controller: bool) -> None:
     settle_heap()  # before the controller's thread makes objects that are not start-up's
     if controller is not None:
         controller.start()
-    log.info("taskyard API on http://%s:%d, database %s", settings.host, settings.port,
-             settings.resolved_database_url)
+    log.info(
+        "taskyard API on http://%s:%d, database %s",
+        settings.host,
+        settings.port,
+        settings.resolved_database_url,
+    )
     token_path = app.state.admin_token_path
-    log.info("admin token: %s", f"in {token_path} (mode 0600)" if token_path
-             else "from TASKYARD_ADMIN_TOKEN")
+    log.info(
+        "admin token: %s",
+        f"in {token_path} (mode 0600)" if token_path else "from TASKYARD_ADMIN_TOKEN",
+    )
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default handler
     # that would end the process before the controller below stores what it holds and removes
     # its warm containers.
     signal.signal(signal.SIGTERM, lambda *_: log.info("stopping on SIGTERM"))
     try:
         # Open /watch streams never end by themselves: give them a moment, then close them.
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                    access_log=False, timeout_graceful_shutdown=3,
-                    http=with_header_timeout(settings.header_timeout_seconds))
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=False,
+            timeout_graceful_shutdown=3,
+            http=with_header_timeout(settings.header_timeout_seconds),
+        )
     finally:
         if controller is not None:
             controller.stop()

@@ -84,8 +84,9 @@ def _migrate(connection: sa.Connection) -> None:
     revision = current_revision(connection)
     if revision is None and table_shapes(connection):
         revision = _legacy_revision(connection)
-        log.info("database schema: no revision recorded, the tables match %s; stamping it",
-                 revision)
+        log.info(
+            "database schema: no revision recorded, the tables match %s; stamping it", revision
+        )
         command.stamp(alembic_config(connection), revision)
     head = head_revision()
     if revision == head:

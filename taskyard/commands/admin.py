@@ -43,9 +43,11 @@ def admin_token(args: argparse.Namespace) -> str:
     try:
         token = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        raise ClientError(f"no admin token: pass --token, set ${ADMIN_TOKEN_ENV}, or run this "
-                          f"where {path} exists (the service writes it at first start; "
-                          "--data-dir names another data dir)") from None
+        raise ClientError(
+            f"no admin token: pass --token, set ${ADMIN_TOKEN_ENV}, or run this "
+            f"where {path} exists (the service writes it at first start; "
+            "--data-dir names another data dir)"
+        ) from None
     except OSError as exc:
         raise ClientError(f"cannot read the admin token from {path}: {exc.strerror}") from None
     if not token:
@@ -81,8 +83,9 @@ def capacity_text(capacity: dict[str, Any]) -> str:
             continue
         if isinstance(value, dict) and {"allocatable", "allocated", "free"} <= value.keys():
             show_size = format_bytes if name in ("ram", "storage") else str
-            rows.append([name.upper(), *(show_size(value[k])
-                                         for k in ("allocatable", "allocated", "free"))])
+            rows.append(
+                [name.upper(), *(show_size(value[k]) for k in ("allocatable", "allocated", "free"))]
+            )
         else:
             rest[name] = value
     parts = [table(["RESOURCE", "ALLOCATABLE", "ALLOCATED", "FREE"], rows)] if rows else []
@@ -127,10 +130,20 @@ def _stuck(ctx: Context) -> int:
         ctx.note("No stuck tasks.")
     else:
         now = ctx.now()
-        ctx.print(table(["TASK", "PHASE", "FOR", "WHY"],
-                        [[str(item.get("task_id")), str(item.get("phase")),
-                          age(item.get("since"), now), str(item.get("why"))]
-                         for item in items]))
+        ctx.print(
+            table(
+                ["TASK", "PHASE", "FOR", "WHY"],
+                [
+                    [
+                        str(item.get("task_id")),
+                        str(item.get("phase")),
+                        age(item.get("since"), now),
+                        str(item.get("why")),
+                    ]
+                    for item in items
+                ],
+            )
+        )
     for name, value in answer.items():
         if name != "items":  # e.g. whether a controller is running at all
             ctx.note(f"{name}: {json.dumps(value)}")
@@ -144,9 +157,15 @@ def _reset(ctx: Context) -> int:
         task = ctx.client.reset(ctx.args.id, ctx.args.to, attempt=attempt)
     except ApiError as exc:
         raise _explain_auth(ctx, exc) from None
-    show(ctx, task, default=lambda: f"task/{task['id']} reset to {ctx.args.to} requested "
-                                    f"(now {task['status']['phase']}, "
-                                    f"attempt {task['status']['attempt']})")
+    show(
+        ctx,
+        task,
+        default=lambda: (
+            f"task/{task['id']} reset to {ctx.args.to} requested "
+            f"(now {task['status']['phase']}, "
+            f"attempt {task['status']['attempt']})"
+        ),
+    )
     return 0
 
 
@@ -158,8 +177,10 @@ def _token(ctx: Context) -> int:
             if ctx.args.output == "json":
                 ctx.print(json.dumps(answer, indent=2))
             else:
-                ctx.note(f"token/{answer['id']} created for {answer['name']}; it is shown "
-                         "only now, keep it:")
+                ctx.note(
+                    f"token/{answer['id']} created for {answer['name']}; it is shown "
+                    "only now, keep it:"
+                )
                 ctx.print(str(answer["token"]))
             return 0
         if ctx.args.token_verb == "revoke":
@@ -173,24 +194,43 @@ def _token(ctx: Context) -> int:
         ctx.print(json.dumps(answer, indent=2))
         return 0
     now = ctx.now()
-    ctx.print(table(["ID", "NAME", "AGE", "REVOKED"],
-                    [[str(t["id"]), str(t["name"]), age(t.get("created_at"), now),
-                      "yes" if t.get("revoked_at") else ""] for t in answer["items"]]))
+    ctx.print(
+        table(
+            ["ID", "NAME", "AGE", "REVOKED"],
+            [
+                [
+                    str(t["id"]),
+                    str(t["name"]),
+                    age(t.get("created_at"), now),
+                    "yes" if t.get("revoked_at") else "",
+                ]
+                for t in answer["items"]
+            ],
+        )
+    )
     return 0
 
 
 def add_admin_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    admin = verbs.add_parser("admin", help="admin verbs: capacity, stuck, reset, token",
-                             description="Admin verbs; they need the admin token.")
+    admin = verbs.add_parser(
+        "admin",
+        help="admin verbs: capacity, stuck, reset, token",
+        description="Admin verbs; they need the admin token.",
+    )
     admin_verbs = admin.add_subparsers(dest="admin_verb", required=True)
 
     def verb(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
         parser = admin_verbs.add_parser(name, help=help_text, description=help_text)
-        common_flags(parser, token_help=f"admin token (default: ${ADMIN_TOKEN_ENV}, else "
-                                        "<data dir>/admin-token)")
-        parser.add_argument("--data-dir", help="the service's data dir, to find its admin-token "
-                                               f"(default: ${DATA_DIR_ENV}, else "
-                                               "~/.local/share/taskyard)")
+        common_flags(
+            parser,
+            token_help=f"admin token (default: ${ADMIN_TOKEN_ENV}, else <data dir>/admin-token)",
+        )
+        parser.add_argument(
+            "--data-dir",
+            help="the service's data dir, to find its admin-token "
+            f"(default: ${DATA_DIR_ENV}, else "
+            "~/.local/share/taskyard)",
+        )
         parser.set_defaults(handler=handler, parser=parser, resolve_token=admin_token)
         return parser
 
@@ -200,11 +240,19 @@ def add_admin_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]"
     stuck.add_argument("-o", "--output", choices=["json"])
     reset = verb("reset", _reset, "requeue (to Pending) or fail (to Failed) a task")
     reset.add_argument("id", metavar="ID")
-    reset.add_argument("--to", choices=["Pending", "Failed"], default="Pending",
-                       help="Pending requeues it (attempt + 1), Failed ends it (default Pending)")
-    reset.add_argument("--attempt", type=int, metavar="N",
-                       help="reset only while the task is at attempt N (default: the attempt "
-                            "it is at now; a repeated command then resets once)")
+    reset.add_argument(
+        "--to",
+        choices=["Pending", "Failed"],
+        default="Pending",
+        help="Pending requeues it (attempt + 1), Failed ends it (default Pending)",
+    )
+    reset.add_argument(
+        "--attempt",
+        type=int,
+        metavar="N",
+        help="reset only while the task is at attempt N (default: the attempt "
+        "it is at now; a repeated command then resets once)",
+    )
     reset.add_argument("-o", "--output", choices=["json", "yaml", "name"])
     token = verb("token", _token, "user API tokens: create, list, revoke")
     token_verbs = token.add_subparsers(dest="token_verb", required=True)

@@ -57,8 +57,12 @@ class Context:
 
 
 def run(
-    args: argparse.Namespace, *, transport: httpx.BaseTransport | None = None,
-    out: TextIO | None = None, err: TextIO | None = None, stdin: TextIO | None = None,
+    args: argparse.Namespace,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    stdin: TextIO | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Carry out one parsed client command; expected failures become a line and an exit code."""
@@ -68,8 +72,7 @@ def run(
     except ClientError as exc:
         err.write(f"error: {exc}\n")
         return exc.exit_code
-    client = Client(server_url(args.server), token=token or "", transport=transport,
-                    sleep=sleep)
+    client = Client(server_url(args.server), token=token or "", transport=transport, sleep=sleep)
     ctx = Context(args, client, out, err, stdin)
     try:
         code: int = args.handler(ctx)
@@ -109,8 +112,9 @@ def show(ctx: Context, task: Task, *, default: Callable[[], str]) -> None:
 
 
 def common_flags(parser: argparse.ArgumentParser, *, token_help: str) -> None:
-    parser.add_argument("--server", metavar="URL",
-                        help=f"taskyard API (default: ${SERVER_ENV}, else "
-                             "http://127.0.0.1:8000)")
+    parser.add_argument(
+        "--server",
+        metavar="URL",
+        help=f"taskyard API (default: ${SERVER_ENV}, else http://127.0.0.1:8000)",
+    )
     parser.add_argument("--token", help=token_help)
-

@@ -15,8 +15,19 @@ from taskyard.client import Task, TaskStatus, Transition
 MB = 1024 * 1024
 GB = 1024 * MB
 TASK_HEADERS = ["ID", "PHASE", "REASON", "CPU", "RAM", "AGE"]
-WIDE_HEADERS = ["ID", "PHASE", "REASON", "CPU", "GPU", "RAM", "STORAGE", "ATTEMPT", "ASSIGNED",
-                "AGE", "MESSAGE"]
+WIDE_HEADERS = [
+    "ID",
+    "PHASE",
+    "REASON",
+    "CPU",
+    "GPU",
+    "RAM",
+    "STORAGE",
+    "ATTEMPT",
+    "ASSIGNED",
+    "AGE",
+    "MESSAGE",
+]
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -76,8 +87,16 @@ def task_row(task: Task, now: datetime, *, wide: bool = False) -> list[str]:
     assigned = status.get("assigned") or {"cpus": [], "gpus": []}
     held = f"cpus={_ids(assigned['cpus'])} gpus={_ids(assigned['gpus'])}"
     message = status["message"] if len(status["message"]) <= 60 else status["message"][:57] + "..."
-    return [*row, str(resources["gpu"]), resources["ram"], resources["storage"],
-            str(status["attempt"]), held, age(task["created_at"], now), message]
+    return [
+        *row,
+        str(resources["gpu"]),
+        resources["ram"],
+        resources["storage"],
+        str(status["attempt"]),
+        held,
+        age(task["created_at"], now),
+        message,
+    ]
 
 
 def tasks_table(tasks: Sequence[Task], now: datetime, *, wide: bool = False) -> str:
@@ -103,8 +122,11 @@ def task_summary(task: Task, now: datetime) -> str:
         ("Reason", status["reason"]),
         ("Message", status["message"] or "-"),
         ("Attempt", str(status["attempt"])),
-        ("Resources", f"cpu {resources['cpu']}, gpu {resources['gpu']}, ram {resources['ram']}, "
-                      f"storage {resources['storage']}, timeout {spec['timeout_seconds']}s"),
+        (
+            "Resources",
+            f"cpu {resources['cpu']}, gpu {resources['gpu']}, ram {resources['ram']}, "
+            f"storage {resources['storage']}, timeout {spec['timeout_seconds']}s",
+        ),
         ("Assigned", f"cpus {_ids(assigned['cpus'])}, gpus {_ids(assigned['gpus'])}"),
         ("Created", _when(task["created_at"], now)),
         ("Scheduled", _when(status.get("scheduled_at"), now)),
@@ -129,8 +151,15 @@ class Progress:
     """Where a waited-for task stands, on stderr: one line rewritten in place on a terminal;
     elsewhere (a log, CI) one line per change, so nothing fills up with carriage returns."""
 
-    def __init__(self, stream: TextIO, task_id: str, *, started: float,
-                 clock: Callable[[], float], tty: bool | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        task_id: str,
+        *,
+        started: float,
+        clock: Callable[[], float],
+        tty: bool | None = None,
+    ) -> None:
         self._stream = stream
         self._task_id = task_id
         self._started = started
@@ -143,8 +172,11 @@ class Progress:
         phase, reason = status["phase"], status["reason"]
         elapsed = self._clock() - self._started
         # While Pending, the reason says why it waits (Unschedulable: Insufficient cpu ...).
-        why = f" ({reason}: {status['message']})" if phase == "Pending" and \
-            reason != "Created" else ""
+        why = (
+            f" ({reason}: {status['message']})"
+            if phase == "Pending" and reason != "Created"
+            else ""
+        )
         self._line = f"task/{self._task_id}: {phase} after {elapsed:.1f}s{why}"
         if self._tty:
             width = shutil.get_terminal_size().columns
@@ -174,9 +206,11 @@ def transition_line(event: Transition, *, to: str = "→") -> str:
     moment = parse_time(event.get("at"))
     clock = moment.astimezone().strftime("%H:%M:%S.%f")[:-3] if moment else "-"
     source = event.get("from_phase") or "-"
-    return (f"{event['seq']:>6}  {clock}  {event['task_id']}  {source:>9} {to} "
-            f"{event['to_phase']:<9}  {event.get('reason', ''):<16}  "
-            f"{event.get('message', '')}").rstrip()
+    return (
+        f"{event['seq']:>6}  {clock}  {event['task_id']}  {source:>9} {to} "
+        f"{event['to_phase']:<9}  {event.get('reason', ''):<16}  "
+        f"{event.get('message', '')}"
+    ).rstrip()
 
 
 class _YamlDumper(yaml.SafeDumper):
@@ -213,6 +247,12 @@ _YamlDumper.add_multi_representer(dict, yaml.SafeDumper.represent_dict)  # the c
 def to_yaml(value: Any) -> str:
     """`-o yaml`: YAML that reads back (`yaml.safe_load`) as exactly what `-o json` prints,
     without its final newline, which `Context.print` adds."""
-    text = yaml.dump(value, Dumper=_YamlDumper, sort_keys=False, allow_unicode=True,
-                     default_flow_style=False, width=float("inf"))
+    text = yaml.dump(
+        value,
+        Dumper=_YamlDumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=float("inf"),
+    )
     return text.removesuffix("\n")

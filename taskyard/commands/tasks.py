@@ -43,8 +43,7 @@ def _read_source(path: str, stdin: TextIO) -> str:
         with open(path, encoding="utf-8") as handle:
             return handle.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
-                         ) from None
+        raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def submit_body(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
@@ -62,14 +61,14 @@ def submit_body(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
     body: dict[str, Any] = {
         "task_type": "execute_code",
         "code": code,
-        "resources": {"cpu": args.cpu, "gpu": args.gpu, "ram": args.ram,
-                      "storage": args.storage},
+        "resources": {"cpu": args.cpu, "gpu": args.gpu, "ram": args.ram, "storage": args.storage},
     }
     if args.timeout is not None:
         body["timeout_seconds"] = args.timeout
     if args.stdin_file is not None:
-        if args.stdin_file == "-" and (args.file == "-" or (args.code is None
-                                                            and args.file is None)):
+        if args.stdin_file == "-" and (
+            args.file == "-" or (args.code is None and args.file is None)
+        ):
             raise UsageError("stdin cannot carry both the code and the task's input")
         body["stdin"] = _read_source(args.stdin_file, stdin)
     return body
@@ -91,8 +90,7 @@ def _submit(ctx: Context) -> int:
             task = _follow(ctx, task)
         task = wait_terminal(ctx, task, started)
     except KeyboardInterrupt:
-        ctx.note(f"\ninterrupted: task/{task_id} keeps going; "
-                 f"`taskyard cancel {task_id}` stops it")
+        ctx.note(f"\ninterrupted: task/{task_id} keeps going; `taskyard cancel {task_id}` stops it")
         return EXIT_INTERRUPTED
     return finish(ctx, task)
 
@@ -120,8 +118,7 @@ def _follow(ctx: Context, task: Task) -> Task:
         since = None
     to = arrow(ctx.err)
     try:
-        for event in ctx.client.watch(task_id=task_id, since=since,
-                                      on_retry=_retry_note(ctx)):
+        for event in ctx.client.watch(task_id=task_id, since=since, on_retry=_retry_note(ctx)):
             ctx.note(transition_line(event, to=to))
             if event["to_phase"] in TERMINAL_PHASES:
                 break
@@ -154,8 +151,9 @@ def finish(ctx: Context, task: Task) -> int:
             ctx.note(f"note: the task's {stream} was cut at the service's output limit")
     if status["phase"] == "Succeeded":
         return 0
-    ctx.note(f"error: task/{task['id']} {status['phase']} ({status['reason']}): "
-             f"{status['message']}")
+    ctx.note(
+        f"error: task/{task['id']} {status['phase']} ({status['reason']}): {status['message']}"
+    )
     result = (status.get("result") or "").strip()
     if result and result not in (status.get("stderr") or "") and result != status["message"]:
         ctx.note(f"  {result}")
@@ -178,8 +176,7 @@ def _print_logs(ctx: Context, task_id: str, *, follow: bool, stream: str | None)
         return 0
     task = ctx.client.get(task_id)
     status = task["status"]
-    ctx.note(f"error: task/{task_id} {status['phase']} ({status['reason']}): "
-             f"{status['message']}")
+    ctx.note(f"error: task/{task_id} {status['phase']} ({status['reason']}): {status['message']}")
     return 1
 
 
@@ -192,8 +189,8 @@ def _logs(ctx: Context) -> int:
 
 def _retry_note(ctx: Context) -> Callable[[str, int, float], None]:
     def note(why: str, attempt: int, delay: float) -> None:
-        ctx.note(f"watch: connection lost ({why}); reconnecting in {delay:.1f}s "
-                 f"(try {attempt})")
+        ctx.note(f"watch: connection lost ({why}); reconnecting in {delay:.1f}s (try {attempt})")
+
     return note
 
 
@@ -232,8 +229,9 @@ def _watch(ctx: Context) -> int:
     to = arrow(ctx.out)
 
     def gone(exc: HistoryGone) -> int | None:
-        ctx.note(f"watch: {exc}; transitions in between are not shown; "
-                 "restarting from the current state")
+        ctx.note(
+            f"watch: {exc}; transitions in between are not shown; restarting from the current state"
+        )
         if not args.task:
             return None  # a watch on all tasks starts from the newest transition
         task = ctx.client.get(args.task)
@@ -246,10 +244,14 @@ def _watch(ctx: Context) -> int:
         return max(seqs) if seqs else None
 
     try:
-        for event in ctx.client.watch(task_id=args.task, phase=args.phase, since=args.since,
-                                      on_retry=_retry_note(ctx), on_gone=gone):
-            ctx.print(json.dumps(event) if args.output == "json"
-                      else transition_line(event, to=to))
+        for event in ctx.client.watch(
+            task_id=args.task,
+            phase=args.phase,
+            since=args.since,
+            on_retry=_retry_note(ctx),
+            on_gone=gone,
+        ):
+            ctx.print(json.dumps(event) if args.output == "json" else transition_line(event, to=to))
     except _WatchDone:
         pass
     return 0
@@ -273,8 +275,12 @@ def _user_token(args: argparse.Namespace) -> str | None:
     return token
 
 
-def _verb(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str,
-          handler: Callable[[Context], int], help_text: str) -> argparse.ArgumentParser:
+def _verb(
+    verbs: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    name: str,
+    handler: Callable[[Context], int],
+    help_text: str,
+) -> argparse.ArgumentParser:
     parser = verbs.add_parser(name, help=help_text, description=help_text)
     common_flags(parser, token_help=f"bearer token for the API (default: ${TOKEN_ENV})")
     parser.set_defaults(handler=handler, parser=parser, resolve_token=_user_token)
@@ -288,24 +294,35 @@ def _output_flag(parser: argparse.ArgumentParser, *choices: str) -> None:
 def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add `submit`, `get`, `list`, `watch` and `cancel` to the `taskyard` parser."""
     submit = _verb(verbs, "submit", _submit, "submit a code snippet as a task")
-    submit.add_argument("file", nargs="?", metavar="FILE",
-                        help="Python file to run; `-` (or nothing, with a pipe) reads stdin")
+    submit.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        help="Python file to run; `-` (or nothing, with a pipe) reads stdin",
+    )
     submit.add_argument("-c", "--code", help="the code itself, as python -c takes it")
-    cpu, gpu, ram, storage = (DEFAULT_RESOURCES[name] for name in ("cpu", "gpu", "ram",
-                                                                   "storage"))
+    cpu, gpu, ram, storage = (DEFAULT_RESOURCES[name] for name in ("cpu", "gpu", "ram", "storage"))
     submit.add_argument("--cpu", default=cpu, help=f"CPU cores (default {cpu}; 0: best effort)")
     submit.add_argument("--gpu", default=gpu, help=f"whole GPUs (default {gpu})")
     submit.add_argument("--ram", default=ram, help=f"memory limit (default {ram})")
-    submit.add_argument("--storage", default=storage,
-                        help=f"writable space (default {storage})")
+    submit.add_argument("--storage", default=storage, help=f"writable space (default {storage})")
     submit.add_argument("--timeout", type=int, metavar="S", help="seconds (server default 30)")
     submit.add_argument("--stdin-file", metavar="F", help="file given to the task as stdin")
-    submit.add_argument("--wait", action="store_true",
-                        help="wait for the outcome, print the task's output, exit 0 on success")
-    submit.add_argument("--watch", action="store_true",
-                        help="as --wait, and print every transition on stderr as it happens")
-    submit.add_argument("--follow", action="store_true",
-                        help="print the task's output live as it is produced, then its outcome")
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the outcome, print the task's output, exit 0 on success",
+    )
+    submit.add_argument(
+        "--watch",
+        action="store_true",
+        help="as --wait, and print every transition on stderr as it happens",
+    )
+    submit.add_argument(
+        "--follow",
+        action="store_true",
+        help="print the task's output live as it is produced, then its outcome",
+    )
     _output_flag(submit, "json", "yaml", "wide", "name")
 
     get = _verb(verbs, "get", _get, "show one task")
@@ -314,22 +331,35 @@ def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]")
 
     listing = _verb(verbs, "list", _list, "list tasks, newest first")
     listing.add_argument("--phase", choices=PHASES)
-    listing.add_argument("--limit", type=int, default=50, metavar="N",
-                         help="tasks per page (default 50, at most 500)")
+    listing.add_argument(
+        "--limit",
+        type=int,
+        default=50,
+        metavar="N",
+        help="tasks per page (default 50, at most 500)",
+    )
     listing.add_argument("--all", action="store_true", help="follow every page")
     _output_flag(listing, "json", "yaml", "wide", "name")
 
     watch = _verb(verbs, "watch", _watch, "print task transitions live, one line each")
     watch.add_argument("--task", metavar="ID", help="only this task; ends when it finishes")
     watch.add_argument("--phase", choices=PHASES, help="only transitions into this phase")
-    watch.add_argument("--since", type=int, metavar="SEQ",
-                       help="first replay every transition after this sequence number")
+    watch.add_argument(
+        "--since",
+        type=int,
+        metavar="SEQ",
+        help="first replay every transition after this sequence number",
+    )
     _output_flag(watch, "json")
 
     logs = _verb(verbs, "logs", _logs, "print a task's output (live with -f)")
     logs.add_argument("id", metavar="ID")
-    logs.add_argument("-f", "--follow", action="store_true",
-                      help="keep printing as the task writes, until it ends")
+    logs.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing as the task writes, until it ends",
+    )
     logs.add_argument("--stream", choices=("stdout", "stderr"), help="only this stream")
 
     cancel = _verb(verbs, "cancel", _cancel, "ask for tasks to be cancelled")

@@ -35,8 +35,9 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def client(tmp_path: Path, database: Database) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path / "data"), database),
-                    base_url="http://127.0.0.1") as test_client:
+    with TestClient(
+        create_app(Settings(data_dir=tmp_path / "data"), database), base_url="http://127.0.0.1"
+    ) as test_client:
         yield test_client
 
 
@@ -46,9 +47,14 @@ def admin(client: TestClient) -> dict[str, str]:
 
 
 def submit(client: TestClient, **resources: str) -> str:
-    response = client.post("/tasks", json={
-        "task_type": "execute_code", "code": "print(1)", "resources": {**SMALL, **resources},
-    })
+    response = client.post(
+        "/tasks",
+        json={
+            "task_type": "execute_code",
+            "code": "print(1)",
+            "resources": {**SMALL, **resources},
+        },
+    )
     assert response.status_code == 201, response.text
     task_id: str = response.json()["id"]
     return task_id
@@ -62,13 +68,22 @@ def write_task(database: Database, task_id: str, **values: Any) -> None:
 
 def add_capacity(database: Database, *, heartbeat_age: float | None = 0.0) -> None:
     with database.write() as session:
-        session.add(Capacity(
-            node="local", cpus_total=4, cpu_ids=[0, 1, 2, 3], ram_total=8 * GIB,
-            ram_allocatable=4 * GIB, storage_total=20 * GIB, storage_allocatable=10 * GIB,
-            runtime_ok=True, runtime_message="fake engine",
-            heartbeat_at=None if heartbeat_age is None
-            else utcnow() - timedelta(seconds=heartbeat_age),
-        ))
+        session.add(
+            Capacity(
+                node="local",
+                cpus_total=4,
+                cpu_ids=[0, 1, 2, 3],
+                ram_total=8 * GIB,
+                ram_allocatable=4 * GIB,
+                storage_total=20 * GIB,
+                storage_allocatable=10 * GIB,
+                runtime_ok=True,
+                runtime_message="fake engine",
+                heartbeat_at=None
+                if heartbeat_age is None
+                else utcnow() - timedelta(seconds=heartbeat_age),
+            )
+        )
         session.commit()
 
 
@@ -79,11 +94,18 @@ def get_task(client: TestClient, task_id: str) -> dict[str, Any]:
     return task
 
 
-def reset(client: TestClient, task_id: str, to: str | None = "Pending", *,
-          headers: dict[str, str] | None = None) -> Any:
-    return client.post(f"/admin/tasks/{task_id}/reset",
-                       json=None if to is None else {"to": to},
-                       headers=admin(client) if headers is None else headers)
+def reset(
+    client: TestClient,
+    task_id: str,
+    to: str | None = "Pending",
+    *,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    return client.post(
+        f"/admin/tasks/{task_id}/reset",
+        json=None if to is None else {"to": to},
+        headers=admin(client) if headers is None else headers,
+    )
 
 
 # --- the admin token --------------------------------------------------------------------------
@@ -117,16 +139,20 @@ def test_admin_endpoints_without_a_token_are_401(
 
 
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)
-@pytest.mark.parametrize("authorization", [
-    pytest.param("Basic YWRtaW46YWRtaW4=", id="basic-scheme"),
-    pytest.param("Bearer", id="bearer-without-token"),
-    pytest.param("", id="empty"),
-])
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        pytest.param("Basic YWRtaW46YWRtaW4=", id="basic-scheme"),
+        pytest.param("Bearer", id="bearer-without-token"),
+        pytest.param("", id="empty"),
+    ],
+)
 def test_admin_endpoints_without_a_bearer_token_are_401(
     client: TestClient, ready: str, method: str, path: str, authorization: str
 ) -> None:
-    response = client.request(method, path.format(id=ready),
-                              headers={"Authorization": authorization})
+    response = client.request(
+        method, path.format(id=ready), headers={"Authorization": authorization}
+    )
 
     assert response.status_code == 401
 
@@ -136,8 +162,9 @@ def test_admin_endpoints_without_a_bearer_token_are_401(
 def test_admin_endpoints_with_a_wrong_token_are_403(
     client: TestClient, ready: str, method: str, path: str, token: str
 ) -> None:
-    response = client.request(method, path.format(id=ready),
-                              headers={"Authorization": f"Bearer {token}"})
+    response = client.request(
+        method, path.format(id=ready), headers={"Authorization": f"Bearer {token}"}
+    )
 
     assert response.status_code == 403
     assert "admin token" in response.json()["detail"]
@@ -174,10 +201,14 @@ def test_a_configured_token_is_used_and_no_file_is_written(
     with TestClient(app, base_url="http://127.0.0.1") as client:
         assert app.state.admin_token == "x"
         assert app.state.admin_token_path is None
-        assert client.get("/admin/tasks/stuck",
-                          headers={"Authorization": "Bearer x"}).status_code == 200
-        assert client.get("/admin/tasks/stuck",
-                          headers={"Authorization": "Bearer y"}).status_code == 403
+        assert (
+            client.get("/admin/tasks/stuck", headers={"Authorization": "Bearer x"}).status_code
+            == 200
+        )
+        assert (
+            client.get("/admin/tasks/stuck", headers={"Authorization": "Bearer y"}).status_code
+            == 403
+        )
     assert not (data_dir / "admin-token").exists()
 
 
@@ -187,8 +218,12 @@ def test_the_environment_variable_sets_the_token(
     monkeypatch.setenv("TASKYARD_ADMIN_TOKEN", "from-the-env")
     app = create_app(Settings(data_dir=tmp_path / "env"), database)
     with TestClient(app, base_url="http://127.0.0.1") as client:
-        assert client.get("/admin/tasks/stuck",
-                          headers={"Authorization": "Bearer from-the-env"}).status_code == 200
+        assert (
+            client.get(
+                "/admin/tasks/stuck", headers={"Authorization": "Bearer from-the-env"}
+            ).status_code
+            == 200
+        )
     assert not (tmp_path / "env" / "admin-token").exists()
 
 
@@ -209,8 +244,12 @@ def test_a_generated_token_is_stored_0600_and_reused(tmp_path: Path, database: D
     assert second.state.admin_token == token
     assert path.stat().st_mtime_ns == written
     with TestClient(second, base_url="http://127.0.0.1") as client:
-        assert client.get("/admin/tasks/stuck",
-                          headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert (
+            client.get(
+                "/admin/tasks/stuck", headers={"Authorization": f"Bearer {token}"}
+            ).status_code
+            == 200
+        )
 
 
 def test_two_data_dirs_get_different_tokens(tmp_path: Path, database: Database) -> None:
@@ -250,8 +289,12 @@ def test_capacity_says_who_holds_what(client: TestClient, database: Database) ->
     assert body["holders"]["gpus"] == {}
     assert body["gpu"]["allocatable"] == 0
     assert body["gpu"]["free"] == 0
-    assert body["ram"] == {"allocatable": 4 * GIB, "allocated": 768 * MIB,
-                           "free": 4 * GIB - 768 * MIB, "total": 8 * GIB}
+    assert body["ram"] == {
+        "allocatable": 4 * GIB,
+        "allocated": 768 * MIB,
+        "free": 4 * GIB - 768 * MIB,
+        "total": 8 * GIB,
+    }
     assert body["storage"]["allocated"] == 1 * GIB + 100 * MIB
     assert body["storage"]["free"] == 10 * GIB - body["storage"]["allocated"]
     assert body["reported_at"].endswith("Z")
@@ -269,8 +312,9 @@ def stuck(client: TestClient) -> dict[str, Any]:
     return body
 
 
-def test_nothing_is_stuck_while_the_controller_is_alive(client: TestClient,
-                                                        database: Database) -> None:
+def test_nothing_is_stuck_while_the_controller_is_alive(
+    client: TestClient, database: Database
+) -> None:
     add_capacity(database)
     submit(client)
 
@@ -285,8 +329,9 @@ def test_recorded_stuck_tasks_are_listed_with_why(client: TestClient, database: 
     add_capacity(database)
     since = utcnow() - timedelta(seconds=40)
     task_id = submit(client)
-    write_task(database, task_id, phase=Phase.SCHEDULED, stuck_reason="it is stuck",
-               stuck_since=since)
+    write_task(
+        database, task_id, phase=Phase.SCHEDULED, stuck_reason="it is stuck", stuck_since=since
+    )
     submit(client)
     # A terminal task keeps no place in the list, whatever its record says.
     ended = submit(client)
@@ -294,13 +339,21 @@ def test_recorded_stuck_tasks_are_listed_with_why(client: TestClient, database: 
 
     body = stuck(client)
 
-    assert body["items"] == [{"task_id": task_id, "phase": "Scheduled", "why": "it is stuck",
-                              "since": since.replace(tzinfo=None).isoformat() + "Z"}]
+    assert body["items"] == [
+        {
+            "task_id": task_id,
+            "phase": "Scheduled",
+            "why": "it is stuck",
+            "since": since.replace(tzinfo=None).isoformat() + "Z",
+        }
+    ]
     assert get_task(client, task_id)["status"]["stuck"]["why"] == "it is stuck"
 
 
-@pytest.mark.parametrize("heartbeat_age", [pytest.param(60.0, id="stale-heartbeat"),
-                                           pytest.param(None, id="never-reported")])
+@pytest.mark.parametrize(
+    "heartbeat_age",
+    [pytest.param(60.0, id="stale-heartbeat"), pytest.param(None, id="never-reported")],
+)
 def test_without_a_controller_every_active_task_is_stuck(
     client: TestClient, database: Database, heartbeat_age: float | None
 ) -> None:
@@ -309,8 +362,13 @@ def test_without_a_controller_every_active_task_is_stuck(
     running = submit(client)
     write_task(database, running, phase=Phase.RUNNING)
     recorded = submit(client)
-    write_task(database, recorded, phase=Phase.SCHEDULED, stuck_reason="its own reason",
-               stuck_since=utcnow())
+    write_task(
+        database,
+        recorded,
+        phase=Phase.SCHEDULED,
+        stuck_reason="its own reason",
+        stuck_since=utcnow(),
+    )
     done = submit(client)
     write_task(database, done, phase=Phase.SUCCEEDED)
 
@@ -386,13 +444,20 @@ def test_failing_a_terminal_task_is_409_and_says_why(
     assert get_task(client, task_id) == before
 
 
-@pytest.mark.parametrize(("phase", "to"), [
-    ("Pending", "Failed"),
-    ("Scheduled", "Pending"), ("Scheduled", "Failed"),
-    ("Running", "Pending"), ("Running", "Failed"),
-    ("Succeeded", "Pending"), ("Failed", "Pending"), ("TimedOut", "Pending"),
-    ("Cancelled", "Pending"),
-])
+@pytest.mark.parametrize(
+    ("phase", "to"),
+    [
+        ("Pending", "Failed"),
+        ("Scheduled", "Pending"),
+        ("Scheduled", "Failed"),
+        ("Running", "Pending"),
+        ("Running", "Failed"),
+        ("Succeeded", "Pending"),
+        ("Failed", "Pending"),
+        ("TimedOut", "Pending"),
+        ("Cancelled", "Pending"),
+    ],
+)
 def test_a_reset_that_makes_sense_is_recorded(
     client: TestClient, database: Database, phase: str, to: str
 ) -> None:
@@ -433,14 +498,17 @@ def test_reset_with_an_empty_object_means_pending(client: TestClient, database: 
     assert response.json()["status"]["reset_requested"] == "Pending"
 
 
-@pytest.mark.parametrize("body", [
-    pytest.param({"to": "Running"}, id="to-running"),
-    pytest.param({"to": "Succeeded"}, id="to-succeeded"),
-    pytest.param({"to": "pending"}, id="wrong-case"),
-    pytest.param({"to": 1}, id="not-a-string"),
-    pytest.param({"to": None}, id="null"),
-    pytest.param({"to": "Pending", "force": True}, id="unknown-field"),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"to": "Running"}, id="to-running"),
+        pytest.param({"to": "Succeeded"}, id="to-succeeded"),
+        pytest.param({"to": "pending"}, id="wrong-case"),
+        pytest.param({"to": 1}, id="not-a-string"),
+        pytest.param({"to": None}, id="null"),
+        pytest.param({"to": "Pending", "force": True}, id="unknown-field"),
+    ],
+)
 def test_a_bad_reset_body_is_422_naming_the_field(
     client: TestClient, database: Database, body: dict[str, Any]
 ) -> None:
@@ -468,8 +536,9 @@ def test_reset_sent_twice_is_idempotent(client: TestClient, database: Database) 
     assert get_task(client, task_id) == first
 
 
-def test_a_different_reset_while_one_is_pending_is_409(client: TestClient,
-                                                       database: Database) -> None:
+def test_a_different_reset_while_one_is_pending_is_409(
+    client: TestClient, database: Database
+) -> None:
     task_id = submit(client)
     write_task(database, task_id, phase=Phase.RUNNING)
     first = reset(client, task_id, "Pending").json()
@@ -487,11 +556,21 @@ def test_the_same_reset_after_the_controller_carried_it_out_changes_nothing(
     """The controller failed the task on request; the same request sent again is a no-op."""
     task_id = submit(client)
     with database.write() as session:
-        session.execute(update(Task).where(col(Task.id) == task_id).values(
-            phase=Phase.FAILED, reason=Reason.ADMIN_RESET, resource_version=3))
-        session.add(Transition(task_id=task_id, from_phase=Phase.RUNNING, to_phase=Phase.FAILED,
-                               reason=Reason.ADMIN_RESET, message="failed by an admin",
-                               resource_version=3))
+        session.execute(
+            update(Task)
+            .where(col(Task.id) == task_id)
+            .values(phase=Phase.FAILED, reason=Reason.ADMIN_RESET, resource_version=3)
+        )
+        session.add(
+            Transition(
+                task_id=task_id,
+                from_phase=Phase.RUNNING,
+                to_phase=Phase.FAILED,
+                reason=Reason.ADMIN_RESET,
+                message="failed by an admin",
+                resource_version=3,
+            )
+        )
         session.commit()
     before = get_task(client, task_id)
 
@@ -507,11 +586,21 @@ def test_a_requeued_task_still_waiting_accepts_the_same_request_again(
 ) -> None:
     task_id = submit(client)
     with database.write() as session:
-        session.execute(update(Task).where(col(Task.id) == task_id).values(
-            phase=Phase.PENDING, reason=Reason.ADMIN_RESET, attempt=2, resource_version=5))
-        session.add(Transition(task_id=task_id, from_phase=Phase.RUNNING,
-                               to_phase=Phase.PENDING, reason=Reason.ADMIN_RESET,
-                               message="requeued by an admin as attempt 2", resource_version=5))
+        session.execute(
+            update(Task)
+            .where(col(Task.id) == task_id)
+            .values(phase=Phase.PENDING, reason=Reason.ADMIN_RESET, attempt=2, resource_version=5)
+        )
+        session.add(
+            Transition(
+                task_id=task_id,
+                from_phase=Phase.RUNNING,
+                to_phase=Phase.PENDING,
+                reason=Reason.ADMIN_RESET,
+                message="requeued by an admin as attempt 2",
+                resource_version=5,
+            )
+        )
         session.commit()
     before = get_task(client, task_id)
 
@@ -529,28 +618,34 @@ def test_a_reset_for_an_attempt_that_was_already_requeued_is_409(
     attempt 1, must not requeue a second time."""
     task_id = submit(client)
     with database.write() as session:
-        session.execute(update(Task).where(col(Task.id) == task_id).values(
-            phase=Phase.RUNNING, attempt=2, resource_version=7))
+        session.execute(
+            update(Task)
+            .where(col(Task.id) == task_id)
+            .values(phase=Phase.RUNNING, attempt=2, resource_version=7)
+        )
         session.commit()
     before = get_task(client, task_id)
 
-    response = client.post(f"/admin/tasks/{task_id}/reset",
-                           json={"to": "Pending", "attempt": 1}, headers=admin(client))
+    response = client.post(
+        f"/admin/tasks/{task_id}/reset", json={"to": "Pending", "attempt": 1}, headers=admin(client)
+    )
 
     assert response.status_code == 409, response.text
     assert "attempt 2, not 1" in response.json()["detail"]
     assert get_task(client, task_id) == before
 
 
-def test_a_reset_for_the_current_attempt_is_recorded(client: TestClient,
-                                                     database: Database) -> None:
+def test_a_reset_for_the_current_attempt_is_recorded(
+    client: TestClient, database: Database
+) -> None:
     task_id = submit(client)
     with database.write() as session:
         session.execute(update(Task).where(col(Task.id) == task_id).values(phase=Phase.RUNNING))
         session.commit()
 
-    response = client.post(f"/admin/tasks/{task_id}/reset",
-                           json={"to": "Pending", "attempt": 1}, headers=admin(client))
+    response = client.post(
+        f"/admin/tasks/{task_id}/reset", json={"to": "Pending", "attempt": 1}, headers=admin(client)
+    )
 
     assert response.status_code == 200, response.text
     assert response.json()["status"]["reset_requested"] == "Pending"
@@ -559,8 +654,11 @@ def test_a_reset_for_the_current_attempt_is_recorded(client: TestClient,
 @pytest.mark.parametrize("attempt", [0, -1, "one", 1.5])
 def test_a_bad_attempt_precondition_is_422(client: TestClient, attempt: object) -> None:
     task_id = submit(client)
-    response = client.post(f"/admin/tasks/{task_id}/reset",
-                           json={"to": "Pending", "attempt": attempt}, headers=admin(client))
+    response = client.post(
+        f"/admin/tasks/{task_id}/reset",
+        json={"to": "Pending", "attempt": attempt},
+        headers=admin(client),
+    )
     assert response.status_code == 422, response.text
 
 

@@ -30,8 +30,11 @@ JSON = {"content-type": "application/json"}
 
 
 def body(**changes: Any) -> dict[str, Any]:
-    result: dict[str, Any] = {"task_type": "execute_code", "code": "print(1)",
-                              "resources": dict(SMALL)}
+    result: dict[str, Any] = {
+        "task_type": "execute_code",
+        "code": "print(1)",
+        "resources": dict(SMALL),
+    }
     result.update(changes)
     return result
 
@@ -52,8 +55,11 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def client(tmp_path: Path, database: Database) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path, admin_token="admin"), database),
-                    raise_server_exceptions=False, base_url="http://127.0.0.1") as test_client:
+    with TestClient(
+        create_app(Settings(data_dir=tmp_path, admin_token="admin"), database),
+        raise_server_exceptions=False,
+        base_url="http://127.0.0.1",
+    ) as test_client:
         yield test_client
 
 
@@ -83,12 +89,17 @@ def test_code_of_exactly_the_maximum_size_is_accepted(client: TestClient) -> Non
     assert client.get(response.headers["location"]).json()["spec"]["code"] == code
 
 
-@pytest.mark.parametrize("code", [
-    pytest.param("#" * (MIB + 1), id="ascii"),
-    pytest.param("#" * (MIB - 1) + "é", id="two-byte-character-at-the-end"),
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param("#" * (MIB + 1), id="ascii"),
+        pytest.param("#" * (MIB - 1) + "é", id="two-byte-character-at-the-end"),
+    ],
+)
 def test_code_one_byte_over_the_maximum_is_413_naming_code(
-    client: TestClient, database: Database, code: str,
+    client: TestClient,
+    database: Database,
+    code: str,
 ) -> None:
     response = client.post("/tasks", json=body(code=code))
 
@@ -128,12 +139,20 @@ def test_chunked_body_within_the_limit_is_read_as_usual(client: TestClient) -> N
 # --- content type -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content_type", [
-    "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-    "application/xml", None,
-])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        None,
+    ],
+)
 def test_body_not_sent_as_json_is_415_naming_the_content_type(
-    client: TestClient, database: Database, content_type: str | None,
+    client: TestClient,
+    database: Database,
+    content_type: str | None,
 ) -> None:
     headers = {} if content_type is None else {"content-type": content_type}
 
@@ -144,11 +163,14 @@ def test_body_not_sent_as_json_is_415_naming_the_content_type(
     assert stored(database) == 0
 
 
-@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8",
-                                          "application/merge-patch+json", "APPLICATION/JSON"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=utf-8", "application/merge-patch+json", "APPLICATION/JSON"],
+)
 def test_json_content_types_are_accepted(client: TestClient, content_type: str) -> None:
-    response = client.post("/tasks", content=json.dumps(body()),
-                           headers={"content-type": content_type})
+    response = client.post(
+        "/tasks", content=json.dumps(body()), headers={"content-type": content_type}
+    )
 
     assert response.status_code == 201, response.text
 
@@ -164,8 +186,10 @@ def test_admin_routes_with_a_body_also_answer_415(client: TestClient) -> None:
 def test_a_post_without_a_body_needs_no_content_type(client: TestClient) -> None:
     task_id = client.post("/tasks", json=body()).json()["id"]
 
-    response = client.post(f"/admin/tasks/{task_id}/reset", headers={
-        "Authorization": "Bearer admin", "content-type": "text/plain"})
+    response = client.post(
+        f"/admin/tasks/{task_id}/reset",
+        headers={"Authorization": "Bearer admin", "content-type": "text/plain"},
+    )
 
     assert response.status_code == 409  # the reset itself makes no sense: it is Pending
     assert "already Pending" in response.json()["detail"]
@@ -174,13 +198,18 @@ def test_a_post_without_a_body_needs_no_content_type(client: TestClient) -> None
 # --- bodies that are not JSON -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content", [
-    pytest.param("[" * 100_000, id="100000-open-brackets"),
-    pytest.param("[" * 100_000 + "]" * 100_000, id="100000-levels-closed"),
-    pytest.param(raw_body(code='{"a": ' * 50_000 + "1" + "}" * 50_000), id="deep-code-field"),
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param("[" * 100_000, id="100000-open-brackets"),
+        pytest.param("[" * 100_000 + "]" * 100_000, id="100000-levels-closed"),
+        pytest.param(raw_body(code='{"a": ' * 50_000 + "1" + "}" * 50_000), id="deep-code-field"),
+    ],
+)
 def test_deeply_nested_json_is_422_saying_so(
-    client: TestClient, database: Database, content: str,
+    client: TestClient,
+    database: Database,
+    content: str,
 ) -> None:
     response = client.post("/tasks", content=content, headers=JSON)
 
@@ -197,8 +226,7 @@ def test_body_that_is_not_utf8_is_422_saying_so(client: TestClient) -> None:
 
 
 def test_integer_literal_of_thousands_of_digits_is_422(client: TestClient) -> None:
-    response = client.post("/tasks", content=raw_body(timeout_seconds="9" * 5000),
-                           headers=JSON)
+    response = client.post("/tasks", content=raw_body(timeout_seconds="9" * 5000), headers=JSON)
 
     assert response.status_code == 422
     assert "too many digits" in detail_text(response)
@@ -214,10 +242,13 @@ def test_malformed_json_is_422_naming_the_body(client: TestClient) -> None:
 # --- huge numbers -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("literal", ["1e999", "-1e999", "10" + "0" * 400, "NaN", "Infinity",
-                                     "1.5", "true"])
+@pytest.mark.parametrize(
+    "literal", ["1e999", "-1e999", "10" + "0" * 400, "NaN", "Infinity", "1.5", "true"]
+)
 def test_huge_or_odd_timeout_is_422_naming_timeout_seconds(
-    client: TestClient, database: Database, literal: str,
+    client: TestClient,
+    database: Database,
+    literal: str,
 ) -> None:
     response = client.post("/tasks", content=raw_body(timeout_seconds=literal), headers=JSON)
 
@@ -226,14 +257,25 @@ def test_huge_or_odd_timeout_is_422_naming_timeout_seconds(
     assert stored(database) == 0
 
 
-@pytest.mark.parametrize(("name", "literal"), [
-    ("cpu", "1e999"), ("cpu", "1" + "0" * 400), ("gpu", "-1e999"),
-    ("ram", "1e999"), ("storage", "1" + "0" * 400),
-    ("cpu", json.dumps("1" + "0" * 400)), ("gpu", json.dumps("9" * 400)),
-    ("ram", json.dumps("9" * 400 + "MB")), ("storage", json.dumps("9" * 400 + "GB")),
-])
+@pytest.mark.parametrize(
+    ("name", "literal"),
+    [
+        ("cpu", "1e999"),
+        ("cpu", "1" + "0" * 400),
+        ("gpu", "-1e999"),
+        ("ram", "1e999"),
+        ("storage", "1" + "0" * 400),
+        ("cpu", json.dumps("1" + "0" * 400)),
+        ("gpu", json.dumps("9" * 400)),
+        ("ram", json.dumps("9" * 400 + "MB")),
+        ("storage", json.dumps("9" * 400 + "GB")),
+    ],
+)
 def test_huge_resource_is_422_naming_it(
-    client: TestClient, database: Database, name: str, literal: str,
+    client: TestClient,
+    database: Database,
+    name: str,
+    literal: str,
 ) -> None:
     resources = {key: json.dumps(value) for key, value in SMALL.items()} | {name: literal}
     raw = "{" + ", ".join(f'"{key}": {text}' for key, text in resources.items()) + "}"
@@ -245,9 +287,15 @@ def test_huge_resource_is_422_naming_it(
     assert stored(database) == 0
 
 
-@pytest.mark.parametrize("query", [
-    "limit=1e999", "limit=" + "9" * 400, "cursor=" + "9" * 400, "phase=" + "x" * 10_000,
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=1e999",
+        "limit=" + "9" * 400,
+        "cursor=" + "9" * 400,
+        "phase=" + "x" * 10_000,
+    ],
+)
 def test_huge_list_parameters_are_422(client: TestClient, query: str) -> None:
     response = client.get(f"/tasks?{query}")
 
@@ -264,15 +312,20 @@ def test_bad_wait_is_422(client: TestClient, wait: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["/watch", "/tasks/{id}/logs"])
-@pytest.mark.parametrize("resume", [
-    # "²" is a digit to str.isdigit, but not to int(); headers travel as latin-1.
-    pytest.param({"headers": {"Last-Event-ID": "²".encode("latin-1")}}, id="superscript-two"),
-    pytest.param({"headers": {"Last-Event-ID": "9" * 400}}, id="400-digits"),
-    pytest.param({"headers": {"Last-Event-ID": "-1"}}, id="negative"),
-    pytest.param({"params": {"since": "9" * 30}}, id="since-beyond-sqlite-integers"),
-])
+@pytest.mark.parametrize(
+    "resume",
+    [
+        # "²" is a digit to str.isdigit, but not to int(); headers travel as latin-1.
+        pytest.param({"headers": {"Last-Event-ID": "²".encode("latin-1")}}, id="superscript-two"),
+        pytest.param({"headers": {"Last-Event-ID": "9" * 400}}, id="400-digits"),
+        pytest.param({"headers": {"Last-Event-ID": "-1"}}, id="negative"),
+        pytest.param({"params": {"since": "9" * 30}}, id="since-beyond-sqlite-integers"),
+    ],
+)
 def test_resume_point_that_is_not_a_seq_is_422(
-    client: TestClient, path: str, resume: dict[str, Any],
+    client: TestClient,
+    path: str,
+    resume: dict[str, Any],
 ) -> None:
     task_id = client.post("/tasks", json=body()).json()["id"]
 
@@ -296,8 +349,10 @@ def test_unknown_query_parameters_are_ignored_everywhere(client: TestClient) -> 
     assert client.get(f"/tasks/{task_id}/events?x=1").status_code == 200
     assert client.delete(f"/tasks/{task_id}?force=true").status_code == 202
     assert client.get("/healthz?verbose=1").status_code == 200
-    assert client.get("/admin/tasks/stuck?x=1", headers={"Authorization": "Bearer admin"}
-                      ).status_code == 200
+    assert (
+        client.get("/admin/tasks/stuck?x=1", headers={"Authorization": "Bearer admin"}).status_code
+        == 200
+    )
 
 
 # --- text ---------------------------------------------------------------------------------
@@ -321,10 +376,11 @@ def test_code_with_nul_as_a_json_escape_is_422(client: TestClient) -> None:
 
 @pytest.mark.parametrize("field", ["code", "stdin"])
 def test_lone_surrogate_escape_is_422_naming_the_field(
-    client: TestClient, database: Database, field: str,
+    client: TestClient,
+    database: Database,
+    field: str,
 ) -> None:
-    response = client.post("/tasks", content=raw_body(**{field: '"print(1)\\ud800"'}),
-                           headers=JSON)
+    response = client.post("/tasks", content=raw_body(**{field: '"print(1)\\ud800"'}), headers=JSON)
 
     assert response.status_code == 422
     assert locs(response) == [["body", field]]
@@ -333,22 +389,32 @@ def test_lone_surrogate_escape_is_422_naming_the_field(
 
 
 def test_lone_surrogate_in_an_unknown_field_name_is_422_not_500(client: TestClient) -> None:
-    response = client.post("/tasks", content=raw_body(**{"\ud800": "1"}).replace(
-        json.dumps("\ud800"), '"\\ud800"'), headers=JSON)
+    response = client.post(
+        "/tasks",
+        content=raw_body(**{"\ud800": "1"}).replace(json.dumps("\ud800"), '"\\ud800"'),
+        headers=JSON,
+    )
 
     assert response.status_code == 422, response.text
     assert locs(response)[0][0] == "body"
 
 
-@pytest.mark.parametrize("code", [
-    pytest.param("print('\u202eabc\u202c')  # \u05e9\u05dc\u05d5\u05dd "
-                 "\u0645\u0631\u062d\u0628\u0627", id="right-to-left"),
-    pytest.param("print('e\u0301 a\u0308\u0323 \u0928\u093f Z\u0351\u0307\u0325')",
-                 id="combining"),
-    pytest.param("print('\u200f\u061c\u2067x\u2069')", id="bidi-marks-and-isolates"),
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param(
+            "print('\u202eabc\u202c')  # \u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627",
+            id="right-to-left",
+        ),
+        pytest.param(
+            "print('e\u0301 a\u0308\u0323 \u0928\u093f Z\u0351\u0307\u0325')", id="combining"
+        ),
+        pytest.param("print('\u200f\u061c\u2067x\u2069')", id="bidi-marks-and-isolates"),
+    ],
+)
 def test_right_to_left_and_combining_text_is_accepted_and_round_trips(
-    client: TestClient, code: str,
+    client: TestClient,
+    code: str,
 ) -> None:
     response = client.post("/tasks", json=body(code=code, stdin=code))
     assert response.status_code == 201, response.text

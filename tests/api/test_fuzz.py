@@ -39,42 +39,64 @@ from models.tokens import hash_token
 
 ADMIN_TOKEN = "fuzz-admin-token"
 USER_TOKEN = "ty_fuzz-user-token"
-FUZZ_SETTINGS = settings(max_examples=15, deadline=None,
-                         suppress_health_check=list(HealthCheck))
+FUZZ_SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 
 _data_dir = tempfile.TemporaryDirectory(prefix="taskyard-fuzz-")
 _database = open_database(f"sqlite:///{_data_dir.name}/taskyard.db")
 with _database.write() as _session:
     _session.add(ApiToken(id="u-fuzz", name="fuzz", token_hash=hash_token(USER_TOKEN)))
-    _session.add(Capacity(
-        node="local", cpus_total=4, cpu_ids=[0, 1, 2, 3], ram_total=16 * GIB,
-        ram_allocatable=8 * GIB, storage_total=100 * GIB, storage_allocatable=50 * GIB,
-        runtime_ok=True, runtime_message="fake engine", heartbeat_at=utcnow(),
-    ))
+    _session.add(
+        Capacity(
+            node="local",
+            cpus_total=4,
+            cpu_ids=[0, 1, 2, 3],
+            ram_total=16 * GIB,
+            ram_allocatable=8 * GIB,
+            storage_total=100 * GIB,
+            storage_allocatable=50 * GIB,
+            runtime_ok=True,
+            runtime_message="fake engine",
+            heartbeat_at=utcnow(),
+        )
+    )
     _session.commit()
 # No quota: the user's fuzzed tasks pile up, and test_tenancy_api.py covers the 429.
-APP = create_app(Settings(data_dir=Path(_data_dir.name), admin_token=ADMIN_TOKEN,
-                          user_max_active_tasks=0, watch_heartbeat_seconds=0.1), _database)
+APP = create_app(
+    Settings(
+        data_dir=Path(_data_dir.name),
+        admin_token=ADMIN_TOKEN,
+        user_max_active_tasks=0,
+        watch_heartbeat_seconds=0.1,
+    ),
+    _database,
+)
 
 
 def _schema(token: str) -> Any:
     """The app's document, loaded for one caller: every request carries its token (as a
     configured header, so schemathesis does not also generate a malformed one)."""
     headers = {"Authorization": f"Bearer {token}"}
-    config = SchemathesisConfig.from_dict({
-        "base-url": "http://testserver",
-        "request-timeout": 10,
-        "headers": headers,
-        # By contract DELETE /tasks/{id} requests a cancellation (202) and the task stays
-        # readable, as a Kubernetes delete with finalizers does; a revoked token stays listed.
-        # Neither is a use after free.
-        "checks": {"use_after_free": {"enabled": False}},
-        "operations": [
-            {"include-name": "POST /tasks",
-             "checks": {"positive_data_acceptance": {
-                 "expected-statuses": ["2xx", "401", "404", "409", "413", "422", "429"]}}},
-        ],
-    })
+    config = SchemathesisConfig.from_dict(
+        {
+            "base-url": "http://testserver",
+            "request-timeout": 10,
+            "headers": headers,
+            # By contract DELETE /tasks/{id} requests a cancellation (202) and the task stays
+            # readable, as a Kubernetes delete with finalizers does; a revoked token stays listed.
+            # Neither is a use after free.
+            "checks": {"use_after_free": {"enabled": False}},
+            "operations": [
+                {
+                    "include-name": "POST /tasks",
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": ["2xx", "401", "404", "409", "413", "422", "429"]
+                        }
+                    },
+                },
+            ],
+        }
+    )
     loaded = schemathesis.openapi.from_dict(APP.openapi(), config=config)
     loaded.app = APP
     return loaded
@@ -133,10 +155,13 @@ def _sequences(schema: Any) -> Any:
 
         def before_call(self, case: Any) -> None:
             _shorten(case)
-            if case.operation.label == "POST /tasks" and isinstance(case.body, dict) \
-                    and case.meta is not None and case.meta.generation.mode.is_positive:
-                case.body["resources"] = {"cpu": "1", "gpu": "0", "ram": "64MB",
-                                          "storage": "100MB"}
+            if (
+                case.operation.label == "POST /tasks"
+                and isinstance(case.body, dict)
+                and case.meta is not None
+                and case.meta.generation.mode.is_positive
+            ):
+                case.body["resources"] = {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"}
                 case.body["timeout_seconds"] = 30
 
     return Sequences
@@ -144,9 +169,14 @@ def _sequences(schema: Any) -> Any:
 
 @pytest.mark.parametrize("schema", [AS_ADMIN, AS_USER], ids=["admin", "user"])
 def test_linked_sequences_answer_as_documented(schema: Any) -> None:
-    _sequences(schema).run(settings=settings(
-        max_examples=10, stateful_step_count=6, deadline=None,
-        suppress_health_check=list(HealthCheck)))
+    _sequences(schema).run(
+        settings=settings(
+            max_examples=10,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
 
 
 def test_the_document_declares_the_error_answers() -> None:
@@ -161,4 +191,5 @@ def test_the_document_declares_the_error_answers() -> None:
             for code, answer in operation["responses"].items():
                 if code.startswith(("4", "5")):
                     assert answer["content"]["application/json"]["schema"] == {
-                        "$ref": "#/components/schemas/ErrorBody"}, f"{method} {path} {code}"
+                        "$ref": "#/components/schemas/ErrorBody"
+                    }, f"{method} {path} {code}"

@@ -25,8 +25,11 @@ from models.settings import Settings
 ADMIN = "admin-secret"
 MAX_CODE_BYTES = 64 * 1024
 LIMIT = 12 * MAX_CODE_BYTES + 64 * 1024  # the body limit of such settings
-TASK = {"task_type": "execute_code", "code": "print(1)",
-        "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "16MB"}}
+TASK = {
+    "task_type": "execute_code",
+    "code": "print(1)",
+    "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "16MB"},
+}
 
 
 @pytest.fixture
@@ -37,13 +40,13 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 
 def settings(tmp_path: Path, **values: Any) -> Settings:
-    return Settings(data_dir=tmp_path, admin_token=ADMIN, max_code_bytes=MAX_CODE_BYTES,
-                    **values)
+    return Settings(data_dir=tmp_path, admin_token=ADMIN, max_code_bytes=MAX_CODE_BYTES, **values)
 
 
 def client(tmp_path: Path, database: Database, **values: Any) -> TestClient:
-    return TestClient(create_app(settings(tmp_path, **values), database),
-                      base_url="http://127.0.0.1")
+    return TestClient(
+        create_app(settings(tmp_path, **values), database), base_url="http://127.0.0.1"
+    )
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -60,16 +63,32 @@ def new_user(test_client: TestClient, name: str = "alice") -> str:
 # --- Host and Origin in open mode -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("host, served", [
-    ("127.0.0.1:8000", True), ("127.0.0.1", True), ("localhost", True),
-    ("LOCALHOST:8000", True), ("localhost.:8000", False), ("[::1]:8000", True), ("[::1]", True),
-    ("127.200.0.9:80", True), ("allowed.test:8000", True), ("ALLOWED.test", True),
-    ("evil.example", False), ("evil.example:8000", False), ("127.0.0.1.evil.example", False),
-    ("localhost.evil.example", False), ("0.0.0.0:8000", False), ("[::2]:8000", False),
-    ("10.1.2.3", False), ("[::ffff:7f00:1]:8000", False),
-])
+@pytest.mark.parametrize(
+    "host, served",
+    [
+        ("127.0.0.1:8000", True),
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("LOCALHOST:8000", True),
+        ("localhost.:8000", False),
+        ("[::1]:8000", True),
+        ("[::1]", True),
+        ("127.200.0.9:80", True),
+        ("allowed.test:8000", True),
+        ("ALLOWED.test", True),
+        ("evil.example", False),
+        ("evil.example:8000", False),
+        ("127.0.0.1.evil.example", False),
+        ("localhost.evil.example", False),
+        ("0.0.0.0:8000", False),
+        ("[::2]:8000", False),
+        ("10.1.2.3", False),
+        ("[::ffff:7f00:1]:8000", False),
+    ],
+)
 def test_open_mode_serves_only_loopback_names_and_the_allowed_hosts(
-        tmp_path: Path, database: Database, host: str, served: bool) -> None:
+    tmp_path: Path, database: Database, host: str, served: bool
+) -> None:
     with client(tmp_path, database, allowed_hosts="allowed.test") as test_client:
         response = test_client.get("/tasks", headers={"Host": host})
     if served:
@@ -96,13 +115,21 @@ def test_once_tokens_are_needed_any_host_is_served(tmp_path: Path, database: Dat
         assert test_client.get("/tasks", headers=foreign).status_code == 401
 
 
-@pytest.mark.parametrize("origin, served", [
-    ("http://127.0.0.1:8000", True), ("http://localhost:3000", True), ("http://[::1]", True),
-    ("https://allowed.test", True), ("http://evil.example", False),
-    ("http://127.0.0.1.evil.example", False), ("null", False),
-])
+@pytest.mark.parametrize(
+    "origin, served",
+    [
+        ("http://127.0.0.1:8000", True),
+        ("http://localhost:3000", True),
+        ("http://[::1]", True),
+        ("https://allowed.test", True),
+        ("http://evil.example", False),
+        ("http://127.0.0.1.evil.example", False),
+        ("null", False),
+    ],
+)
 def test_open_mode_refuses_requests_from_pages_elsewhere(
-        tmp_path: Path, database: Database, origin: str, served: bool) -> None:
+    tmp_path: Path, database: Database, origin: str, served: bool
+) -> None:
     with client(tmp_path, database, allowed_hosts="allowed.test") as test_client:
         response = test_client.post("/tasks", json=TASK, headers={"Origin": origin})
     assert response.status_code == (201 if served else 403), response.text
@@ -110,32 +137,38 @@ def test_open_mode_refuses_requests_from_pages_elsewhere(
         assert origin in response.json()["detail"]
 
 
-def test_open_mode_refuses_a_websocket_from_a_page_elsewhere(tmp_path: Path,
-                                                            database: Database) -> None:
+def test_open_mode_refuses_a_websocket_from_a_page_elsewhere(
+    tmp_path: Path, database: Database
+) -> None:
     url = "ws://127.0.0.1:8000/tasks/x/attach"
     with client(tmp_path, database) as test_client:
-        with pytest.raises(WebSocketDenialResponse) as refused, test_client.websocket_connect(
-                url, headers={"Origin": "http://evil.example"}):
+        with (
+            pytest.raises(WebSocketDenialResponse) as refused,
+            test_client.websocket_connect(url, headers={"Origin": "http://evil.example"}),
+        ):
             pass
         assert refused.value.status_code == 403
         assert "TASKYARD_ALLOWED_HOSTS" in refused.value.json()["detail"]
-        with test_client.websocket_connect(url, headers={"Origin": "http://127.0.0.1:8000"}
-                                           ) as ws:
+        with test_client.websocket_connect(url, headers={"Origin": "http://127.0.0.1:8000"}) as ws:
             assert "not found" in ws.receive_json()["message"]
 
 
 # --- the dashboard's security headers ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/static/app.js", "/static/app.css",
-                                  "/static/js/capacity.js"])
+@pytest.mark.parametrize(
+    "path", ["/", "/static/app.js", "/static/app.css", "/static/js/capacity.js"]
+)
 def test_the_dashboard_allows_only_its_own_origin_and_no_framing(
-        tmp_path: Path, database: Database, path: str) -> None:
+    tmp_path: Path, database: Database, path: str
+) -> None:
     with client(tmp_path, database) as test_client:
         response = test_client.get(path)
     assert response.status_code == 200
-    policy = dict(part.strip().split(" ", 1) for part in
-                  response.headers["Content-Security-Policy"].split(";"))
+    policy = dict(
+        part.strip().split(" ", 1)
+        for part in response.headers["Content-Security-Policy"].split(";")
+    )
     assert policy["default-src"] == "'self'"
     assert policy["frame-ancestors"] == "'none'"
     assert "'unsafe-inline'" not in response.headers["Content-Security-Policy"]
@@ -157,19 +190,32 @@ class Exchange:
     """One request sent to the app as an ASGI server would, with `body`, or else 64 KiB
     pieces up to 16 times the limit: how much of it the app read, and what it answered."""
 
-    def __init__(self, app: FastAPI, method: str, path: str, headers: dict[str, str],
-                 body: bytes | None = None) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes | None = None,
+    ) -> None:
         self.read = 0
         self.status = 0
         self.answer = b""
         path, _, query = path.partition("?")
         self.scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-            "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-            "query_string": query.encode(), "root_path": "",
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json")]
             + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
         }
         self._body = body
         asyncio.run(self._run(app))
@@ -183,8 +229,11 @@ class Exchange:
             await asyncio.sleep(3600)  # answered: the app waits for a disconnect
         await asyncio.sleep(0)
         self.read += 64 * 1024
-        return {"type": "http.request", "body": b" " * 64 * 1024,
-                "more_body": self.read < 16 * LIMIT}
+        return {
+            "type": "http.request",
+            "body": b" " * 64 * 1024,
+            "more_body": self.read < 16 * LIMIT,
+        }
 
     async def _send(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -204,16 +253,20 @@ def users_app(tmp_path: Path, database: Database) -> Iterator[tuple[FastAPI, str
         yield test_client.app, new_user(test_client)  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("path, token, status", [
-    pytest.param("/tasks", None, 401, id="submit-without-token"),
-    pytest.param("/tasks", "ty_unknown", 401, id="submit-with-unknown-token"),
-    pytest.param("/tasks?wait=5", "ty_unknown", 401, id="submit-route-with-unknown-token"),
-    pytest.param("/admin/tokens", None, 401, id="admin-without-token"),
-    pytest.param("/admin/tokens", "user", 403, id="admin-with-user-token"),
-    pytest.param("/admin/tasks/x/reset", "user", 403, id="reset-with-user-token"),
-])
+@pytest.mark.parametrize(
+    "path, token, status",
+    [
+        pytest.param("/tasks", None, 401, id="submit-without-token"),
+        pytest.param("/tasks", "ty_unknown", 401, id="submit-with-unknown-token"),
+        pytest.param("/tasks?wait=5", "ty_unknown", 401, id="submit-route-with-unknown-token"),
+        pytest.param("/admin/tokens", None, 401, id="admin-without-token"),
+        pytest.param("/admin/tokens", "user", 403, id="admin-with-user-token"),
+        pytest.param("/admin/tasks/x/reset", "user", 403, id="reset-with-user-token"),
+    ],
+)
 def test_a_refused_caller_is_answered_without_a_byte_of_its_body_read(
-        users_app: tuple[FastAPI, str], path: str, token: str | None, status: int) -> None:
+    users_app: tuple[FastAPI, str], path: str, token: str | None, status: int
+) -> None:
     app, user = users_app
     token = user if token == "user" else token
     headers = {"Transfer-Encoding": "chunked"} | (bearer(token) if token else {})
@@ -226,21 +279,35 @@ def test_a_refused_caller_is_answered_without_a_byte_of_its_body_read(
 def test_an_accepted_callers_body_is_read(users_app: tuple[FastAPI, str]) -> None:
     app, user = users_app
     body = json.dumps(TASK).encode()
-    exchange = Exchange(app, "POST", "/tasks", {"Content-Length": str(len(body))} | bearer(user),
-                        body=body)
+    exchange = Exchange(
+        app, "POST", "/tasks", {"Content-Length": str(len(body))} | bearer(user), body=body
+    )
     assert exchange.status == 201, exchange.answer
     assert exchange.read == len(body)
 
 
-@pytest.mark.parametrize("framing", [
-    pytest.param({"Transfer-Encoding": "chunked"}, id="chunked"),
-    pytest.param({}, id="no-length-as-http2-may"),
-    pytest.param({"Content-Length": "100"}, id="understated-length"),
-])
-@pytest.mark.parametrize("path", ["/tasks", "/tasks?wait=1", "/admin/tokens",
-                                  "/admin/tasks/x/reset", "/healthz", "/no-such-path"])
+@pytest.mark.parametrize(
+    "framing",
+    [
+        pytest.param({"Transfer-Encoding": "chunked"}, id="chunked"),
+        pytest.param({}, id="no-length-as-http2-may"),
+        pytest.param({"Content-Length": "100"}, id="understated-length"),
+    ],
+)
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/tasks",
+        "/tasks?wait=1",
+        "/admin/tokens",
+        "/admin/tasks/x/reset",
+        "/healthz",
+        "/no-such-path",
+    ],
+)
 def test_a_body_is_refused_as_it_passes_the_limit_whatever_its_headers_say(
-        users_app: tuple[FastAPI, str], framing: dict[str, str], path: str) -> None:
+    users_app: tuple[FastAPI, str], framing: dict[str, str], path: str
+) -> None:
     exchange = Exchange(users_app[0], "POST", path, framing | bearer(ADMIN))
     if exchange.read == 0:  # a route that reads no body has nothing to bound
         assert exchange.status in (404, 405), exchange.answer
@@ -251,17 +318,24 @@ def test_a_body_is_refused_as_it_passes_the_limit_whatever_its_headers_say(
 
 
 def test_a_content_length_over_the_limit_is_refused_before_reading(
-        users_app: tuple[FastAPI, str]) -> None:
-    exchange = Exchange(users_app[0], "POST", "/tasks",
-                        {"Content-Length": str(LIMIT + 1)} | bearer(ADMIN))
+    users_app: tuple[FastAPI, str],
+) -> None:
+    exchange = Exchange(
+        users_app[0], "POST", "/tasks", {"Content-Length": str(LIMIT + 1)} | bearer(ADMIN)
+    )
     assert exchange.status == 413
     assert exchange.read == 0
 
 
 def test_both_content_length_and_transfer_encoding_are_refused(
-        users_app: tuple[FastAPI, str]) -> None:
-    exchange = Exchange(users_app[0], "POST", "/tasks", {
-        "Content-Length": "10", "Transfer-Encoding": "chunked"} | bearer(ADMIN))
+    users_app: tuple[FastAPI, str],
+) -> None:
+    exchange = Exchange(
+        users_app[0],
+        "POST",
+        "/tasks",
+        {"Content-Length": "10", "Transfer-Encoding": "chunked"} | bearer(ADMIN),
+    )
     assert exchange.status == 400
     assert exchange.read == 0
     assert b"Transfer-Encoding" in exchange.answer
@@ -271,15 +345,20 @@ def test_both_content_length_and_transfer_encoding_are_refused(
 
 
 def test_an_open_mode_watch_ends_when_the_first_token_ends_open_mode(
-        tmp_path: Path, database: Database) -> None:
-    with serving(settings(tmp_path, watch_heartbeat_seconds=0.2), database) as url, \
-            httpx.Client(base_url=url, timeout=10) as http, \
-            http.stream("GET", "/watch") as watch:
+    tmp_path: Path, database: Database
+) -> None:
+    with (
+        serving(settings(tmp_path, watch_heartbeat_seconds=0.2), database) as url,
+        httpx.Client(base_url=url, timeout=10) as http,
+        http.stream("GET", "/watch") as watch,
+    ):
         assert watch.status_code == 200
         lines = watch.iter_lines()
         assert next(lines).startswith(":")
-        assert http.post("/admin/tokens", json={"name": "first"},
-                         headers=bearer(ADMIN)).status_code == 201
+        assert (
+            http.post("/admin/tokens", json={"name": "first"}, headers=bearer(ADMIN)).status_code
+            == 201
+        )
         created = time.monotonic()
         for _ in lines:  # heartbeats, until the server ends the stream
             assert time.monotonic() - created < 3, "the watch is still open"

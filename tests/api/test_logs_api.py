@@ -30,8 +30,11 @@ from models.phases import Phase, Reason
 from models.settings import Settings
 from models.tables import OutputChunk, Task
 
-TASK = {"task_type": "execute_code", "code": "print(1)",
-        "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"}}
+TASK = {
+    "task_type": "execute_code",
+    "code": "print(1)",
+    "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"},
+}
 OUTPUT_KEYS = {"seq", "stream", "text", "at"}
 END_KEYS = {"phase", "reason", "exit_code", "stdout_truncated", "stderr_truncated"}
 READ_TIMEOUT = 5.0
@@ -58,8 +61,7 @@ class Live:
         """A submitted task, moved to Running as the controller does."""
         task_id = self.submit()
         step(self.db, task_id, Phase.PENDING, Phase.SCHEDULED, Reason.SCHEDULED)
-        step(self.db, task_id, Phase.SCHEDULED, Phase.RUNNING, Reason.STARTED,
-             started_at=utcnow())
+        step(self.db, task_id, Phase.SCHEDULED, Phase.RUNNING, Reason.STARTED, started_at=utcnow())
         return task_id
 
     def chunk(self, task_id: str, stream: str, data: bytes, *, attempt: int = 1) -> int:
@@ -71,15 +73,38 @@ class Live:
             assert row.seq is not None
             return row.seq
 
-    def finish(self, task_id: str, phase: Phase = Phase.SUCCEEDED,
-               reason: Reason = Reason.COMPLETED, *, exit_code: int | None = 0,
-               stdout: str = "", stderr: str = "", ago: float = 0.0, **fields: Any) -> None:
-        step(self.db, task_id, Phase.RUNNING, phase, reason, exit_code=exit_code,
-             stdout=stdout, stderr=stderr, result=stdout,
-             finished_at=utcnow() - timedelta(seconds=ago), **fields)
+    def finish(
+        self,
+        task_id: str,
+        phase: Phase = Phase.SUCCEEDED,
+        reason: Reason = Reason.COMPLETED,
+        *,
+        exit_code: int | None = 0,
+        stdout: str = "",
+        stderr: str = "",
+        ago: float = 0.0,
+        **fields: Any,
+    ) -> None:
+        step(
+            self.db,
+            task_id,
+            Phase.RUNNING,
+            phase,
+            reason,
+            exit_code=exit_code,
+            stdout=stdout,
+            stderr=stderr,
+            result=stdout,
+            finished_at=utcnow() - timedelta(seconds=ago),
+            **fields,
+        )
 
-    def logs(self, task_id: str, params: dict[str, Any] | None = None,
-             headers: dict[str, str] | None = None) -> "LogStream":
+    def logs(
+        self,
+        task_id: str,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> "LogStream":
         stream = LogStream(self.http, task_id, params or {}, headers or {})
         self.streams.append(stream)
         return stream
@@ -91,12 +116,28 @@ class Live:
         return status
 
 
-def step(db: Database, task_id: str, from_phase: Phase, to_phase: Phase, reason: Reason,
-         *, attempt: int = 1, **fields: Any) -> None:
+def step(
+    db: Database,
+    task_id: str,
+    from_phase: Phase,
+    to_phase: Phase,
+    reason: Reason,
+    *,
+    attempt: int = 1,
+    **fields: Any,
+) -> None:
     with db.write() as session:
-        assert move(session, task_id=task_id, from_phase=from_phase, at_attempt=attempt,
-                    to_phase=to_phase, reason=reason, message=f"to {to_phase}", now=utcnow(),
-                    **fields)
+        assert move(
+            session,
+            task_id=task_id,
+            from_phase=from_phase,
+            at_attempt=attempt,
+            to_phase=to_phase,
+            reason=reason,
+            message=f"to {to_phase}",
+            now=utcnow(),
+            **fields,
+        )
 
 
 @pytest.fixture
@@ -108,10 +149,13 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def live(tmp_path: Path, database: Database) -> Iterator[Live]:
-    settings = Settings(data_dir=tmp_path, watch_heartbeat_seconds=0.2,
-                        output_chunk_retention_seconds=60)
-    with serving(settings, database) as url, \
-            httpx.Client(base_url=url, timeout=READ_TIMEOUT) as http:
+    settings = Settings(
+        data_dir=tmp_path, watch_heartbeat_seconds=0.2, output_chunk_retention_seconds=60
+    )
+    with (
+        serving(settings, database) as url,
+        httpx.Client(base_url=url, timeout=READ_TIMEOUT) as http,
+    ):
         result = Live(url, database, settings, http)
         try:
             yield result
@@ -134,10 +178,10 @@ class Event:
 class LogStream:
     """One open GET /tasks/{id}/logs, read an event at a time."""
 
-    def __init__(self, http: httpx.Client, task_id: str, params: dict[str, Any],
-                 headers: dict[str, str]) -> None:
-        self._context = http.stream("GET", f"/tasks/{task_id}/logs", params=params,
-                                    headers=headers)
+    def __init__(
+        self, http: httpx.Client, task_id: str, params: dict[str, Any], headers: dict[str, str]
+    ) -> None:
+        self._context = http.stream("GET", f"/tasks/{task_id}/logs", params=params, headers=headers)
         self.response = self._context.__enter__()
         self._lines = self.response.iter_lines()
         self.comments: list[str] = []
@@ -214,8 +258,9 @@ def parse(fields: dict[str, str], arrived: float) -> Event:
 
 
 def texts(events: list[Event], stream: str | None = None) -> str:
-    return "".join(e.data["text"] for e in events
-                   if e.kind == "output" and stream in (None, e.data["stream"]))
+    return "".join(
+        e.data["text"] for e in events if e.kind == "output" and stream in (None, e.data["stream"])
+    )
 
 
 def ids(events: list[Event]) -> list[int]:
@@ -227,9 +272,11 @@ def ids(events: list[Event]) -> list[int]:
 
 def test_a_finished_tasks_chunks_come_in_order_then_end(live: Live) -> None:
     task_id = live.running()
-    seqs = [live.chunk(task_id, "stdout", b"line 1\n"),
-            live.chunk(task_id, "stderr", b"warning: x\n"),
-            live.chunk(task_id, "stdout", b"line 2\n")]
+    seqs = [
+        live.chunk(task_id, "stdout", b"line 1\n"),
+        live.chunk(task_id, "stderr", b"warning: x\n"),
+        live.chunk(task_id, "stdout", b"line 2\n"),
+    ]
     live.finish(task_id, stdout="line 1\nline 2\n", stderr="warning: x\n")
 
     stream = live.logs(task_id)
@@ -240,23 +287,41 @@ def test_a_finished_tasks_chunks_come_in_order_then_end(live: Live) -> None:
 
     assert [e.kind for e in events] == ["output", "output", "output", "end"]
     assert [(e.data["stream"], e.data["text"]) for e in events[:3]] == [
-        ("stdout", "line 1\n"), ("stderr", "warning: x\n"), ("stdout", "line 2\n")]
+        ("stdout", "line 1\n"),
+        ("stderr", "warning: x\n"),
+        ("stdout", "line 2\n"),
+    ]
     assert ids(events) == seqs == [e.data["seq"] for e in events[:3]]
-    assert events[-1].data == {"phase": "Succeeded", "reason": "Completed", "exit_code": 0,
-                               "stdout_truncated": False, "stderr_truncated": False}
+    assert events[-1].data == {
+        "phase": "Succeeded",
+        "reason": "Completed",
+        "exit_code": 0,
+        "stdout_truncated": False,
+        "stderr_truncated": False,
+    }
 
 
 def test_the_end_event_carries_how_the_task_ended(live: Live) -> None:
     task_id = live.running()
     live.chunk(task_id, "stdout", b"x" * 100)
-    live.finish(task_id, Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED, exit_code=137,
-                stdout="x" * 100, stdout_truncated=True)
+    live.finish(
+        task_id,
+        Phase.TIMED_OUT,
+        Reason.DEADLINE_EXCEEDED,
+        exit_code=137,
+        stdout="x" * 100,
+        stdout_truncated=True,
+    )
 
     events = live.logs(task_id).until_closed()
 
-    assert events[-1].data == {"phase": "TimedOut", "reason": "DeadlineExceeded",
-                               "exit_code": 137, "stdout_truncated": True,
-                               "stderr_truncated": False}
+    assert events[-1].data == {
+        "phase": "TimedOut",
+        "reason": "DeadlineExceeded",
+        "exit_code": 137,
+        "stdout_truncated": True,
+        "stderr_truncated": False,
+    }
     assert texts(events) == "x" * 100
 
 
@@ -284,8 +349,17 @@ def test_only_the_current_attempts_output_is_shown(live: Live) -> None:
         session.execute(update(Task).where(col(Task.id) == task_id).values(attempt=2))
         session.commit()
     live.chunk(task_id, "stdout", b"attempt 2\n", attempt=2)
-    step(live.db, task_id, Phase.RUNNING, Phase.SUCCEEDED, Reason.COMPLETED, attempt=2,
-         exit_code=0, stdout="attempt 2\n", finished_at=utcnow())
+    step(
+        live.db,
+        task_id,
+        Phase.RUNNING,
+        Phase.SUCCEEDED,
+        Reason.COMPLETED,
+        attempt=2,
+        exit_code=0,
+        stdout="attempt 2\n",
+        finished_at=utcnow(),
+    )
 
     events = live.logs(task_id).until_closed()
 
@@ -296,8 +370,7 @@ def test_only_the_current_attempts_output_is_shown(live: Live) -> None:
 # --- following --------------------------------------------------------------------------------
 
 
-def test_follow_delivers_new_chunks_as_they_are_stored_then_ends_with_the_task(
-        live: Live) -> None:
+def test_follow_delivers_new_chunks_as_they_are_stored_then_ends_with_the_task(live: Live) -> None:
     task_id = live.running()
     live.chunk(task_id, "stdout", b"first\n")
     stream = live.logs(task_id, {"follow": "true"})
@@ -317,8 +390,7 @@ def test_follow_delivers_new_chunks_as_they_are_stored_then_ends_with_the_task(
     rest = stream.until_closed(within=3.0)
     assert [e.kind for e in rest] == ["end"]
     assert rest[0].data["phase"] == "Succeeded"
-    print(f"chunk stored -> follower received: {', '.join(f'{d * 1000:.0f}' for d in delays)}"
-          " ms")
+    print(f"chunk stored -> follower received: {', '.join(f'{d * 1000:.0f}' for d in delays)} ms")
 
 
 def test_follow_on_a_pending_task_waits_for_its_first_output(live: Live) -> None:
@@ -330,7 +402,8 @@ def test_follow_on_a_pending_task_waits_for_its_first_output(live: Live) -> None
     step(live.db, task_id, Phase.SCHEDULED, Phase.RUNNING, Reason.STARTED)
     live.chunk(task_id, "stderr", b"starting\n")
     assert [(e.data["stream"], e.data["text"]) for e in stream.outputs(1)] == [
-        ("stderr", "starting\n")]
+        ("stderr", "starting\n")
+    ]
 
     live.finish(task_id, Phase.FAILED, Reason.NON_ZERO_EXIT, exit_code=2, stderr="starting\n")
     [end] = stream.until_closed()
@@ -415,10 +488,13 @@ def test_a_resume_after_the_last_chunk_of_a_finished_task_only_ends(live: Live) 
 # --- filtering and decoding -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("stream", "expected"), [
-    ("stderr", "err 1\nerr 2\n"),
-    ("stdout", "out 1\nout 2\n"),
-])
+@pytest.mark.parametrize(
+    ("stream", "expected"),
+    [
+        ("stderr", "err 1\nerr 2\n"),
+        ("stdout", "out 1\nout 2\n"),
+    ],
+)
 def test_stream_filter_keeps_one_stream(live: Live, stream: str, expected: str) -> None:
     task_id = live.running()
     live.chunk(task_id, "stdout", b"out 1\n")
@@ -464,16 +540,26 @@ def test_a_character_split_across_chunks_is_decoded_whole(live: Live) -> None:
     assert not any("\ufffd" in e.data["text"] for e in events if e.kind == "output")
 
 
-@pytest.mark.parametrize(("pieces", "resume_after"), [
-    pytest.param([b"caf\xc3", b"\xa9\n"], 0, id="two-byte-character-in-halves"),
-    pytest.param([b"smile \xf0\x9f", b"\x98\x80\n"], 0, id="emoji-in-halves"),
-    pytest.param([b"smile \xf0", b"\x9f", b"\x98", b"\x80\n"], 1,
-                 id="emoji-byte-by-byte-resumed-after-its-second-byte"),
-    pytest.param([b"smile \xf0", b"\x9f", b"\x98", b"\x80\n"], 2,
-                 id="emoji-byte-by-byte-resumed-after-its-third-byte"),
-])
-def test_a_resume_inside_a_character_decodes_it_whole(live: Live, pieces: list[bytes],
-                                                      resume_after: int) -> None:
+@pytest.mark.parametrize(
+    ("pieces", "resume_after"),
+    [
+        pytest.param([b"caf\xc3", b"\xa9\n"], 0, id="two-byte-character-in-halves"),
+        pytest.param([b"smile \xf0\x9f", b"\x98\x80\n"], 0, id="emoji-in-halves"),
+        pytest.param(
+            [b"smile \xf0", b"\x9f", b"\x98", b"\x80\n"],
+            1,
+            id="emoji-byte-by-byte-resumed-after-its-second-byte",
+        ),
+        pytest.param(
+            [b"smile \xf0", b"\x9f", b"\x98", b"\x80\n"],
+            2,
+            id="emoji-byte-by-byte-resumed-after-its-third-byte",
+        ),
+    ],
+)
+def test_a_resume_inside_a_character_decodes_it_whole(
+    live: Live, pieces: list[bytes], resume_after: int
+) -> None:
     # A client that dropped right after a chunk holding part of a character had been shown
     # the text before that character; the resumed stream must go on with the character, not
     # with replacement characters.
@@ -483,8 +569,7 @@ def test_a_resume_inside_a_character_decodes_it_whole(live: Live, pieces: list[b
     live.finish(task_id, stdout=whole)
 
     before = live.logs(task_id, {"since": 0}).until_closed()
-    after = live.logs(task_id, headers={"Last-Event-ID": str(seqs[resume_after])}
-                      ).until_closed()
+    after = live.logs(task_id, headers={"Last-Event-ID": str(seqs[resume_after])}).until_closed()
 
     assert texts(before) == whole
     shown_before = texts([e for e in before if e.id and int(e.id) <= seqs[resume_after]])
@@ -513,12 +598,20 @@ def chunk_count(db: Database, task_id: str) -> int:
 
 
 def test_a_long_finished_task_whose_chunks_were_compacted_shows_its_final_output(
-        live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
     old = live.running()
     live.chunk(old, "stdout", b"old out\n")
     live.chunk(old, "stderr", b"old err\n")
-    live.finish(old, Phase.FAILED, Reason.NON_ZERO_EXIT, exit_code=1, stdout="old out\n",
-                stderr="old err\n", ago=3600)
+    live.finish(
+        old,
+        Phase.FAILED,
+        Reason.NON_ZERO_EXIT,
+        exit_code=1,
+        stdout="old out\n",
+        stderr="old err\n",
+        ago=3600,
+    )
     recent = live.running()
     live.chunk(recent, "stdout", b"recent\n")
     live.finish(recent, stdout="recent\n")
@@ -533,8 +626,10 @@ def test_a_long_finished_task_whose_chunks_were_compacted_shows_its_final_output
 
     events = live.logs(old).until_closed()
     assert [(e.kind, e.data.get("stream"), e.data.get("text")) for e in events] == [
-        ("output", "stdout", "old out\n"), ("output", "stderr", "old err\n"),
-        ("end", None, None)]
+        ("output", "stdout", "old out\n"),
+        ("output", "stderr", "old err\n"),
+        ("end", None, None),
+    ]
     assert all(e.id is None and e.data.get("seq") is None for e in events)
     assert events[-1].data["phase"] == "Failed"
     assert texts(live.logs(old, {"stream": "stderr"}).until_closed()) == "old err\n"
@@ -551,17 +646,19 @@ def test_an_unknown_task_is_404(live: Live) -> None:
     response = live.http.get("/tasks/no-such-task/logs")
     assert response.status_code == 404
     assert "no-such-task" in response.json()["detail"]
-    assert live.http.get("/tasks/no-such-task/logs",
-                         params={"follow": "true"}).status_code == 404
+    assert live.http.get("/tasks/no-such-task/logs", params={"follow": "true"}).status_code == 404
 
 
-@pytest.mark.parametrize("value", [
-    pytest.param("abc", id="letters"),
-    pytest.param("-1", id="negative"),
-    pytest.param("1.5", id="fraction"),
-    pytest.param("", id="empty"),
-    pytest.param("12a", id="trailing-junk"),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("abc", id="letters"),
+        pytest.param("-1", id="negative"),
+        pytest.param("1.5", id="fraction"),
+        pytest.param("", id="empty"),
+        pytest.param("12a", id="trailing-junk"),
+    ],
+)
 def test_a_bad_last_event_id_is_422(live: Live, value: str) -> None:
     task_id = live.submit()
     response = live.http.get(f"/tasks/{task_id}/logs", headers={"Last-Event-ID": value})
@@ -569,11 +666,14 @@ def test_a_bad_last_event_id_is_422(live: Live, value: str) -> None:
     assert "Last-Event-ID" in json.dumps(response.json()["detail"])
 
 
-@pytest.mark.parametrize("params", [
-    pytest.param({"stream": "stdin"}, id="unknown-stream"),
-    pytest.param({"since": "-1"}, id="negative-since"),
-    pytest.param({"follow": "maybe"}, id="follow-not-a-bool"),
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        pytest.param({"stream": "stdin"}, id="unknown-stream"),
+        pytest.param({"since": "-1"}, id="negative-since"),
+        pytest.param({"follow": "maybe"}, id="follow-not-a-bool"),
+    ],
+)
 def test_bad_query_parameters_are_422(live: Live, params: dict[str, str]) -> None:
     task_id = live.submit()
     response = live.http.get(f"/tasks/{task_id}/logs", params=params)

@@ -29,11 +29,17 @@ from models.tables import Capacity, Task
 
 OWNER = "metrics-owner"
 HOST = HostCapacity(
-    cpus_total=2, cpu_ids=(0, 1), ram_total=8 * GIB, ram_allocatable=4 * GIB,
-    storage_total=20 * GIB, storage_allocatable=10 * GIB, gpus=(), gpu_sharing=1,
+    cpus_total=2,
+    cpu_ids=(0, 1),
+    ram_total=8 * GIB,
+    ram_allocatable=4 * GIB,
+    storage_total=20 * GIB,
+    storage_allocatable=10 * GIB,
+    gpus=(),
+    gpu_sharing=1,
 )
 SAMPLE = re.compile(
-    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$'
+    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$"
 )
 LABEL = re.compile(r'(?P<key>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>[^"\\]*)"')
 
@@ -73,8 +79,9 @@ def parse(text: str) -> dict[str, Family]:
             name, kind = line.removeprefix("# TYPE ").split(" ")
             assert kind in {"gauge", "counter", "histogram", "summary", "untyped"}, line
             assert name not in families, f"{name} declared twice"
-            assert pending_help is not None and pending_help[0] == name, \
+            assert pending_help is not None and pending_help[0] == name, (
                 f"# HELP {name} must come right before its # TYPE"
+            )
             current = families[name] = Family(name, kind, pending_help[1])
             pending_help = None
             continue
@@ -125,16 +132,21 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def client(tmp_path: Path, database: Database) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path), database),
-                    base_url="http://127.0.0.1") as test_client:
+    with TestClient(
+        create_app(Settings(data_dir=tmp_path), database), base_url="http://127.0.0.1"
+    ) as test_client:
         yield test_client
 
 
 def submit(client: TestClient, cpu: str = "1") -> str:
-    response = client.post("/tasks", json={
-        "task_type": "execute_code", "code": "print(1)",
-        "resources": {"cpu": cpu, "gpu": "0", "ram": "64MB", "storage": "100MB"},
-    })
+    response = client.post(
+        "/tasks",
+        json={
+            "task_type": "execute_code",
+            "code": "print(1)",
+            "resources": {"cpu": cpu, "gpu": "0", "ram": "64MB", "storage": "100MB"},
+        },
+    )
     assert response.status_code == 201, response.text
     task_id: str = response.json()["id"]
     return task_id
@@ -159,23 +171,35 @@ def scrape(client: TestClient) -> dict[str, Family]:
 
 def test_the_parser_rejects_a_sample_under_another_family() -> None:
     # The format check below must be able to fail.
-    bad = ("# HELP a_total A.\n# TYPE a_total counter\na_total 1\n"
-           "# HELP b B.\n# TYPE b gauge\na_total 2\n")
+    bad = (
+        "# HELP a_total A.\n# TYPE a_total counter\na_total 1\n"
+        "# HELP b B.\n# TYPE b gauge\na_total 2\n"
+    )
     with pytest.raises(AssertionError, match="does not belong"):
         parse(bad)
 
 
 def test_tasks_by_phase_match_the_tasks(client: TestClient, database: Database) -> None:
     ids = [submit(client) for _ in range(7)]
-    for task_id, phase in zip(ids[2:], [Phase.RUNNING, Phase.RUNNING, Phase.SUCCEEDED,
-                                        Phase.FAILED, Phase.CANCELLED], strict=True):
+    for task_id, phase in zip(
+        ids[2:],
+        [Phase.RUNNING, Phase.RUNNING, Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED],
+        strict=True,
+    ):
         set_phase(database, task_id, phase)
 
     tasks = scrape(client)["taskyard_tasks"]
 
     assert tasks.kind == "gauge"
-    expected = {"Pending": 2, "Scheduled": 0, "Running": 2, "Succeeded": 1, "Failed": 1,
-                "TimedOut": 0, "Cancelled": 1}
+    expected = {
+        "Pending": 2,
+        "Scheduled": 0,
+        "Running": 2,
+        "Succeeded": 1,
+        "Failed": 1,
+        "TimedOut": 0,
+        "Cancelled": 1,
+    }
     assert {lbl["phase"]: v for _, lbl, v in tasks.samples} == expected
 
 
@@ -183,22 +207,35 @@ def test_an_empty_service_reports_zero_tasks_and_no_capacity(client: TestClient)
     families = scrape(client)
 
     assert {lbl["phase"]: v for _, lbl, v in families["taskyard_tasks"].samples} == {
-        p.value: 0 for p in Phase}
+        p.value: 0 for p in Phase
+    }
     assert "taskyard_allocatable" not in families
     assert families["taskyard_watchers"].value() == 0
 
 
-def test_capacity_lines_come_from_the_capacity_row(client: TestClient,
-                                                   database: Database) -> None:
+def test_capacity_lines_come_from_the_capacity_row(client: TestClient, database: Database) -> None:
     with database.write() as session:
-        session.add(Capacity(
-            node="local", cpus_total=8, cpu_ids=[0, 1, 2, 3, 4, 5], ram_total=16 * GIB,
-            ram_allocatable=12 * GIB, storage_total=100 * GIB, storage_allocatable=50 * GIB,
-            gpu_ids=[0, 1], gpu_names=["A", "B"], gpu_sharing=2,
-            allocated_cpus=[1, 4], allocated_gpus=[0], allocated_ram=3 * GIB,
-            allocated_storage=1 * GIB, runtime_ok=False, runtime_message="down",
-            heartbeat_at=utcnow(),
-        ))
+        session.add(
+            Capacity(
+                node="local",
+                cpus_total=8,
+                cpu_ids=[0, 1, 2, 3, 4, 5],
+                ram_total=16 * GIB,
+                ram_allocatable=12 * GIB,
+                storage_total=100 * GIB,
+                storage_allocatable=50 * GIB,
+                gpu_ids=[0, 1],
+                gpu_names=["A", "B"],
+                gpu_sharing=2,
+                allocated_cpus=[1, 4],
+                allocated_gpus=[0],
+                allocated_ram=3 * GIB,
+                allocated_storage=1 * GIB,
+                runtime_ok=False,
+                runtime_message="down",
+                heartbeat_at=utcnow(),
+            )
+        )
         session.commit()
 
     families = scrape(client)
@@ -224,8 +261,9 @@ def test_controller_histograms_and_counters_after_reconcile_passes(
 ) -> None:
     monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: HOST)
     fake = FakeRuntime()
-    reconciler = Reconciler(Settings(data_dir=tmp_path), database, fake, owner=OWNER,
-                            gpu_probe=lambda: ([], "no gpus"))
+    reconciler = Reconciler(
+        Settings(data_dir=tmp_path), database, fake, owner=OWNER, gpu_probe=lambda: ([], "no gpus")
+    )
     first, second = submit(client), submit(client)
     reconciler.reconcile_once()
     fake.finish(container_name(OWNER, first, 1), 0, stdout=b"ok\n")
@@ -258,18 +296,29 @@ def test_every_family_is_declared_once_with_its_samples_right_after(
     tmp_path: Path, database: Database, client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: HOST)
-    Reconciler(Settings(data_dir=tmp_path), database, FakeRuntime(), owner=OWNER,
-               gpu_probe=lambda: ([], "no gpus")).reconcile_once()
+    Reconciler(
+        Settings(data_dir=tmp_path),
+        database,
+        FakeRuntime(),
+        owner=OWNER,
+        gpu_probe=lambda: ([], "no gpus"),
+    ).reconcile_once()
     submit(client)
 
     text = client.get("/metrics").text
     families = parse(text)
 
     assert set(families) >= {
-        "taskyard_tasks", "taskyard_allocatable", "taskyard_allocated", "taskyard_runtime_up",
-        "taskyard_engine_errors_total", "taskyard_containers_started_total",
-        "taskyard_reconcile_pass_seconds", "taskyard_task_submit_to_start_seconds",
-        "taskyard_task_run_seconds", "taskyard_watchers",
+        "taskyard_tasks",
+        "taskyard_allocatable",
+        "taskyard_allocated",
+        "taskyard_runtime_up",
+        "taskyard_engine_errors_total",
+        "taskyard_containers_started_total",
+        "taskyard_reconcile_pass_seconds",
+        "taskyard_task_submit_to_start_seconds",
+        "taskyard_task_run_seconds",
+        "taskyard_watchers",
     }
     for name, family in families.items():
         assert name.startswith("taskyard_")
@@ -294,8 +343,7 @@ def test_once_user_tokens_exist_metrics_need_a_valid_token(client: TestClient) -
     alice = {"Authorization": f"Bearer {created.json()['token']}"}
 
     assert client.get("/metrics").status_code == 401
-    assert client.get("/metrics", headers={"Authorization": "Bearer ty_unknown"}
-                      ).status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer ty_unknown"}).status_code == 401
     assert client.get("/metrics", headers=alice).status_code == 200
     assert client.get("/metrics", headers=admin).status_code == 200
     client.delete(f"/admin/tokens/{created.json()['id']}", headers=admin)

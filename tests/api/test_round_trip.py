@@ -67,8 +67,9 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     data_dir = tmp_path_factory.mktemp("round-trip")
     database = open_database(f"sqlite:///{data_dir / 'taskyard.db'}")
     add_capacity(database)
-    with TestClient(create_app(Settings(data_dir=data_dir), database),
-                    base_url="http://127.0.0.1") as test_client:
+    with TestClient(
+        create_app(Settings(data_dir=data_dir), database), base_url="http://127.0.0.1"
+    ) as test_client:
         yield test_client
     database.dispose()
 

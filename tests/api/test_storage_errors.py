@@ -43,6 +43,7 @@ def body(code: str = "print(1)") -> dict[str, Any]:
 def short_busy_timeout(database: Database, milliseconds: int = BUSY_TIMEOUT_MS) -> None:
     """Make every new connection of `database` give up on a lock after `milliseconds`."""
     for engine in (database.writer, database.reader):
+
         @event.listens_for(engine, "connect")
         def _short(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.execute(f"PRAGMA busy_timeout={milliseconds}")
@@ -95,7 +96,9 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
     mount_point.mkdir()
     result = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         pytest.fail(
@@ -116,11 +119,16 @@ def disk_database(small_disk: SmallDisk) -> Iterator[Database]:
 
 
 def test_full_disk_answers_503_keeps_what_is_stored_and_recovers(
-    small_disk: SmallDisk, disk_database: Database, tmp_path: Path,
+    small_disk: SmallDisk,
+    disk_database: Database,
+    tmp_path: Path,
 ) -> None:
     settings = Settings(data_dir=tmp_path, admin_token="admin")
-    with TestClient(create_app(settings, disk_database), raise_server_exceptions=False,
-                    base_url="http://127.0.0.1") as client:
+    with TestClient(
+        create_app(settings, disk_database),
+        raise_server_exceptions=False,
+        base_url="http://127.0.0.1",
+    ) as client:
         before = [client.post("/tasks", json=body(f"print({n})")).json() for n in range(3)]
         filler = small_disk.fill()
 
@@ -148,7 +156,9 @@ def test_full_disk_answers_503_keeps_what_is_stored_and_recovers(
 
 
 def test_every_submission_waiting_on_a_full_disk_gets_its_own_503(
-    small_disk: SmallDisk, disk_database: Database, tmp_path: Path,
+    small_disk: SmallDisk,
+    disk_database: Database,
+    tmp_path: Path,
 ) -> None:
     # Concurrent submissions are committed in groups by one writer thread: each waiting
     # request must hear of the failure, and the writer must go on afterwards.
@@ -194,8 +204,12 @@ def locked_database(tmp_path: Path) -> Iterator[tuple[Database, Any]]:
     holders: list[subprocess.Popen[str]] = []
 
     def lock() -> Any:
-        holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(path)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_LOCK, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         holders.append(holder)
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
 
@@ -216,21 +230,27 @@ def locked_database(tmp_path: Path) -> Iterator[tuple[Database, Any]]:
 
 
 def test_database_locked_longer_than_the_busy_timeout_answers_503_then_recovers(
-    locked_database: tuple[Database, Any], tmp_path: Path,
+    locked_database: tuple[Database, Any],
+    tmp_path: Path,
 ) -> None:
     database, lock = locked_database
     settings = Settings(data_dir=tmp_path, admin_token="admin")
-    with TestClient(create_app(settings, database), raise_server_exceptions=False,
-                    base_url="http://127.0.0.1") as client:
+    with TestClient(
+        create_app(settings, database), raise_server_exceptions=False, base_url="http://127.0.0.1"
+    ) as client:
         existing = client.post("/tasks", json=body()).json()
         release = lock()
 
         refused = client.post("/tasks", json=body("print('refused')"))
         cancel = client.delete(f"/tasks/{existing['id']}")
-        reset = client.post(f"/admin/tasks/{existing['id']}/reset", json={"to": "Failed"},
-                            headers={"Authorization": "Bearer admin"})
-        token = client.post("/admin/tokens", json={"name": "alice"},
-                            headers={"Authorization": "Bearer admin"})
+        reset = client.post(
+            f"/admin/tasks/{existing['id']}/reset",
+            json={"to": "Failed"},
+            headers={"Authorization": "Bearer admin"},
+        )
+        token = client.post(
+            "/admin/tokens", json={"name": "alice"}, headers={"Authorization": "Bearer admin"}
+        )
         read = client.get(f"/tasks/{existing['id']}")
 
         release()
@@ -247,7 +267,8 @@ def test_database_locked_longer_than_the_busy_timeout_answers_503_then_recovers(
 
 
 def test_a_lock_shorter_than_the_busy_timeout_only_delays_the_answer(
-    locked_database: tuple[Database, Any], tmp_path: Path,
+    locked_database: tuple[Database, Any],
+    tmp_path: Path,
 ) -> None:
     database, lock = locked_database
     short_busy_timeout(database, 20_000)

@@ -38,8 +38,11 @@ ADMIN = "admin-secret"
 
 
 def body(**changes: Any) -> dict[str, Any]:
-    result: dict[str, Any] = {"task_type": "execute_code", "code": "print(1)",
-                              "resources": dict(SMALL)}
+    result: dict[str, Any] = {
+        "task_type": "execute_code",
+        "code": "print(1)",
+        "resources": dict(SMALL),
+    }
     result.update(changes)
     return result
 
@@ -53,17 +56,29 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def client(tmp_path: Path, database: Database) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path), database),
-                    base_url="http://127.0.0.1") as test_client:
+    with TestClient(
+        create_app(Settings(data_dir=tmp_path), database), base_url="http://127.0.0.1"
+    ) as test_client:
         yield test_client
 
 
 def new_values(**spec: Any) -> dict[str, Any]:
     defaults: dict[str, Any] = dict(
-        owner=None, task_type="execute_code", code="print(1)", cpu=1, cpu_text="1", gpu=0,
-        gpu_text="0", ram="64MB",
-        ram_bytes=64 * MIB, storage="100MB", storage_bytes=100 * MIB, timeout_seconds=30,
-        stdin=None, interactive=False)
+        owner=None,
+        task_type="execute_code",
+        code="print(1)",
+        cpu=1,
+        cpu_text="1",
+        gpu=0,
+        gpu_text="0",
+        ram="64MB",
+        ram_bytes=64 * MIB,
+        storage="100MB",
+        storage_bytes=100 * MIB,
+        timeout_seconds=30,
+        stdin=None,
+        interactive=False,
+    )
     return task_values(**{**defaults, **spec})
 
 
@@ -75,15 +90,23 @@ def raw_rows(database: Database, sql: str) -> list[dict[str, Any]]:
 # --- the answer ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("changes", [
-    pytest.param({}, id="plain"),
-    pytest.param({"code": "print('h\u00e9llo \u2603 \U0001f600')\n\t# \"q\" \\ \u2028 \x01 \x7f"},
-                 id="unicode-and-escapes"),
-    pytest.param({"stdin": "line 1\nline 2\r\n\u00ff", "timeout_seconds": 7},
-                 id="stdin-and-timeout"),
-    pytest.param({"interactive": True, "resources": {**SMALL, "ram": "1gb"}},
-                 id="interactive-and-normalized-size"),
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({}, id="plain"),
+        pytest.param(
+            {"code": "print('h\u00e9llo \u2603 \U0001f600')\n\t# \"q\" \\ \u2028 \x01 \x7f"},
+            id="unicode-and-escapes",
+        ),
+        pytest.param(
+            {"stdin": "line 1\nline 2\r\n\u00ff", "timeout_seconds": 7}, id="stdin-and-timeout"
+        ),
+        pytest.param(
+            {"interactive": True, "resources": {**SMALL, "ram": "1gb"}},
+            id="interactive-and-normalized-size",
+        ),
+    ],
+)
 def test_the_answer_to_a_submit_is_byte_for_byte_what_a_read_answers(
     client: TestClient, changes: dict[str, Any]
 ) -> None:
@@ -119,24 +142,31 @@ def comparable(response: httpx.Response) -> tuple[int, Any, dict[str, str]]:
     content = response.json()
     if response.status_code == 201:
         content = {**content, "id": None, "created_at": None}
-    headers = {name: value for name, value in response.headers.items()
-               if name in {"content-type", "www-authenticate", "retry-after"}}
+    headers = {
+        name: value
+        for name, value in response.headers.items()
+        if name in {"content-type", "www-authenticate", "retry-after"}
+    }
     return response.status_code, content, headers
 
 
-@pytest.mark.parametrize("payload", [
-    pytest.param(body(), id="valid"),
-    pytest.param(body(code="#" * 20_000), id="code-too-large"),
-    pytest.param(body(code="print(1)\x00"), id="nul-in-code"),
-    pytest.param(body(timeout_seconds=0), id="timeout-out-of-range"),
-    pytest.param(body(resources={**SMALL, "cpu": "3"}), id="beyond-the-host"),
-    pytest.param(body(resources={**SMALL, "ram": "1MB"}), id="below-the-minimum"),
-    pytest.param(body(resources={**SMALL, "cpu": "two"}), id="invalid-format"),
-    pytest.param(body(extra=1), id="unknown-field"),
-    pytest.param([1, 2], id="not-an-object"),
-])
-def test_the_fast_path_answers_as_the_route_does(tmp_path: Path, database: Database,
-                                                 payload: Any) -> None:
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(body(), id="valid"),
+        pytest.param(body(code="#" * 20_000), id="code-too-large"),
+        pytest.param(body(code="print(1)\x00"), id="nul-in-code"),
+        pytest.param(body(timeout_seconds=0), id="timeout-out-of-range"),
+        pytest.param(body(resources={**SMALL, "cpu": "3"}), id="beyond-the-host"),
+        pytest.param(body(resources={**SMALL, "ram": "1MB"}), id="below-the-minimum"),
+        pytest.param(body(resources={**SMALL, "cpu": "two"}), id="invalid-format"),
+        pytest.param(body(extra=1), id="unknown-field"),
+        pytest.param([1, 2], id="not-an-object"),
+    ],
+)
+def test_the_fast_path_answers_as_the_route_does(
+    tmp_path: Path, database: Database, payload: Any
+) -> None:
     set_capacity(database, 2)
     settings = Settings(data_dir=tmp_path, max_code_bytes=10_000)
     with TestClient(create_app(settings, database), base_url="http://127.0.0.1") as test_client:
@@ -166,13 +196,17 @@ def test_a_plain_submission_takes_the_fast_path_and_one_with_a_query_the_route(
     assert taken == [fast.json()["id"]]
 
 
-@pytest.mark.parametrize(("content", "content_type"), [
-    pytest.param(b"{not json", "application/json", id="invalid-json"),
-    pytest.param(b"", "application/json", id="no-body"),
-    pytest.param(b'{"task_type": "execute_code"}', "text/plain", id="not-sent-as-json"),
-])
-def test_what_the_fast_path_hands_on_keeps_its_body(client: TestClient, content: bytes,
-                                                      content_type: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        pytest.param(b"{not json", "application/json", id="invalid-json"),
+        pytest.param(b"", "application/json", id="no-body"),
+        pytest.param(b'{"task_type": "execute_code"}', "text/plain", id="not-sent-as-json"),
+    ],
+)
+def test_what_the_fast_path_hands_on_keeps_its_body(
+    client: TestClient, content: bytes, content_type: str
+) -> None:
     fast = client.post("/tasks", content=content, headers={"content-type": content_type})
     route = client.post(VIA_ROUTE, content=content, headers={"content-type": content_type})
 
@@ -185,17 +219,24 @@ def test_callers_are_told_apart_on_the_fast_path_as_on_the_route(
 ) -> None:
     settings = Settings(data_dir=tmp_path, admin_token=ADMIN, user_max_active_tasks=1)
     with TestClient(create_app(settings, database), base_url="http://127.0.0.1") as test_client:
-        open_mode = [comparable(test_client.post(path, json=body()))
-                     for path in ("/tasks", VIA_ROUTE)]
-        alice = test_client.post("/admin/tokens", json={"name": "alice"},
-                                 headers={"Authorization": f"Bearer {ADMIN}"}).json()["token"]
+        open_mode = [
+            comparable(test_client.post(path, json=body())) for path in ("/tasks", VIA_ROUTE)
+        ]
+        alice = test_client.post(
+            "/admin/tokens", json={"name": "alice"}, headers={"Authorization": f"Bearer {ADMIN}"}
+        ).json()["token"]
         answers: dict[str, list[Any]] = {}
-        for name, headers in (("anonymous", {}), ("unknown", {"Authorization": "Bearer ty_x"}),
-                              ("not-bearer", {"Authorization": f"Basic {alice}"}),
-                              ("admin", {"Authorization": f"Bearer {ADMIN}"}),
-                              ("alice", {"Authorization": f"Bearer {alice}"})):
-            answers[name] = [comparable(test_client.post(path, json=body(), headers=headers))
-                             for path in ("/tasks", VIA_ROUTE)]
+        for name, headers in (
+            ("anonymous", {}),
+            ("unknown", {"Authorization": "Bearer ty_x"}),
+            ("not-bearer", {"Authorization": f"Basic {alice}"}),
+            ("admin", {"Authorization": f"Bearer {ADMIN}"}),
+            ("alice", {"Authorization": f"Bearer {alice}"}),
+        ):
+            answers[name] = [
+                comparable(test_client.post(path, json=body(), headers=headers))
+                for path in ("/tasks", VIA_ROUTE)
+            ]
 
     assert open_mode[0] == open_mode[1] and open_mode[0][0] == 201
     for name, (fast, route) in answers.items():
@@ -225,9 +266,17 @@ def test_stored_rows_are_those_the_orm_stores(tmp_path: Path, database: Database
     with database.write() as session:
         task = Task(**{**values, "id": orm_id})
         session.add(task)
-        session.add(Transition(task_id=orm_id, from_phase=None, to_phase=Phase.PENDING,
-                               reason=Reason.CREATED, message="task submitted",
-                               at=task.created_at, resource_version=task.resource_version))
+        session.add(
+            Transition(
+                task_id=orm_id,
+                from_phase=None,
+                to_phase=Phase.PENDING,
+                reason=Reason.CREATED,
+                message="task submitted",
+                at=task.created_at,
+                resource_version=task.resource_version,
+            )
+        )
         session.commit()
 
     tasks = raw_rows(database, "SELECT * FROM tasks ORDER BY pk")
@@ -236,8 +285,11 @@ def test_stored_rows_are_those_the_orm_stores(tmp_path: Path, database: Database
     assert {**tasks[0], "pk": None, "id": None} == {**tasks[1], "pk": None, "id": None}
     assert tasks[0]["phase"] == "Pending" and tasks[0]["assigned_cpus"] == "[]"
     assert [row["task_id"] for row in transitions] == [values["id"], orm_id]
-    assert ({**transitions[0], "seq": None, "task_id": None}
-            == {**transitions[1], "seq": None, "task_id": None})
+    assert {**transitions[0], "seq": None, "task_id": None} == {
+        **transitions[1],
+        "seq": None,
+        "task_id": None,
+    }
     assert transitions[0]["at"] == tasks[0]["created_at"]
 
 
@@ -304,12 +356,12 @@ def test_a_quota_holds_within_one_batch(tmp_path: Path, database: Database) -> N
     assert owners == ["alice", "alice", "alice", "bob"]
 
 
-def test_concurrent_submits_never_exceed_the_cpu_quota(tmp_path: Path,
-                                                        database: Database) -> None:
+def test_concurrent_submits_never_exceed_the_cpu_quota(tmp_path: Path, database: Database) -> None:
     settings = Settings(data_dir=tmp_path, admin_token=ADMIN, user_max_cpus=4)
     with serving(settings, database) as url, httpx.Client(base_url=url, timeout=60) as http:
-        created = http.post("/admin/tokens", json={"name": "alice"},
-                            headers={"Authorization": f"Bearer {ADMIN}"})
+        created = http.post(
+            "/admin/tokens", json={"name": "alice"}, headers={"Authorization": f"Bearer {ADMIN}"}
+        )
         token = created.json()["token"]
         two_cpus = body(resources={**SMALL, "cpu": "2"})
 
@@ -383,9 +435,15 @@ def add_tasks(database: Database, count: int) -> list[str]:
             task = Task(**new_values(code=f"print({n})"))
             ids.append(task.id)
             session.add(task)
-            session.add(Transition(task_id=task.id, to_phase=Phase.PENDING,
-                                   reason=Reason.CREATED, message="task submitted",
-                                   resource_version=1))
+            session.add(
+                Transition(
+                    task_id=task.id,
+                    to_phase=Phase.PENDING,
+                    reason=Reason.CREATED,
+                    message="task submitted",
+                    resource_version=1,
+                )
+            )
         session.commit()
     return ids
 
@@ -396,9 +454,16 @@ def light_connection(tmp_path: Path) -> sqlite3.Connection:
 
 def end(database: Database, task_id: str) -> None:
     with database.write() as session:
-        session.add(Transition(task_id=task_id, from_phase=Phase.RUNNING,
-                               to_phase=Phase.SUCCEEDED, reason=Reason.COMPLETED,
-                               message="exit code 0", resource_version=4))
+        session.add(
+            Transition(
+                task_id=task_id,
+                from_phase=Phase.RUNNING,
+                to_phase=Phase.SUCCEEDED,
+                reason=Reason.COMPLETED,
+                message="exit code 0",
+                resource_version=4,
+            )
+        )
         session.commit()
 
 
@@ -413,8 +478,11 @@ def test_a_waiting_request_hears_its_task_end_and_only_that(
         feed.subscribe()  # the feed then reads whole rows, through the engine
 
     async def publish() -> list[bool]:
-        with (feed.ends_of(ids[0]) as moved_only, feed.ends_of(ids[1]) as ended,
-              feed.ends_of("another") as other):
+        with (
+            feed.ends_of(ids[0]) as moved_only,
+            feed.ends_of(ids[1]) as ended,
+            feed.ends_of("another") as other,
+        ):
             await feed._publish_new(light_connection(tmp_path))
             return [moved_only.is_set(), ended.is_set(), other.is_set()]
 
@@ -435,9 +503,11 @@ def test_a_poke_from_another_thread_has_the_feed_look_at_once(
             await asyncio.sleep(0.05)  # the feed's first look is done
             began = time.monotonic()
             with feed.ends_of(ids[0]) as ended:
+
                 def end_and_poke() -> None:
                     end(database, ids[0])
                     feed.poke()
+
                 threading.Thread(target=end_and_poke).start()
                 await asyncio.wait_for(ended.wait(), timeout=10)
             return time.monotonic() - began

@@ -35,8 +35,11 @@ SMALL = {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"}
 
 def body(**changes: Any) -> dict[str, Any]:
     """A valid small request with top-level fields replaced."""
-    result: dict[str, Any] = {"task_type": "execute_code", "code": "print(1)",
-                              "resources": dict(SMALL)}
+    result: dict[str, Any] = {
+        "task_type": "execute_code",
+        "code": "print(1)",
+        "resources": dict(SMALL),
+    }
     result.update(changes)
     return result
 
@@ -86,14 +89,24 @@ def set_phase(database: Database, task_id: str, phase: str) -> None:
         session.commit()
 
 
-def add_capacity(database: Database, *, runtime_ok: bool = True,
-                 runtime_message: str = "docker 27.0 reachable") -> None:
+def add_capacity(
+    database: Database, *, runtime_ok: bool = True, runtime_message: str = "docker 27.0 reachable"
+) -> None:
     with database.write() as session:
-        session.add(Capacity(
-            node="local", cpus_total=2, cpu_ids=[0, 1], ram_total=8 * GIB,
-            ram_allocatable=4 * GIB, storage_total=20 * GIB, storage_allocatable=10 * GIB,
-            runtime_ok=runtime_ok, runtime_message=runtime_message, heartbeat_at=utcnow(),
-        ))
+        session.add(
+            Capacity(
+                node="local",
+                cpus_total=2,
+                cpu_ids=[0, 1],
+                ram_total=8 * GIB,
+                ram_allocatable=4 * GIB,
+                storage_total=20 * GIB,
+                storage_allocatable=10 * GIB,
+                runtime_ok=runtime_ok,
+                runtime_message=runtime_message,
+                heartbeat_at=utcnow(),
+            )
+        )
         session.commit()
 
 
@@ -115,13 +128,14 @@ def task_count(database: Database) -> int:
 # --- submit -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("payload", [
-    pytest.param(EXAMPLE_1, id="example-1"),
-    pytest.param(EXAMPLE_2, id="example-2"),
-])
-def test_seed_examples_are_accepted_as_pending(
-    client: TestClient, payload: dict[str, Any]
-) -> None:
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(EXAMPLE_1, id="example-1"),
+        pytest.param(EXAMPLE_2, id="example-2"),
+    ],
+)
+def test_seed_examples_are_accepted_as_pending(client: TestClient, payload: dict[str, Any]) -> None:
     response = client.post("/tasks", json=payload)
 
     assert response.status_code == 201, response.text
@@ -178,8 +192,7 @@ BAD_SIZES = ["512", "512KB", "1.5GB", "GB", "1 GB", "", "-1GB", " 1GB", "1GBB", 
 
 
 @pytest.mark.parametrize("field", ["cpu", "gpu"])
-@pytest.mark.parametrize("value", [*BAD_COUNTS, 2, 2.0, None, ["2"]],
-                         ids=lambda v: repr(v))
+@pytest.mark.parametrize("value", [*BAD_COUNTS, 2, 2.0, None, ["2"]], ids=lambda v: repr(v))
 def test_bad_count_is_422_naming_the_field(client: TestClient, field: str, value: Any) -> None:
     response = client.post("/tasks", json=with_resource(field, value))
 
@@ -197,32 +210,49 @@ def test_bad_size_is_422_naming_the_field(client: TestClient, field: str, value:
     assert ["body", "resources", field] in locs(response)
 
 
-@pytest.mark.parametrize(("payload", "loc"), [
-    pytest.param(body(task_type="run_shell"), ["body", "task_type"], id="unknown-task-type"),
-    pytest.param(body(task_type=None), ["body", "task_type"], id="null-task-type"),
-    pytest.param({"task_type": "execute_code", "code": "x"}, ["body", "resources"],
-                 id="missing-resources"),
-    pytest.param({"task_type": "execute_code", "resources": SMALL}, ["body", "code"],
-                 id="missing-code"),
-    pytest.param(body(code=123), ["body", "code"], id="code-not-a-string"),
-    pytest.param(body(resources={"cpu": "1", "gpu": "0", "ram": "64MB"}),
-                 ["body", "resources", "storage"], id="missing-storage"),
-    pytest.param(body(priority=5), ["body", "priority"], id="extra-top-level-field"),
-    pytest.param(body(resources={**SMALL, "disk": "1GB"}), ["body", "resources", "disk"],
-                 id="extra-resource-field"),
-    pytest.param(body(resources="2 cpus"), ["body", "resources"], id="resources-not-object"),
-    pytest.param(body(timeout_seconds=0), ["body", "timeout_seconds"], id="timeout-0"),
-    pytest.param(body(timeout_seconds=601), ["body", "timeout_seconds"], id="timeout-601"),
-    pytest.param(body(timeout_seconds=-5), ["body", "timeout_seconds"], id="timeout-negative"),
-    pytest.param(body(timeout_seconds="30"), ["body", "timeout_seconds"], id="timeout-string"),
-    pytest.param(body(timeout_seconds=True), ["body", "timeout_seconds"], id="timeout-bool"),
-    pytest.param(body(timeout_seconds=1.5), ["body", "timeout_seconds"], id="timeout-float"),
-    pytest.param(body(stdin=5), ["body", "stdin"], id="stdin-not-a-string"),
-    pytest.param(with_resource("cpu", "99999999999999999999"), ["body", "resources", "cpu"],
-                 id="cpu-absurd"),
-    pytest.param(with_resource("ram", "99999999999GB"), ["body", "resources", "ram"],
-                 id="ram-absurd"),
-])
+@pytest.mark.parametrize(
+    ("payload", "loc"),
+    [
+        pytest.param(body(task_type="run_shell"), ["body", "task_type"], id="unknown-task-type"),
+        pytest.param(body(task_type=None), ["body", "task_type"], id="null-task-type"),
+        pytest.param(
+            {"task_type": "execute_code", "code": "x"},
+            ["body", "resources"],
+            id="missing-resources",
+        ),
+        pytest.param(
+            {"task_type": "execute_code", "resources": SMALL}, ["body", "code"], id="missing-code"
+        ),
+        pytest.param(body(code=123), ["body", "code"], id="code-not-a-string"),
+        pytest.param(
+            body(resources={"cpu": "1", "gpu": "0", "ram": "64MB"}),
+            ["body", "resources", "storage"],
+            id="missing-storage",
+        ),
+        pytest.param(body(priority=5), ["body", "priority"], id="extra-top-level-field"),
+        pytest.param(
+            body(resources={**SMALL, "disk": "1GB"}),
+            ["body", "resources", "disk"],
+            id="extra-resource-field",
+        ),
+        pytest.param(body(resources="2 cpus"), ["body", "resources"], id="resources-not-object"),
+        pytest.param(body(timeout_seconds=0), ["body", "timeout_seconds"], id="timeout-0"),
+        pytest.param(body(timeout_seconds=601), ["body", "timeout_seconds"], id="timeout-601"),
+        pytest.param(body(timeout_seconds=-5), ["body", "timeout_seconds"], id="timeout-negative"),
+        pytest.param(body(timeout_seconds="30"), ["body", "timeout_seconds"], id="timeout-string"),
+        pytest.param(body(timeout_seconds=True), ["body", "timeout_seconds"], id="timeout-bool"),
+        pytest.param(body(timeout_seconds=1.5), ["body", "timeout_seconds"], id="timeout-float"),
+        pytest.param(body(stdin=5), ["body", "stdin"], id="stdin-not-a-string"),
+        pytest.param(
+            with_resource("cpu", "99999999999999999999"),
+            ["body", "resources", "cpu"],
+            id="cpu-absurd",
+        ),
+        pytest.param(
+            with_resource("ram", "99999999999GB"), ["body", "resources", "ram"], id="ram-absurd"
+        ),
+    ],
+)
 def test_malformed_body_is_422_naming_the_field(
     client: TestClient, database: Database, payload: dict[str, Any], loc: list[str]
 ) -> None:
@@ -256,19 +286,21 @@ def test_zero_storage_is_422_naming_storage(client: TestClient) -> None:
     assert "1MB" in messages(response)
 
 
-@pytest.mark.parametrize("content", [
-    pytest.param(b"{not json", id="not-json"),
-    pytest.param(b"", id="empty"),
-    pytest.param(json.dumps([EXAMPLE_1]).encode(), id="array"),
-    pytest.param(b'"execute_code"', id="string"),
-    pytest.param(b"null", id="null"),
-    pytest.param(b'{"task_type": "execute_code",', id="truncated"),
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"{not json", id="not-json"),
+        pytest.param(b"", id="empty"),
+        pytest.param(json.dumps([EXAMPLE_1]).encode(), id="array"),
+        pytest.param(b'"execute_code"', id="string"),
+        pytest.param(b"null", id="null"),
+        pytest.param(b'{"task_type": "execute_code",', id="truncated"),
+    ],
+)
 def test_body_that_is_not_a_task_object_is_422(
     client: TestClient, database: Database, content: bytes
 ) -> None:
-    response = client.post("/tasks", content=content,
-                           headers={"content-type": "application/json"})
+    response = client.post("/tasks", content=content, headers={"content-type": "application/json"})
 
     assert response.status_code == 422, response.text
     assert all(loc[0] == "body" for loc in locs(response))
@@ -313,8 +345,10 @@ def test_huge_body_is_refused_before_it_is_read(small_code_client: TestClient) -
 
 
 def test_lone_surrogate_in_code_is_422_not_500(client: TestClient, database: Database) -> None:
-    raw = ('{"task_type": "execute_code", "code": "print(\\ud800)", '
-           '"resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"}}')
+    raw = (
+        '{"task_type": "execute_code", "code": "print(\\ud800)", '
+        '"resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"}}'
+    )
 
     response = client.post("/tasks", content=raw, headers={"content-type": "application/json"})
 
@@ -324,8 +358,10 @@ def test_lone_surrogate_in_code_is_422_not_500(client: TestClient, database: Dat
 
 
 def test_lone_surrogate_in_stdin_is_422_not_500(client: TestClient) -> None:
-    raw = ('{"task_type": "execute_code", "code": "print(1)", "stdin": "\\udfff", '
-           '"resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"}}')
+    raw = (
+        '{"task_type": "execute_code", "code": "print(1)", "stdin": "\\udfff", '
+        '"resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"}}'
+    )
 
     response = client.post("/tasks", content=raw, headers={"content-type": "application/json"})
 
@@ -334,20 +370,27 @@ def test_lone_surrogate_in_stdin_is_422_not_500(client: TestClient) -> None:
 
 
 def test_surrogate_pair_escape_is_a_valid_character(client: TestClient) -> None:
-    raw = ('{"task_type": "execute_code", "code": "print(\'\\ud83d\\ude00\')", '
-           '"resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"}}')
+    raw = (
+        '{"task_type": "execute_code", "code": "print(\'\\ud83d\\ude00\')", '
+        '"resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"}}'
+    )
 
     response = client.post("/tasks", content=raw, headers={"content-type": "application/json"})
 
     assert response.status_code == 201, response.text
-    assert response.json()["spec"]["code"] == "print('\U0001F600')"
+    assert response.json()["spec"]["code"] == "print('\U0001f600')"
 
 
-@pytest.mark.parametrize("code", [
-    pytest.param("print('\u202eolleh\u202c', 'e\u0301', '\u05e9\u05dc\u05d5\u05dd')",
-                 id="rtl-and-combining"),
-    pytest.param("\ufeffprint('bom')\r\n\t# \u2028 end", id="bom-crlf-separators"),
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param(
+            "print('\u202eolleh\u202c', 'e\u0301', '\u05e9\u05dc\u05d5\u05dd')",
+            id="rtl-and-combining",
+        ),
+        pytest.param("\ufeffprint('bom')\r\n\t# \u2028 end", id="bom-crlf-separators"),
+    ],
+)
 def test_unusual_text_in_code_is_stored_intact(client: TestClient, code: str) -> None:
     created = submit(client, body(code=code, stdin=code))
 
@@ -368,12 +411,15 @@ def test_nul_bytes_in_stdin_are_stored_intact(client: TestClient) -> None:
 # --- requests that can never fit this host ---------------------------------------------------
 
 
-@pytest.mark.parametrize(("field", "value", "host_has"), [
-    pytest.param("cpu", "3", "allocate 2", id="cpu"),
-    pytest.param("gpu", "1", "allocate 0", id="gpu"),
-    pytest.param("ram", "5GB", "allocate 4GB", id="ram"),
-    pytest.param("storage", "11GB", "allocate 10GB", id="storage"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "host_has"),
+    [
+        pytest.param("cpu", "3", "allocate 2", id="cpu"),
+        pytest.param("gpu", "1", "allocate 0", id="gpu"),
+        pytest.param("ram", "5GB", "allocate 4GB", id="ram"),
+        pytest.param("storage", "11GB", "allocate 10GB", id="storage"),
+    ],
+)
 def test_request_that_can_never_fit_is_422_saying_what_the_host_has(
     client: TestClient, database: Database, field: str, value: str, host_has: str
 ) -> None:
@@ -390,15 +436,20 @@ def test_request_that_can_never_fit_is_422_saying_what_the_host_has(
 def test_request_that_fits_exactly_is_accepted(client: TestClient, database: Database) -> None:
     add_capacity(database)
 
-    task = submit(client, body(resources={"cpu": "2", "gpu": "0", "ram": "4GB",
-                                          "storage": "10GB"}))
+    task = submit(client, body(resources={"cpu": "2", "gpu": "0", "ram": "4GB", "storage": "10GB"}))
 
     assert task["status"]["phase"] == "Pending"
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("cpu", "3"), ("gpu", "1"), ("ram", "5GB"), ("storage", "11GB"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("cpu", "3"),
+        ("gpu", "1"),
+        ("ram", "5GB"),
+        ("storage", "11GB"),
+    ],
+)
 def test_without_capacity_report_a_large_request_is_accepted(
     client: TestClient, field: str, value: str
 ) -> None:
@@ -492,25 +543,27 @@ def test_phase_filter_combines_with_pagination(client: TestClient, database: Dat
         set_phase(database, task_id, "Failed")
 
     first = client.get("/tasks", params={"phase": "Pending", "limit": 2}).json()
-    second = client.get("/tasks", params={"phase": "Pending", "limit": 2,
-                                          "cursor": first["next_cursor"]}).json()
+    second = client.get(
+        "/tasks", params={"phase": "Pending", "limit": 2, "cursor": first["next_cursor"]}
+    ).json()
 
     assert [t["id"] for t in first["items"] + second["items"]] == ids[1::2][::-1]
     assert second["next_cursor"] is None
 
 
-@pytest.mark.parametrize(("params", "name"), [
-    pytest.param({"limit": 0}, "limit", id="limit-0"),
-    pytest.param({"limit": 501}, "limit", id="limit-501"),
-    pytest.param({"limit": "ten"}, "limit", id="limit-word"),
-    pytest.param({"cursor": "not-a-cursor"}, "cursor", id="cursor-word"),
-    pytest.param({"cursor": "-1"}, "cursor", id="cursor-negative"),
-    pytest.param({"cursor": "9" * 40}, "cursor", id="cursor-huge"),
-    pytest.param({"phase": "Bogus"}, "phase", id="phase-unknown"),
-])
-def test_bad_list_parameters_are_422(
-    client: TestClient, params: dict[str, Any], name: str
-) -> None:
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [
+        pytest.param({"limit": 0}, "limit", id="limit-0"),
+        pytest.param({"limit": 501}, "limit", id="limit-501"),
+        pytest.param({"limit": "ten"}, "limit", id="limit-word"),
+        pytest.param({"cursor": "not-a-cursor"}, "cursor", id="cursor-word"),
+        pytest.param({"cursor": "-1"}, "cursor", id="cursor-negative"),
+        pytest.param({"cursor": "9" * 40}, "cursor", id="cursor-huge"),
+        pytest.param({"phase": "Bogus"}, "phase", id="phase-unknown"),
+    ],
+)
+def test_bad_list_parameters_are_422(client: TestClient, params: dict[str, Any], name: str) -> None:
     submit(client)
 
     response = client.get("/tasks", params=params)
@@ -607,9 +660,16 @@ def test_events_belong_to_their_task_only(client: TestClient) -> None:
 def test_events_come_oldest_first(client: TestClient, database: Database) -> None:
     created = submit(client)
     with database.write() as session:
-        session.add(Transition(task_id=created["id"], from_phase="Pending",
-                               to_phase="Scheduled", reason="Scheduled", message="placed",
-                               resource_version=2))
+        session.add(
+            Transition(
+                task_id=created["id"],
+                from_phase="Pending",
+                to_phase="Scheduled",
+                reason="Scheduled",
+                message="placed",
+                resource_version=2,
+            )
+        )
         session.commit()
 
     items = client.get(f"/tasks/{created['id']}/events").json()["items"]
@@ -701,8 +761,11 @@ def test_health_is_ok_with_fresh_heartbeat_and_working_runtime(
 def test_health_is_degraded_and_explains_when_runtime_is_down(
     client: TestClient, database: Database
 ) -> None:
-    add_capacity(database, runtime_ok=False,
-                 runtime_message="cannot reach the Docker engine at /var/run/docker.sock")
+    add_capacity(
+        database,
+        runtime_ok=False,
+        runtime_message="cannot reach the Docker engine at /var/run/docker.sock",
+    )
 
     health = client.get("/healthz").json()
 
@@ -711,9 +774,7 @@ def test_health_is_degraded_and_explains_when_runtime_is_down(
     assert "/var/run/docker.sock" in health["checks"]["runtime"]["message"]
 
 
-def test_health_is_degraded_when_heartbeat_is_stale(
-    client: TestClient, database: Database
-) -> None:
+def test_health_is_degraded_when_heartbeat_is_stale(client: TestClient, database: Database) -> None:
     add_capacity(database)
     with database.write() as session:
         row = session.get(Capacity, "local")

@@ -20,7 +20,8 @@ from models.settings import Settings
 from models.tables import ApiToken, Capacity, Task
 
 BODY = {
-    "task_type": "execute_code", "code": "print('hi')",
+    "task_type": "execute_code",
+    "code": "print('hi')",
     "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "16MB"},
 }
 ADMIN = "admin-secret"
@@ -58,9 +59,16 @@ def test_open_mode_needs_no_token(tmp_path: Path, db: Database) -> None:
 
 def test_beyond_loopback_every_task_endpoint_needs_a_token(tmp_path: Path, db: Database) -> None:
     client = make_client(tmp_path, db, host="0.0.0.0")
-    for method, path in (("POST", "/tasks"), ("GET", "/tasks"), ("GET", "/tasks/x"),
-                         ("DELETE", "/tasks/x"), ("GET", "/tasks/x/events"),
-                         ("GET", "/tasks/x/logs"), ("GET", "/watch"), ("GET", "/capacity")):
+    for method, path in (
+        ("POST", "/tasks"),
+        ("GET", "/tasks"),
+        ("GET", "/tasks/x"),
+        ("DELETE", "/tasks/x"),
+        ("GET", "/tasks/x/events"),
+        ("GET", "/tasks/x/logs"),
+        ("GET", "/watch"),
+        ("GET", "/capacity"),
+    ):
         response = client.request(method, path, json=BODY if method == "POST" else None)
         assert response.status_code == 401, (method, path, response.text)
         assert "token" in response.json()["detail"]
@@ -75,8 +83,7 @@ def test_the_first_user_token_ends_open_mode(tmp_path: Path, db: Database) -> No
     assert client.post("/tasks", json=BODY, headers=bearer(ADMIN)).status_code == 201
 
 
-def test_tokens_are_stored_hashed_and_listed_without_secrets(tmp_path: Path, db: Database
-                                                             ) -> None:
+def test_tokens_are_stored_hashed_and_listed_without_secrets(tmp_path: Path, db: Database) -> None:
     client = make_client(tmp_path, db)
     alice = new_user(client, "alice")
     with db.read() as session:
@@ -102,9 +109,13 @@ def test_users_cannot_see_or_touch_each_others_tasks(tmp_path: Path, db: Databas
     alice, bob = new_user(client, "alice"), new_user(client, "bob")
     task_id = client.post("/tasks", json=BODY, headers=bearer(alice)).json()["id"]
 
-    for method, path in (("GET", f"/tasks/{task_id}"), ("DELETE", f"/tasks/{task_id}"),
-                         ("GET", f"/tasks/{task_id}/events"), ("GET", f"/tasks/{task_id}/logs"),
-                         ("GET", f"/watch?task_id={task_id}")):
+    for method, path in (
+        ("GET", f"/tasks/{task_id}"),
+        ("DELETE", f"/tasks/{task_id}"),
+        ("GET", f"/tasks/{task_id}/events"),
+        ("GET", f"/tasks/{task_id}/logs"),
+        ("GET", f"/watch?task_id={task_id}"),
+    ):
         response = client.request(method, path, headers=bearer(bob))
         assert response.status_code == 404, (method, path, response.text)
     assert client.get("/tasks", headers=bearer(bob)).json()["items"] == []
@@ -165,10 +176,12 @@ def test_a_users_watch_shows_only_their_own_transitions(tmp_path: Path, db: Data
     settings = Settings(data_dir=tmp_path, admin_token=ADMIN, watch_heartbeat_seconds=0.2)
     with serving(settings, db) as url:
         http = httpx.Client(base_url=url, timeout=10)
-        alice = http.post("/admin/tokens", json={"name": "alice"},
-                          headers=bearer(ADMIN)).json()["token"]
-        bob = http.post("/admin/tokens", json={"name": "bob"},
-                        headers=bearer(ADMIN)).json()["token"]
+        alice = http.post("/admin/tokens", json={"name": "alice"}, headers=bearer(ADMIN)).json()[
+            "token"
+        ]
+        bob = http.post("/admin/tokens", json={"name": "bob"}, headers=bearer(ADMIN)).json()[
+            "token"
+        ]
         theirs = http.post("/tasks", json=BODY, headers=bearer(alice)).json()["id"]
         mine = http.post("/tasks", json=BODY, headers=bearer(bob)).json()["id"]
         seen: list[str] = []
@@ -185,27 +198,45 @@ def test_a_users_watch_shows_only_their_own_transitions(tmp_path: Path, db: Data
 
 
 def test_a_user_sees_which_slots_are_held_but_only_their_own_tasks_ids(
-        tmp_path: Path, db: Database) -> None:
+    tmp_path: Path, db: Database
+) -> None:
     client = make_client(tmp_path, db)
     alice, bob = new_user(client, "alice"), new_user(client, "bob")
     with db.write() as session:
-        session.add(Capacity(node="local", cpus_total=4, cpu_ids=[0, 1, 2, 3],
-                             gpu_ids=[0], gpu_names=["fake"], gpu_sharing=2,
-                             ram_total=8 * GIB, ram_allocatable=4 * GIB,
-                             storage_total=20 * GIB, storage_allocatable=10 * GIB,
-                             runtime_ok=True, runtime_message="fake engine", heartbeat_at=utcnow()))
+        session.add(
+            Capacity(
+                node="local",
+                cpus_total=4,
+                cpu_ids=[0, 1, 2, 3],
+                gpu_ids=[0],
+                gpu_names=["fake"],
+                gpu_sharing=2,
+                ram_total=8 * GIB,
+                ram_allocatable=4 * GIB,
+                storage_total=20 * GIB,
+                storage_allocatable=10 * GIB,
+                runtime_ok=True,
+                runtime_message="fake engine",
+                heartbeat_at=utcnow(),
+            )
+        )
         session.commit()
     hers = client.post("/tasks", json=BODY, headers=bearer(alice)).json()["id"]
     his = client.post("/tasks", json=BODY, headers=bearer(bob)).json()["id"]
     for task_id, cpus in ((hers, [0, 1]), (his, [2])):
         with db.write() as session:
-            session.execute(update(Task).where(col(Task.id) == task_id).values(
-                phase=Phase.RUNNING, assigned_cpus=cpus, assigned_gpus=[0]))
+            session.execute(
+                update(Task)
+                .where(col(Task.id) == task_id)
+                .values(phase=Phase.RUNNING, assigned_cpus=cpus, assigned_gpus=[0])
+            )
             session.commit()
 
     seen_by_bob = client.get("/capacity", headers=bearer(bob)).json()
-    assert seen_by_bob["holders"] == {"cpus": {"0": [None], "1": [None], "2": [his]},
-                                      "gpus": {"0": [None, his]}}
+    assert seen_by_bob["holders"] == {
+        "cpus": {"0": [None], "1": [None], "2": [his]},
+        "gpus": {"0": [None, his]},
+    }
     assert (seen_by_bob["cpu"]["allocated"], seen_by_bob["gpu"]["allocated"]) == (3, 2)
     everything = {"cpus": {"0": [hers], "1": [hers], "2": [his]}, "gpus": {"0": [hers, his]}}
     assert client.get("/capacity", headers=bearer(ADMIN)).json()["holders"] == everything

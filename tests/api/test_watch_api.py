@@ -31,10 +31,21 @@ from models.schemas import TransitionRead
 from models.settings import Settings
 from models.tables import TRANSITIONS_COMPACTED_THROUGH, Meta, Transition
 
-EVENT_KEYS = {"seq", "task_id", "from_phase", "to_phase", "reason", "message", "at",
-              "resource_version"}
-TASK = {"task_type": "execute_code", "code": "print(1)",
-        "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"}}
+EVENT_KEYS = {
+    "seq",
+    "task_id",
+    "from_phase",
+    "to_phase",
+    "reason",
+    "message",
+    "at",
+    "resource_version",
+}
+TASK = {
+    "task_type": "execute_code",
+    "code": "print(1)",
+    "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"},
+}
 READ_TIMEOUT = 5.0
 
 
@@ -62,11 +73,13 @@ class Live:
 
     def all_seqs(self) -> list[int]:
         with self.db.read() as session:
-            return [t.seq or 0 for t in session.exec(select(Transition).order_by(
-                col(Transition.seq)))]
+            return [
+                t.seq or 0 for t in session.exec(select(Transition).order_by(col(Transition.seq)))
+            ]
 
-    def watch(self, params: dict[str, Any] | None = None,
-              headers: dict[str, str] | None = None) -> "Watch":
+    def watch(
+        self, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> "Watch":
         watch = Watch(self.http, params or {}, headers or {})
         self.watches.append(watch)
         return watch
@@ -82,8 +95,10 @@ def database(tmp_path: Path) -> Iterator[Database]:
 @pytest.fixture
 def live(tmp_path: Path, database: Database) -> Iterator[Live]:
     settings = Settings(data_dir=tmp_path, watch_heartbeat_seconds=0.2)
-    with serving(settings, database) as url, \
-            httpx.Client(base_url=url, timeout=READ_TIMEOUT) as http:
+    with (
+        serving(settings, database) as url,
+        httpx.Client(base_url=url, timeout=READ_TIMEOUT) as http,
+    ):
         result = Live(url, database, http)
         try:
             yield result
@@ -104,8 +119,7 @@ class Frame:
 class Watch:
     """One open GET /watch, read a frame at a time."""
 
-    def __init__(self, http: httpx.Client, params: dict[str, Any],
-                 headers: dict[str, str]) -> None:
+    def __init__(self, http: httpx.Client, params: dict[str, Any], headers: dict[str, str]) -> None:
         self._context = http.stream("GET", "/watch", params=params, headers=headers)
         self.response = self._context.__enter__()
         self._lines = self.response.iter_lines()
@@ -180,17 +194,39 @@ def event_of(frame: Frame) -> dict[str, Any]:
 # --- writing transitions as the controller does -----------------------------------------------
 
 
-def step(db: Database, task_id: str, from_phase: Phase, to_phase: Phase, reason: Reason,
-         *, attempt: int = 1, **fields: Any) -> None:
+def step(
+    db: Database,
+    task_id: str,
+    from_phase: Phase,
+    to_phase: Phase,
+    reason: Reason,
+    *,
+    attempt: int = 1,
+    **fields: Any,
+) -> None:
     with db.write() as session:
-        assert move(session, task_id=task_id, from_phase=from_phase, at_attempt=attempt,
-                    to_phase=to_phase, reason=reason, message=f"to {to_phase}", now=utcnow(),
-                    **fields)
+        assert move(
+            session,
+            task_id=task_id,
+            from_phase=from_phase,
+            at_attempt=attempt,
+            to_phase=to_phase,
+            reason=reason,
+            message=f"to {to_phase}",
+            now=utcnow(),
+            **fields,
+        )
 
 
-def run_through(db: Database, task_id: str, end: Phase = Phase.SUCCEEDED,
-                reason: Reason = Reason.COMPLETED, *, attempt: int = 1,
-                start: Phase = Phase.PENDING) -> None:
+def run_through(
+    db: Database,
+    task_id: str,
+    end: Phase = Phase.SUCCEEDED,
+    reason: Reason = Reason.COMPLETED,
+    *,
+    attempt: int = 1,
+    start: Phase = Phase.PENDING,
+) -> None:
     step(db, task_id, start, Phase.SCHEDULED, Reason.SCHEDULED, attempt=attempt)
     step(db, task_id, Phase.SCHEDULED, Phase.RUNNING, Reason.STARTED, attempt=attempt)
     step(db, task_id, Phase.RUNNING, end, reason, attempt=attempt)
@@ -200,8 +236,12 @@ def lifecycle(events: list[dict[str, Any]]) -> list[tuple[str | None, str]]:
     return [(e["from_phase"], e["to_phase"]) for e in events]
 
 
-SUCCEEDED_LIFE = [(None, "Pending"), ("Pending", "Scheduled"), ("Scheduled", "Running"),
-                  ("Running", "Succeeded")]
+SUCCEEDED_LIFE = [
+    (None, "Pending"),
+    ("Pending", "Scheduled"),
+    ("Scheduled", "Running"),
+    ("Running", "Succeeded"),
+]
 
 
 # --- the stream -------------------------------------------------------------------------------
@@ -295,8 +335,11 @@ def test_a_task_watch_follows_it_live_and_ends_after_its_terminal_transition(
     step(live.db, task_id, Phase.RUNNING, Phase.FAILED, Reason.NON_ZERO_EXIT)
     rest = watch.until_end()
 
-    assert lifecycle(rest) == [("Pending", "Scheduled"), ("Scheduled", "Running"),
-                               ("Running", "Failed")]
+    assert lifecycle(rest) == [
+        ("Pending", "Scheduled"),
+        ("Scheduled", "Running"),
+        ("Running", "Failed"),
+    ]
     assert {e["task_id"] for e in rest} == {task_id}
     assert rest[-1]["reason"] == "NonZeroExit"
 
@@ -307,15 +350,22 @@ def test_a_task_watch_replays_a_requeued_task_past_its_first_ending(live: Live) 
     task_id = live.submit()
     run_through(live.db, task_id)
     with live.db.write() as session:
-        assert move(session, task_id=task_id, from_phase=Phase.SUCCEEDED, at_attempt=1,
-                    to_phase=Phase.PENDING, reason=Reason.ADMIN_RESET,
-                    message="requeued by an admin as attempt 2", now=utcnow(), attempt=2)
+        assert move(
+            session,
+            task_id=task_id,
+            from_phase=Phase.SUCCEEDED,
+            at_attempt=1,
+            to_phase=Phase.PENDING,
+            reason=Reason.ADMIN_RESET,
+            message="requeued by an admin as attempt 2",
+            now=utcnow(),
+            attempt=2,
+        )
     run_through(live.db, task_id, attempt=2)
 
     events = live.watch({"task_id": task_id}).until_end()
 
-    assert lifecycle(events) == [*SUCCEEDED_LIFE, ("Succeeded", "Pending"),
-                                 *SUCCEEDED_LIFE[1:]]
+    assert lifecycle(events) == [*SUCCEEDED_LIFE, ("Succeeded", "Pending"), *SUCCEEDED_LIFE[1:]]
     assert events == live.events(task_id)
 
 
@@ -414,9 +464,16 @@ def test_a_slow_watcher_whose_buffer_overflows_still_gets_everything_once(
     assert watch.next_events(1)[0]["task_id"] == task_id
     with live.db.write() as session:
         for number in range(60):
-            session.add(Transition(task_id=task_id, from_phase="Pending", to_phase="Pending",
-                                   reason="Unschedulable", message=f"note {number}",
-                                   resource_version=1))
+            session.add(
+                Transition(
+                    task_id=task_id,
+                    from_phase="Pending",
+                    to_phase="Pending",
+                    reason="Unschedulable",
+                    message=f"note {number}",
+                    resource_version=1,
+                )
+            )
         session.commit()
 
     events = watch.next_events(60)
@@ -575,12 +632,23 @@ def test_transitions_queued_together_go_out_in_one_write(database: Database) -> 
     task's ending, and what was queued after it is not sent."""
     feed = api.watch.TransitionFeed(database, 0.01)
     subscriber = feed.subscribe()
-    phases = [("Pending", "Scheduled"), ("Scheduled", "Running"), ("Running", "Succeeded"),
-              ("Succeeded", "Pending")]  # the last: an admin requeue, after the ending
+    phases = [
+        ("Pending", "Scheduled"),
+        ("Scheduled", "Running"),
+        ("Running", "Succeeded"),
+        ("Succeeded", "Pending"),
+    ]  # the last: an admin requeue, after the ending
     for seq, (before, after) in enumerate(phases, start=1):
-        event = TransitionRead(seq=seq, task_id="t1", from_phase=before, to_phase=after,
-                               reason="r", message="m", at="2026-11-28T00:00:00Z",
-                               resource_version=seq)
+        event = TransitionRead(
+            seq=seq,
+            task_id="t1",
+            from_phase=before,
+            to_phase=after,
+            reason="r",
+            message="m",
+            at="2026-11-28T00:00:00Z",
+            resource_version=seq,
+        )
         subscriber.queue.put_nowait((event, api.watch._frame(event)))
 
     sent: list[bytes] = []
@@ -589,14 +657,26 @@ def test_transitions_queued_together_go_out_in_one_write(database: Database) -> 
         assert message["type"] == "http.response.body" and message["more_body"]
         sent.append(message["body"])
 
-    asyncio.run(api.watch._stream(
-        send, feed, subscriber, database, 0, "t1", None,  # type: ignore[arg-type]
-        api.watch._Visibility(database, Caller(is_admin=True))))
+    asyncio.run(
+        api.watch._stream(
+            send,
+            feed,
+            subscriber,
+            database,
+            0,
+            "t1",
+            None,  # type: ignore[arg-type]
+            api.watch._Visibility(database, Caller(is_admin=True)),
+        )
+    )
 
     assert sent[0] == b": watching transitions\n\n"
     assert len(sent) == 2, sent
-    assert [json.loads(line[5:])["to_phase"] for line in sent[1].split(b"\n")
-            if line.startswith(b"data:")] == ["Scheduled", "Running", "Succeeded"]
+    assert [
+        json.loads(line[5:])["to_phase"]
+        for line in sent[1].split(b"\n")
+        if line.startswith(b"data:")
+    ] == ["Scheduled", "Running", "Succeeded"]
     assert feed.watchers == 0  # the stream let go of its subscription
 
 
@@ -611,25 +691,48 @@ def test_a_transition_that_comes_during_a_fan_out_joins_it(
 
     def commit(message: str) -> None:
         with database.write() as session:
-            session.add(Transition(task_id="t1", from_phase="Pending", to_phase="Pending",
-                                   reason="Unschedulable", message=message,
-                                   resource_version=1))
+            session.add(
+                Transition(
+                    task_id="t1",
+                    from_phase="Pending",
+                    to_phase="Pending",
+                    reason="Unschedulable",
+                    message=message,
+                    resource_version=1,
+                )
+            )
             session.commit()
 
     def messages(chunk: bytes) -> list[str]:
-        return [json.loads(line[5:])["message"] for line in chunk.split(b"\n")
-                if line.startswith(b"data:")]
+        return [
+            json.loads(line[5:])["message"]
+            for line in chunk.split(b"\n")
+            if line.startswith(b"data:")
+        ]
 
     async def fan_out() -> list[list[list[str]]]:
         writes: list[list[list[str]]] = [[], [], []]
         streams = []
         for sent in writes:
+
             async def send(message: dict[str, Any], sent: list[list[str]] = sent) -> None:
                 if messages(message["body"]):
                     sent.append(messages(message["body"]))
-            streams.append(asyncio.create_task(api.watch._stream(
-                send, feed, feed.subscribe(), database, 0, None, None,  # type: ignore[arg-type]
-                visibility)))
+
+            streams.append(
+                asyncio.create_task(
+                    api.watch._stream(
+                        send,
+                        feed,
+                        feed.subscribe(),
+                        database,
+                        0,
+                        None,
+                        None,  # type: ignore[arg-type]
+                        visibility,
+                    )
+                )
+            )
         await asyncio.sleep(0.05)  # each stream has found nothing to replay and waits
 
         commit("first")
@@ -649,6 +752,5 @@ def test_a_transition_that_comes_during_a_fan_out_joins_it(
     writes = asyncio.run(fan_out())
 
     # The watcher woken first sent each on its own; the two others, both in one write.
-    assert sorted(writes) == [[["first"], ["second"]], [["first", "second"]],
-                              [["first", "second"]]]
+    assert sorted(writes) == [[["first"], ["second"]], [["first", "second"]], [["first", "second"]]]
     assert feed.watchers == 0

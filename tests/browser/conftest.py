@@ -25,8 +25,14 @@ from playwright.sync_api import Browser, Page, sync_playwright
 HERE = Path(__file__).parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -59,11 +65,13 @@ def engine() -> docker.DockerClient:
 
 
 @pytest.fixture(scope="session")
-def server(engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Server]:
+def server(
+    engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     # A small output cap, so that a test can see the page mark truncated output.
-    running = Server(tmp_path_factory.mktemp("dashboard"),
-                     env={"TASKYARD_OUTPUT_LIMIT_BYTES": str(OUTPUT_LIMIT)}).start()
+    running = Server(
+        tmp_path_factory.mktemp("dashboard"), env={"TASKYARD_OUTPUT_LIMIT_BYTES": str(OUTPUT_LIMIT)}
+    ).start()
     yield running
     running.kill(signal.SIGTERM)
     for container in owned_containers(engine, running.owner):
@@ -78,17 +86,21 @@ def client(server: Server) -> Client:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run deploy/setup-host.sh "
-                    "(it installs Debian's chromium package)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: run deploy/setup-host.sh "
+            "(it installs Debian's chromium package)"
+        )
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                              headless=True)
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
         yield launched
         launched.close()
 
 
-def new_page(browser: Browser, request: pytest.FixtureRequest, viewport: dict[str, int]
-             ) -> Iterator[Page]:
+def new_page(
+    browser: Browser, request: pytest.FixtureRequest, viewport: dict[str, int]
+) -> Iterator[Page]:
     context = browser.new_context(viewport=viewport)
     context.set_default_timeout(10_000)
     page = context.new_page()
@@ -96,8 +108,12 @@ def new_page(browser: Browser, request: pytest.FixtureRequest, viewport: dict[st
     page.on("pageerror", lambda error: errors.append(str(error)))
     # The page's Content-Security-Policy allows only its own origin: anything it blocks is
     # a part of the page that no longer works.
-    page.on("console", lambda message: errors.append(message.text)
-            if "Content Security Policy" in message.text else None)
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield page
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:

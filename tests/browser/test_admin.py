@@ -10,7 +10,8 @@ from playwright.sync_api import Page, expect
 
 
 def test_fail_a_task_from_the_stuck_list_after_its_controller_died(
-        page: Page, engine: docker.DockerClient, fresh_dir: Path) -> None:
+    page: Page, engine: docker.DockerClient, fresh_dir: Path
+) -> None:
     api = Server(fresh_dir, verb="api", env={"TASKYARD_CONTROLLER_STALE_SECONDS": "2"})
     api.start(wait_ready=False)
     controllers = [Server(fresh_dir, verb="controller", port=api.port).start()]
@@ -28,8 +29,9 @@ def test_fail_a_task_from_the_stuck_list_after_its_controller_died(
         assert page.evaluate("localStorage.length") == 0
 
         item = page.locator(f'.stuck-item[data-task-id="{task["id"]}"]')
-        expect(item.locator(".why")).to_contain_text("no controller is running",
-                                                     timeout=TASK_SECONDS)
+        expect(item.locator(".why")).to_contain_text(
+            "no controller is running", timeout=TASK_SECONDS
+        )
         expect(page.locator("#controller-state")).to_have_attribute("data-ok", "false")
         screenshot(page, "admin-stuck-list")
 
@@ -47,8 +49,9 @@ def test_fail_a_task_from_the_stuck_list_after_its_controller_died(
 
         controllers.append(Server(fresh_dir, verb="controller", port=api.port).start())
         expect(item).to_have_count(0, timeout=TASK_SECONDS)
-        expect(page.locator("#controller-state")).to_have_attribute("data-ok", "true",
-                                                                    timeout=TASK_SECONDS)
+        expect(page.locator("#controller-state")).to_have_attribute(
+            "data-ok", "true", timeout=TASK_SECONDS
+        )
         status = client.wait_for(task["id"])["status"]
         assert (status["phase"], status["reason"]) == ("Failed", "AdminReset")
 

@@ -8,7 +8,8 @@ from playwright.sync_api import Page, Route, expect
 
 
 def test_a_running_task_holds_a_core_in_the_grid_and_frees_it_after(
-        page: Page, server: Server, client: Client) -> None:
+    page: Page, server: Server, client: Client
+) -> None:
     open_dashboard(page, server.url)
     expect(page.locator('.cell[data-kind="cpu"]')).to_have_count(HOST_CPUS)
     task = client.submit(task_body("import time\ntime.sleep(4)\n", cpu="1", ram="64MB"))
@@ -17,8 +18,9 @@ def test_a_running_task_holds_a_core_in_the_grid_and_frees_it_after(
     held = page.locator(f'.cell[data-kind="cpu"][data-task-id="{task["id"]}"]')
     expect(held).to_have_count(1, timeout=TASK_SECONDS)
     expect(held).to_have_attribute("data-state", "held")
-    expect(held).to_have_attribute("title", f"CPU {held.get_attribute('data-slot')}: "
-                                   f"held by task {short} (Running)")
+    expect(held).to_have_attribute(
+        "title", f"CPU {held.get_attribute('data-slot')}: held by task {short} (Running)"
+    )
     held.click()
     expect(page.locator(".cap-detail")).to_contain_text(f"held by task {short}")
     expect(page.locator(".cap-detail a")).to_have_attribute("href", f"#/tasks/{task['id']}")
@@ -51,7 +53,8 @@ def test_the_queue_says_why_its_head_waits(page: Page, server: Server, client: C
 
 
 def test_a_core_held_by_another_users_task_shows_as_held_without_naming_it(
-        page: Page, server: Server, client: Client) -> None:
+    page: Page, server: Server, client: Client
+) -> None:
     # What GET /capacity answers a user's token: another user's task holds the first core,
     # and its id is not shown (null).
     capacity: dict[str, Any] = client.http.get("/capacity").json()

@@ -52,8 +52,7 @@ def finish_while_the_api_is_down(page: Page, split: Split) -> str:
     """A task runs; the API dies; the task ends unseen. Returns the task's id."""
     open_dashboard(page, split.api.url)
     task = Client(split.api.url).submit(task_body("import time\ntime.sleep(3)\n"))
-    expect(row(page, task["id"]).locator(".phase")).to_have_text("Running",
-                                                                 timeout=TASK_SECONDS)
+    expect(row(page, task["id"]).locator(".phase")).to_have_text("Running", timeout=TASK_SECONDS)
     split.api.kill(signal.SIGKILL)
     expect(page.locator("#connection")).not_to_have_attribute("data-state", "live")
     deadline = time.monotonic() + TASK_SECONDS / 1000
@@ -65,37 +64,42 @@ def finish_while_the_api_is_down(page: Page, split: Split) -> str:
 
 
 def test_a_transition_made_while_the_api_was_down_reaches_the_table(
-        page: Page, split: Split) -> None:
+    page: Page, split: Split
+) -> None:
     task_id = finish_while_the_api_is_down(page, split)
     screenshot(page, "live-api-down")
 
     split.restart_api()
     # The browser reconnects with Last-Event-ID and gets the transition it missed; a watch
     # from "now" would leave the row Running.
-    expect(page.locator("#connection")).to_have_attribute("data-state", "live",
-                                                          timeout=TASK_SECONDS)
+    expect(page.locator("#connection")).to_have_attribute(
+        "data-state", "live", timeout=TASK_SECONDS
+    )
     expect(row(page, task_id).locator(".phase")).to_have_text("Succeeded")
     assert_never_reloaded(page)
     screenshot(page, "live-resumed")
 
 
 def test_after_history_was_compacted_the_page_lists_the_tasks_again(
-        page: Page, split: Split) -> None:
+    page: Page, split: Split
+) -> None:
     task_id = finish_while_the_api_is_down(page, split)
     # What the controller's compaction records: history now begins after the newest seq,
     # so a resume from the page's last event id is answered 410 Gone.
     with split.database() as db:
         (newest,) = db.execute("SELECT max(seq) FROM transitions").fetchone()
-        db.execute("INSERT OR REPLACE INTO meta (key, value) "
-                   "VALUES ('transitions_compacted_through', ?)", (newest,))
+        db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('transitions_compacted_through', ?)",
+            (newest,),
+        )
 
     split.restart_api()
-    expect(page.locator("#connection")).to_have_attribute("data-state", "live",
-                                                          timeout=TASK_SECONDS)
+    expect(page.locator("#connection")).to_have_attribute(
+        "data-state", "live", timeout=TASK_SECONDS
+    )
     expect(row(page, task_id).locator(".phase")).to_have_text("Succeeded")
     assert_never_reloaded(page)
 
     # And the fresh watch it opened is live: a new task shows up and finishes.
     later = Client(split.api.url).submit(task_body("print('after')"))
-    expect(row(page, later["id"]).locator(".phase")).to_have_text("Succeeded",
-                                                                  timeout=TASK_SECONDS)
+    expect(row(page, later["id"]).locator(".phase")).to_have_text("Succeeded", timeout=TASK_SECONDS)

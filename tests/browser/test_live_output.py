@@ -51,11 +51,13 @@ def wait_until_log_sources_closed(page: Page, count: int) -> None:
     page.wait_for_function(
         f"(n) => {{ const s = {LOG_SOURCES}; "
         f"return s.length === n && s.every(r => r === {CLOSED}); }}",
-        arg=count)
+        arg=count,
+    )
 
 
 def test_output_appears_while_the_task_runs_each_line_once_and_in_order(
-        page: Page, server: Server, client: Client) -> None:
+    page: Page, server: Server, client: Client
+) -> None:
     page.add_init_script(RECORDER)
     task = client.submit(task_body(TEN_LINES, timeout=60))
     open_dashboard(page, server.url, f"#/tasks/{task['id']}")
@@ -88,13 +90,16 @@ def test_output_appears_while_the_task_runs_each_line_once_and_in_order(
 
 
 def test_a_reader_at_the_end_is_kept_there_and_one_scrolled_up_is_left_alone(
-        page: Page, server: Server, client: Client) -> None:
-    code = ("import time\n"
-            "time.sleep(1)\n"
-            "for i in range(150): print(f'row {i}', flush=True)\n"
-            "time.sleep(3)\n"
-            "for i in range(150, 300): print(f'row {i}', flush=True)\n"
-            "time.sleep(1)\n")
+    page: Page, server: Server, client: Client
+) -> None:
+    code = (
+        "import time\n"
+        "time.sleep(1)\n"
+        "for i in range(150): print(f'row {i}', flush=True)\n"
+        "time.sleep(3)\n"
+        "for i in range(150, 300): print(f'row {i}', flush=True)\n"
+        "time.sleep(1)\n"
+    )
     task = client.submit(task_body(code, timeout=60))
     open_dashboard(page, server.url, f"#/tasks/{task['id']}")
     stdout = stdout_box(page)
@@ -112,7 +117,8 @@ def test_a_reader_at_the_end_is_kept_there_and_one_scrolled_up_is_left_alone(
 
 
 def test_leaving_the_page_of_a_running_task_closes_its_output_stream(
-        page: Page, server: Server, client: Client) -> None:
+    page: Page, server: Server, client: Client
+) -> None:
     page.add_init_script(RECORDER)
     task = client.submit(task_body("import time\ntime.sleep(60)\n", timeout=120))
     try:

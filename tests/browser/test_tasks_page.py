@@ -27,10 +27,18 @@ def submitted_id(page: Page) -> str:
 
 
 def test_a_task_submitted_in_the_form_succeeds_in_the_table_without_a_reload(
-        page: Page, server: Server, client: Client) -> None:
+    page: Page, server: Server, client: Client
+) -> None:
     open_dashboard(page, server.url, "#/submit")
-    fill_form(page, code="import time\ntime.sleep(3)\nprint('from the form')\n",
-              cpu="1", gpu="0", ram="64MB", storage="16MB", timeout_seconds="30")
+    fill_form(
+        page,
+        code="import time\ntime.sleep(3)\nprint('from the form')\n",
+        cpu="1",
+        gpu="0",
+        ram="64MB",
+        storage="16MB",
+        timeout_seconds="30",
+    )
     page.click("#submit-button")
     task_id = submitted_id(page)
 
@@ -64,7 +72,8 @@ def test_the_task_page_follows_a_seed_example_live(page: Page, server: Server) -
     timeline = page.locator(".timeline li")
     expect(timeline).to_have_count(4)
     expect(timeline.locator(".phase")).to_have_text(
-        ["Pending", "Scheduled", "Running", "Succeeded"])
+        ["Pending", "Scheduled", "Running", "Succeeded"]
+    )
     expect(page.locator(".code .tok-keyword").first).to_have_text("for")
     expect(page.locator(".code .tok-string")).to_have_text("f'Count {i}'")
     expect(page.get_by_role("button", name="Cancel task")).to_be_hidden()
@@ -73,7 +82,8 @@ def test_the_task_page_follows_a_seed_example_live(page: Page, server: Server) -
 
 
 def test_code_and_output_from_a_task_are_shown_as_text_never_as_markup(
-        page: Page, server: Server, client: Client) -> None:
+    page: Page, server: Server, client: Client
+) -> None:
     markup = '<img src=x onerror="window.__pwned=1"><b>bold</b>'
     task = client.submit(task_body(f"print({markup!r})\n# {markup}\n"), wait=30)
     assert task["status"]["phase"] == "Succeeded"
@@ -87,7 +97,8 @@ def test_code_and_output_from_a_task_are_shown_as_text_never_as_markup(
 
 
 def test_output_cut_at_the_cap_is_marked_truncated(
-        page: Page, server: Server, client: Client) -> None:
+    page: Page, server: Server, client: Client
+) -> None:
     code = f"import sys\nprint('x' * {2 * OUTPUT_LIMIT})\nprint('short', file=sys.stderr)\n"
     task = client.submit(task_body(code), wait=30)
     assert task["status"]["stdout_truncated"] is True
@@ -102,7 +113,8 @@ def test_output_cut_at_the_cap_is_marked_truncated(
 
 
 def test_cancel_on_the_task_page_stops_a_running_task(
-        page: Page, server: Server, client: Client) -> None:
+    page: Page, server: Server, client: Client
+) -> None:
     task = client.submit(task_body("import time\ntime.sleep(60)\n", timeout=120))
     client.wait_for(task["id"], phases={"Running"})
     open_dashboard(page, server.url, f"#/tasks/{task['id']}")
@@ -114,26 +126,35 @@ def test_cancel_on_the_task_page_stops_a_running_task(
     assert client.get(task["id"])["status"]["reason"] == "Cancelled"
 
 
-FORM_OK = {"code": "print(1)", "cpu": "1", "gpu": "0", "ram": "64MB", "storage": "16MB",
-           "timeout_seconds": "30"}
+FORM_OK = {
+    "code": "print(1)",
+    "cpu": "1",
+    "gpu": "0",
+    "ram": "64MB",
+    "storage": "16MB",
+    "timeout_seconds": "30",
+}
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    pytest.param("ram", "512KB", id="ram-512KB"),
-    pytest.param("ram", "5MB", id="ram-below-engine-minimum"),
-    pytest.param("ram", "512", id="ram-without-unit"),
-    pytest.param("storage", "1 GB", id="storage-with-space"),
-    pytest.param("storage", "0MB", id="storage-zero"),
-    pytest.param("cpu", "1.5", id="cpu-fraction"),
-    pytest.param("gpu", "-1", id="gpu-negative"),
-    pytest.param("cpu", "٣", id="cpu-non-ascii-digit"),
-    pytest.param("timeout_seconds", "0", id="timeout-zero"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("ram", "512KB", id="ram-512KB"),
+        pytest.param("ram", "5MB", id="ram-below-engine-minimum"),
+        pytest.param("ram", "512", id="ram-without-unit"),
+        pytest.param("storage", "1 GB", id="storage-with-space"),
+        pytest.param("storage", "0MB", id="storage-zero"),
+        pytest.param("cpu", "1.5", id="cpu-fraction"),
+        pytest.param("gpu", "-1", id="gpu-negative"),
+        pytest.param("cpu", "٣", id="cpu-non-ascii-digit"),
+        pytest.param("timeout_seconds", "0", id="timeout-zero"),
+    ],
+)
 def test_a_broken_rule_shows_the_apis_message_inline_and_sends_nothing(
-        page: Page, server: Server, client: Client, field: str, value: str) -> None:
+    page: Page, server: Server, client: Client, field: str, value: str
+) -> None:
     posts: list[Request] = []
-    page.on("request", lambda request: posts.append(request) if request.method == "POST"
-            else None)
+    page.on("request", lambda request: posts.append(request) if request.method == "POST" else None)
     open_dashboard(page, server.url, "#/submit")
     fill_form(page, **{**FORM_OK, field: value})
     page.click("#submit-button")
@@ -149,21 +170,29 @@ def test_a_broken_rule_shows_the_apis_message_inline_and_sends_nothing(
 
     # The same body sent to the API is refused with the same sentence for the same field.
     resources = {name: FORM_OK[name] for name in ("cpu", "gpu", "ram", "storage")}
-    body = {"task_type": "execute_code", "code": "print(1)", "resources": resources,
-            "timeout_seconds": 30}
+    body = {
+        "task_type": "execute_code",
+        "code": "print(1)",
+        "resources": resources,
+        "timeout_seconds": 30,
+    }
     if field == "timeout_seconds":
         body["timeout_seconds"] = int(value)
     else:
         resources[field] = value
     response = client.http.post("/tasks", json=body)
     assert response.status_code == 422
-    messages = [entry["msg"].removeprefix("Value error, ")
-                for entry in response.json()["detail"] if entry["loc"][-1] == field]
+    messages = [
+        entry["msg"].removeprefix("Value error, ")
+        for entry in response.json()["detail"]
+        if entry["loc"][-1] == field
+    ]
     expect(error).to_have_text(messages[0])
 
 
 def test_a_request_the_host_cannot_fit_shows_the_servers_message_by_its_field(
-        page: Page, server: Server) -> None:
+    page: Page, server: Server
+) -> None:
     open_dashboard(page, server.url, "#/submit")
     fill_form(page, **{**FORM_OK, "cpu": "4096"})
     page.click("#submit-button")

@@ -36,8 +36,9 @@ def engine() -> docker.DockerClient:
 
 
 @pytest.fixture(scope="session")
-def cli_server(engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[Server]:
+def cli_server(
+    engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     running = Server(tmp_path_factory.mktemp("cli-serve")).start()
     yield running
     stop(running, engine)

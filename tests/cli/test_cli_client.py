@@ -34,48 +34,85 @@ class Chunks(httpx.SyncByteStream):
 
 
 def frame(seq: int, to: str = "Running", task: str = "t1", **extra: Any) -> str:
-    data = {"seq": seq, "task_id": task, "from_phase": "Pending", "to_phase": to,
-            "reason": "Started", "message": "m", "at": "2026-11-27T22:00:00Z",
-            "resource_version": seq, **extra}
+    data = {
+        "seq": seq,
+        "task_id": task,
+        "from_phase": "Pending",
+        "to_phase": to,
+        "reason": "Started",
+        "message": "m",
+        "at": "2026-11-27T22:00:00Z",
+        "resource_version": seq,
+        **extra,
+    }
     return f"id: {seq}\nevent: transition\ndata: {json.dumps(data)}\n\n"
 
 
 def sse(*chunks: str, then: BaseException | None = None) -> httpx.Response:
-    return httpx.Response(200, headers={"content-type": "text/event-stream"},
-                          stream=Chunks(*chunks, then=then))
+    return httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, stream=Chunks(*chunks, then=then)
+    )
 
 
 def client_for(handler: Any) -> Client:
-    return Client("http://taskyard.test", token="", transport=httpx.MockTransport(handler),
-                          sleep=lambda _s: None)
+    return Client(
+        "http://taskyard.test",
+        token="",
+        transport=httpx.MockTransport(handler),
+        sleep=lambda _s: None,
+    )
 
 
-@pytest.mark.parametrize(("detail", "shown"), [
-    pytest.param("task x not found", "task x not found", id="sentence"),
-    pytest.param([{"loc": ["body", "resources", "cpu"],
-                   "msg": "Value error, '-1' should be a non-negative integer string",
-                   "type": "value_error"}],
-                 "resources.cpu: '-1' should be a non-negative integer string",
-                 id="field-error-body-prefix-dropped"),
-    pytest.param([{"loc": ["body", "resources", "cpu"], "msg": "bad cpu", "type": "x"},
-                  {"loc": ["query", "limit"], "msg": "too big", "type": "x"}],
-                 "resources.cpu: bad cpu; limit: too big", id="two-field-errors"),
-    pytest.param([{"loc": [], "msg": "whole body wrong", "type": "x"}], "whole body wrong",
-                 id="no-loc"),
-    pytest.param({"odd": 1}, '{"odd": 1}', id="unknown-shape-as-json"),
-    pytest.param(None, "", id="none"),
-])
+@pytest.mark.parametrize(
+    ("detail", "shown"),
+    [
+        pytest.param("task x not found", "task x not found", id="sentence"),
+        pytest.param(
+            [
+                {
+                    "loc": ["body", "resources", "cpu"],
+                    "msg": "Value error, '-1' should be a non-negative integer string",
+                    "type": "value_error",
+                }
+            ],
+            "resources.cpu: '-1' should be a non-negative integer string",
+            id="field-error-body-prefix-dropped",
+        ),
+        pytest.param(
+            [
+                {"loc": ["body", "resources", "cpu"], "msg": "bad cpu", "type": "x"},
+                {"loc": ["query", "limit"], "msg": "too big", "type": "x"},
+            ],
+            "resources.cpu: bad cpu; limit: too big",
+            id="two-field-errors",
+        ),
+        pytest.param(
+            [{"loc": [], "msg": "whole body wrong", "type": "x"}], "whole body wrong", id="no-loc"
+        ),
+        pytest.param({"odd": 1}, '{"odd": 1}', id="unknown-shape-as-json"),
+        pytest.param(None, "", id="none"),
+    ],
+)
 def test_render_detail(detail: Any, shown: str) -> None:
     assert render_detail(detail) == shown
 
 
 def test_sse_parser_follows_the_standard() -> None:
     lines = [
-        ": heartbeat comment", "",                       # a lone comment dispatches nothing
-        "id: 1", "event: transition", "data: {\"a\":", "data:  1}", "",  # multi-line data
-        "id:2", "data:x", "",                            # no space after the colon
-        "data", "",                                      # a field name alone: empty value
-        "event: transition", "id: 3",                    # never completed by a blank line
+        ": heartbeat comment",
+        "",  # a lone comment dispatches nothing
+        "id: 1",
+        "event: transition",
+        'data: {"a":',
+        "data:  1}",
+        "",  # multi-line data
+        "id:2",
+        "data:x",
+        "",  # no space after the colon
+        "data",
+        "",  # a field name alone: empty value
+        "event: transition",
+        "id: 3",  # never completed by a blank line
     ]
     events = list(parse_sse(lines))
     assert events == [
@@ -100,8 +137,11 @@ def test_watch_reconnects_with_last_event_id_and_never_repeats() -> None:
 
     retries: list[tuple[str, int]] = []
     with client_for(handler) as client:
-        events = list(client.watch(task_id="t1", since=0,
-                                   on_retry=lambda why, n, _d: retries.append((why, n))))
+        events = list(
+            client.watch(
+                task_id="t1", since=0, on_retry=lambda why, n, _d: retries.append((why, n))
+            )
+        )
 
     assert [e["seq"] for e in events] == [1, 2, 3]
     assert seen[0].url.params["since"] == "0" and "last-event-id" not in seen[0].headers
@@ -143,8 +183,10 @@ def test_watch_gives_up_after_retries_in_a_row() -> None:
         seqs.extend(event["seq"] for event in client.watch(retries=3))
     assert seqs == [1]
     assert attempts == 1 + 3  # the first connection, then three reconnects
-    assert str(raised.value) == ("lost the watch on taskyard at http://taskyard.test: "
-                                 "Connection refused; gave up after 3 reconnects")
+    assert str(raised.value) == (
+        "lost the watch on taskyard at http://taskyard.test: "
+        "Connection refused; gave up after 3 reconnects"
+    )
     assert raised.value.exit_code == 3
 
 
@@ -163,17 +205,21 @@ def test_watch_on_a_server_that_is_not_there_fails_at_once() -> None:
 
 
 def test_watch_retries_a_5xx_only_once_it_was_connected() -> None:
-    answers = [sse(frame(1), then=httpx.ReadError("reset")),
-               httpx.Response(503, json={"detail": "starting"}),
-               sse(frame(2, to="Succeeded"))]
+    answers = [
+        sse(frame(1), then=httpx.ReadError("reset")),
+        httpx.Response(503, json={"detail": "starting"}),
+        sse(frame(2, to="Succeeded")),
+    ]
 
     def handler(request: httpx.Request) -> httpx.Response:
         return answers.pop(0)
 
     with client_for(handler) as client:
         assert [e["seq"] for e in client.watch(task_id="t1")] == [1, 2]
-    with client_for(lambda r: httpx.Response(503, json={"detail": "starting"})) as client, \
-            pytest.raises(ApiError) as raised:
+    with (
+        client_for(lambda r: httpx.Response(503, json={"detail": "starting"})) as client,
+        pytest.raises(ApiError) as raised,
+    ):
         list(client.watch())
     assert (raised.value.status, str(raised.value)) == (503, "starting")
 
@@ -184,8 +230,9 @@ def test_watch_410_relists_from_the_current_state() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         if len(seen) == 1:
-            return httpx.Response(410, json={"detail": "transitions up to seq 40 were "
-                                                       "compacted away"})
+            return httpx.Response(
+                410, json={"detail": "transitions up to seq 40 were compacted away"}
+            )
         return sse(frame(41), frame(42, to="Succeeded"))
 
     gone: list[HistoryGone] = []

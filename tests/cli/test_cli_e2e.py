@@ -16,8 +16,9 @@ def task_json(server: Server, task_id: str) -> dict[str, Any]:
     return task
 
 
-def wait_phase(server: Server, task_id: str, phases: set[str], timeout: float = 60
-               ) -> dict[str, Any]:
+def wait_phase(
+    server: Server, task_id: str, phases: set[str], timeout: float = 60
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         task = task_json(server, task_id)
@@ -35,8 +36,13 @@ def test_submit_wait_prints_the_output_and_exits_0(cli_server: Server) -> None:
 
 
 def test_a_failing_snippet_exits_1_with_the_reason_on_stderr(cli_server: Server) -> None:
-    done = taskyard("submit", "-c", "import sys\nprint('partial')\nsys.exit('boom')", "--wait",
-                    server=cli_server)
+    done = taskyard(
+        "submit",
+        "-c",
+        "import sys\nprint('partial')\nsys.exit('boom')",
+        "--wait",
+        server=cli_server,
+    )
     assert done.returncode == 1
     assert done.stdout == "partial\n"
     assert "Failed (NonZeroExit): exited with code 1" in done.stderr
@@ -45,8 +51,9 @@ def test_a_failing_snippet_exits_1_with_the_reason_on_stderr(cli_server: Server)
 
 
 def test_a_timeout_exits_1_and_says_so(cli_server: Server) -> None:
-    done = taskyard("submit", "-c", "while True: pass", "--timeout", "1", "--wait",
-                    server=cli_server)
+    done = taskyard(
+        "submit", "-c", "while True: pass", "--timeout", "1", "--wait", server=cli_server
+    )
     assert done.returncode == 1
     assert "TimedOut (DeadlineExceeded)" in done.stderr
 
@@ -54,8 +61,16 @@ def test_a_timeout_exits_1_and_says_so(cli_server: Server) -> None:
 def test_code_from_stdin_and_input_from_a_file(cli_server: Server, tmp_path: Any) -> None:
     given = tmp_path / "input.txt"
     given.write_text("olleh\n")
-    done = taskyard("submit", "--stdin-file", str(given), "--wait", "--ram", "64MB",
-                    stdin="print(input()[::-1])\n", server=cli_server)
+    done = taskyard(
+        "submit",
+        "--stdin-file",
+        str(given),
+        "--wait",
+        "--ram",
+        "64MB",
+        stdin="print(input()[::-1])\n",
+        server=cli_server,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello\n"
 
@@ -63,12 +78,23 @@ def test_code_from_stdin_and_input_from_a_file(cli_server: Server, tmp_path: Any
 def test_code_from_a_file_with_resources(cli_server: Server, tmp_path: Any) -> None:
     source = tmp_path / "job.py"
     source.write_text("import os\nprint(len(os.sched_getaffinity(0)))\n")
-    done = taskyard("submit", str(source), "--cpu", "1", "--ram", "128MB", "--storage", "16MB",
-                    "--wait", "-o", "json", server=cli_server)
+    done = taskyard(
+        "submit",
+        str(source),
+        "--cpu",
+        "1",
+        "--ram",
+        "128MB",
+        "--storage",
+        "16MB",
+        "--wait",
+        "-o",
+        "json",
+        server=cli_server,
+    )
     assert done.returncode == 0, done.stderr
     task = json.loads(done.stdout)
-    assert task["spec"]["resources"] == {"cpu": "1", "gpu": "0", "ram": "128MB",
-                                          "storage": "16MB"}
+    assert task["spec"]["resources"] == {"cpu": "1", "gpu": "0", "ram": "128MB", "storage": "16MB"}
     assert task["status"]["stdout"] == "1\n"
 
 
@@ -96,8 +122,7 @@ def test_submit_get_and_list(cli_server: Server) -> None:
     assert mine and mine[0][1:5] == ["Succeeded", "Completed", "1", "256MB"]
     assert mine[0][5].endswith("s") or mine[0][5].endswith("m")
 
-    succeeded = taskyard("list", "--phase", "Succeeded", "--all", "-o", "json",
-                         server=cli_server)
+    succeeded = taskyard("list", "--phase", "Succeeded", "--all", "-o", "json", server=cli_server)
     items = json.loads(succeeded.stdout)["items"]
     assert task_id in [t["id"] for t in items]
     assert {t["status"]["phase"] for t in items} == {"Succeeded"}
@@ -108,16 +133,23 @@ def test_submit_get_and_list(cli_server: Server) -> None:
 
 
 def test_cancel_a_running_task(cli_server: Server) -> None:
-    created = taskyard("submit", "-c", "import time\nprint('up', flush=True)\ntime.sleep(60)",
-                       "-o", "name", server=cli_server)
+    created = taskyard(
+        "submit",
+        "-c",
+        "import time\nprint('up', flush=True)\ntime.sleep(60)",
+        "-o",
+        "name",
+        server=cli_server,
+    )
     task_id = created.stdout.strip().removeprefix("task/")
     wait_phase(cli_server, task_id, {"Running"}, timeout=30)
 
     cancelled = taskyard("cancel", task_id, server=cli_server)
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stdout == f"task/{task_id} cancellation requested\n"
-    task = wait_phase(cli_server, task_id, {"Cancelled", "Succeeded", "Failed", "TimedOut"},
-                      timeout=15)
+    task = wait_phase(
+        cli_server, task_id, {"Cancelled", "Succeeded", "Failed", "TimedOut"}, timeout=15
+    )
     assert task["status"]["phase"] == "Cancelled"
 
     again = taskyard("cancel", task_id, server=cli_server)

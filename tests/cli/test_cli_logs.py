@@ -13,8 +13,7 @@ from cli_support import make_task, run_cli
 
 @pytest.fixture(autouse=True)
 def _no_stray_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("TASKYARD_SERVER", "TASKYARD_TOKEN", "TASKYARD_ADMIN_TOKEN",
-                 "TASKYARD_DATA_DIR"):
+    for name in ("TASKYARD_SERVER", "TASKYARD_TOKEN", "TASKYARD_ADMIN_TOKEN", "TASKYARD_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
 
@@ -39,22 +38,31 @@ def output(seq: int | None, text: str, stream: str = "stdout") -> str:
 
 
 def end(phase: str = "Succeeded", reason: str = "Completed", exit_code: int | None = 0) -> str:
-    data = {"phase": phase, "reason": reason, "exit_code": exit_code,
-            "stdout_truncated": False, "stderr_truncated": False}
+    data = {
+        "phase": phase,
+        "reason": reason,
+        "exit_code": exit_code,
+        "stdout_truncated": False,
+        "stderr_truncated": False,
+    }
     return f"event: end\ndata: {json.dumps(data)}\n\n"
 
 
 def sse(*frames: str) -> httpx.Response:
-    return httpx.Response(200, headers={"content-type": "text/event-stream"},
-                          stream=Stream(*frames))
+    return httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, stream=Stream(*frames)
+    )
 
 
 class Server:
     """A fake server: GET /tasks/{id}/logs answers from `logs` (one answer per request, the
     last one repeated), other routes from `routes`; every request is kept."""
 
-    def __init__(self, logs: list[Callable[[httpx.Request], httpx.Response]],
-                 routes: dict[tuple[str, str], Any] | None = None) -> None:
+    def __init__(
+        self,
+        logs: list[Callable[[httpx.Request], httpx.Response]],
+        routes: dict[tuple[str, str], Any] | None = None,
+    ) -> None:
         self.logs = logs
         self.routes = routes or {}
         self.requests: list[httpx.Request] = []
@@ -79,8 +87,17 @@ def answer(*frames: str) -> Callable[[httpx.Request], httpx.Response]:
 
 
 def test_logs_prints_each_stream_to_its_own_place_and_exits_0() -> None:
-    server = Server([answer(output(1, "line 1\n"), output(2, "warning\n", "stderr"),
-                            ": keepalive\n\n", output(3, "line 2\n"), end())])
+    server = Server(
+        [
+            answer(
+                output(1, "line 1\n"),
+                output(2, "warning\n", "stderr"),
+                ": keepalive\n\n",
+                output(3, "line 2\n"),
+                end(),
+            )
+        ]
+    )
 
     result = run_cli(["logs", "abc"], server)
 
@@ -104,11 +121,21 @@ def test_logs_of_a_running_task_prints_what_exists_and_returns() -> None:
 
 
 def test_logs_of_a_compacted_task_prints_its_final_output() -> None:
-    server = Server([answer(output(None, "kept\n"), output(None, "oops\n", "stderr"),
-                            end("Failed", "NonZeroExit", 1))],
-                    {("GET", "/tasks/abc"): (200, make_task("abc", "Failed",
-                                                            reason="NonZeroExit",
-                                                            message="exited with code 1"))})
+    server = Server(
+        [
+            answer(
+                output(None, "kept\n"),
+                output(None, "oops\n", "stderr"),
+                end("Failed", "NonZeroExit", 1),
+            )
+        ],
+        {
+            ("GET", "/tasks/abc"): (
+                200,
+                make_task("abc", "Failed", reason="NonZeroExit", message="exited with code 1"),
+            )
+        },
+    )
 
     result = run_cli(["logs", "abc"], server)
 
@@ -155,17 +182,22 @@ def test_follow_exits_0_when_the_task_succeeds() -> None:
     assert server.log_requests()[0].url.params["follow"] == "true"
 
 
-@pytest.mark.parametrize(("phase", "reason", "message"), [
-    ("Failed", "NonZeroExit", "exited with code 1"),
-    ("TimedOut", "DeadlineExceeded", "exceeded its 2 s timeout and was killed"),
-    ("Cancelled", "Cancelled", "cancelled on request"),
-])
+@pytest.mark.parametrize(
+    ("phase", "reason", "message"),
+    [
+        ("Failed", "NonZeroExit", "exited with code 1"),
+        ("TimedOut", "DeadlineExceeded", "exceeded its 2 s timeout and was killed"),
+        ("Cancelled", "Cancelled", "cancelled on request"),
+    ],
+)
 def test_follow_exits_1_with_the_reason_when_the_task_does_not_succeed(
-        phase: str, reason: str, message: str) -> None:
+    phase: str, reason: str, message: str
+) -> None:
     task = make_task("abc", phase, reason=reason, message=message)
-    server = Server([answer(output(1, "partial\n"), output(2, "boom\n", "stderr"),
-                            end(phase, reason, 1))],
-                    {("GET", "/tasks/abc"): (200, task)})
+    server = Server(
+        [answer(output(1, "partial\n"), output(2, "boom\n", "stderr"), end(phase, reason, 1))],
+        {("GET", "/tasks/abc"): (200, task)},
+    )
 
     result = run_cli(["logs", "-f", "abc"], server)
 
@@ -178,8 +210,12 @@ def test_follow_exits_1_with_the_reason_when_the_task_does_not_succeed(
 
 def test_follow_resumes_a_dropped_stream_after_the_last_chunk_it_printed() -> None:
     def first(_request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, stream=Stream(output(1, "a\n"), output(2, "b\n"),
-                                                 then=httpx.ReadError("connection reset")))
+        return httpx.Response(
+            200,
+            stream=Stream(
+                output(1, "a\n"), output(2, "b\n"), then=httpx.ReadError("connection reset")
+            ),
+        )
 
     def again(request: httpx.Request) -> httpx.Response:
         assert request.headers["Last-Event-ID"] == "2"
@@ -224,8 +260,10 @@ def test_follow_gives_up_after_repeated_failures_and_says_so() -> None:
 
 
 def test_submit_follow_prints_the_output_live_and_exits_0() -> None:
-    server = Server([answer(output(1, "0\n"), output(2, "1\n"), output(3, "2\n"), end())],
-                    {("POST", "/tasks"): (201, make_task("abc"))})
+    server = Server(
+        [answer(output(1, "0\n"), output(2, "1\n"), output(3, "2\n"), end())],
+        {("POST", "/tasks"): (201, make_task("abc"))},
+    )
 
     result = run_cli(["submit", "-c", "print(1)", "--follow"], server)
 
@@ -239,9 +277,10 @@ def test_submit_follow_prints_the_output_live_and_exits_0() -> None:
 
 def test_submit_follow_exits_1_when_the_task_fails() -> None:
     task = make_task("abc", "Failed", reason="NonZeroExit", message="exited with code 2")
-    server = Server([answer(output(1, "partial\n"), end("Failed", "NonZeroExit", 2))],
-                    {("POST", "/tasks"): (201, make_task("abc")),
-                     ("GET", "/tasks/abc"): (200, task)})
+    server = Server(
+        [answer(output(1, "partial\n"), end("Failed", "NonZeroExit", 2))],
+        {("POST", "/tasks"): (201, make_task("abc")), ("GET", "/tasks/abc"): (200, task)},
+    )
 
     result = run_cli(["submit", "-c", "x", "--follow"], server)
 

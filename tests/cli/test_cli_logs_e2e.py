@@ -29,16 +29,20 @@ class Live:
     def __init__(self, *argv: str, server: Server) -> None:
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "taskyard.cli", *argv], env=cli_env(server),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, "-m", "taskyard.cli", *argv],
+            env=cli_env(server),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
         self._lines: queue.Queue[Line | None] = queue.Queue()
         self._err: list[str] = []
         assert self.process.stdout is not None and self.process.stderr is not None
         threading.Thread(target=self._pump, args=(self.process.stdout,), daemon=True).start()
-        threading.Thread(target=lambda f: self._err.extend(f), args=(self.process.stderr,),
-                         daemon=True).start()
+        threading.Thread(
+            target=lambda f: self._err.extend(f), args=(self.process.stderr,), daemon=True
+        ).start()
 
     def _pump(self, stdout: IO[str]) -> None:
         for text in stdout:
@@ -54,8 +58,9 @@ class Live:
                 line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.01))
             except queue.Empty:
                 self.process.kill()
-                raise AssertionError(f"still running after {timeout} s; printed "
-                                     f"{[x.text for x in lines]}") from None
+                raise AssertionError(
+                    f"still running after {timeout} s; printed {[x.text for x in lines]}"
+                ) from None
             if line is None:
                 break
             lines.append(line)
@@ -80,20 +85,19 @@ def task(server: Server, task_id: str) -> dict[str, Any]:
 
 
 def test_submit_follow_prints_each_number_as_it_is_printed(cli_server: Server) -> None:
-    lines, code, exited, err = Live("submit", "-c", COUNTER, "--follow",
-                                    server=cli_server).finish()
+    lines, code, exited, err = Live("submit", "-c", COUNTER, "--follow", server=cli_server).finish()
 
     assert code == 0, err
     assert [line.text for line in lines] == ["0\n", "1\n", "2\n"]
     assert "created" in err
     # One number about every half second, the first well before the command ends.
     assert exited - lines[0].at > 0.7, f"0 arrived {exited - lines[0].at:.2f} s before exit"
-    assert lines[1].at - lines[0].at > 0.3 and lines[2].at - lines[1].at > 0.3, \
-        [round(line.at - lines[0].at, 2) for line in lines]
+    assert lines[1].at - lines[0].at > 0.3 and lines[2].at - lines[1].at > 0.3, [
+        round(line.at - lines[0].at, 2) for line in lines
+    ]
 
 
-def test_logs_follow_of_a_running_task_prints_as_it_goes_and_exits_0(cli_server: Server
-                                                                     ) -> None:
+def test_logs_follow_of_a_running_task_prints_as_it_goes_and_exits_0(cli_server: Server) -> None:
     task_id = submit(cli_server, COUNTER)
 
     lines, code, exited, err = Live("logs", "-f", task_id, server=cli_server).finish()
@@ -106,10 +110,7 @@ def test_logs_follow_of_a_running_task_prints_as_it_goes_and_exits_0(cli_server:
 
 
 def test_logs_follow_of_a_failing_task_exits_1_with_the_reason(cli_server: Server) -> None:
-    code = ("import sys, time\n"
-            "print('working', flush=True)\n"
-            "time.sleep(0.5)\n"
-            "sys.exit('gave up')\n")
+    code = "import sys, time\nprint('working', flush=True)\ntime.sleep(0.5)\nsys.exit('gave up')\n"
     task_id = submit(cli_server, code)
 
     lines, exit_code, _, err = Live("logs", "-f", task_id, server=cli_server).finish()

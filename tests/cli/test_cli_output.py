@@ -27,30 +27,41 @@ from taskyard.commands.output import (
 NOW = datetime(2026, 11, 27, 22, 0, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("created", "shown"), [
-    pytest.param("2026-11-27T22:00:00Z", "0s", id="now"),
-    pytest.param("2026-11-27T21:59:55.9Z", "4s", id="seconds-round-down"),
-    pytest.param("2026-11-27T21:59:01Z", "59s", id="under-a-minute"),
-    pytest.param("2026-11-27T21:59:00Z", "1m", id="a-minute"),
-    pytest.param("2026-11-27T21:57:00Z", "3m", id="minutes"),
-    pytest.param("2026-11-27T21:00:01Z", "59m", id="under-an-hour"),
-    pytest.param("2026-11-27T20:00:00Z", "2h", id="hours"),
-    pytest.param("2026-11-26T22:00:00Z", "1d", id="a-day"),
-    pytest.param("2026-11-17T22:00:00+00:00", "10d", id="days-offset-form"),
-    pytest.param("2026-11-27T22:00:05Z", "0s", id="clock-skew-never-negative"),
-    pytest.param("2026-11-27T21:59:50", "10s", id="naive-is-utc"),
-    pytest.param(None, "<unknown>", id="unset"),
-    pytest.param("yesterday", "<unknown>", id="garbage"),
-])
+@pytest.mark.parametrize(
+    ("created", "shown"),
+    [
+        pytest.param("2026-11-27T22:00:00Z", "0s", id="now"),
+        pytest.param("2026-11-27T21:59:55.9Z", "4s", id="seconds-round-down"),
+        pytest.param("2026-11-27T21:59:01Z", "59s", id="under-a-minute"),
+        pytest.param("2026-11-27T21:59:00Z", "1m", id="a-minute"),
+        pytest.param("2026-11-27T21:57:00Z", "3m", id="minutes"),
+        pytest.param("2026-11-27T21:00:01Z", "59m", id="under-an-hour"),
+        pytest.param("2026-11-27T20:00:00Z", "2h", id="hours"),
+        pytest.param("2026-11-26T22:00:00Z", "1d", id="a-day"),
+        pytest.param("2026-11-17T22:00:00+00:00", "10d", id="days-offset-form"),
+        pytest.param("2026-11-27T22:00:05Z", "0s", id="clock-skew-never-negative"),
+        pytest.param("2026-11-27T21:59:50", "10s", id="naive-is-utc"),
+        pytest.param(None, "<unknown>", id="unset"),
+        pytest.param("yesterday", "<unknown>", id="garbage"),
+    ],
+)
 def test_age(created: str | None, shown: str) -> None:
     assert age(created, NOW) == shown
 
 
-@pytest.mark.parametrize(("count", "shown"), [
-    (0, "0B"), (512, "512B"), (1024**2, "1MB"), (256 * 1024**2, "256MB"),
-    (1024**3, "1GB"), (int(1.5 * 1024**3), "1.5GB"), (25_000_000_000, "23.3GB"),
-    ("n/a", "n/a"),
-])
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [
+        (0, "0B"),
+        (512, "512B"),
+        (1024**2, "1MB"),
+        (256 * 1024**2, "256MB"),
+        (1024**3, "1GB"),
+        (int(1.5 * 1024**3), "1.5GB"),
+        (25_000_000_000, "23.3GB"),
+        ("n/a", "n/a"),
+    ],
+)
 def test_format_bytes(count: object, shown: str) -> None:
     assert format_bytes(count) == shown
 
@@ -64,23 +75,47 @@ def test_table_aligns_columns_three_spaces_apart() -> None:
 
 
 def test_tasks_table_wide_adds_columns() -> None:
-    task = make_task("abc", "Running", reason="Started", message="x" * 80,
-                     assigned={"cpus": [0, 1], "gpus": []})
+    task = make_task(
+        "abc", "Running", reason="Started", message="x" * 80, assigned={"cpus": [0, 1], "gpus": []}
+    )
     header, row = tasks_table([task], NOW, wide=True).splitlines()  # type: ignore[list-item]
-    assert header.split() == ["ID", "PHASE", "REASON", "CPU", "GPU", "RAM", "STORAGE",
-                              "ATTEMPT", "ASSIGNED", "AGE", "MESSAGE"]
+    assert header.split() == [
+        "ID",
+        "PHASE",
+        "REASON",
+        "CPU",
+        "GPU",
+        "RAM",
+        "STORAGE",
+        "ATTEMPT",
+        "ASSIGNED",
+        "AGE",
+        "MESSAGE",
+    ]
     assert "cpus=0,1 gpus=-" in row
     assert row.endswith("x" * 57 + "...")
 
 
 def test_transition_line_reads_left_to_right() -> None:
-    event = {"seq": 12, "task_id": "abc", "from_phase": "Running", "to_phase": "Succeeded",
-             "reason": "Completed", "message": "exited with code 0",
-             "at": "2026-11-27T22:00:01.250Z"}
+    event = {
+        "seq": 12,
+        "task_id": "abc",
+        "from_phase": "Running",
+        "to_phase": "Succeeded",
+        "reason": "Completed",
+        "message": "exited with code 0",
+        "at": "2026-11-27T22:00:01.250Z",
+    }
     line = transition_line(event)  # type: ignore[arg-type]
     seq, clock, task, source, to, target, reason, *message = line.split()
-    assert (seq, task, source, to, target, reason) == ("12", "abc", "Running", "→", "Succeeded",
-                                                       "Completed")
+    assert (seq, task, source, to, target, reason) == (
+        "12",
+        "abc",
+        "Running",
+        "→",
+        "Succeeded",
+        "Completed",
+    )
     assert " ".join(message) == "exited with code 0"
     assert clock.endswith(":01.250")
     assert transition_line(event, to="->").count("->") == 1  # type: ignore[arg-type]
@@ -101,10 +136,10 @@ def test_to_yaml_keeps_code_and_output_readable() -> None:
     assert "  stdout: |\n    line 1\n    line 2\n" in text
     assert "  assigned:\n    cpus: []\n" in text
     assert "  stdin: null\n" in text
-    assert '  ram: 256MB\n' in text
+    assert "  ram: 256MB\n" in text
     assert to_yaml({"a": "true", "b": "x: y", "n": "12", "c": [{"k": 1}, {"k": 2}]}) == (
-        'a: "true"\nb: "x: y"\nn: "12"\nc:\n  - k: 1\n  - k: 2')
-
+        'a: "true"\nb: "x: y"\nn: "12"\nc:\n  - k: 1\n  - k: 2'
+    )
 
 
 TRICKY_TEXTS = [
@@ -133,6 +168,7 @@ def _serve(task: dict[str, Any]) -> Any:
         if request.url.path == "/tasks":
             return httpx.Response(200, json={"items": [task], "next_cursor": None})
         return httpx.Response(200, json=task)
+
     return answer
 
 
@@ -149,7 +185,10 @@ def test_yaml_reads_back_as_exactly_the_json(verb: list[str], text: str) -> None
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
     max_leaves=10,
@@ -163,8 +202,9 @@ def test_yaml_of_any_json_value_reads_back_as_that_value(value: Any) -> None:
 
 
 def test_yaml_shows_multi_line_output_as_a_block_where_it_can() -> None:
-    task = make_task("abc", "Succeeded", stdout="  indented\n    more\n",
-                     stderr="\x1b[31mred\x1b[0m\n")
+    task = make_task(
+        "abc", "Succeeded", stdout="  indented\n    more\n", stderr="\x1b[31mred\x1b[0m\n"
+    )
     text = run_cli(["get", "abc", "-o", "yaml"], _serve(task)).out
     assert "  stdout: |2\n      indented\n        more\n" in text
     assert '  stderr: "\\e[31mred\\e[0m\\n"\n' in text  # a block cannot hold ESC
@@ -181,8 +221,9 @@ class Clock:
 def test_progress_off_a_terminal_prints_one_line_per_change() -> None:
     stream, clock = io.StringIO(), Clock()
     progress = Progress(stream, "abc", started=100.0, clock=clock, tty=False)
-    pending = make_task("abc", "Pending", reason="Unschedulable",
-                        message="Insufficient cpu: requested 2, free 0")["status"]
+    pending = make_task(
+        "abc", "Pending", reason="Unschedulable", message="Insufficient cpu: requested 2, free 0"
+    )["status"]
     progress.show(pending)
     clock.now = 101
     progress.show(pending)  # no change: no line

@@ -16,8 +16,7 @@ from taskyard.cli import main
 
 @pytest.fixture(autouse=True)
 def _no_stray_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("TASKYARD_SERVER", "TASKYARD_TOKEN", "TASKYARD_ADMIN_TOKEN",
-                 "TASKYARD_DATA_DIR"):
+    for name in ("TASKYARD_SERVER", "TASKYARD_TOKEN", "TASKYARD_ADMIN_TOKEN", "TASKYARD_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
 
@@ -33,9 +32,16 @@ class Stream(httpx.SyncByteStream):
 
 
 def frame(seq: int, from_phase: str | None, to: str, task: str = "t1") -> str:
-    data = {"seq": seq, "task_id": task, "from_phase": from_phase, "to_phase": to,
-            "reason": "R" + to, "message": f"now {to}", "at": "2026-11-27T22:00:00.5Z",
-            "resource_version": seq}
+    data = {
+        "seq": seq,
+        "task_id": task,
+        "from_phase": from_phase,
+        "to_phase": to,
+        "reason": "R" + to,
+        "message": f"now {to}",
+        "at": "2026-11-27T22:00:00.5Z",
+        "resource_version": seq,
+    }
     return f"id: {seq}\nevent: transition\ndata: {json.dumps(data)}\n\n"
 
 
@@ -57,23 +63,46 @@ class Recorder:
         return httpx.Response(status, json=body)
 
     def bodies(self, method: str, path: str) -> list[Any]:
-        return [json.loads(r.content) for r in self.requests
-                if r.method == method and r.url.path == path]
+        return [
+            json.loads(r.content)
+            for r in self.requests
+            if r.method == method and r.url.path == path
+        ]
 
 
 # ---- submit ---------------------------------------------------------------------------------
 
+
 def test_submit_sends_code_and_resources_as_the_contract_strings() -> None:
     server = Recorder({("POST", "/tasks"): (201, make_task("abc"))})
-    result = run_cli(["submit", "-c", "print('hi')", "--cpu", "2", "--gpu", "0",
-                      "--ram", "512MB", "--storage", "1GB", "--timeout", "5"], server)
+    result = run_cli(
+        [
+            "submit",
+            "-c",
+            "print('hi')",
+            "--cpu",
+            "2",
+            "--gpu",
+            "0",
+            "--ram",
+            "512MB",
+            "--storage",
+            "1GB",
+            "--timeout",
+            "5",
+        ],
+        server,
+    )
     assert result.code == 0
     assert result.out == "task/abc created\n"
-    assert server.bodies("POST", "/tasks") == [{
-        "task_type": "execute_code", "code": "print('hi')",
-        "resources": {"cpu": "2", "gpu": "0", "ram": "512MB", "storage": "1GB"},
-        "timeout_seconds": 5,
-    }]
+    assert server.bodies("POST", "/tasks") == [
+        {
+            "task_type": "execute_code",
+            "code": "print('hi')",
+            "resources": {"cpu": "2", "gpu": "0", "ram": "512MB", "storage": "1GB"},
+            "timeout_seconds": 5,
+        }
+    ]
 
 
 def test_submit_defaults() -> None:
@@ -84,13 +113,17 @@ def test_submit_defaults() -> None:
     assert "timeout_seconds" not in body and "stdin" not in body
 
 
-@pytest.mark.parametrize(("argv", "stdin", "code"), [
-    pytest.param(["FILE"], "", "print('from file')\n", id="file"),
-    pytest.param(["-"], "print('dash')\n", "print('dash')\n", id="dash-reads-stdin"),
-    pytest.param([], "print('piped')\n", "print('piped')\n", id="pipe-without-argument"),
-])
-def test_submit_reads_code_from_file_or_stdin(tmp_path: Path, argv: list[str], stdin: str,
-                                              code: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "stdin", "code"),
+    [
+        pytest.param(["FILE"], "", "print('from file')\n", id="file"),
+        pytest.param(["-"], "print('dash')\n", "print('dash')\n", id="dash-reads-stdin"),
+        pytest.param([], "print('piped')\n", "print('piped')\n", id="pipe-without-argument"),
+    ],
+)
+def test_submit_reads_code_from_file_or_stdin(
+    tmp_path: Path, argv: list[str], stdin: str, code: str
+) -> None:
     source = tmp_path / "snippet.py"
     source.write_text("print('from file')\n")
     server = Recorder({("POST", "/tasks"): (201, make_task("abc"))})
@@ -109,15 +142,18 @@ def test_submit_stdin_file_becomes_the_tasks_input(tmp_path: Path) -> None:
     assert server.bodies("POST", "/tasks")[0]["stdin"] == "42\n"
 
 
-@pytest.mark.parametrize(("argv", "tty", "says"), [
-    pytest.param([], True, "no code", id="nothing-on-a-terminal"),
-    pytest.param(["x.py", "-c", "1"], False, "give the code once", id="file-and-c"),
-    pytest.param(["/nonexistent/x.py"], False, "cannot read /nonexistent/x.py", id="no-file"),
-    pytest.param(["-", "--stdin-file", "-"], False, "stdin cannot carry both",
-                 id="stdin-twice"),
-])
-def test_submit_usage_errors_exit_2_and_send_nothing(argv: list[str], tty: bool,
-                                                     says: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "tty", "says"),
+    [
+        pytest.param([], True, "no code", id="nothing-on-a-terminal"),
+        pytest.param(["x.py", "-c", "1"], False, "give the code once", id="file-and-c"),
+        pytest.param(["/nonexistent/x.py"], False, "cannot read /nonexistent/x.py", id="no-file"),
+        pytest.param(
+            ["-", "--stdin-file", "-"], False, "stdin cannot carry both", id="stdin-twice"
+        ),
+    ],
+)
+def test_submit_usage_errors_exit_2_and_send_nothing(argv: list[str], tty: bool, says: str) -> None:
     server = Recorder({})
     result = run_cli(["submit", *argv], server, tty=tty)
     assert result.code == 2
@@ -134,8 +170,9 @@ def test_submit_bad_flag_value_is_an_argparse_error(capsys: pytest.CaptureFixtur
 
 def test_submit_output_json_prints_the_task() -> None:
     task = make_task("abc")
-    result = run_cli(["submit", "-c", "x", "-o", "json"],
-                     Recorder({("POST", "/tasks"): (201, task)}))
+    result = run_cli(
+        ["submit", "-c", "x", "-o", "json"], Recorder({("POST", "/tasks"): (201, task)})
+    )
     assert json.loads(result.out) == task
 
 
@@ -146,44 +183,92 @@ def _phases(*tasks: dict[str, Any]) -> Any:
     def answer(request: httpx.Request) -> httpx.Response:
         assert request.url.params["wait"] == "1.0"
         return httpx.Response(200, json=answers.pop(0) if len(answers) > 1 else answers[0])
+
     return answer
 
 
 def test_submit_wait_prints_the_output_and_exits_0_on_success() -> None:
-    server = Recorder({
-        ("POST", "/tasks"): (201, make_task("abc")),
-        ("GET", "/tasks/abc"): _phases(
-            make_task("abc", "Running", reason="Started"),
-            make_task("abc", "Succeeded", reason="Completed", stdout="hi\n", result="hi\n",
-                      stderr="a warning\n"),
-        ),
-    })
+    server = Recorder(
+        {
+            ("POST", "/tasks"): (201, make_task("abc")),
+            ("GET", "/tasks/abc"): _phases(
+                make_task("abc", "Running", reason="Started"),
+                make_task(
+                    "abc",
+                    "Succeeded",
+                    reason="Completed",
+                    stdout="hi\n",
+                    result="hi\n",
+                    stderr="a warning\n",
+                ),
+            ),
+        }
+    )
     result = run_cli(["submit", "-c", "print('hi')", "--wait"], server)
     assert result.code == 0
     assert result.out == "hi\n"  # exactly the task's stdout, nothing else
     progress = result.err.splitlines()
     assert progress[0] == "task/abc created"
-    assert [line.split(":")[1].split()[0] for line in progress[1:4]] == \
-        ["Pending", "Running", "Succeeded"]  # one line per phase change when not a terminal
+    assert [line.split(":")[1].split()[0] for line in progress[1:4]] == [
+        "Pending",
+        "Running",
+        "Succeeded",
+    ]  # one line per phase change when not a terminal
     assert "a warning" in result.err
 
 
-@pytest.mark.parametrize(("phase", "reason", "message", "result_text", "stderr", "shown"), [
-    pytest.param("Failed", "NonZeroExit", "exited with code 1", "ValueError: x",
-                 "Traceback ...\nValueError: x\n", "ValueError: x", id="failed"),
-    pytest.param("TimedOut", "DeadlineExceeded", "ran past its deadline",
-                 "exceeded its 2 s timeout and was killed", "", "exceeded its 2 s timeout",
-                 id="timed-out"),
-    pytest.param("Cancelled", "Cancelled", "cancelled on request", "cancelled", "",
-                 "cancelled on request", id="cancelled"),
-])
+@pytest.mark.parametrize(
+    ("phase", "reason", "message", "result_text", "stderr", "shown"),
+    [
+        pytest.param(
+            "Failed",
+            "NonZeroExit",
+            "exited with code 1",
+            "ValueError: x",
+            "Traceback ...\nValueError: x\n",
+            "ValueError: x",
+            id="failed",
+        ),
+        pytest.param(
+            "TimedOut",
+            "DeadlineExceeded",
+            "ran past its deadline",
+            "exceeded its 2 s timeout and was killed",
+            "",
+            "exceeded its 2 s timeout",
+            id="timed-out",
+        ),
+        pytest.param(
+            "Cancelled",
+            "Cancelled",
+            "cancelled on request",
+            "cancelled",
+            "",
+            "cancelled on request",
+            id="cancelled",
+        ),
+    ],
+)
 def test_submit_wait_exits_1_with_the_reason_when_the_task_fails(
-    phase: str, reason: str, message: str, result_text: str, stderr: str, shown: str,
+    phase: str,
+    reason: str,
+    message: str,
+    result_text: str,
+    stderr: str,
+    shown: str,
 ) -> None:
-    done = make_task("abc", phase, reason=reason, message=message, result=result_text,
-                     stdout="partial\n", stderr=stderr)
-    server = Recorder({("POST", "/tasks"): (201, make_task("abc")),
-                       ("GET", "/tasks/abc"): (200, done)})
+    done = make_task(
+        "abc",
+        phase,
+        reason=reason,
+        message=message,
+        result=result_text,
+        stdout="partial\n",
+        stderr=stderr,
+    )
+    server = Recorder(
+        {("POST", "/tasks"): (201, make_task("abc")), ("GET", "/tasks/abc"): (200, done)}
+    )
     result = run_cli(["submit", "-c", "x", "--wait"], server)
     assert result.code == 1
     assert result.out == "partial\n"
@@ -192,10 +277,18 @@ def test_submit_wait_exits_1_with_the_reason_when_the_task_fails(
 
 
 def test_the_error_line_never_sticks_to_the_tasks_last_stderr_line() -> None:
-    done = make_task("abc", "Failed", reason="NonZeroExit", message="exited with code 1",
-                     stdout="", stderr="no newline at the end", result="no newline at the end")
-    server = Recorder({("POST", "/tasks"): (201, make_task("abc")),
-                       ("GET", "/tasks/abc"): (200, done)})
+    done = make_task(
+        "abc",
+        "Failed",
+        reason="NonZeroExit",
+        message="exited with code 1",
+        stdout="",
+        stderr="no newline at the end",
+        result="no newline at the end",
+    )
+    server = Recorder(
+        {("POST", "/tasks"): (201, make_task("abc")), ("GET", "/tasks/abc"): (200, done)}
+    )
     result = run_cli(["submit", "-c", "x", "--wait"], server)
     assert "no newline at the end\nerror: task/abc Failed" in result.err
 
@@ -204,8 +297,9 @@ def test_submit_wait_ctrl_c_says_the_task_keeps_going() -> None:
     def interrupted(_request: httpx.Request) -> httpx.Response:
         raise KeyboardInterrupt
 
-    server = Recorder({("POST", "/tasks"): (201, make_task("abc")),
-                       ("GET", "/tasks/abc"): interrupted})
+    server = Recorder(
+        {("POST", "/tasks"): (201, make_task("abc")), ("GET", "/tasks/abc"): interrupted}
+    )
     result = run_cli(["submit", "-c", "x", "--wait"], server)
     assert result.code == 130
     assert "taskyard cancel abc" in result.err
@@ -216,18 +310,26 @@ def test_submit_watch_prints_every_transition_from_creation_then_the_output() ->
     def watch(request: httpx.Request) -> httpx.Response:
         assert request.url.params["task_id"] == "abc"
         assert request.url.params["since"] == "9"  # replays from the task's first event
-        return httpx.Response(200, stream=Stream(
-            frame(10, None, "Pending", "abc") + ": keepalive\n\n"
-            + frame(11, "Pending", "Scheduled", "abc") + frame(12, "Scheduled", "Running", "abc")
-            + frame(13, "Running", "Succeeded", "abc")))
+        return httpx.Response(
+            200,
+            stream=Stream(
+                frame(10, None, "Pending", "abc")
+                + ": keepalive\n\n"
+                + frame(11, "Pending", "Scheduled", "abc")
+                + frame(12, "Scheduled", "Running", "abc")
+                + frame(13, "Running", "Succeeded", "abc")
+            ),
+        )
 
     done = make_task("abc", "Succeeded", reason="Completed", stdout="out\n", result="out\n")
-    server = Recorder({
-        ("POST", "/tasks"): (201, make_task("abc")),
-        ("GET", "/tasks/abc/events"): (200, {"items": [{"seq": 10}]}),
-        ("GET", "/watch"): watch,
-        ("GET", "/tasks/abc"): (200, done),
-    })
+    server = Recorder(
+        {
+            ("POST", "/tasks"): (201, make_task("abc")),
+            ("GET", "/tasks/abc/events"): (200, {"items": [{"seq": 10}]}),
+            ("GET", "/watch"): watch,
+            ("GET", "/tasks/abc"): (200, done),
+        }
+    )
     result = run_cli(["submit", "-c", "x", "--watch"], server)
     assert result.code == 0
     assert result.out == "out\n"
@@ -238,12 +340,14 @@ def test_submit_watch_prints_every_transition_from_creation_then_the_output() ->
 
 def test_submit_watch_falls_back_to_waiting_without_a_watch_endpoint() -> None:
     done = make_task("abc", "Succeeded", reason="Completed", stdout="out\n", result="out\n")
-    server = Recorder({
-        ("POST", "/tasks"): (201, make_task("abc")),
-        ("GET", "/tasks/abc/events"): (200, {"items": [{"seq": 1}]}),
-        ("GET", "/watch"): (404, {"detail": "Not Found"}),
-        ("GET", "/tasks/abc"): (200, done),
-    })
+    server = Recorder(
+        {
+            ("POST", "/tasks"): (201, make_task("abc")),
+            ("GET", "/tasks/abc/events"): (200, {"items": [{"seq": 1}]}),
+            ("GET", "/watch"): (404, {"detail": "Not Found"}),
+            ("GET", "/tasks/abc"): (200, done),
+        }
+    )
     result = run_cli(["submit", "-c", "x", "--watch"], server)
     assert result.code == 0 and result.out == "out\n"
     assert "no /watch" in result.err
@@ -251,14 +355,26 @@ def test_submit_watch_falls_back_to_waiting_without_a_watch_endpoint() -> None:
 
 # ---- get, list, cancel ----------------------------------------------------------------------
 
+
 def test_get_shows_a_summary() -> None:
-    task = make_task("abc", "Succeeded", reason="Completed", message="exited with code 0",
-                     result="hello\n", assigned={"cpus": [0, 1], "gpus": []}, attempt=2,
-                     exit_code=0, finished_at="2026-11-27T22:00:03Z")
+    task = make_task(
+        "abc",
+        "Succeeded",
+        reason="Completed",
+        message="exited with code 0",
+        result="hello\n",
+        assigned={"cpus": [0, 1], "gpus": []},
+        attempt=2,
+        exit_code=0,
+        finished_at="2026-11-27T22:00:03Z",
+    )
     result = run_cli(["get", "abc"], Recorder({("GET", "/tasks/abc"): (200, task)}))
     assert result.code == 0
-    fields = dict(line.split(":", 1) for line in result.out.splitlines()
-                  if ":" in line and not line.startswith(" "))
+    fields = dict(
+        line.split(":", 1)
+        for line in result.out.splitlines()
+        if ":" in line and not line.startswith(" ")
+    )
     assert fields["ID"].strip() == "abc"
     assert fields["Phase"].strip() == "Succeeded"
     assert fields["Reason"].strip() == "Completed"
@@ -276,16 +392,28 @@ def test_get_json_is_the_servers_task_unchanged() -> None:
 
 
 def test_get_unknown_task_exits_1_with_the_servers_detail() -> None:
-    result = run_cli(["get", "nope"],
-                     Recorder({("GET", "/tasks/nope"): (404, {"detail": "task nope not found"})}))
+    result = run_cli(
+        ["get", "nope"],
+        Recorder({("GET", "/tasks/nope"): (404, {"detail": "task nope not found"})}),
+    )
     assert (result.code, result.out, result.err) == (1, "", "error: task nope not found\n")
 
 
 def test_list_table_and_filters() -> None:
-    server = Recorder({("GET", "/tasks"): (200, {"items": [
-        make_task("a1", "Running", reason="Started", cpu="2", ram="1GB"),
-        make_task("b22", "Pending", reason="Unschedulable"),
-    ], "next_cursor": None})})
+    server = Recorder(
+        {
+            ("GET", "/tasks"): (
+                200,
+                {
+                    "items": [
+                        make_task("a1", "Running", reason="Started", cpu="2", ram="1GB"),
+                        make_task("b22", "Pending", reason="Unschedulable"),
+                    ],
+                    "next_cursor": None,
+                },
+            )
+        }
+    )
     result = run_cli(["list", "--phase", "Running", "--limit", "7"], server)
     assert result.code == 0
     header, first, second = result.out.splitlines()
@@ -313,8 +441,9 @@ def test_list_all_follows_next_cursor() -> None:
 
 
 def test_list_empty_says_so_on_stderr() -> None:
-    result = run_cli(["list"], Recorder({("GET", "/tasks"): (200, {"items": [],
-                                                                    "next_cursor": None})}))
+    result = run_cli(
+        ["list"], Recorder({("GET", "/tasks"): (200, {"items": [], "next_cursor": None})})
+    )
     assert (result.code, result.out, result.err) == (0, "", "No tasks found.\n")
 
 
@@ -327,8 +456,9 @@ def test_list_rejects_an_unknown_phase_as_usage(capsys: pytest.CaptureFixture[st
 def test_cancel_prints_what_kubectl_would_and_409_is_an_error() -> None:
     def cancel(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/done"):
-            return httpx.Response(409, json={"detail": "task done is already Succeeded; "
-                                                       "nothing to cancel"})
+            return httpx.Response(
+                409, json={"detail": "task done is already Succeeded; nothing to cancel"}
+            )
         return httpx.Response(202, json=make_task("run"))
 
     server = Recorder({("DELETE", "/tasks/run"): cancel, ("DELETE", "/tasks/done"): cancel})
@@ -342,28 +472,42 @@ def test_cancel_prints_what_kubectl_would_and_409_is_an_error() -> None:
 
 # ---- errors and exit codes ------------------------------------------------------------------
 
+
 def test_a_422_list_detail_is_rendered_per_field() -> None:
     detail = [
-        {"loc": ["body", "resources", "cpu"],
-         "msg": "Value error, '-1' should be a non-negative integer string such as '2'",
-         "type": "value_error"},
-        {"loc": ["body", "resources", "ram"], "msg": "Value error, '5' is not a valid size",
-         "type": "value_error"},
+        {
+            "loc": ["body", "resources", "cpu"],
+            "msg": "Value error, '-1' should be a non-negative integer string such as '2'",
+            "type": "value_error",
+        },
+        {
+            "loc": ["body", "resources", "ram"],
+            "msg": "Value error, '5' is not a valid size",
+            "type": "value_error",
+        },
     ]
-    result = run_cli(["submit", "-c", "x", "--cpu", "-1", "--ram", "5"],
-                     Recorder({("POST", "/tasks"): (422, {"detail": detail})}))
+    result = run_cli(
+        ["submit", "-c", "x", "--cpu", "-1", "--ram", "5"],
+        Recorder({("POST", "/tasks"): (422, {"detail": detail})}),
+    )
     assert result.code == 1
-    assert result.err == ("error: resources.cpu: '-1' should be a non-negative integer string "
-                          "such as '2'; resources.ram: '5' is not a valid size\n")
+    assert result.err == (
+        "error: resources.cpu: '-1' should be a non-negative integer string "
+        "such as '2'; resources.ram: '5' is not a valid size\n"
+    )
 
 
-@pytest.mark.parametrize(("status", "body", "code", "err"), [
-    pytest.param(404, {"detail": "task x not found"}, 1, "error: task x not found\n", id="404"),
-    pytest.param(409, {"detail": "busy"}, 1, "error: busy\n", id="409"),
-    pytest.param(500, None, 1, "error: Internal Server Error\n", id="500-plain-text"),
-    pytest.param(503, {"detail": "database is locked"}, 1, "error: database is locked\n",
-                 id="503"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "code", "err"),
+    [
+        pytest.param(404, {"detail": "task x not found"}, 1, "error: task x not found\n", id="404"),
+        pytest.param(409, {"detail": "busy"}, 1, "error: busy\n", id="409"),
+        pytest.param(500, None, 1, "error: Internal Server Error\n", id="500-plain-text"),
+        pytest.param(
+            503, {"detail": "database is locked"}, 1, "error: database is locked\n", id="503"
+        ),
+    ],
+)
 def test_server_errors_exit_1(status: int, body: Any, code: int, err: str) -> None:
     def answer(_request: httpx.Request) -> httpx.Response:
         if body is None:
@@ -379,12 +523,15 @@ def test_connection_refused_exits_3_with_one_line(capsys: pytest.CaptureFixture[
     code = main(["list", "--server", url])
     err = capsys.readouterr().err
     assert code == 3
-    assert err == (f"error: cannot reach taskyard at {url}: [Errno 111] Connection refused; "
-                   "is `taskyard serve` running?\n")
+    assert err == (
+        f"error: cannot reach taskyard at {url}: [Errno 111] Connection refused; "
+        "is `taskyard serve` running?\n"
+    )
 
 
-def test_the_server_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_server_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("TASKYARD_SERVER", url + "/")
     assert main(["get", "x"]) == 3
@@ -396,28 +543,37 @@ def test_a_user_token_is_sent_as_bearer(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("TASKYARD_TOKEN", "from-env")
     run_cli(["get", "x"], server)
     run_cli(["get", "x", "--token", "from-flag"], server)
-    assert [r.headers["authorization"] for r in server.requests] == \
-        ["Bearer from-env", "Bearer from-flag"]
+    assert [r.headers["authorization"] for r in server.requests] == [
+        "Bearer from-env",
+        "Bearer from-flag",
+    ]
 
 
 # ---- watch ----------------------------------------------------------------------------------
+
 
 def test_watch_prints_one_line_per_transition_until_the_task_ends() -> None:
     def watch(request: httpx.Request) -> httpx.Response:
         assert request.url.params["task_id"] == "t1"
         assert request.url.params["since"] == "3"
-        return httpx.Response(200, stream=Stream(
-            frame(4, None, "Pending") + frame(5, "Pending", "Scheduled")
-            + frame(6, "Scheduled", "Running") + frame(7, "Running", "Succeeded")))
+        return httpx.Response(
+            200,
+            stream=Stream(
+                frame(4, None, "Pending")
+                + frame(5, "Pending", "Scheduled")
+                + frame(6, "Scheduled", "Running")
+                + frame(7, "Running", "Succeeded")
+            ),
+        )
 
-    result = run_cli(["watch", "--task", "t1", "--since", "3"], Recorder({("GET", "/watch"):
-                                                                           watch}))
+    result = run_cli(
+        ["watch", "--task", "t1", "--since", "3"], Recorder({("GET", "/watch"): watch})
+    )
     assert result.code == 0
     lines = result.out.splitlines()
     assert len(lines) == 4
     seq, clock, task, source, to_arrow, target, reason, *message = lines[1].split()
-    assert (seq, task, source, target, reason) == ("5", "t1", "Pending", "Scheduled",
-                                                    "RScheduled")
+    assert (seq, task, source, target, reason) == ("5", "t1", "Pending", "Scheduled", "RScheduled")
     assert to_arrow in {"→", "->"}
     assert message == ["now", "Scheduled"]
     assert len(clock) == len("22:00:00.500") and clock.endswith(":00.500")
@@ -425,9 +581,17 @@ def test_watch_prints_one_line_per_transition_until_the_task_ends() -> None:
 
 
 def test_watch_json_prints_each_event_on_its_own_line() -> None:
-    server = Recorder({("GET", "/watch"): httpx.Response(200, stream=Stream(
-        frame(4, None, "Pending", "a") + frame(5, "Pending", "Scheduled", "b"),
-        then=KeyboardInterrupt()))})
+    server = Recorder(
+        {
+            ("GET", "/watch"): httpx.Response(
+                200,
+                stream=Stream(
+                    frame(4, None, "Pending", "a") + frame(5, "Pending", "Scheduled", "b"),
+                    then=KeyboardInterrupt(),
+                ),
+            )
+        }
+    )
     result = run_cli(["watch", "-o", "json", "--phase", "Scheduled"], server)
     assert result.code == 0  # Ctrl-C is how a watch ends
     assert [json.loads(line)["seq"] for line in result.out.splitlines()] == [4, 5]
@@ -442,11 +606,13 @@ def test_watch_reconnects_and_says_so() -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
-            return httpx.Response(200, stream=Stream(frame(1, None, "Pending"),
-                                                     then=httpx.ReadError("reset by peer")))
+            return httpx.Response(
+                200, stream=Stream(frame(1, None, "Pending"), then=httpx.ReadError("reset by peer"))
+            )
         assert request.headers["last-event-id"] == "1"
-        return httpx.Response(200, stream=Stream(frame(1, None, "Pending")
-                                                 + frame(2, "Pending", "Cancelled")))
+        return httpx.Response(
+            200, stream=Stream(frame(1, None, "Pending") + frame(2, "Pending", "Cancelled"))
+        )
 
     result = run_cli(["watch", "--task", "t1"], Recorder({("GET", "/watch"): watch}))
     assert result.code == 0
@@ -461,11 +627,13 @@ def test_watch_410_says_so_and_relists() -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
-            return httpx.Response(410, json={"detail": "transitions up to seq 90 were "
-                                                       "compacted away"})
+            return httpx.Response(
+                410, json={"detail": "transitions up to seq 90 were compacted away"}
+            )
         assert "since" not in request.url.params and "last-event-id" not in request.headers
-        return httpx.Response(200, stream=Stream(frame(95, None, "Pending", "new"),
-                                                 then=KeyboardInterrupt()))
+        return httpx.Response(
+            200, stream=Stream(frame(95, None, "Pending", "new"), then=KeyboardInterrupt())
+        )
 
     result = run_cli(["watch", "--since", "3"], Recorder({("GET", "/watch"): watch}))
     assert result.code == 0
@@ -474,10 +642,12 @@ def test_watch_410_says_so_and_relists() -> None:
 
 
 def test_watch_410_on_a_finished_task_ends_with_its_phase() -> None:
-    server = Recorder({
-        ("GET", "/watch"): (410, {"detail": "transitions up to seq 90 were compacted away"}),
-        ("GET", "/tasks/old"): (200, make_task("old", "Succeeded", reason="Completed")),
-    })
+    server = Recorder(
+        {
+            ("GET", "/watch"): (410, {"detail": "transitions up to seq 90 were compacted away"}),
+            ("GET", "/tasks/old"): (200, make_task("old", "Succeeded", reason="Completed")),
+        }
+    )
     result = run_cli(["watch", "--task", "old"], server)
     assert result.code == 0
     assert "task/old is now Succeeded" in result.err
@@ -489,8 +659,10 @@ def test_watch_that_cannot_connect_exits_3() -> None:
 
     result = run_cli(["watch"], Recorder({("GET", "/watch"): refused}))
     assert result.code == 3
-    assert result.err == ("error: cannot reach taskyard at http://127.0.0.1:8000: Connection "
-                          "refused; is `taskyard serve` running?\n")
+    assert result.err == (
+        "error: cannot reach taskyard at http://127.0.0.1:8000: Connection "
+        "refused; is `taskyard serve` running?\n"
+    )
 
 
 def test_watch_that_loses_the_server_for_good_exits_3() -> None:
@@ -500,8 +672,9 @@ def test_watch_that_loses_the_server_for_good_exits_3() -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
-            return httpx.Response(200, stream=Stream(frame(1, None, "Pending"),
-                                                     then=httpx.ReadError("reset")))
+            return httpx.Response(
+                200, stream=Stream(frame(1, None, "Pending"), then=httpx.ReadError("reset"))
+            )
         raise httpx.ConnectError("Connection refused", request=request)
 
     result = run_cli(["watch"], Recorder({("GET", "/watch"): watch}))
@@ -510,22 +683,28 @@ def test_watch_that_loses_the_server_for_good_exits_3() -> None:
     assert result.err.count("reconnecting") == 5
     assert result.err.splitlines()[-1] == (
         "error: lost the watch on taskyard at http://127.0.0.1:8000: Connection refused; "
-        "gave up after 5 reconnects")
+        "gave up after 5 reconnects"
+    )
 
 
-@pytest.mark.parametrize("argv, allowed", [
-    (["serve"], ""),
-    (["serve", "--allowed-host", "box.lan"], "box.lan"),
-    (["api", "--allowed-host", "box.lan", "--allowed-host", "box.lan:8000"],
-     "box.lan,box.lan:8000"),
-])
-def test_allowed_host_flags_become_the_setting(monkeypatch: pytest.MonkeyPatch,
-                                               argv: list[str], allowed: str) -> None:
+@pytest.mark.parametrize(
+    "argv, allowed",
+    [
+        (["serve"], ""),
+        (["serve", "--allowed-host", "box.lan"], "box.lan"),
+        (
+            ["api", "--allowed-host", "box.lan", "--allowed-host", "box.lan:8000"],
+            "box.lan,box.lan:8000",
+        ),
+    ],
+)
+def test_allowed_host_flags_become_the_setting(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], allowed: str
+) -> None:
     import taskyard.service
 
     monkeypatch.delenv("TASKYARD_ALLOWED_HOSTS", raising=False)
     started: list[Any] = []
-    monkeypatch.setattr(taskyard.service, "run_api",
-                        lambda settings, **_: started.append(settings))
+    monkeypatch.setattr(taskyard.service, "run_api", lambda settings, **_: started.append(settings))
     assert main(argv) == 0
     assert started[0].allowed_hosts == allowed

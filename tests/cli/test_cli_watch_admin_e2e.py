@@ -27,8 +27,11 @@ class Watcher:
 
     def __init__(self, *argv: str, server: Server) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "taskyard.cli", "watch", *argv], env=cli_env(server),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "taskyard.cli", "watch", *argv],
+            env=cli_env(server),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
@@ -93,6 +96,7 @@ def phase_is(server: Server, task_id: str, phases: set[str]) -> Callable[[], dic
     def check() -> dict[str, Any] | None:
         task = task_json(server, task_id)
         return task if task["status"]["phase"] in phases else None
+
     return check
 
 
@@ -101,27 +105,33 @@ def latest_seq(server: Server) -> int:
     marker = taskyard("submit", "-c", "pass", "--watch", "-o", "json", server=server)
     assert marker.returncode == 0, marker.stderr
     # `submit --watch` printed the marker's transitions on stderr, each starting with its seq.
-    return max(int(line.split()[0]) for line in marker.stderr.splitlines()
-               if line.split() and line.split()[0].isdigit())
+    return max(
+        int(line.split()[0])
+        for line in marker.stderr.splitlines()
+        if line.split() and line.split()[0].isdigit()
+    )
 
 
 # ---- watch ----------------------------------------------------------------------------------
 
-def test_watch_shows_every_transition_of_every_task_live_and_in_order(cli_server: Server
-                                                                      ) -> None:
+
+def test_watch_shows_every_transition_of_every_task_live_and_in_order(cli_server: Server) -> None:
     watcher = Watcher("-o", "json", "--since", str(latest_seq(cli_server)), server=cli_server)
     ids = [submit(cli_server, "-c", f"print({n})", "--ram", "64MB") for n in range(5)]
 
     lines = watcher.read_until(
-        lambda seen: all(phases_of(seen, i)[-1:] == ["Succeeded"] for i in ids))
+        lambda seen: all(phases_of(seen, i)[-1:] == ["Succeeded"] for i in ids)
+    )
     code, err = watcher.interrupt()
 
     for task_id in ids:
         assert phases_of(lines, task_id) == LIFECYCLE
     seqs = [e["seq"] for e in events(lines)]
     assert seqs == sorted(set(seqs))  # in commit order, none twice
-    assert all({"seq", "task_id", "from_phase", "to_phase", "reason", "message", "at"}
-               <= e.keys() for e in events(lines))
+    assert all(
+        {"seq", "task_id", "from_phase", "to_phase", "reason", "message", "at"} <= e.keys()
+        for e in events(lines)
+    )
     assert code == 0 and "Traceback" not in err
 
 
@@ -131,8 +141,11 @@ def test_a_one_task_watch_prints_readable_lines_and_ends_by_itself(cli_server: S
     assert watched.returncode == 0, watched.stderr
     lines = watched.stdout.splitlines()
     assert [line.split()[3:6] for line in lines] == [
-        ["-", "→", "Pending"], ["Pending", "→", "Scheduled"], ["Scheduled", "→", "Running"],
-        ["Running", "→", "Succeeded"]]
+        ["-", "→", "Pending"],
+        ["Pending", "→", "Scheduled"],
+        ["Scheduled", "→", "Running"],
+        ["Running", "→", "Succeeded"],
+    ]
     assert all(line.split()[2] == task_id for line in lines)
     assert lines[-1].split()[6] == "Completed"
 
@@ -141,20 +154,28 @@ def test_watch_phase_filter(cli_server: Server) -> None:
     since = latest_seq(cli_server)
     task_id = submit(cli_server, "-c", "print(1)", "--ram", "64MB")
     poll(phase_is(cli_server, task_id, TERMINAL))
-    watcher = Watcher("--phase", "Running", "--since", str(since), "-o", "json",
-                      server=cli_server)
+    watcher = Watcher("--phase", "Running", "--since", str(since), "-o", "json", server=cli_server)
     lines = watcher.read_until(lambda seen: any(task_id in line for line in seen))
     watcher.interrupt()
     assert {e["to_phase"] for e in events(lines)} == {"Running"}
 
 
 def test_submit_watch_streams_transitions_then_the_output(cli_server: Server) -> None:
-    done = taskyard("submit", "-c", "import time; time.sleep(0.5); print('watched')",
-                    "--watch", server=cli_server)
+    done = taskyard(
+        "submit",
+        "-c",
+        "import time; time.sleep(0.5); print('watched')",
+        "--watch",
+        server=cli_server,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "watched\n"
-    for step in ("- → Pending", "Pending → Scheduled", "Scheduled → Running",
-                 "Running → Succeeded"):
+    for step in (
+        "- → Pending",
+        "Pending → Scheduled",
+        "Scheduled → Running",
+        "Running → Succeeded",
+    ):
         assert step in done.stderr
 
     failed = taskyard("submit", "-c", "raise SystemExit(4)", "--watch", server=cli_server)
@@ -164,7 +185,8 @@ def test_submit_watch_streams_transitions_then_the_output(cli_server: Server) ->
 
 
 def test_watch_survives_a_server_restart_without_gap_or_repeat(
-    engine: docker.DockerClient, fresh_dir: Path,
+    engine: docker.DockerClient,
+    fresh_dir: Path,
 ) -> None:
     server = Server(fresh_dir).start()
     try:
@@ -189,27 +211,37 @@ def test_watch_survives_a_server_restart_without_gap_or_repeat(
 
 # ---- admin ----------------------------------------------------------------------------------
 
+
 def test_admin_capacity_with_the_token_from_the_data_dir(cli_server: Server) -> None:
     task_id = submit(cli_server, "-c", "import time; time.sleep(30)", "--cpu", "1")
     try:
         poll(phase_is(cli_server, task_id, {"Running"}), timeout=30)
-        shown = taskyard("admin", "capacity", "--data-dir", str(cli_server.data_dir),
-                         server=cli_server)
+        shown = taskyard(
+            "admin", "capacity", "--data-dir", str(cli_server.data_dir), server=cli_server
+        )
         assert shown.returncode == 0, shown.stderr
-        rows = {line.split()[0]: line.split()[1:] for line in shown.stdout.splitlines()
-                if line.strip()}
+        rows = {
+            line.split()[0]: line.split()[1:] for line in shown.stdout.splitlines() if line.strip()
+        }
         assert rows["RESOURCE"] == ["ALLOCATABLE", "ALLOCATED", "FREE"]
         assert rows["CPU"][0] == str(HOST_CPUS)
         assert int(rows["CPU"][1]) >= 1
         assert {"GPU", "RAM", "STORAGE"} <= rows.keys()
         assert task_id in shown.stdout  # its CPU's holder
 
-        raw = taskyard("admin", "capacity", "-o", "json",
-                       env=cli_env(cli_server, TASKYARD_DATA_DIR=str(cli_server.data_dir)))
+        raw = taskyard(
+            "admin",
+            "capacity",
+            "-o",
+            "json",
+            env=cli_env(cli_server, TASKYARD_DATA_DIR=str(cli_server.data_dir)),
+        )
         capacity = json.loads(raw.stdout)
         assert capacity["cpu"]["allocatable"] == HOST_CPUS
-        assert any(task_id in (who if isinstance(who, list) else [who])
-                   for who in capacity["holders"]["cpus"].values())
+        assert any(
+            task_id in (who if isinstance(who, list) else [who])
+            for who in capacity["holders"]["cpus"].values()
+        )
     finally:
         taskyard("cancel", task_id, server=cli_server)
 
@@ -219,14 +251,16 @@ def test_admin_token_errors(cli_server: Server, tmp_path: Path) -> None:
     assert wrong.returncode == 1
     assert "HTTP 403" in wrong.stderr and "Traceback" not in wrong.stderr
 
-    missing = taskyard("admin", "stuck", "--data-dir", str(tmp_path / "elsewhere"),
-                       server=cli_server)
+    missing = taskyard(
+        "admin", "stuck", "--data-dir", str(tmp_path / "elsewhere"), server=cli_server
+    )
     assert missing.returncode == 1
     assert missing.stderr.startswith("error: no admin token")
 
     token = (cli_server.data_dir / "admin-token").read_text().strip()
-    from_env = taskyard("admin", "stuck", "-o", "json",
-                        env=cli_env(cli_server, TASKYARD_ADMIN_TOKEN=token))
+    from_env = taskyard(
+        "admin", "stuck", "-o", "json", env=cli_env(cli_server, TASKYARD_ADMIN_TOKEN=token)
+    )
     assert from_env.returncode == 0, from_env.stderr
     assert "items" in json.loads(from_env.stdout)
 
@@ -249,15 +283,22 @@ def test_admin_reset_requeues_a_running_task(cli_server: Server) -> None:
         watcher = Watcher("--task", task_id, "-o", "json", server=cli_server)
         lines = watcher.read_until(lambda seen: len(phases_of(seen, task_id)) >= 6)
         watcher.interrupt()
-        assert phases_of(lines, task_id)[:6] == ["Pending", "Scheduled", "Running", "Pending",
-                                                 "Scheduled", "Running"]
+        assert phases_of(lines, task_id)[:6] == [
+            "Pending",
+            "Scheduled",
+            "Running",
+            "Pending",
+            "Scheduled",
+            "Running",
+        ]
         assert events(lines)[3]["reason"] == "AdminReset"
     finally:
         taskyard("cancel", task_id, server=cli_server)
 
 
-def test_a_stuck_task_is_listed_and_reset_to_failed(engine: docker.DockerClient,
-                                                    fresh_dir: Path) -> None:
+def test_a_stuck_task_is_listed_and_reset_to_failed(
+    engine: docker.DockerClient, fresh_dir: Path
+) -> None:
     env = {"TASKYARD_CONTROLLER_STALE_SECONDS": "2"}
     api = Server(fresh_dir, verb="api", env=env).start(healthy=False)
     controller = Server(fresh_dir, verb="controller", port=api.port, env=env).start()
@@ -285,8 +326,7 @@ def test_a_stuck_task_is_listed_and_reset_to_failed(engine: docker.DockerClient,
 
         controller = Server(fresh_dir, verb="controller", port=api.port, env=env).start()
         failed = poll(phase_is(api, task_id, TERMINAL), timeout=40)
-        assert (failed["status"]["phase"], failed["status"]["reason"]) == ("Failed",
-                                                                           "AdminReset")
+        assert (failed["status"]["phase"], failed["status"]["reason"]) == ("Failed", "AdminReset")
         again = taskyard("admin", "reset", task_id, "--to", "Failed", *admin, server=api)
         assert again.returncode == 0, again.stderr  # already done: the same answer
 

@@ -17,11 +17,16 @@ from models.tables import InputChunk
 
 
 def _interactive(world: World, timeout: int = 30) -> str:  # noqa: F811
-    response = world.client.post("/tasks", json={
-        "task_type": "execute_code", "code": "print(input())", "interactive": True,
-        "timeout_seconds": timeout,
-        "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"},
-    })
+    response = world.client.post(
+        "/tasks",
+        json={
+            "task_type": "execute_code",
+            "code": "print(input())",
+            "interactive": True,
+            "timeout_seconds": timeout,
+            "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"},
+        },
+    )
     assert response.status_code == 201, response.text
     task: dict[str, Any] = response.json()
     assert task["spec"]["interactive"] is True

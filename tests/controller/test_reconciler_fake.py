@@ -43,8 +43,14 @@ from sandbox.supervisor import Report
 
 OWNER = "test-owner"
 HOST = HostCapacity(
-    cpus_total=2, cpu_ids=(0, 1), ram_total=8 * GIB, ram_allocatable=4 * GIB,
-    storage_total=20 * GIB, storage_allocatable=10 * GIB, gpus=(), gpu_sharing=1,
+    cpus_total=2,
+    cpu_ids=(0, 1),
+    ram_total=8 * GIB,
+    ram_allocatable=4 * GIB,
+    storage_total=20 * GIB,
+    storage_allocatable=10 * GIB,
+    gpus=(),
+    gpu_sharing=1,
 )
 
 
@@ -72,15 +78,26 @@ class World:
 
     def new_reconciler(self) -> Reconciler:
         """A fresh controller process over the same database and engine (after a kill -9)."""
-        self.reconciler = Reconciler(self.settings, self.db, self.fake, owner=OWNER,
-                                     gpu_probe=lambda: ([], "no gpus"), clock=self.clock)
+        self.reconciler = Reconciler(
+            self.settings,
+            self.db,
+            self.fake,
+            owner=OWNER,
+            gpu_probe=lambda: ([], "no gpus"),
+            clock=self.clock,
+        )
         return self.reconciler
 
     def submit(self, cpu: str = "1", *, timeout: int = 30, code: str = "print('hi')") -> str:
-        response = self.client.post("/tasks", json={
-            "task_type": "execute_code", "code": code, "timeout_seconds": timeout,
-            "resources": {"cpu": cpu, "gpu": "0", "ram": "64MB", "storage": "100MB"},
-        })
+        response = self.client.post(
+            "/tasks",
+            json={
+                "task_type": "execute_code",
+                "code": code,
+                "timeout_seconds": timeout,
+                "resources": {"cpu": cpu, "gpu": "0", "ram": "64MB", "storage": "100MB"},
+            },
+        )
         assert response.status_code == 201, response.text
         task_id: str = response.json()["id"]
         return task_id
@@ -117,8 +134,11 @@ class World:
         # As every writer of a task does, it bumps the version: the loop reloads a task only
         # when its version moved.
         with self.db.write() as session:
-            session.execute(update(Task).where(col(Task.id) == task_id)
-                            .values(**values, resource_version=Task.resource_version + 1))
+            session.execute(
+                update(Task)
+                .where(col(Task.id) == task_id)
+                .values(**values, resource_version=Task.resource_version + 1)
+            )
             session.commit()
 
     def once(self) -> None:
@@ -139,9 +159,17 @@ def spec_for(task_id: str, attempt: int = 1) -> ContainerSpec:
     return ContainerSpec(
         name=name_of(task_id, attempt),
         labels={OWNER_LABEL: OWNER, TASK_LABEL: task_id, ATTEMPT_LABEL: str(attempt)},
-        image="taskyard-runner:1", cpus=(0,), all_cpus=(0, 1), cpu_quota=1.0, gpus=(),
-        ram=64 * 1024 * 1024, storage=100 * 1024 * 1024, pids_limit=256, nofile_limit=1024,
-        payload=b"{}", log_limit=1 << 20,
+        image="taskyard-runner:1",
+        cpus=(0,),
+        all_cpus=(0, 1),
+        cpu_quota=1.0,
+        gpus=(),
+        ram=64 * 1024 * 1024,
+        storage=100 * 1024 * 1024,
+        pids_limit=256,
+        nofile_limit=1024,
+        payload=b"{}",
+        log_limit=1 << 20,
     )
 
 
@@ -152,8 +180,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     db = open_database("sqlite:///" + str(tmp_path / "t.db"))
     fake = FakeRuntime()
     clock = Clock()
-    reconciler = Reconciler(settings, db, fake, owner=OWNER,
-                            gpu_probe=lambda: ([], "no gpus"), clock=clock)
+    reconciler = Reconciler(
+        settings, db, fake, owner=OWNER, gpu_probe=lambda: ([], "no gpus"), clock=clock
+    )
     with TestClient(create_app(settings, db), base_url="http://127.0.0.1") as client:
         yield World(settings, db, client, fake, clock, reconciler)
     db.dispose()
@@ -257,7 +286,9 @@ def test_transitions_are_recorded_in_order(world: World) -> None:
     events = world.events(task_id)
 
     assert [(e["from_phase"], e["to_phase"]) for e in events] == [
-        (None, "Pending"), ("Pending", "Scheduled"), ("Scheduled", "Running"),
+        (None, "Pending"),
+        ("Pending", "Scheduled"),
+        ("Scheduled", "Running"),
         ("Running", "Succeeded"),
     ]
     assert [e["reason"] for e in events] == ["Created", "Scheduled", "Started", "Completed"]
@@ -564,14 +595,17 @@ def test_running_task_whose_container_vanished_is_retried_once_then_fails(
     world.once()
 
     status = world.status(task_id)
-    assert (status["phase"], status["reason"], status["attempt"]) == (
-        "Failed", "ContainerLost", 2)
+    assert (status["phase"], status["reason"], status["attempt"]) == ("Failed", "ContainerLost", 2)
     assert "for the second time" in status["result"]
     assert len(world.fake.runs) == 2
     phases = [(e["from_phase"], e["to_phase"]) for e in world.events(task_id)]
     assert phases == [
-        (None, "Pending"), ("Pending", "Scheduled"), ("Scheduled", "Running"),
-        ("Running", "Pending"), ("Pending", "Scheduled"), ("Scheduled", "Running"),
+        (None, "Pending"),
+        ("Pending", "Scheduled"),
+        ("Scheduled", "Running"),
+        ("Running", "Pending"),
+        ("Pending", "Scheduled"),
+        ("Scheduled", "Running"),
         ("Running", "Failed"),
     ]
 
@@ -598,7 +632,10 @@ def test_a_container_killed_from_outside_fails_without_a_retry(world: World) -> 
 
     status = world.status(task_id)
     assert (status["phase"], status["reason"], status["exit_code"]) == (
-        "Failed", "NonZeroExit", 137)
+        "Failed",
+        "NonZeroExit",
+        137,
+    )
     assert "killed by SIGKILL from outside the task" in status["result"]
     assert status["stdout"] == "up\n"
     assert len(world.fake.runs) == 1
@@ -606,8 +643,9 @@ def test_a_container_killed_from_outside_fails_without_a_retry(world: World) -> 
 
 def never_delivered(world: World, name: str) -> None:
     """The container gave up waiting for its code, as after a controller killed mid-start."""
-    world.fake.finish(name, 3, report=Report(
-        error="no code was delivered to the container", undelivered=True))
+    world.fake.finish(
+        name, 3, report=Report(error="no code was delivered to the container", undelivered=True)
+    )
 
 
 def test_code_never_delivered_before_a_crash_runs_again_as_a_new_attempt(world: World) -> None:
@@ -635,8 +673,7 @@ def test_code_never_delivered_by_a_live_controller_fails_the_task(world: World) 
     world.once()
 
     status = world.status(task_id)
-    assert (status["phase"], status["reason"], status["attempt"]) == (
-        "Failed", "StartFailed", 1)
+    assert (status["phase"], status["reason"], status["attempt"]) == ("Failed", "StartFailed", 1)
     assert status["result"] == "no code was delivered to the container"
     assert world.fake.names() == set()
 
@@ -763,9 +800,16 @@ def test_move_from_a_phase_the_task_left_does_nothing(world: World) -> None:
     count = world.transition_count()
 
     with world.db.write() as session:
-        moved = move(session, task_id=task_id, from_phase=Phase.SCHEDULED, at_attempt=0,
-                     to_phase=Phase.RUNNING, reason=Reason.STARTED, message="no",
-                     now=utcnow())
+        moved = move(
+            session,
+            task_id=task_id,
+            from_phase=Phase.SCHEDULED,
+            at_attempt=0,
+            to_phase=Phase.RUNNING,
+            reason=Reason.STARTED,
+            message="no",
+            now=utcnow(),
+        )
 
     assert moved is False
     assert world.transition_count() == count
@@ -778,9 +822,16 @@ def test_move_at_a_stale_attempt_does_nothing(world: World) -> None:
     count = world.transition_count()
 
     with world.db.write() as session:
-        moved = move(session, task_id=task_id, from_phase=Phase.PENDING, at_attempt=3,
-                     to_phase=Phase.SCHEDULED, reason=Reason.SCHEDULED, message="no",
-                     now=utcnow())
+        moved = move(
+            session,
+            task_id=task_id,
+            from_phase=Phase.PENDING,
+            at_attempt=3,
+            to_phase=Phase.SCHEDULED,
+            reason=Reason.SCHEDULED,
+            message="no",
+            now=utcnow(),
+        )
 
     assert moved is False
     assert world.transition_count() == count
@@ -794,9 +845,18 @@ def test_move_twice_only_the_first_wins(world: World) -> None:
     results = []
     for _ in range(2):
         with world.db.write() as session:
-            results.append(move(session, task_id=task_id, from_phase=Phase.PENDING,
-                                at_attempt=1, to_phase=Phase.CANCELLED,
-                                reason=Reason.CANCELLED, message="cancelled", now=utcnow()))
+            results.append(
+                move(
+                    session,
+                    task_id=task_id,
+                    from_phase=Phase.PENDING,
+                    at_attempt=1,
+                    to_phase=Phase.CANCELLED,
+                    reason=Reason.CANCELLED,
+                    message="cancelled",
+                    now=utcnow(),
+                )
+            )
 
     assert results == [True, False]
     assert world.transition_count() == count + 1
@@ -870,7 +930,8 @@ def test_scheduled_task_whose_container_already_exited_is_finished_after_restart
 
     assert world.status(task_id)["result"] == "quick\n"
     assert [(e["from_phase"], e["to_phase"]) for e in world.events(task_id)][-2:] == [
-        ("Scheduled", "Running"), ("Running", "Succeeded"),
+        ("Scheduled", "Running"),
+        ("Running", "Succeeded"),
     ]
     assert len(world.fake.runs) == 1
     assert world.fake.names() == set()
@@ -901,7 +962,8 @@ def test_long_small_task_does_not_overtake_a_waiting_large_one(world: World) -> 
     assert world.phase(large) == "Pending"
     assert world.phase(small_long) == "Pending"
     assert world.status(small_long)["message"] == (
-        "would delay an earlier task; queued behind an earlier task")
+        "would delay an earlier task; queued behind an earlier task"
+    )
 
 
 def test_short_small_task_may_fill_the_gap_before_a_waiting_large_one(world: World) -> None:
@@ -999,8 +1061,11 @@ def test_gpu_tasks_share_nothing_without_gpu_sharing(
     host = HostCapacity(**{**HOST.__dict__, "gpus": (gpu,)})
     monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: host)
     world.new_reconciler()
-    payload = {"task_type": "execute_code", "code": "x",
-               "resources": {"cpu": "1", "gpu": "1", "ram": "64MB", "storage": "100MB"}}
+    payload = {
+        "task_type": "execute_code",
+        "code": "x",
+        "resources": {"cpu": "1", "gpu": "1", "ram": "64MB", "storage": "100MB"},
+    }
     first = world.client.post("/tasks", json=payload).json()["id"]
     second = world.client.post("/tasks", json=payload).json()["id"]
 
@@ -1015,8 +1080,9 @@ def test_gpu_tasks_share_nothing_without_gpu_sharing(
 def test_idle_controller_service_does_not_wake_itself(world: World) -> None:
     # With nothing to do, passes come once per interval; the controller's own status writes
     # (its heartbeat) must not count as "new work in the database".
-    reconciler = Reconciler(world.settings, world.db, world.fake, owner=OWNER,
-                            gpu_probe=lambda: ([], "no gpus"))  # the real clock
+    reconciler = Reconciler(
+        world.settings, world.db, world.fake, owner=OWNER, gpu_probe=lambda: ([], "no gpus")
+    )  # the real clock
     passes: list[datetime] = []
     reconcile_once = reconciler.reconcile_once
 
@@ -1054,7 +1120,8 @@ def test_controller_service_wakes_on_a_new_task(world: World) -> None:
 
 
 def test_a_container_being_removed_in_the_background_is_not_removed_again(
-    world: World, monkeypatch: pytest.MonkeyPatch,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Garbage collection leaves a finished task's container to its background removal while
     that runs; should the removal fail, the next pass removes the container itself."""

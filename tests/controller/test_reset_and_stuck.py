@@ -28,8 +28,9 @@ from models.tables import Capacity, Transition
 
 GRACE = 5
 SCHEDULED_WHY = f"scheduled more than {GRACE} s ago, but its container has not started"
-OVERDUE_WHY = (f"still running more than {GRACE} s past its deadline: "
-               "its container could not be stopped")
+OVERDUE_WHY = (
+    f"still running more than {GRACE} s past its deadline: its container could not be stopped"
+)
 ENGINE_WHY = "the container engine is unavailable, so its container cannot be observed"
 
 
@@ -40,8 +41,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     db = open_database("sqlite:///" + str(tmp_path / "t.db"))
     fake = FakeRuntime()
     clock = Clock()
-    reconciler = Reconciler(settings, db, fake, owner=OWNER,
-                            gpu_probe=lambda: ([], "no gpus"), clock=clock)
+    reconciler = Reconciler(
+        settings, db, fake, owner=OWNER, gpu_probe=lambda: ([], "no gpus"), clock=clock
+    )
     with TestClient(create_app(settings, db), base_url="http://127.0.0.1") as client:
         yield World(settings, db, client, fake, clock, reconciler)
     db.dispose()
@@ -53,8 +55,9 @@ def admin(world: World) -> dict[str, str]:
 
 
 def reset(world: World, task_id: str, to: str) -> dict[str, Any]:
-    response = world.client.post(f"/admin/tasks/{task_id}/reset", json={"to": to},
-                                 headers=admin(world))
+    response = world.client.post(
+        f"/admin/tasks/{task_id}/reset", json={"to": to}, headers=admin(world)
+    )
     assert response.status_code == 200, response.text
     task: dict[str, Any] = response.json()
     assert task["status"]["reset_requested"] == to
@@ -137,8 +140,11 @@ def test_requeue_of_a_running_task_kills_removes_and_frees(
     assert first not in world.fake.names()
     assert allocated_cpus(world) == []
     last = world.events(task_id)[-1]
-    assert (last["from_phase"], last["to_phase"], last["reason"]) == \
-        ("Running", "Pending", "AdminReset")
+    assert (last["from_phase"], last["to_phase"], last["reason"]) == (
+        "Running",
+        "Pending",
+        "AdminReset",
+    )
     assert last["resource_version"] == world.task(task_id)["resource_version"]
 
 
@@ -159,8 +165,7 @@ def test_a_requeued_task_runs_again_as_the_next_attempt(world: World) -> None:
     world.once()
 
     status = world.status(task_id)
-    assert (status["phase"], status["result"], status["attempt"]) == \
-        ("Succeeded", "second\n", 2)
+    assert (status["phase"], status["result"], status["attempt"]) == ("Succeeded", "second\n", 2)
     assert phases(world, task_id) == [
         (None, "Pending", "Created"),
         ("Pending", "Scheduled", "Scheduled"),
@@ -275,8 +280,9 @@ def test_the_same_reset_after_it_was_carried_out_changes_nothing(world: World) -
     before = world.task(task_id)
     transitions = world.transition_count()
 
-    again = world.client.post(f"/admin/tasks/{task_id}/reset", json={"to": "Failed"},
-                              headers=admin(world))
+    again = world.client.post(
+        f"/admin/tasks/{task_id}/reset", json={"to": "Failed"}, headers=admin(world)
+    )
     world.once()
 
     assert again.status_code == 200
@@ -304,8 +310,7 @@ def test_a_reset_waits_while_the_engine_is_down(world: World) -> None:
     assert world.fake.names() == set()
 
 
-def test_a_reset_whose_kill_fails_is_retried(world: World,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_reset_whose_kill_fails_is_retried(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     task_id = running(world)
     real_kill = world.fake.kill
     attempts: list[str] = []
@@ -325,8 +330,7 @@ def test_a_reset_whose_kill_fails_is_retried(world: World,
 
     world.once_and_exit()
     status = world.status(task_id)
-    assert (status["phase"], status["attempt"], status["reset_requested"]) == \
-        ("Running", 2, None)
+    assert (status["phase"], status["attempt"], status["reset_requested"]) == ("Running", 2, None)
     assert world.fake.names() == {name_of(task_id, 2)}
 
 

@@ -26,8 +26,14 @@ from models.quantities import GIB
 from models.settings import Settings
 
 HOST = HostCapacity(
-    cpus_total=2, cpu_ids=(0, 1), ram_total=8 * GIB, ram_allocatable=4 * GIB,
-    storage_total=20 * GIB, storage_allocatable=10 * GIB, gpus=(), gpu_sharing=1,
+    cpus_total=2,
+    cpu_ids=(0, 1),
+    ram_total=8 * GIB,
+    ram_allocatable=4 * GIB,
+    storage_total=20 * GIB,
+    storage_allocatable=10 * GIB,
+    gpus=(),
+    gpu_sharing=1,
 )
 _HOLD_LOCK = """
 import sqlite3, sys
@@ -43,6 +49,7 @@ connection.execute("ROLLBACK")
 def database(tmp_path: Path) -> Iterator[Database]:
     database = open_database(f"sqlite:///{tmp_path / 'taskyard.db'}")
     for engine in (database.writer, database.reader):
+
         @event.listens_for(engine, "connect")
         def _short(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.execute("PRAGMA busy_timeout=200")
@@ -54,10 +61,12 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 def _met_the_lock(records: list[logging.LogRecord]) -> bool:
     """Whether a failed pass was logged with the lock as its cause."""
-    return any(record.getMessage().startswith("reconcile pass failed")
-               and record.exc_info is not None
-               and "database is locked" in str(record.exc_info[1])
-               for record in records)
+    return any(
+        record.getMessage().startswith("reconcile pass failed")
+        and record.exc_info is not None
+        and "database is locked" in str(record.exc_info[1])
+        for record in records
+    )
 
 
 def _phase(client: TestClient, task_id: str) -> str:
@@ -66,25 +75,35 @@ def _phase(client: TestClient, task_id: str) -> str:
 
 
 def test_passes_that_meet_a_locked_database_are_retried_until_it_is_free(
-    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    database: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: HOST)
     settings = Settings(data_dir=tmp_path, admin_token="admin")
     fake = FakeRuntime()
-    reconciler = Reconciler(settings, database, fake, owner="test-owner",
-                            gpu_probe=lambda: ([], "no gpus"))
+    reconciler = Reconciler(
+        settings, database, fake, owner="test-owner", gpu_probe=lambda: ([], "no gpus")
+    )
     service = ControllerService(reconciler, database, interval=0.2)
     holder: subprocess.Popen[str] | None = None
     try:
         with TestClient(create_app(settings, database), base_url="http://127.0.0.1") as client:
-            task_id = client.post("/tasks", json={
-                "task_type": "execute_code", "code": "print(1)",
-                "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"},
-            }).json()["id"]
+            task_id = client.post(
+                "/tasks",
+                json={
+                    "task_type": "execute_code",
+                    "code": "print(1)",
+                    "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"},
+                },
+            ).json()["id"]
             holder = subprocess.Popen(
                 [sys.executable, "-c", _HOLD_LOCK, str(tmp_path / "taskyard.db")],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             assert holder.stdin is not None and holder.stdout is not None
             assert holder.stdout.readline() == "locked\n"
             with caplog.at_level(logging.ERROR, logger="taskyard.controller"):

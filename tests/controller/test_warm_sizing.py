@@ -20,8 +20,15 @@ def test_templates_match_the_tasks_they_serve(world: World) -> None:  # noqa: F8
     assert count == world.settings.warm_pool_size
     # Everything fixed at creation is the task's own: hardening cannot differ.
     assert WarmKey.of(template) == WarmKey.of(started)
-    fitted = {"name": "", "labels": {}, "cpus": (), "cpu_quota": template.cpu_quota,
-              "ram": template.ram, "payload": b"", "interactive": False}
+    fitted = {
+        "name": "",
+        "labels": {},
+        "cpus": (),
+        "cpu_quota": template.cpu_quota,
+        "ram": template.ram,
+        "payload": b"",
+        "interactive": False,
+    }
     assert replace(started, **fitted) == template
     assert template.ram == world.settings.warm_pool_idle_ram_bytes
     assert template.name == "" and template.payload == b""

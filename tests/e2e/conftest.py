@@ -27,8 +27,9 @@ def engine() -> docker.DockerClient:
 
 
 @pytest.fixture(scope="session")
-def server(engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Server]:
+def server(
+    engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     running = Server(tmp_path_factory.mktemp("serve")).start()
     yield running
     running.kill(signal.SIGTERM)

@@ -22,8 +22,13 @@ from harness import TERMINAL, Client, Server, owned_containers, task_of_name
 class Deployment:
     """An API process and a controller process over one data dir, with a known owner label."""
 
-    def __init__(self, data_dir: Path, *, api_env: dict[str, str] | None = None,
-                 controller_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        api_env: dict[str, str] | None = None,
+        controller_env: dict[str, str] | None = None,
+    ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         # Written before either process starts, so the test knows the label to look for.
         self.owner = uuid.uuid4().hex
@@ -66,8 +71,9 @@ class Deployment:
 class EngineWatch:
     """What the engine saw of one owner's containers, recorded from outside the controller."""
 
-    def __init__(self, owner: str, *, cpu_ids: list[int], ram_allocatable: int,
-                 interval: float = 0.2) -> None:
+    def __init__(
+        self, owner: str, *, cpu_ids: list[int], ram_allocatable: int, interval: float = 0.2
+    ) -> None:
         self._label = f"taskyard.owner={owner}"
         self._cpu_ids = set(cpu_ids)
         self._ram = ram_allocatable
@@ -86,7 +92,8 @@ class EngineWatch:
     def start(self) -> "EngineWatch":
         # The request is made here, so no event after this line is missed.
         self._stream = self._events_client.events(
-            decode=True, filters={"type": "container", "label": self._label})
+            decode=True, filters={"type": "container", "label": self._label}
+        )
         for target in (self._record_events, self._poll):
             thread = threading.Thread(target=target, daemon=True)
             thread.start()
@@ -142,8 +149,12 @@ class EngineWatch:
                     except docker.errors.NotFound:
                         continue
                     cores = frozenset(int(c) for c in host["CpusetCpus"].split(",") if c)
-                    config = (summary["Names"][0], cores, int(host["Memory"]),
-                              host.get("CpuShares") == 2)  # best effort: yields to the rest
+                    config = (
+                        summary["Names"][0],
+                        cores,
+                        int(host["Memory"]),
+                        host.get("CpuShares") == 2,
+                    )  # best effort: yields to the rest
                     self._configs[summary["Id"]] = config
                 held.append(config)
             self.samples += 1
@@ -154,20 +165,24 @@ class EngineWatch:
         dedicated = [(name, cores) for name, cores, _, best_effort in held if not best_effort]
         for name, cores in dedicated:
             if not cores <= self._cpu_ids:
-                self.violations.append(f"{name} has cores {sorted(cores)} outside "
-                                       f"{sorted(self._cpu_ids)}")
+                self.violations.append(
+                    f"{name} has cores {sorted(cores)} outside {sorted(self._cpu_ids)}"
+                )
         for (a, cores_a), (b, cores_b) in itertools.combinations(dedicated, 2):
             if cores_a & cores_b:
                 self.violations.append(f"{a} and {b} both hold cores {sorted(cores_a & cores_b)}")
         ram = sum(memory for _, _, memory, _ in held)
         if ram > self._ram:
-            self.violations.append(f"running containers hold {ram} bytes of RAM, more than the "
-                                   f"{self._ram} allocatable: {[h[0] for h in held]}")
+            self.violations.append(
+                f"running containers hold {ram} bytes of RAM, more than the "
+                f"{self._ram} allocatable: {[h[0] for h in held]}"
+            )
 
     def count(self, action: str) -> Counter[tuple[str, int]]:
         """Events of this kind per task attempt (the warm pool's own are not any task's)."""
-        return Counter((task, attempt) for act, task, attempt, _ in self.events
-                       if act == action and task)
+        return Counter(
+            (task, attempt) for act, task, attempt, _ in self.events if act == action and task
+        )
 
     def wait_all_destroyed(self, timeout: float = 30) -> None:
         """Wait until every container the engine created has been destroyed again."""
@@ -185,13 +200,15 @@ def wait_all_terminal(client: Client, ids: list[str], timeout: float) -> dict[st
 
     Polls with three one-item pages (cheap on a busy 2-core machine), then reads all once."""
     deadline = time.monotonic() + timeout
-    while any(client.http.get("/tasks", params={"phase": phase, "limit": 1}).json()["items"]
-              for phase in ("Pending", "Scheduled", "Running")):
+    while any(
+        client.http.get("/tasks", params={"phase": phase, "limit": 1}).json()["items"]
+        for phase in ("Pending", "Scheduled", "Running")
+    ):
         if time.monotonic() > deadline:
-            left = [t for t in (client.get(i) for i in ids)
-                    if t["status"]["phase"] not in TERMINAL]
-            raise AssertionError(f"{len(left)} tasks not terminal, e.g. "
-                                 f"{[t['status'] for t in left[:3]]}")
+            left = [t for t in (client.get(i) for i in ids) if t["status"]["phase"] not in TERMINAL]
+            raise AssertionError(
+                f"{len(left)} tasks not terminal, e.g. {[t['status'] for t in left[:3]]}"
+            )
         time.sleep(0.5)
     done: dict[str, Any] = {}
     cursor = None

@@ -53,8 +53,10 @@ def require_engine() -> docker.DockerClient:
     except docker.errors.ImageNotFound:
         pytest.fail(f"runner image {IMAGE} is missing; run `taskyard image build`")
     if RUNTIME not in client.info().get("Runtimes", {}):
-        pytest.fail(f"TASKYARD_DOCKER_RUNTIME={RUNTIME}, but the engine has no such runtime; "
-                    "run deploy/setup-host.sh")
+        pytest.fail(
+            f"TASKYARD_DOCKER_RUNTIME={RUNTIME}, but the engine has no such runtime; "
+            "run deploy/setup-host.sh"
+        )
     return client
 
 
@@ -67,13 +69,23 @@ def free_port() -> int:
 class Server:
     """One `taskyard` process (serve, api or controller) with its own data dir and port."""
 
-    def __init__(self, data_dir: Path, *, verb: str = "serve", port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        verb: str = "serve",
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.verb = verb
         self.port = port or free_port()
-        self.env = {**os.environ, "TASKYARD_DATA_DIR": str(data_dir),
-                    "TASKYARD_PORT": str(self.port), **(env or {})}
+        self.env = {
+            **os.environ,
+            "TASKYARD_DATA_DIR": str(data_dir),
+            "TASKYARD_PORT": str(self.port),
+            **(env or {}),
+        }
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir / f"{verb}-{self.port}.log"
 
@@ -85,8 +97,11 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "taskyard.cli", self.verb], env=self.env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "-m", "taskyard.cli", self.verb],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         if wait_ready and self.verb != "controller":
             self.wait_ready(healthy=healthy)
@@ -136,16 +151,18 @@ class Client:
         task: dict[str, Any] = response.json()
         return task
 
-    def wait_for(self, task_id: str, timeout: float = 60,
-                 phases: set[str] = TERMINAL) -> dict[str, Any]:
+    def wait_for(
+        self, task_id: str, timeout: float = 60, phases: set[str] = TERMINAL
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             task = self.get(task_id)
             if task["status"]["phase"] in phases:
                 return task
             if time.monotonic() > deadline:
-                raise AssertionError(f"task still {task['status']['phase']}: "
-                                     f"{json.dumps(task['status'])}")
+                raise AssertionError(
+                    f"task still {task['status']['phase']}: {json.dumps(task['status'])}"
+                )
             time.sleep(0.05)
 
     def events(self, task_id: str) -> list[dict[str, Any]]:
@@ -155,10 +172,18 @@ class Client:
         return items
 
 
-def task_body(code: str, *, cpu: str = "1", ram: str = "128MB", storage: str = "64MB",
-              timeout: int | None = None, stdin: str | None = None) -> dict[str, Any]:
+def task_body(
+    code: str,
+    *,
+    cpu: str = "1",
+    ram: str = "128MB",
+    storage: str = "64MB",
+    timeout: int | None = None,
+    stdin: str | None = None,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "task_type": "execute_code", "code": code,
+        "task_type": "execute_code",
+        "code": code,
         "resources": {"cpu": cpu, "gpu": "0", "ram": ram, "storage": storage},
     }
     if timeout is not None:
@@ -170,8 +195,11 @@ def task_body(code: str, *, cpu: str = "1", ram: str = "128MB", storage: str = "
 
 def owned_containers(engine: docker.DockerClient, owner: str) -> list[Any]:
     """Every container of this instance, its warm pool's included (for cleaning up)."""
-    return list(engine.containers.list(all=True, ignore_removed=True,
-                                       filters={"label": f"taskyard.owner={owner}"}))
+    return list(
+        engine.containers.list(
+            all=True, ignore_removed=True, filters={"label": f"taskyard.owner={owner}"}
+        )
+    )
 
 
 def task_of_name(name: str) -> str | None:
@@ -191,13 +219,15 @@ def task_of(container: Any) -> str | None:
     return task_of_name(container.name)
 
 
-def task_containers(engine: docker.DockerClient, owner: str, task_id: str | None = None
-                    ) -> list[Any]:
+def task_containers(
+    engine: docker.DockerClient, owner: str, task_id: str | None = None
+) -> list[Any]:
     """This instance's containers that run a task (this one, if given): cold or claimed."""
-    return [c for c in owned_containers(engine, owner)
-            if task_of(c) is not None and task_id in {None, task_of(c)}]
-
-
+    return [
+        c
+        for c in owned_containers(engine, owner)
+        if task_of(c) is not None and task_id in {None, task_of(c)}
+    ]
 
 
 # --- hostile tasks beside a benign one ---------------------------------------------------------
@@ -224,8 +254,11 @@ class HealthProbe(threading.Thread):
                 started = time.monotonic()
                 try:
                     response = http.get("/healthz")
-                    status = response.json().get("status") if response.status_code == 200 \
+                    status = (
+                        response.json().get("status")
+                        if response.status_code == 200
                         else response.status_code
+                    )
                     if status != "ok":
                         self.failures.append(f"{response.status_code}: {response.text[:300]}")
                 except httpx.HTTPError as exc:
@@ -256,11 +289,18 @@ class ContainerWatch:
         self.errors: list[str] = []
         self._stop_asked = threading.Event()
         self._events = engine.events(
-            decode=True, since=int(time.time()) - 1,
-            filters={"type": "container", "event": ["create", "rename"],
-                     "label": f"taskyard.owner={owner}"})
-        self._threads = [threading.Thread(target=self._listen, daemon=True),
-                         threading.Thread(target=self._measure, daemon=True)]
+            decode=True,
+            since=int(time.time()) - 1,
+            filters={
+                "type": "container",
+                "event": ["create", "rename"],
+                "label": f"taskyard.owner={owner}",
+            },
+        )
+        self._threads = [
+            threading.Thread(target=self._listen, daemon=True),
+            threading.Thread(target=self._measure, daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -274,9 +314,15 @@ class ContainerWatch:
                 attributes = actor.get("Attributes", {})
                 # A cold container has its task in its labels; a warm one gets it with the
                 # name its claim renames it to.
-                task = attributes.get("taskyard.task") or (
-                    task_of_name(attributes.get("name", "")) if event.get("Action") == "rename"
-                    else "") or ""
+                task = (
+                    attributes.get("taskyard.task")
+                    or (
+                        task_of_name(attributes.get("name", ""))
+                        if event.get("Action") == "rename"
+                        else ""
+                    )
+                    or ""
+                )
                 self.by_task.setdefault(task, []).append(actor["ID"])
                 self.log_peak.setdefault(actor["ID"], 0)
         except Exception as exc:  # the stream is closed by stop()
@@ -362,8 +408,14 @@ def processes_in_cgroup_of(container_id: str) -> list[int]:
     return left
 
 
-def run_beside_benign(client: Client, server: Server, engine: docker.DockerClient,
-                      body: dict[str, Any], *, within: float = 90) -> Attack:
+def run_beside_benign(
+    client: Client,
+    server: Server,
+    engine: docker.DockerClient,
+    body: dict[str, Any],
+    *,
+    within: float = 90,
+) -> Attack:
     """Run a hostile task while a benign task runs beside it and /healthz is measured, then
     check that the benign task succeeded on time, the API answered promptly throughout, and
     nothing of either task is left behind: no container with this instance's owner label, no
@@ -425,7 +477,8 @@ class HostNamespaces:
         while not self._stop_asked.is_set():
             began = time.time()
             running = self.engine.api.containers(
-                filters={"label": f"taskyard.owner={self.owner}", "status": "running"})
+                filters={"label": f"taskyard.owner={self.owner}", "status": "running"}
+            )
             for container in running:
                 found = set()
                 for pid in processes_in_cgroup_of(container["Id"]):
@@ -443,8 +496,9 @@ class HostNamespaces:
         self._thread.join(30)
         return self
 
-    def around(self, container_ids: list[str], moment: float, margin: float = 0.2
-               ) -> tuple[set[str], set[str]]:
+    def around(
+        self, container_ids: list[str], moment: float, margin: float = 0.2
+    ) -> tuple[set[str], set[str]]:
         """The namespaces seen in these containers by looks that ended before `moment`, and by
         looks that began after it."""
         before: set[str] = set()
@@ -455,4 +509,3 @@ class HostNamespaces:
             elif container_id in container_ids and began > moment + margin:
                 after |= found
         return before, after
-

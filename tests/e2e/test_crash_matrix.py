@@ -30,10 +30,12 @@ SMALL = {"cpu": "1", "ram": "64MB", "storage": "16MB"}
 WORKLOAD: list[tuple[str, int, tuple[str, str, int | None, str]]] = [
     ("import time\ntime.sleep(5)\nprint('slept')", 30, ("Succeeded", "Completed", 0, "slept\n")),
     ("print('first')", 30, ("Succeeded", "Completed", 0, "first\n")),
-    ("import sys\nprint('no', file=sys.stderr)\nsys.exit(3)", 30,
-     ("Failed", "NonZeroExit", 3, "")),
-    ("import time\nprint('napping', flush=True)\ntime.sleep(60)", 1,
-     ("TimedOut", "DeadlineExceeded", 137, "napping\n")),
+    ("import sys\nprint('no', file=sys.stderr)\nsys.exit(3)", 30, ("Failed", "NonZeroExit", 3, "")),
+    (
+        "import time\nprint('napping', flush=True)\ntime.sleep(60)",
+        1,
+        ("TimedOut", "DeadlineExceeded", 137, "napping\n"),
+    ),
     ("print('last')", 30, ("Succeeded", "Completed", 0, "last\n")),
 ]
 
@@ -45,18 +47,27 @@ def test_controller_killed_at_each_step_recovers(
     deployment = Deployment(fresh_dir).start(crash_at=point)
     try:
         capacity = deployment.capacity()
-        watch = EngineWatch(deployment.owner, cpu_ids=capacity["cpu"]["ids"],
-                            ram_allocatable=capacity["ram"]["allocatable"]).start()
+        watch = EngineWatch(
+            deployment.owner,
+            cpu_ids=capacity["cpu"]["ids"],
+            ram_allocatable=capacity["ram"]["allocatable"],
+        ).start()
         client = deployment.client
-        ids = [client.submit(task_body(code, timeout=timeout, **SMALL))["id"]
-               for code, timeout, _ in WORKLOAD]
+        ids = [
+            client.submit(task_body(code, timeout=timeout, **SMALL))["id"]
+            for code, timeout, _ in WORKLOAD
+        ]
 
         crashed = deployment.controller
         assert crashed is not None and crashed.process is not None
         returncode = crashed.process.wait(timeout=60)
         assert returncode == -signal.SIGKILL, deployment.controller_log()
-        unfinished = [i for i in ids if client.get(i)["status"]["phase"] not in
-                      {"Succeeded", "Failed", "TimedOut", "Cancelled"}]
+        unfinished = [
+            i
+            for i in ids
+            if client.get(i)["status"]["phase"]
+            not in {"Succeeded", "Failed", "TimedOut", "Cancelled"}
+        ]
         assert unfinished, "the crash came after every task had ended"
 
         deployment.start_controller()
@@ -67,8 +78,7 @@ def test_controller_killed_at_each_step_recovers(
         # A warm container claimed for an attempt but killed before its code arrived (the crash
         # after the claim) ran nothing: that task alone runs as a second attempt.
         again = [i for i in ids if done[i]["status"]["attempt"] == 2]
-        assert len(again) == (1 if point == "after-claim" else 0), [
-            done[i]["status"] for i in ids]
+        assert len(again) == (1 if point == "after-claim" else 0), [done[i]["status"] for i in ids]
         for task_id, (_, _, expected) in zip(ids, WORKLOAD, strict=True):
             status = done[task_id]["status"]
             phase, reason, exit_code, stdout = expected
@@ -85,8 +95,10 @@ def test_controller_killed_at_each_step_recovers(
         twice = [key for key, n in creates.items() if n > 1]
         assert len(twice) == (1 if point == "after-create" else 0), creates
         assert max(creates.values()) <= 2, creates
-        print(f"{point}: {len(watch.events)} engine events, {watch.samples} samples, "
-              f"at most {watch.most_running} running at once")
+        print(
+            f"{point}: {len(watch.events)} engine events, {watch.samples} samples, "
+            f"at most {watch.most_running} running at once"
+        )
         assert watch.violations == []
         assert watch.samples > 10
         assert task_containers(engine, deployment.owner) == []
@@ -101,8 +113,7 @@ def test_controller_killed_at_each_step_recovers(
 
 
 def _container_of(engine: docker.DockerClient, owner: str, task_id: str, attempt: int) -> Any:
-    found = [c for c in task_containers(engine, owner, task_id)
-             if c.name.endswith(f"-{attempt}")]
+    found = [c for c in task_containers(engine, owner, task_id) if c.name.endswith(f"-{attempt}")]
     assert len(found) == 1, found
     return found[0]
 
@@ -138,12 +149,13 @@ def test_container_removed_behind_our_back_is_retried_once_then_fails(
     done = client.wait_for(task_id, timeout=30)
 
     status = done["status"]
-    assert (status["phase"], status["reason"], status["attempt"]) == (
-        "Failed", "ContainerLost", 2)
+    assert (status["phase"], status["reason"], status["attempt"]) == ("Failed", "ContainerLost", 2)
     assert "for the second time" in status["result"]
     events = assert_one_terminal_transition(client, task_id)
     assert [(e["to_phase"], e["reason"]) for e in events if e["from_phase"] == "Running"] == [
-        ("Pending", "ContainerLost"), ("Failed", "ContainerLost")]
+        ("Pending", "ContainerLost"),
+        ("Failed", "ContainerLost"),
+    ]
     time.sleep(1)
     assert not task_containers(engine, server.owner, task_id)
 
@@ -164,7 +176,11 @@ def test_container_killed_behind_our_back_fails_without_retry(
 
     status = done["status"]
     assert (status["phase"], status["reason"], status["exit_code"], status["attempt"]) == (
-        "Failed", "NonZeroExit", 137, 1)
+        "Failed",
+        "NonZeroExit",
+        137,
+        1,
+    )
     assert "killed by SIGKILL from outside the task" in status["result"]
     assert status["stdout"] == "up\n"
     assert_one_terminal_transition(client, task_id)

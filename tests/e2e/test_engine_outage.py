@@ -102,11 +102,13 @@ def test_tasks_wait_out_an_engine_outage_and_finish_after_it(
         deployment.start()
         client = deployment.client
         # Ends by itself during the outage; its outcome is read once the engine is back.
-        finishing = client.submit(task_body(
-            "import time\nprint('up', flush=True)\ntime.sleep(3)\nprint('done')", **SMALL))["id"]
+        finishing = client.submit(
+            task_body("import time\nprint('up', flush=True)\ntime.sleep(3)\nprint('done')", **SMALL)
+        )["id"]
         # Its deadline passes during the outage, when nobody can kill it.
-        overdue = client.submit(task_body(
-            "import time\nprint('up', flush=True)\ntime.sleep(120)", timeout=3, **SMALL))["id"]
+        overdue = client.submit(
+            task_body("import time\nprint('up', flush=True)\ntime.sleep(120)", timeout=3, **SMALL)
+        )["id"]
         for task_id in (finishing, overdue):
             client.wait_for(task_id, phases={"Running"}, timeout=60)
 
@@ -127,7 +129,8 @@ def test_tasks_wait_out_an_engine_outage_and_finish_after_it(
         took = time.monotonic() - resumed
         settle = time.monotonic() + 20  # each is removed right after its outcome is stored
         while (owned_left := task_containers(engine, deployment.owner)) and (
-                time.monotonic() < settle):
+            time.monotonic() < settle
+        ):
             time.sleep(0.2)
         for task_id in seen:
             assert_one_terminal_transition(client, task_id)
@@ -147,13 +150,14 @@ def test_tasks_wait_out_an_engine_outage_and_finish_after_it(
 
     # After it: each ends as its code asked, once, with nothing left behind.
     print(f"\nall three ended {took:.1f} s after the engine came back")
-    outcomes = {task_id: (t["status"]["phase"], t["status"]["reason"], t["status"]["stdout"])
-                for task_id, t in done.items()}
+    outcomes = {
+        task_id: (t["status"]["phase"], t["status"]["reason"], t["status"]["stdout"])
+        for task_id, t in done.items()
+    }
     assert outcomes == {
         finishing: ("Succeeded", "Completed", "up\ndone\n"),
         overdue: ("TimedOut", "DeadlineExceeded", "up\n"),
         queued: ("Succeeded", "Completed", "later\n"),
     }
-    assert all(t["status"]["attempt"] == 1 and t["status"]["stuck"] is None
-               for t in done.values())
+    assert all(t["status"]["attempt"] == 1 and t["status"]["stuck"] is None for t in done.values())
     assert owned_left == []

@@ -39,8 +39,13 @@ def restart_dockerd() -> None:
             assert time.monotonic() < deadline, "dockerd did not stop within 60 s"
             time.sleep(0.1)
         with DOCKERD_LOG.open("ab") as log:
-            subprocess.Popen(["dockerd"], stdin=subprocess.DEVNULL, stdout=log,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+            subprocess.Popen(
+                ["dockerd"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
     deadline = time.monotonic() + 60
     while not engine_answers():
         assert time.monotonic() < deadline, f"dockerd did not come back; see {DOCKERD_LOG}"
@@ -50,17 +55,19 @@ def restart_dockerd() -> None:
 @pytest.fixture
 def live_restore(engine: docker.DockerClient) -> None:
     if not engine.info().get("LiveRestoreEnabled"):
-        pytest.fail("live-restore is off in dockerd; run deploy/setup-host.sh, which sets it "
-                    "in /etc/docker/daemon.json")
+        pytest.fail(
+            "live-restore is off in dockerd; run deploy/setup-host.sh, which sets it "
+            "in /etc/docker/daemon.json"
+        )
 
 
-def test_running_tasks_survive_an_engine_restart(engine: docker.DockerClient, live_restore: None,
-                                                 fresh_dir: Path) -> None:
+def test_running_tasks_survive_an_engine_restart(
+    engine: docker.DockerClient, live_restore: None, fresh_dir: Path
+) -> None:
     server = Server(fresh_dir).start()
     try:
         client = Client(server.url)
-        code = ("import time\nprint('before', flush=True)\ntime.sleep(6)\n"
-                "print('after', flush=True)")
+        code = "import time\nprint('before', flush=True)\ntime.sleep(6)\nprint('after', flush=True)"
         task = client.submit(task_body(code, timeout=60))
         client.wait_for(task["id"], phases={"Running"}, timeout=20)
         time.sleep(1)  # "before" is printed and stored
@@ -69,15 +76,20 @@ def test_running_tasks_survive_an_engine_restart(engine: docker.DockerClient, li
         restart_dockerd()
 
         fresh_engine = docker.from_env(timeout=30)
-        assert fresh_engine.containers.get(container.id).status == "running", \
+        assert fresh_engine.containers.get(container.id).status == "running", (
             "live-restore did not keep the task's container running"
+        )
         done = client.wait_for(task["id"], timeout=60)
         status = done["status"]
         assert status["phase"] == "Succeeded", status
         assert status["stdout"] == "before\nafter\n"  # nothing lost, nothing twice
         assert status["attempt"] == 1
-        assert [e["to_phase"] for e in client.events(task["id"])] == \
-            ["Pending", "Scheduled", "Running", "Succeeded"]
+        assert [e["to_phase"] for e in client.events(task["id"])] == [
+            "Pending",
+            "Scheduled",
+            "Running",
+            "Succeeded",
+        ]
         logs = client.http.get(f"/tasks/{task['id']}/logs").text
         assert logs.count("before") == 1 and logs.count("after") == 1
 

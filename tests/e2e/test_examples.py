@@ -40,7 +40,9 @@ def test_transitions_are_recorded_in_order(client: Client) -> None:
     task = client.submit(EXAMPLE_2, wait=10)
     events = client.events(task["id"])
     assert [(e["from_phase"], e["to_phase"]) for e in events] == [
-        (None, "Pending"), ("Pending", "Scheduled"), ("Scheduled", "Running"),
+        (None, "Pending"),
+        ("Pending", "Scheduled"),
+        ("Scheduled", "Running"),
         ("Running", "Succeeded"),
     ]
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
@@ -60,15 +62,17 @@ def test_finished_containers_are_removed(client: Client, server: Server, engine)
 
 
 def test_stdin_reaches_the_code(client: Client) -> None:
-    body = dict(EXAMPLE_2, code="import sys; print(sys.stdin.read().upper(), end='')",
-                stdin="hello from stdin\n")
+    body = dict(
+        EXAMPLE_2,
+        code="import sys; print(sys.stdin.read().upper(), end='')",
+        stdin="hello from stdin\n",
+    )
     task = client.submit(body, wait=10)
     assert task["status"]["result"] == "HELLO FROM STDIN\n"
 
 
 def test_a_request_that_can_never_fit_says_what_the_host_has(client: Client) -> None:
-    body = dict(EXAMPLE_1, resources={"cpu": "512", "gpu": "0", "ram": "512MB",
-                                      "storage": "1GB"})
+    body = dict(EXAMPLE_1, resources={"cpu": "512", "gpu": "0", "ram": "512MB", "storage": "1GB"})
     response = client.http.post("/tasks", json=body)
     assert response.status_code == 422
     detail = response.json()["detail"]

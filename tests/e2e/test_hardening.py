@@ -64,8 +64,13 @@ def test_has_no_network(facts: dict) -> None:
 
 def test_can_write_only_its_work_area(facts: dict) -> None:
     assert facts["cwd"] == "/work"
-    assert facts["write"] == {"/work/ok": True, "/tmp/x": False, "/x": False, "/etc/x": False,
-                              "/usr/x": False}
+    assert facts["write"] == {
+        "/work/ok": True,
+        "/tmp/x": False,
+        "/x": False,
+        "/etc/x": False,
+        "/usr/x": False,
+    }
 
 
 def test_sees_no_engine_socket_and_no_service_settings(facts: dict) -> None:
@@ -73,18 +78,19 @@ def test_sees_no_engine_socket_and_no_service_settings(facts: dict) -> None:
     assert not [name for name in facts["env"] if name.startswith(("TASKYARD", "DOCKER"))]
 
 
-def test_memory_limit_holds(client: Client, server: Server,
-                            engine: docker.DockerClient) -> None:
+def test_memory_limit_holds(client: Client, server: Server, engine: docker.DockerClient) -> None:
     hog = "blocks = []\nwhile True:\n    blocks.append(bytearray(16 * 1024 * 1024))"
     task = run_beside_benign(
-        client, server, engine, task_body(hog, ram="64MB", storage="16MB")).task
+        client, server, engine, task_body(hog, ram="64MB", storage="16MB")
+    ).task
     assert task["status"]["phase"] == "Failed"
     assert task["status"]["reason"] == "OOMKilled"
     assert "out of memory (limit 64MB)" in task["status"]["result"]
 
 
-def test_memory_bomb_in_a_child_process_only(client: Client, server: Server,
-                                             engine: docker.DockerClient) -> None:
+def test_memory_bomb_in_a_child_process_only(
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     code = (
         "import subprocess, sys\n"
         "r = subprocess.run([sys.executable, '-c', "
@@ -92,22 +98,23 @@ def test_memory_bomb_in_a_child_process_only(client: Client, server: Server,
         "print('child exit', r.returncode)"
     )
     task = run_beside_benign(
-        client, server, engine, task_body(code, ram="64MB", storage="16MB")).task
+        client, server, engine, task_body(code, ram="64MB", storage="16MB")
+    ).task
     if GVISOR:
         # The sandbox as a whole is over its memory limit, and the host kills all of it: the
         # task is reported as killed for memory, saying that the whole sandbox went.
         assert (task["status"]["phase"], task["status"]["reason"]) == ("Failed", "OOMKilled")
         assert task["status"]["result"] == (
             "killed: out of memory (limit 64MB); under gVisor that ends the whole sandbox, "
-            "whichever process used the memory")
+            "whichever process used the memory"
+        )
         return
     # The main process survived and exited 0: that is a success, whatever the engine's flag says.
     assert task["status"]["phase"] == "Succeeded", task["status"]
     assert task["status"]["result"] == "child exit -9\n"
 
 
-def test_storage_limit_holds(client: Client, server: Server,
-                             engine: docker.DockerClient) -> None:
+def test_storage_limit_holds(client: Client, server: Server, engine: docker.DockerClient) -> None:
     code = (
         "import errno\n"
         "try:\n"
@@ -119,13 +126,15 @@ def test_storage_limit_holds(client: Client, server: Server,
         "    print('stopped:', errno.errorcode[e.errno])\n"
     )
     task = run_beside_benign(
-        client, server, engine, task_body(code, ram="256MB", storage="16MB")).task
+        client, server, engine, task_body(code, ram="256MB", storage="16MB")
+    ).task
     assert task["status"]["phase"] == "Succeeded", task["status"]
     assert task["status"]["result"] in {"stopped: ENOSPC\n", "stopped: EFBIG\n"}
 
 
-def test_fork_bomb_is_contained(client: Client, server: Server,
-                                engine: docker.DockerClient) -> None:
+def test_fork_bomb_is_contained(
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     code = (
         "import os\n"
         "n = 0\n"
@@ -139,25 +148,29 @@ def test_fork_bomb_is_contained(client: Client, server: Server,
         "print('forked', n)\n"
     )
     task = run_beside_benign(
-        client, server, engine, task_body(code, ram="256MB", storage="16MB", timeout=20)).task
+        client, server, engine, task_body(code, ram="256MB", storage="16MB", timeout=20)
+    ).task
     if GVISOR:
         # The pids limit holds the host threads of the whole sandbox: gVisor's kernel fails to
         # make one more and exits (with 2), taking the task with it. Contained all the same:
         # the benign task beside it ran, and nothing was left behind.
         assert (task["status"]["phase"], task["status"]["reason"]) == ("Failed", "SandboxDied")
         assert task["status"]["result"].startswith(
-            "the gVisor sandbox died as a whole (exit code 2)"), task["status"]
+            "the gVisor sandbox died as a whole (exit code 2)"
+        ), task["status"]
         return
     assert task["status"]["phase"] == "Succeeded", task["status"]
     forked = int(task["status"]["result"].split()[1])
     assert forked < 256
 
 
-def test_output_is_capped_and_flagged(client: Client, server: Server,
-                                      engine: docker.DockerClient) -> None:
+def test_output_is_capped_and_flagged(
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     code = "import sys\nfor _ in range(3):\n    sys.stdout.write('x' * (1024 * 1024))\n"
     task = run_beside_benign(
-        client, server, engine, task_body(code, ram="256MB", storage="16MB")).task
+        client, server, engine, task_body(code, ram="256MB", storage="16MB")
+    ).task
     assert task["status"]["phase"] == "Succeeded"
     assert task["status"]["stdout_truncated"] is True
     assert len(task["status"]["stdout"]) == 1024 * 1024
@@ -202,10 +215,8 @@ print("still alive")
 """
 
 
-def test_no_way_up_or_out(client: Client, server: Server,
-                          engine: docker.DockerClient) -> None:
-    task = run_beside_benign(
-        client, server, engine, task_body(ESCAPES)).task
+def test_no_way_up_or_out(client: Client, server: Server, engine: docker.DockerClient) -> None:
+    task = run_beside_benign(client, server, engine, task_body(ESCAPES)).task
     status = task["status"]
     facts = json.loads(status["stdout"].splitlines()[0])
     assert facts["setuid0"] == "EPERM"

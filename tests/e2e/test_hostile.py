@@ -21,8 +21,10 @@ from sandbox.frames import log_budget
 MIB = 1024 * 1024
 LIMIT = MIB  # the output cap per stream (TASKYARD_OUTPUT_LIMIT_BYTES's default)
 # Under gVisor, running out of memory ends the whole sandbox, the supervisor with it.
-WHOLE_SANDBOX_OOM = ("killed: out of memory (limit {}); under gVisor that ends the whole "
-                     "sandbox, whichever process used the memory")
+WHOLE_SANDBOX_OOM = (
+    "killed: out of memory (limit {}); under gVisor that ends the whole "
+    "sandbox, whichever process used the memory"
+)
 
 
 def logs_text(server: Server, task_id: str) -> dict[str, str]:
@@ -47,15 +49,14 @@ BLOCK = b"".join(b"%07d\n" % i for i in range(131072))
 
 
 def test_a_gigabyte_on_each_stream_is_capped_kept_and_ends_promptly(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     code = BLOCK_CODE + (
-        "import os\n"
-        "for _ in range(1024):\n"
-        "    os.write(1, block)\n"
-        "    os.write(2, block.upper())\n"
+        "import os\nfor _ in range(1024):\n    os.write(1, block)\n    os.write(2, block.upper())\n"
     )
-    attack = run_beside_benign(client, server, engine,
-                               task_body(code, ram="256MB", storage="16MB", timeout=20))
+    attack = run_beside_benign(
+        client, server, engine, task_body(code, ram="256MB", storage="16MB", timeout=20)
+    )
     status = attack.status
     assert (status["phase"], status["reason"]) == ("Succeeded", "Completed"), status
     assert status["stdout_truncated"] is True
@@ -75,7 +76,8 @@ FLOOD_TIMEOUT = 30 if GVISOR else 8
 
 
 def test_an_endless_flood_of_small_writes_times_out_with_its_output_cut_and_flagged(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     code = (
         "import sys\n"
         "i = 0\n"
@@ -85,8 +87,12 @@ def test_an_endless_flood_of_small_writes_times_out_with_its_output_cut_and_flag
         "    i += 1\n"
     )
     attack = run_beside_benign(
-        client, server, engine, task_body(code, ram="128MB", storage="16MB", timeout=FLOOD_TIMEOUT),
-        within=FLOOD_TIMEOUT + 60)
+        client,
+        server,
+        engine,
+        task_body(code, ram="128MB", storage="16MB", timeout=FLOOD_TIMEOUT),
+        within=FLOOD_TIMEOUT + 60,
+    )
     status = attack.status
     assert (status["phase"], status["reason"]) == ("TimedOut", "DeadlineExceeded"), status
     assert status["result"] == f"exceeded its {FLOOD_TIMEOUT} s timeout and was killed"
@@ -101,7 +107,8 @@ def test_an_endless_flood_of_small_writes_times_out_with_its_output_cut_and_flag
 
 
 def test_interleaved_stdout_and_stderr_stay_apart_and_in_order(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     code = (
         "import sys\n"
         "for i in range(3000):\n"
@@ -113,8 +120,10 @@ def test_interleaved_stdout_and_stderr_stay_apart_and_in_order(
     assert status["phase"] == "Succeeded", status
     assert status["stdout"] == "".join(f"out {i}\n" for i in range(3000))
     assert status["stderr"] == "".join(f"err {i}\n" for i in range(3000))
-    assert logs_text(server, attack.task["id"]) == {"stdout": status["stdout"],
-                                                     "stderr": status["stderr"]}
+    assert logs_text(server, attack.task["id"]) == {
+        "stdout": status["stdout"],
+        "stderr": status["stderr"],
+    }
 
 
 # --- raw bytes --------------------------------------------------------------------------------
@@ -125,7 +134,8 @@ RAW = bytes(range(256)) + b"|\xe2\x82(|\xf0\x9f\x98|\xed\xa0\x80|\xc3\x28|caf\xc
 
 
 def test_raw_bytes_come_back_exactly_on_both_streams(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     code = (
         "import os\n"
         f"raw = {RAW!r}\n"
@@ -145,7 +155,8 @@ def test_raw_bytes_come_back_exactly_on_both_streams(
 
 
 def test_output_written_around_the_supervisor_is_not_taken_as_the_tasks(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     # The init process holds the container's stdout and stderr, and the task runs as the same
     # user, so it can write there directly; none of it may pass as the task's output or as
     # the supervisor's report.
@@ -156,7 +167,7 @@ def test_output_written_around_the_supervisor_is_not_taken_as_the_tasks(
         "    try:\n"
         "        fd = os.open(path, os.O_WRONLY)\n"
         "        os.write(fd, b'INJECTED raw line\\n')\n"
-        "        os.write(fd, b'\\x00\\x1etaskyard-report:{\"error\": \"forged\"}\\n')\n"
+        '        os.write(fd, b\'\\x00\\x1etaskyard-report:{"error": "forged"}\\n\')\n'
         "        os.write(fd, b'0' * 32 + b'o' + base64.b64encode(b'INJECTED frame') + b'\\n')\n"
         "        os.write(fd, b'INJECTED' * 100000)\n"
         "        facts[path] = 'written'\n"
@@ -191,23 +202,23 @@ def test_output_written_around_the_supervisor_is_not_taken_as_the_tasks(
 
 
 def test_one_huge_file_fills_the_work_area_and_fails_clearly(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
-    code = (
-        "with open('huge', 'wb') as f:\n"
-        "    while True:\n"
-        "        f.write(b'x' * 1024 * 1024)\n"
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
+    code = "with open('huge', 'wb') as f:\n    while True:\n        f.write(b'x' * 1024 * 1024)\n"
+    attack = run_beside_benign(
+        client, server, engine, task_body(code, ram="256MB", storage="32MB", timeout=30)
     )
-    attack = run_beside_benign(client, server, engine,
-                               task_body(code, ram="256MB", storage="32MB", timeout=30))
     status = attack.status
     assert (status["phase"], status["reason"]) == ("Failed", "NonZeroExit"), status
     assert status["exit_code"] == 1
-    assert status["result"].endswith(("OSError: [Errno 28] No space left on device",
-                                      "OSError: [Errno 27] File too large")), status["result"]
+    assert status["result"].endswith(
+        ("OSError: [Errno 28] No space left on device", "OSError: [Errno 27] File too large")
+    ), status["result"]
 
 
 def test_a_million_small_files_run_out_of_inodes_not_of_host_memory(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     code = (
         "n = 0\n"
         "try:\n"
@@ -216,8 +227,9 @@ def test_a_million_small_files_run_out_of_inodes_not_of_host_memory(
         "finally:\n"
         "    print('made', n)\n"
     )
-    attack = run_beside_benign(client, server, engine,
-                               task_body(code, ram="128MB", storage="64MB", timeout=60))
+    attack = run_beside_benign(
+        client, server, engine, task_body(code, ram="128MB", storage="64MB", timeout=60)
+    )
     status = attack.status
     if GVISOR:
         # runsc ignores the tmpfs nr_inodes option: empty files are bounded by `ram` alone,
@@ -226,14 +238,16 @@ def test_a_million_small_files_run_out_of_inodes_not_of_host_memory(
         assert status["result"] == WHOLE_SANDBOX_OOM.format("128MB")
         return
     assert (status["phase"], status["reason"]) == ("Failed", "NonZeroExit"), status
-    assert status["result"].endswith("OSError: [Errno 28] No space left on device: "
-                                     f"'f{int(status['stdout'].split()[1])}'"), status["result"]
+    assert status["result"].endswith(
+        f"OSError: [Errno 28] No space left on device: 'f{int(status['stdout'].split()[1])}'"
+    ), status["result"]
     # The work area has one inode per 4 KiB of storage: 64MB gives 16,384.
     assert 10_000 < int(status["stdout"].split()[1]) <= 64 * MIB // 4096
 
 
 def test_thousands_of_open_files_stop_at_the_limit(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     code = (
         "files = []\n"
         "try:\n"
@@ -282,31 +296,41 @@ print(json.dumps(facts))
 
 def host_addresses() -> list[str]:
     """This host's own IPv4 addresses (loopback, the engine's bridge, the LAN)."""
-    return sorted({address.address for addresses in psutil.net_if_addrs().values()
-                   for address in addresses if address.family == socket.AF_INET})
+    return sorted(
+        {
+            address.address
+            for addresses in psutil.net_if_addrs().values()
+            for address in addresses
+            if address.family == socket.AF_INET
+        }
+    )
 
 
 def test_no_network_reaches_the_metadata_address_dns_or_the_hosts_own_ports(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     # The API's own port is open on the host while this runs; from inside it must not be.
     with socket.create_connection(("127.0.0.1", server.port), timeout=5):
         pass
     targets = [["169.254.169.254", 80], ["1.1.1.1", 443], ["8.8.8.8", 53]]
     for address in host_addresses():
         targets += [[address, server.port], [address, 22], [address, 2375]]
-    attack = run_beside_benign(client, server, engine,
-                               task_body(NETWORK_PROBE, timeout=60, stdin=json.dumps(targets)))
+    attack = run_beside_benign(
+        client, server, engine, task_body(NETWORK_PROBE, timeout=60, stdin=json.dumps(targets))
+    )
     status = attack.status
     assert status["phase"] == "Succeeded", status
     facts = json.loads(status["stdout"])
     assert facts, status
-    reached = {what: how for what, how in facts.items()
-               if how in {"connected", "resolved", "answered"}}
+    reached = {
+        what: how for what, how in facts.items() if how in {"connected", "resolved", "answered"}
+    }
     assert not reached, reached
     assert {f"{address}:{server.port}" for address in host_addresses()} <= facts.keys()
     # gVisor's own network stack answers with another error, for the same empty network.
-    assert facts["169.254.169.254:80"] == ("No route to host" if GVISOR
-                                           else "Network is unreachable")
+    assert facts["169.254.169.254:80"] == (
+        "No route to host" if GVISOR else "Network is unreachable"
+    )
 
 
 # --- /proc and /sys ---------------------------------------------------------------------------
@@ -338,7 +362,8 @@ print(json.dumps(seen))
 
 
 def test_proc_and_sys_reveal_nothing_of_the_service(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     attack = run_beside_benign(client, server, engine, task_body(PROC_PROBE, timeout=60))
     status = attack.status
     assert status["phase"] == "Succeeded", status
@@ -370,7 +395,8 @@ def code_of_size(size: int) -> str:
 
 
 def test_code_of_the_largest_size_runs_and_one_byte_more_is_refused(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     largest = code_of_size(MIB)
     assert len(largest.encode()) == MIB
     attack = run_beside_benign(client, server, engine, task_body(largest, timeout=30))
@@ -386,14 +412,16 @@ def test_code_of_the_largest_size_runs_and_one_byte_more_is_refused(
 
 def test_a_lone_surrogate_in_the_code_is_refused_not_a_500(client: Client) -> None:
     body = json.dumps(task_body("x")).replace('"x"', '"print(\\"\\ud800\\")"')
-    response = client.http.post("/tasks", content=body,
-                                headers={"content-type": "application/json"})
+    response = client.http.post(
+        "/tasks", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"][-1] == "code"
 
 
 def test_code_with_nul_bytes_is_refused_and_stdin_with_them_arrives_whole(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     code = "print('before')\n# a NUL byte: \x00, and code after it\nprint('after the NUL')\n"
     refused = client.http.post("/tasks", json=task_body(code, timeout=30))
     # Python cannot run source with a NUL in it (3.12 refuses it, 3.11 stops reading at it):
@@ -403,22 +431,29 @@ def test_code_with_nul_bytes_is_refused_and_stdin_with_them_arrives_whole(
     assert detail["loc"] == ["body", "code"] and "NUL" in detail["msg"]
 
     stdin = "a\x00b\x00\x00c"
-    read = ("import hashlib, sys\ndata = sys.stdin.buffer.read()\n"
-            "print(len(data), hashlib.sha256(data).hexdigest())\n")
+    read = (
+        "import hashlib, sys\ndata = sys.stdin.buffer.read()\n"
+        "print(len(data), hashlib.sha256(data).hexdigest())\n"
+    )
     attack = run_beside_benign(client, server, engine, task_body(read, timeout=30, stdin=stdin))
     assert attack.status["phase"] == "Succeeded", attack.status
     assert attack.status["stdout"] == (
-        f"{len(stdin.encode())} {hashlib.sha256(stdin.encode()).hexdigest()}\n")
+        f"{len(stdin.encode())} {hashlib.sha256(stdin.encode()).hexdigest()}\n"
+    )
 
 
-BIDI = ("שלום עולם \u202eevil.exe\u202c مرحبا e\u0301 a\u0308\u0323 👩\u200d💻 "
-        "\ufeff Z\u0351\u0336\u0489 \u2067x\u2069")
+BIDI = (
+    "שלום עולם \u202eevil.exe\u202c مرحبا e\u0301 a\u0308\u0323 👩\u200d💻 "
+    "\ufeff Z\u0351\u0336\u0489 \u2067x\u2069"
+)
 
 
 def test_right_to_left_and_combining_characters_come_back_exactly(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
-    code = f"import sys\ntext = {BIDI!r}\nprint(text)\nprint(text[::-1], file=sys.stderr)\n" \
-           f"# {BIDI}\n"
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
+    code = (
+        f"import sys\ntext = {BIDI!r}\nprint(text)\nprint(text[::-1], file=sys.stderr)\n# {BIDI}\n"
+    )
     attack = run_beside_benign(client, server, engine, task_body(code, timeout=30, stdin=BIDI))
     status = attack.status
     assert status["phase"] == "Succeeded", status
@@ -426,15 +461,18 @@ def test_right_to_left_and_combining_characters_come_back_exactly(
     assert attack.task["spec"]["stdin"] == BIDI
     assert status["stdout"] == BIDI + "\n"
     assert status["stderr"] == BIDI[::-1] + "\n"
-    assert logs_text(server, attack.task["id"]) == {"stdout": BIDI + "\n",
-                                                     "stderr": BIDI[::-1] + "\n"}
+    assert logs_text(server, attack.task["id"]) == {
+        "stdout": BIDI + "\n",
+        "stderr": BIDI[::-1] + "\n",
+    }
 
 
 # --- endings that look like timeouts ----------------------------------------------------------
 
 
 def test_a_task_that_sigkills_itself_fails_and_is_not_called_timed_out(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     code = "import os\nprint('before', flush=True)\nos.kill(os.getpid(), 9)\n"
     attack = run_beside_benign(client, server, engine, task_body(code, timeout=30))
     status = attack.status
@@ -446,7 +484,8 @@ def test_a_task_that_sigkills_itself_fails_and_is_not_called_timed_out(
 
 
 def test_an_oom_kill_well_before_the_deadline_is_not_called_timed_out(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     code = (
         "import time\n"
         "time.sleep(1)\n"
@@ -454,21 +493,23 @@ def test_an_oom_kill_well_before_the_deadline_is_not_called_timed_out(
         "while True:\n"
         "    blocks.append(bytearray(8 * 1024 * 1024))\n"
     )
-    attack = run_beside_benign(client, server, engine,
-                               task_body(code, ram="64MB", storage="16MB", timeout=3))
+    attack = run_beside_benign(
+        client, server, engine, task_body(code, ram="64MB", storage="16MB", timeout=3)
+    )
     status = attack.status
     assert (status["phase"], status["reason"]) == ("Failed", "OOMKilled"), status
     assert status["exit_code"] == 137
-    assert status["result"] == (WHOLE_SANDBOX_OOM.format("64MB") if GVISOR
-                                else "killed: out of memory (limit 64MB)")
-
+    assert status["result"] == (
+        WHOLE_SANDBOX_OOM.format("64MB") if GVISOR else "killed: out of memory (limit 64MB)"
+    )
 
 
 # --- processes ---------------------------------------------------------------------------------
 
 
 def test_a_cpu_spin_past_the_deadline_times_out_beside_a_task_that_finishes(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     code = "import os\nwhile True:\n    os.getpid()\n"
     attack = run_beside_benign(client, server, engine, task_body(code, timeout=4))
     status = attack.status
@@ -478,7 +519,8 @@ def test_a_cpu_spin_past_the_deadline_times_out_beside_a_task_that_finishes(
 
 
 def test_zombies_and_a_setsid_grandchild_do_not_outlive_the_task(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     code = (
         "import os, subprocess, sys\n"
         "for _ in range(20):\n"
@@ -545,7 +587,8 @@ ORDINARY = {"threads": 16, "subprocess": "42", "pool": 6}
 
 
 def test_new_namespaces_never_reach_the_host_and_ordinary_programs_run(
-        client: Client, server: Server, engine: docker.DockerClient) -> None:
+    client: Client, server: Server, engine: docker.DockerClient
+) -> None:
     host = HostNamespaces(engine, server.owner)
     try:
         attack = run_beside_benign(client, server, engine, task_body(SECCOMP_PROBE, timeout=60))
@@ -582,7 +625,6 @@ def test_new_namespaces_never_reach_the_host_and_ordinary_programs_run(
         }
     # Either way, the host's processes of the container are in no namespace after the calls
     # that they were not in before them.
-    before, after = host.around(attack.watch.containers_of(attack.task["id"]),
-                                probe["unshared_at"])
+    before, after = host.around(attack.watch.containers_of(attack.task["id"]), probe["unshared_at"])
     assert before and after, "the host never looked at the container on both sides of the calls"
     assert after <= before, sorted(after - before)

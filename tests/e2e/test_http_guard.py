@@ -31,16 +31,25 @@ HEARTBEAT = 0.3
 MAX_CODE_BYTES = 64 * 1024
 BODY_LIMIT = 12 * MAX_CODE_BYTES + 64 * 1024
 MIB = 1024 * 1024
-TASK = {"task_type": "execute_code", "code": "print(1)",
-        "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "16MB"}}
+TASK = {
+    "task_type": "execute_code",
+    "code": "print(1)",
+    "resources": {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "16MB"},
+}
 
 
 def _start(tmp_path_factory: pytest.TempPathFactory, name: str, **env: str) -> Server:
-    return Server(tmp_path_factory.mktemp(name), env={
-        "TASKYARD_ADMIN_TOKEN": ADMIN, "TASKYARD_WARM_POOL_SIZE": "0",
-        "TASKYARD_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
-        "TASKYARD_MAX_CODE_BYTES": str(MAX_CODE_BYTES),
-        "TASKYARD_WATCH_HEARTBEAT_SECONDS": str(HEARTBEAT), **env}).start()
+    return Server(
+        tmp_path_factory.mktemp(name),
+        env={
+            "TASKYARD_ADMIN_TOKEN": ADMIN,
+            "TASKYARD_WARM_POOL_SIZE": "0",
+            "TASKYARD_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+            "TASKYARD_MAX_CODE_BYTES": str(MAX_CODE_BYTES),
+            "TASKYARD_WATCH_HEARTBEAT_SECONDS": str(HEARTBEAT),
+            **env,
+        },
+    ).start()
 
 
 def _stop(server: Server, engine: docker.DockerClient) -> None:
@@ -50,18 +59,21 @@ def _stop(server: Server, engine: docker.DockerClient) -> None:
 
 
 @pytest.fixture(scope="module")
-def open_server(engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[Server]:
+def open_server(
+    engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """A server in open mode: no user token, listening on loopback."""
-    running = _start(tmp_path_factory, "guard-open",
-                     TASKYARD_ALLOWED_HOSTS="taskyard.test, other.test")
+    running = _start(
+        tmp_path_factory, "guard-open", TASKYARD_ALLOWED_HOSTS="taskyard.test, other.test"
+    )
     yield running
     _stop(running, engine)
 
 
 @pytest.fixture(scope="module")
-def users_server(engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[Server]:
+def users_server(
+    engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """A server with user tokens: every task endpoint needs one."""
     running = _start(tmp_path_factory, "guard-users")
     new_user(running, "first")
@@ -75,8 +87,9 @@ def bearer(token: str) -> dict[str, str]:
 
 def new_user(server: Server, name: str) -> tuple[str, str]:
     """A new user token: (its id, its secret)."""
-    response = httpx.post(server.url + "/admin/tokens", json={"name": name},
-                          headers=bearer(ADMIN), timeout=10)
+    response = httpx.post(
+        server.url + "/admin/tokens", json={"name": name}, headers=bearer(ADMIN), timeout=10
+    )
     assert response.status_code == 201, response.text
     return response.json()["id"], response.json()["token"]
 
@@ -179,8 +192,16 @@ class PeakRss(threading.Thread):
 
 
 def head(path: str, *lines: str) -> bytes:
-    return "\r\n".join([f"POST {path} HTTP/1.1", "Host: 127.0.0.1",
-                        "Content-Type: application/json", *lines, "", ""]).encode()
+    return "\r\n".join(
+        [
+            f"POST {path} HTTP/1.1",
+            "Host: 127.0.0.1",
+            "Content-Type: application/json",
+            *lines,
+            "",
+            "",
+        ]
+    ).encode()
 
 
 # --- request framing and body limits ----------------------------------------------------------
@@ -193,14 +214,18 @@ def count_tasks(server: Server) -> int:
 
 
 def test_a_body_with_both_content_length_and_transfer_encoding_is_refused(
-        open_server: Server) -> None:
+    open_server: Server,
+) -> None:
     # The two disagree on where the body ends; a proxy in front may pick the other one, which
     # is how requests are smuggled. RFC 9112 §6.1 lets a server refuse such a request.
     stored_before = count_tasks(open_server)
     body = json.dumps(TASK).encode()
     with connect(open_server) as sock:
-        sock.sendall(head("/tasks", "Content-Length: 4", "Transfer-Encoding: chunked")
-                     + chunk(body) + b"0\r\n\r\n")
+        sock.sendall(
+            head("/tasks", "Content-Length: 4", "Transfer-Encoding: chunked")
+            + chunk(body)
+            + b"0\r\n\r\n"
+        )
         answer = read_answer(sock, within=5)
         sock.settimeout(5)
         closed = sock.recv(1) == b""
@@ -229,19 +254,25 @@ def send_chunked(server: Server, total: int, *lines: str) -> tuple[int, Answer]:
     return sent, parse_answer(reader.data)
 
 
-@pytest.mark.parametrize("framing, status", [
-    pytest.param([], 413, id="chunked"),
-    # The probe of issue #14: a Content-Length under the limit got the body past the check.
-    pytest.param(["Content-Length: 10"], 400, id="chunked-and-content-length"),
-])
+@pytest.mark.parametrize(
+    "framing, status",
+    [
+        pytest.param([], 413, id="chunked"),
+        # The probe of issue #14: a Content-Length under the limit got the body past the check.
+        pytest.param(["Content-Length: 10"], 400, id="chunked-and-content-length"),
+    ],
+)
 def test_a_large_chunked_body_is_refused_early_and_memory_stays_flat(
-        open_server: Server, framing: list[str], status: int) -> None:
+    open_server: Server, framing: list[str], status: int
+) -> None:
     send_chunked(open_server, MIB)  # a first one, so that nothing is grown for the first time
     peak = PeakRss(open_server.process.pid)  # type: ignore[union-attr]
     sent, answer = send_chunked(open_server, 64 * MIB, *framing)
     grown, held = peak.stop()
-    print(f"server RSS grew by {grown / MIB:.1f} MiB at its peak, {held / MIB:.1f} MiB held "
-          f"after the answer; {sent / MIB:.0f} MiB sent")
+    print(
+        f"server RSS grew by {grown / MIB:.1f} MiB at its peak, {held / MIB:.1f} MiB held "
+        f"after the answer; {sent / MIB:.0f} MiB sent"
+    )
     assert answer.status == status, answer
     if status == 413:
         assert str(BODY_LIMIT) in answer.detail
@@ -250,19 +281,24 @@ def test_a_large_chunked_body_is_refused_early_and_memory_stays_flat(
     assert grown < 8 * MIB, f"the server grew by {grown / MIB:.1f} MiB"
 
 
-@pytest.mark.parametrize("path, token, status", [
-    pytest.param("/tasks", None, 401, id="submit-without-token"),
-    pytest.param("/tasks", "ty_not-a-token", 401, id="submit-with-unknown-token"),
-    pytest.param("/tasks?wait=1", "ty_not-a-token", 401, id="submit-route-with-unknown-token"),
-    pytest.param("/admin/tokens", None, 401, id="admin-without-token"),
-    pytest.param("/admin/tokens", "user", 403, id="admin-with-user-token"),
-])
+@pytest.mark.parametrize(
+    "path, token, status",
+    [
+        pytest.param("/tasks", None, 401, id="submit-without-token"),
+        pytest.param("/tasks", "ty_not-a-token", 401, id="submit-with-unknown-token"),
+        pytest.param("/tasks?wait=1", "ty_not-a-token", 401, id="submit-route-with-unknown-token"),
+        pytest.param("/admin/tokens", None, 401, id="admin-without-token"),
+        pytest.param("/admin/tokens", "user", 403, id="admin-with-user-token"),
+    ],
+)
 def test_a_caller_without_a_valid_token_is_refused_before_its_body_is_read(
-        users_server: Server, path: str, token: str | None, status: int) -> None:
+    users_server: Server, path: str, token: str | None, status: int
+) -> None:
     if token == "user":
         token = new_user(users_server, "someone")[1]
-    lines = [f"Content-Length: {BODY_LIMIT}"] + ([f"Authorization: Bearer {token}"]
-                                                 if token else [])
+    lines = [f"Content-Length: {BODY_LIMIT}"] + (
+        [f"Authorization: Bearer {token}"] if token else []
+    )
     with connect(users_server) as sock:
         # Only the first KiB of the body: an answer that waits for the rest never comes.
         sock.sendall(head(path, *lines) + b"{" + b" " * 1023)
@@ -298,7 +334,8 @@ def closed_within(sock: socket.socket, seconds: float, *, trickle: bool) -> floa
 @pytest.mark.parametrize("after_a_response", [False, True], ids=["first-request", "kept-alive"])
 @pytest.mark.parametrize("trickle", [False, True], ids=["silent", "trickling"])
 def test_a_connection_that_does_not_finish_its_headers_is_closed(
-        open_server: Server, after_a_response: bool, trickle: bool) -> None:
+    open_server: Server, after_a_response: bool, trickle: bool
+) -> None:
     with connect(open_server) as sock:
         if after_a_response:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -319,8 +356,9 @@ def test_many_slow_connections_are_let_go_while_others_are_served(open_server: S
         assert response.status_code == 200
         assert time.monotonic() - started < 2
         deadline = started + HEADER_TIMEOUT + 5
-        held = [s for s in slow if closed_within(s, deadline - time.monotonic(), trickle=False)
-                is None]
+        held = [
+            s for s in slow if closed_within(s, deadline - time.monotonic(), trickle=False) is None
+        ]
         assert not held, f"{len(held)} of {len(slow)} slow connections are still held"
     finally:
         for sock in slow:
@@ -330,33 +368,60 @@ def test_many_slow_connections_are_let_go_while_others_are_served(open_server: S
 # --- the Host header in open mode -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example",
-                                  "localhost.evil.example:{port}", "10.0.0.1", "[::2]:{port}"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:{port}",
+        "127.0.0.1.evil.example",
+        "localhost.evil.example:{port}",
+        "10.0.0.1",
+        "[::2]:{port}",
+    ],
+)
 @pytest.mark.parametrize("path", ["/tasks", "/"])
 def test_open_mode_refuses_a_host_name_a_web_page_could_rebind(
-        open_server: Server, host: str, path: str) -> None:
-    response = httpx.get(open_server.url + path, timeout=5,
-                         headers={"Host": host.format(port=open_server.port)})
+    open_server: Server, host: str, path: str
+) -> None:
+    response = httpx.get(
+        open_server.url + path, timeout=5, headers={"Host": host.format(port=open_server.port)}
+    )
     assert response.status_code == 400
     assert "TASKYARD_ALLOWED_HOSTS" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "127.0.0.1", "localhost:{port}",
-                                  "LocalHost", "[::1]:{port}", "127.4.5.6:{port}",
-                                  "taskyard.test:{port}", "other.test"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1:{port}",
+        "127.0.0.1",
+        "localhost:{port}",
+        "LocalHost",
+        "[::1]:{port}",
+        "127.4.5.6:{port}",
+        "taskyard.test:{port}",
+        "other.test",
+    ],
+)
 def test_open_mode_serves_loopback_names_and_the_allowed_hosts(
-        open_server: Server, host: str) -> None:
-    response = httpx.get(open_server.url + "/tasks", timeout=5,
-                         headers={"Host": host.format(port=open_server.port)})
+    open_server: Server, host: str
+) -> None:
+    response = httpx.get(
+        open_server.url + "/tasks", timeout=5, headers={"Host": host.format(port=open_server.port)}
+    )
     assert response.status_code == 200, response.text
 
 
 def attach_refusal(url: str, origin: str | None) -> int | None:
     """The HTTP status a WebSocket handshake is refused with; None where it is accepted."""
+
     async def handshake() -> int | None:
         try:
-            async with websockets.connect(url, origin=origin,  # type: ignore[arg-type]
-                                          open_timeout=5):
+            async with websockets.connect(
+                url,
+                origin=origin,  # type: ignore[arg-type]
+                open_timeout=5,
+            ):
                 return None
         except websockets.InvalidStatus as exc:
             return int(exc.response.status_code)
@@ -402,8 +467,9 @@ def read_sse(url: str, path: str, token: str) -> Stream:
 
     def run() -> None:
         try:
-            with httpx.stream("GET", url + path, headers=bearer(token),
-                              timeout=httpx.Timeout(10, read=60)) as response:
+            with httpx.stream(
+                "GET", url + path, headers=bearer(token), timeout=httpx.Timeout(10, read=60)
+            ) as response:
                 stream.status = response.status_code
                 stream.opened.set()
                 for _ in response.iter_bytes():
@@ -424,8 +490,7 @@ def read_attach(url: str, token: str) -> Stream:
     stream = Stream()
 
     async def talk() -> None:
-        async with websockets.connect(url, additional_headers=bearer(token),
-                                      open_timeout=10) as ws:
+        async with websockets.connect(url, additional_headers=bearer(token), open_timeout=10) as ws:
             stream.status = 101
             stream.opened.set()
             try:
@@ -452,8 +517,10 @@ def read_attach(url: str, token: str) -> Stream:
 def revoke_in_the_database(server: Server, token_id: str) -> None:
     """As another API process over the same database does (or anyone with the file)."""
     with sqlite3.connect(server.data_dir / "taskyard.db", timeout=10) as db:
-        db.execute("UPDATE api_tokens SET revoked_at = strftime('%Y-%m-%d %H:%M:%f', 'now') "
-                   "WHERE id = ?", (token_id,))
+        db.execute(
+            "UPDATE api_tokens SET revoked_at = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE id = ?",
+            (token_id,),
+        )
 
 
 @pytest.mark.parametrize("how", ["admin-api", "database"])
@@ -469,8 +536,7 @@ def test_revoking_a_token_ends_its_open_streams(users_server: Server, how: str) 
     alices = {
         "watch": read_sse(users_server.url, "/watch", alice),
         "logs": read_sse(users_server.url, f"/tasks/{task_id}/logs?follow=true", alice),
-        "attach": read_attach(f"ws://127.0.0.1:{users_server.port}/tasks/{task_id}/attach",
-                              alice),
+        "attach": read_attach(f"ws://127.0.0.1:{users_server.port}/tasks/{task_id}/attach", alice),
     }
     bobs_watch = read_sse(users_server.url, "/watch", bob)
     for stream in [*alices.values(), bobs_watch]:
@@ -487,8 +553,10 @@ def test_revoking_a_token_ends_its_open_streams(users_server: Server, how: str) 
     while time.monotonic() < deadline and any(s.ended_at is None for s in alices.values()):
         time.sleep(0.05)
 
-    took = {name: None if s.ended_at is None else round(s.ended_at - revoked_at, 2)
-            for name, s in alices.items()}
+    took = {
+        name: None if s.ended_at is None else round(s.ended_at - revoked_at, 2)
+        for name, s in alices.items()
+    }
     assert all(t is not None and t < 2.0 for t in took.values()), took
     assert alices["attach"].close_code == 4401, alices["attach"]
     assert "revoked" in alices["attach"].close_reason

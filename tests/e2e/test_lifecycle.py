@@ -48,8 +48,7 @@ def test_code_that_ignores_sigterm_times_out_too(client: Client) -> None:
     assert task["status"]["stdout"] == "ignoring SIGTERM\n"  # partial output is kept
 
 
-def test_cancel_a_running_task(client: Client, server: Server, engine: docker.DockerClient
-                               ) -> None:
+def test_cancel_a_running_task(client: Client, server: Server, engine: docker.DockerClient) -> None:
     task = client.submit(task_body("import time\nprint('up', flush=True)\ntime.sleep(60)"))
     client.wait_for(task["id"], phases={"Running"}, timeout=20)
 
@@ -77,14 +76,17 @@ def test_tasks_that_want_every_cpu_never_overlap(client: Client) -> None:
         if any(s["reason"] == "Unschedulable" for s in waiting):
             break
         time.sleep(0.1)
-    assert any(s["phase"] == "Pending" and s["reason"] == "Unschedulable"
-               and "Insufficient cpu" in s["message"] for s in waiting), waiting
+    assert any(
+        s["phase"] == "Pending"
+        and s["reason"] == "Unschedulable"
+        and "Insufficient cpu" in s["message"]
+        for s in waiting
+    ), waiting
 
     done = [client.wait_for(i, timeout=60) for i in ids]
 
     assert [t["status"]["phase"] for t in done] == ["Succeeded"] * 3
-    spans = sorted((_at(t["status"]["started_at"]), _at(t["status"]["finished_at"]))
-                   for t in done)
+    spans = sorted((_at(t["status"]["started_at"]), _at(t["status"]["finished_at"])) for t in done)
     for (_, first_end), (second_start, _) in itertools.pairwise(spans):
         assert second_start >= first_end
     # First come, first served.
@@ -92,8 +94,9 @@ def test_tasks_that_want_every_cpu_never_overlap(client: Client) -> None:
     assert starts == sorted(starts)
 
 
-def test_restart_after_sigkill_adopts_running_work(engine: docker.DockerClient,
-                                                   fresh_dir: Path) -> None:
+def test_restart_after_sigkill_adopts_running_work(
+    engine: docker.DockerClient, fresh_dir: Path
+) -> None:
     first = Server(fresh_dir).start()
     client = Client(first.url)
     sleeper = client.submit(task_body("import time\ntime.sleep(3)\nprint('slept')"))
@@ -105,9 +108,14 @@ def test_restart_after_sigkill_adopts_running_work(engine: docker.DockerClient,
     first.kill(signal.SIGKILL)
     # A container of ours whose task this instance never had: it must be removed.
     stray = engine.containers.create(
-        "taskyard-runner:1", ["sleep", "60"], name=f"taskyard-stray-{first.owner[:8]}",
-        labels={"taskyard.owner": first.owner, "taskyard.task": "no-such-task",
-                "taskyard.attempt": "1"},
+        "taskyard-runner:1",
+        ["sleep", "60"],
+        name=f"taskyard-stray-{first.owner[:8]}",
+        labels={
+            "taskyard.owner": first.owner,
+            "taskyard.task": "no-such-task",
+            "taskyard.attempt": "1",
+        },
     )
     second = Server(fresh_dir, port=first.port).start()
     try:
@@ -117,11 +125,15 @@ def test_restart_after_sigkill_adopts_running_work(engine: docker.DockerClient,
         assert done["status"]["attempt"] == 1  # adopted, never started twice
         phases = [e["to_phase"] for e in Client(second.url).events(sleeper["id"])]
         assert phases == ["Pending", "Scheduled", "Running", "Succeeded"]
+
         # The stray, the finished task's container, and the warm containers the killed
         # process left (their stdin died with it) are all removed.
         def leftovers() -> list[str]:
-            return [c.name for c in owned_containers(engine, first.owner)
-                    if task_of(c) is not None or c.name in warm_before]
+            return [
+                c.name
+                for c in owned_containers(engine, first.owner)
+                if task_of(c) is not None or c.name in warm_before
+            ]
 
         deadline = time.monotonic() + 10
         while leftovers() and time.monotonic() < deadline:
@@ -157,8 +169,9 @@ def test_missing_image_keeps_tasks_pending_and_health_degraded(fresh_dir: Path) 
         server.kill(signal.SIGTERM)
 
 
-def test_api_and_controller_as_separate_processes(engine: docker.DockerClient,
-                                                  fresh_dir: Path) -> None:
+def test_api_and_controller_as_separate_processes(
+    engine: docker.DockerClient, fresh_dir: Path
+) -> None:
     api = Server(fresh_dir, verb="api").start(wait_ready=False)
     controller = Server(fresh_dir, verb="controller", port=api.port).start()
     try:

@@ -36,16 +36,23 @@ class Event:
 
 
 @contextmanager
-def logs(server: Server, task_id: str, *, follow: bool = True, stream: str | None = None,
-         last_event_id: int | None = None) -> Iterator[Iterator[Event]]:
+def logs(
+    server: Server,
+    task_id: str,
+    *,
+    follow: bool = True,
+    stream: str | None = None,
+    last_event_id: int | None = None,
+) -> Iterator[Iterator[Event]]:
     """An open log stream, read one event at a time."""
     params: dict[str, str] = {"follow": "true" if follow else "false"}
     if stream is not None:
         params["stream"] = stream
     headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
-    with httpx.Client(base_url=server.url, timeout=httpx.Timeout(10, read=20)) as http, \
-            http.stream("GET", f"/tasks/{task_id}/logs", params=params,
-                        headers=headers) as response:
+    with (
+        httpx.Client(base_url=server.url, timeout=httpx.Timeout(10, read=20)) as http,
+        http.stream("GET", f"/tasks/{task_id}/logs", params=params, headers=headers) as response,
+    ):
         assert response.status_code == 200, response.read()
 
         def events() -> Iterator[Event]:
@@ -53,9 +60,12 @@ def logs(server: Server, task_id: str, *, follow: bool = True, stream: str | Non
             for line in response.iter_lines():
                 if line == "":
                     if fields:
-                        yield Event(fields["event"],
-                                    int(fields["id"]) if "id" in fields else None,
-                                    json.loads(fields["data"]), time.time())
+                        yield Event(
+                            fields["event"],
+                            int(fields["id"]) if "id" in fields else None,
+                            json.loads(fields["data"]),
+                            time.time(),
+                        )
                     fields = {}
                 elif not line.startswith(":"):
                     name, _, value = line.partition(":")
@@ -81,8 +91,9 @@ def ended(seen: list[Event]) -> bool:
 
 
 def text_of(events: list[Event], stream: str | None = None) -> str:
-    return "".join(e.data["text"] for e in events
-                   if e.kind == "output" and stream in (None, e.data["stream"]))
+    return "".join(
+        e.data["text"] for e in events if e.kind == "output" and stream in (None, e.data["stream"])
+    )
 
 
 def at(text: str) -> float:
@@ -91,11 +102,15 @@ def at(text: str) -> float:
 
 def difference(got: str, want: str) -> str:
     """Where the streamed text first differs from what the task printed."""
-    same = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
-                min(len(got), len(want)))
-    return (f"{len(got)} of {len(want)} characters, first difference at {same}: "
-            f"streamed {got[max(same - 12, 0):same + 12]!r}, "
-            f"printed {want[max(same - 12, 0):same + 12]!r}")
+    same = next(
+        (i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+        min(len(got), len(want)),
+    )
+    return (
+        f"{len(got)} of {len(want)} characters, first difference at {same}: "
+        f"streamed {got[max(same - 12, 0) : same + 12]!r}, "
+        f"printed {want[max(same - 12, 0) : same + 12]!r}"
+    )
 
 
 def words(text: str) -> list[str]:
@@ -103,8 +118,7 @@ def words(text: str) -> list[str]:
     return [" ".join(line.split()[:2]) for line in text.splitlines()]
 
 
-def test_a_followed_task_shows_its_lines_before_it_ends(server: Server, client: Client
-                                                       ) -> None:
+def test_a_followed_task_shows_its_lines_before_it_ends(server: Server, client: Client) -> None:
     task_id = client.submit(task_body(TICKER, timeout=30))["id"]
     with logs(server, task_id) as events:
         seen = read_until(events, ended, within=40)
@@ -128,11 +142,13 @@ def test_a_followed_task_shows_its_lines_before_it_ends(server: Server, client: 
     first_early = finished_at - arrival[0]
     print_delays = sorted(a - p for a, p in zip(arrival, printed, strict=True))
     store_delays = sorted(a - s for a, s in zip(arrival, stored, strict=True))
-    print(f"\n{len(arrival)} lines; the first arrived {first_early:.2f} s before the task "
-          f"finished; printed -> received: median {print_delays[len(arrival) // 2] * 1000:.0f}"
-          f" ms, max {print_delays[-1] * 1000:.0f} ms; `at` -> received: median "
-          f"{store_delays[len(arrival) // 2] * 1000:.0f} ms, max {store_delays[-1] * 1000:.0f}"
-          " ms")
+    print(
+        f"\n{len(arrival)} lines; the first arrived {first_early:.2f} s before the task "
+        f"finished; printed -> received: median {print_delays[len(arrival) // 2] * 1000:.0f}"
+        f" ms, max {print_delays[-1] * 1000:.0f} ms; `at` -> received: median "
+        f"{store_delays[len(arrival) // 2] * 1000:.0f} ms, max {store_delays[-1] * 1000:.0f}"
+        " ms"
+    )
 
     assert words(text_of(seen)) == TICKER_LINES
     assert {e.data["stream"] for e in outputs} == {"stdout"}
@@ -145,11 +161,15 @@ def test_a_followed_task_shows_its_lines_before_it_ends(server: Server, client: 
 
 
 def test_a_reconnect_in_the_middle_repeats_nothing_and_misses_nothing(
-        server: Server, client: Client) -> None:
+    server: Server, client: Client
+) -> None:
     task_id = client.submit(task_body(TICKER, timeout=30))["id"]
     with logs(server, task_id) as events:
-        first = read_until(events, lambda seen: len(words(text_of(seen))) >= 3
-                           and text_of(seen).endswith("\n"), within=30)
+        first = read_until(
+            events,
+            lambda seen: len(words(text_of(seen))) >= 3 and text_of(seen).endswith("\n"),
+            within=30,
+        )
     last = [e.id for e in first if e.id is not None][-1]
     time.sleep(0.5)  # the task goes on printing while nobody listens
 
@@ -166,10 +186,12 @@ def test_a_reconnect_in_the_middle_repeats_nothing_and_misses_nothing(
 
 
 def test_a_timed_out_task_keeps_its_partial_output(server: Server, client: Client) -> None:
-    code = ("import sys\n"
-            "print('partial', flush=True)\n"
-            "print('still going', file=sys.stderr, flush=True)\n"
-            "while True: pass\n")
+    code = (
+        "import sys\n"
+        "print('partial', flush=True)\n"
+        "print('still going', file=sys.stderr, flush=True)\n"
+        "while True: pass\n"
+    )
     task_id = client.submit(task_body(code, timeout=2))["id"]
     with logs(server, task_id) as events:
         seen = read_until(events, ended, within=30)
@@ -199,13 +221,15 @@ def test_a_cancelled_task_keeps_what_it_printed(server: Server, client: Client) 
 
 
 def test_stderr_comes_as_its_own_stream(server: Server, client: Client) -> None:
-    code = ("import sys, time\n"
-            "print('out 1', flush=True)\n"
-            "print('err 1', file=sys.stderr, flush=True)\n"
-            "time.sleep(0.3)\n"
-            "print('out 2', flush=True)\n"
-            "print('err 2', file=sys.stderr, flush=True)\n"
-            "sys.exit(3)\n")
+    code = (
+        "import sys, time\n"
+        "print('out 1', flush=True)\n"
+        "print('err 1', file=sys.stderr, flush=True)\n"
+        "time.sleep(0.3)\n"
+        "print('out 2', flush=True)\n"
+        "print('err 2', file=sys.stderr, flush=True)\n"
+        "sys.exit(3)\n"
+    )
     task_id = client.submit(task_body(code))["id"]
     with logs(server, task_id) as events:
         seen = read_until(events, ended, within=30)
@@ -213,8 +237,13 @@ def test_stderr_comes_as_its_own_stream(server: Server, client: Client) -> None:
 
     assert text_of(seen, "stdout") == "out 1\nout 2\n"
     assert text_of(seen, "stderr") == "err 1\nerr 2\n"  # and not the supervisor's report
-    assert seen[-1].data == {"phase": "Failed", "reason": "NonZeroExit", "exit_code": 3,
-                             "stdout_truncated": False, "stderr_truncated": False}
+    assert seen[-1].data == {
+        "phase": "Failed",
+        "reason": "NonZeroExit",
+        "exit_code": 3,
+        "stdout_truncated": False,
+        "stderr_truncated": False,
+    }
     assert status["stderr"] == "err 1\nerr 2\n"
 
     with logs(server, task_id, follow=False, stream="stderr") as events:
@@ -224,14 +253,15 @@ def test_stderr_comes_as_its_own_stream(server: Server, client: Client) -> None:
     assert only[-1].kind == "end"
 
 
-def test_the_start_of_a_quick_tasks_output_is_never_lost(server: Server,
-                                                          client: Client) -> None:
+def test_the_start_of_a_quick_tasks_output_is_never_lost(server: Server, client: Client) -> None:
     # The first lines are printed before the controller can start reading the container;
     # they must still reach the stream. Several tasks, since missing them is a matter of timing.
-    code = ("import sys\n"
-            "print('first out', flush=True)\n"
-            "print('first err', file=sys.stderr, flush=True)\n"
-            "for i in range(500): print(i)\n")
+    code = (
+        "import sys\n"
+        "print('first out', flush=True)\n"
+        "print('first err', file=sys.stderr, flush=True)\n"
+        "for i in range(500): print(i)\n"
+    )
     expected = "first out\n" + "".join(f"{i}\n" for i in range(500))
     task_ids = [client.submit(task_body(code))["id"] for _ in range(6)]
 

@@ -69,8 +69,9 @@ def test_the_task_cannot_reach_its_supervisor_or_the_init(
     assert (facts["uid"], facts["gid"], facts["groups"]) == (65534, 65534, [])
     assert set(facts["caps"].values()) == {"0000000000000000"}, facts["caps"]
     for who in ("init", "supervisor"):
-        reached = {way: result for way, result in facts[who].items()
-                   if result not in ("EACCES", "EPERM")}
+        reached = {
+            way: result for way, result in facts[who].items() if result not in ("EACCES", "EPERM")
+        }
         if GVISOR:
             # gVisor's /proc lets another user read a process's environment; ours holds
             # nothing secret (test_hardening checks its names), and no key is ever in it.
@@ -133,7 +134,10 @@ def test_a_task_cannot_forge_its_output_or_report(
     attack = run_beside_benign(client, server, engine, task_body(FORGE, timeout=20))
     status = attack.status
     assert (status["phase"], status["reason"], status["exit_code"]) == (
-        "Failed", "NonZeroExit", 5), status
+        "Failed",
+        "NonZeroExit",
+        5,
+    ), status
     assert "FORGED" not in status["stdout"]
     assert set(status["stdout"].split()) == {"tick"}
     assert status["stderr"].startswith("read 0 bytes, found 0 keys, wrote 0 lines\n")

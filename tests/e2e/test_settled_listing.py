@@ -32,9 +32,19 @@ def runtime(engine: docker.DockerClient) -> Iterator[DockerRuntime]:
 def start(runtime: DockerRuntime, task_id: str, code: str, *, warm: bool = False) -> str:
     owner = runtime._owner
     template = ContainerSpec(
-        name="", labels={}, image="taskyard-runner:1", cpus=(0,), all_cpus=(0,),
-        cpu_quota=1.0, gpus=(), ram=96 * MB, storage=64 * MB, pids_limit=256,
-        nofile_limit=1024, payload=b"", log_limit=3 * MB,
+        name="",
+        labels={},
+        image="taskyard-runner:1",
+        cpus=(0,),
+        all_cpus=(0,),
+        cpu_quota=1.0,
+        gpus=(),
+        ram=96 * MB,
+        storage=64 * MB,
+        pids_limit=256,
+        nofile_limit=1024,
+        payload=b"",
+        log_limit=3 * MB,
     )
     if warm:
         runtime.keep_warm([(template, 1)])
@@ -44,8 +54,7 @@ def start(runtime: DockerRuntime, task_id: str, code: str, *, warm: bool = False
             time.sleep(0.05)
     name = f"taskyard-{owner[:12]}-{task_id}-1"
     labels = {"taskyard.owner": owner, "taskyard.task": task_id, "taskyard.attempt": "1"}
-    runtime.run(replace(template, name=name, labels=labels,
-                        payload=build_payload(code, None, MB)))
+    runtime.run(replace(template, name=name, labels=labels, payload=build_payload(code, None, MB)))
     return name
 
 
@@ -56,8 +65,9 @@ def wait_exited(engine: docker.DockerClient, name: str) -> None:
         time.sleep(0.05)
 
 
-def listing(runtime: DockerRuntime, settled: set[str]) -> tuple[dict[str, ObservedContainer],
-                                                               list[str]]:
+def listing(
+    runtime: DockerRuntime, settled: set[str]
+) -> tuple[dict[str, ObservedContainer], list[str]]:
     """What `list_owned` gives, by name, and which containers it inspected."""
     api = runtime._engine().api
     inspected: list[str] = []
@@ -78,7 +88,9 @@ def listing(runtime: DockerRuntime, settled: set[str]) -> tuple[dict[str, Observ
 
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "claimed-warm"])
 def test_a_settled_container_is_listed_without_an_inspect(
-    engine: docker.DockerClient, runtime: DockerRuntime, warm: bool,
+    engine: docker.DockerClient,
+    runtime: DockerRuntime,
+    warm: bool,
 ) -> None:
     name = start(runtime, "tsettled", "print('done')", warm=warm)
     wait_exited(engine, name)
@@ -92,7 +104,8 @@ def test_a_settled_container_is_listed_without_an_inspect(
 
 
 def test_a_container_not_settled_is_inspected_for_its_exit_record(
-    engine: docker.DockerClient, runtime: DockerRuntime,
+    engine: docker.DockerClient,
+    runtime: DockerRuntime,
 ) -> None:
     settled = start(runtime, "tsettled", "print('done')")
     other = start(runtime, "tother", "raise SystemExit(3)")

@@ -78,7 +78,8 @@ class Canceller(threading.Thread):
             due = [i for i, at in self.early.items() if at <= now]
             if self.late:
                 running = self.client.http.get(
-                    "/tasks", params={"phase": "Running", "limit": 500}).json()["items"]
+                    "/tasks", params={"phase": "Running", "limit": 500}
+                ).json()["items"]
                 due += [t["id"] for t in running if t["id"] in self.late]
             for task_id in due:
                 self.answers[self.client.http.delete(f"/tasks/{task_id}").status_code] += 1
@@ -96,14 +97,19 @@ def test_soak_with_the_controller_killed_at_random(
     kinds = [kind for kind, (n, *_) in MIX.items() for _ in range(n)]
     rng.shuffle(kinds)
 
-    deployment = Deployment(fresh_dir, api_env={"TASKYARD_USER_MAX_ACTIVE_TASKS": "0"},
-                            controller_env=CONTROLLER_ENV).start()
+    deployment = Deployment(
+        fresh_dir, api_env={"TASKYARD_USER_MAX_ACTIVE_TASKS": "0"}, controller_env=CONTROLLER_ENV
+    ).start()
     killer = Killer(deployment, kill_rng)
     canceller: Canceller | None = None
     try:
         capacity = deployment.capacity()
-        watch = EngineWatch(deployment.owner, cpu_ids=capacity["cpu"]["ids"],
-                            ram_allocatable=capacity["ram"]["allocatable"], interval=0.5).start()
+        watch = EngineWatch(
+            deployment.owner,
+            cpu_ids=capacity["cpu"]["ids"],
+            ram_allocatable=capacity["ram"]["allocatable"],
+            interval=0.5,
+        ).start()
         began = time.monotonic()
         killer.start()
         kind_of: dict[str, str] = {}
@@ -130,31 +136,42 @@ def test_soak_with_the_controller_killed_at_random(
 
         outcomes = Counter((t["status"]["phase"], t["status"]["reason"]) for t in done.values())
         attempts = Counter(t["status"]["attempt"] for t in done.values())
-        print(f"soak: {TASKS} tasks in {elapsed:.0f} s, controller killed {killer.kills} times "
-              f"({deployment.controllers_started} controllers), "
-              f"{sum(watch.count('start').values())} containers started, "
-              f"at most {watch.most_running} running at once over {watch.samples} samples")
+        print(
+            f"soak: {TASKS} tasks in {elapsed:.0f} s, controller killed {killer.kills} times "
+            f"({deployment.controllers_started} controllers), "
+            f"{sum(watch.count('start').values())} containers started, "
+            f"at most {watch.most_running} running at once over {watch.samples} samples"
+        )
         for (phase, reason), n in sorted(outcomes.items()):
             print(f"  {phase:<10} {reason:<17} {n}")
-        print(f"  attempts per task {dict(sorted(attempts.items()))}; cancel requests answered "
-              f"{dict(canceller.answers)}")
+        print(
+            f"  attempts per task {dict(sorted(attempts.items()))}; cancel requests answered "
+            f"{dict(canceller.answers)}"
+        )
 
-        wrong = {i: (kind_of[i], t["status"]["phase"], t["status"]["reason"],
-                     t["status"]["message"])
-                 for i, t in done.items() if (t["status"]["phase"], t["status"]["reason"])
-                 != MIX[kind_of[i]][3]}
+        wrong = {
+            i: (kind_of[i], t["status"]["phase"], t["status"]["reason"], t["status"]["message"])
+            for i, t in done.items()
+            if (t["status"]["phase"], t["status"]["reason"]) != MIX[kind_of[i]][3]
+        }
         assert wrong == {}
         # A later attempt only where a kill fell between a container's start and the delivery
         # of its code (the code never ran then), so at most one per kill.
-        requeues = [e for i, t in done.items() if t["status"]["attempt"] > 1
-                    for e in deployment.client.events(i)
-                    if e["to_phase"] == "Pending" and e["from_phase"] is not None]
+        requeues = [
+            e
+            for i, t in done.items()
+            if t["status"]["attempt"] > 1
+            for e in deployment.client.events(i)
+            if e["to_phase"] == "Pending" and e["from_phase"] is not None
+        ]
         assert {e["reason"] for e in requeues} <= {"StartFailed"}, requeues
-        assert all("the controller that started it stopped first" in e["message"]
-                   for e in requeues), requeues
+        assert all(
+            "the controller that started it stopped first" in e["message"] for e in requeues
+        ), requeues
         assert len(requeues) <= killer.kills
-        assert all(t["status"]["stdout"] == "ok\n" for i, t in done.items()
-                   if kind_of[i] == "success")
+        assert all(
+            t["status"]["stdout"] == "ok\n" for i, t in done.items() if kind_of[i] == "success"
+        )
         assert killer.kills >= 10
         assert canceller.answers == Counter({202: MIX["cancel"][0]})
         for task_id in kind_of:

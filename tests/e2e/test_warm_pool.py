@@ -39,18 +39,30 @@ def wait_for_warm(engine: docker.DockerClient, owner: str, count: int) -> list[A
     raise AssertionError(f"fewer than {count} warm containers after 30 s")
 
 
-def spec(name: str, labels: dict[str, str], payload: bytes = b"",
-         cpus: tuple[int, ...] = (0,)) -> ContainerSpec:
+def spec(
+    name: str, labels: dict[str, str], payload: bytes = b"", cpus: tuple[int, ...] = (0,)
+) -> ContainerSpec:
     return ContainerSpec(
-        name=name, labels=labels, image="taskyard-runner:1", cpus=cpus, all_cpus=(0,),
-        cpu_quota=1.0, gpus=(), ram=96 * MB, storage=64 * MB, pids_limit=256,
-        nofile_limit=1024, payload=payload, log_limit=3 * MB,
+        name=name,
+        labels=labels,
+        image="taskyard-runner:1",
+        cpus=cpus,
+        all_cpus=(0,),
+        cpu_quota=1.0,
+        gpus=(),
+        ram=96 * MB,
+        storage=64 * MB,
+        pids_limit=256,
+        nofile_limit=1024,
+        payload=payload,
+        log_limit=3 * MB,
     )
 
 
 @pytest.mark.parametrize("cpus", [(0,), ()], ids=["dedicated-core", "best-effort"])
 def test_a_claimed_container_is_configured_exactly_as_a_cold_one(
-    engine: docker.DockerClient, cpus: tuple[int, ...],
+    engine: docker.DockerClient,
+    cpus: tuple[int, ...],
 ) -> None:
     from sandbox.supervisor import build_payload
 
@@ -73,12 +85,24 @@ def test_a_claimed_container_is_configured_exactly_as_a_cold_one(
         assert "taskyard.warm" in warm_attrs["Config"]["Labels"]  # it did come from the pool
         assert "taskyard.warm" not in cold_attrs["Config"]["Labels"]
 
-        differ = {key for key in cold_attrs["HostConfig"]
-                  if warm_attrs["HostConfig"].get(key) != cold_attrs["HostConfig"][key]}
-        assert differ == set(), {k: (warm_attrs["HostConfig"][k], cold_attrs["HostConfig"][k])
-                                 for k in differ}
-        for key in ("User", "Env", "Image", "WorkingDir", "Entrypoint", "NetworkDisabled",
-                    "OpenStdin", "StdinOnce"):
+        differ = {
+            key
+            for key in cold_attrs["HostConfig"]
+            if warm_attrs["HostConfig"].get(key) != cold_attrs["HostConfig"][key]
+        }
+        assert differ == set(), {
+            k: (warm_attrs["HostConfig"][k], cold_attrs["HostConfig"][k]) for k in differ
+        }
+        for key in (
+            "User",
+            "Env",
+            "Image",
+            "WorkingDir",
+            "Entrypoint",
+            "NetworkDisabled",
+            "OpenStdin",
+            "StdinOnce",
+        ):
             assert warm_attrs["Config"].get(key) == cold_attrs["Config"].get(key), key
         # Only the supervisor's wait for its code differs (the pool's is longer).
         assert warm_attrs["Config"]["Cmd"][:-1] == cold_attrs["Config"]["Cmd"][:-1]
@@ -89,10 +113,12 @@ def test_a_claimed_container_is_configured_exactly_as_a_cold_one(
             container.remove(force=True)
 
 
-def test_tasks_run_in_warm_containers_one_task_each(engine: docker.DockerClient,
-                                                     fresh_dir: Path) -> None:
-    server = Server(fresh_dir, env={"TASKYARD_WARM_POOL_STORAGE": "64MB",
-                                    "TASKYARD_WARM_POOL_SIZE": "2"}).start()
+def test_tasks_run_in_warm_containers_one_task_each(
+    engine: docker.DockerClient, fresh_dir: Path
+) -> None:
+    server = Server(
+        fresh_dir, env={"TASKYARD_WARM_POOL_STORAGE": "64MB", "TASKYARD_WARM_POOL_SIZE": "2"}
+    ).start()
     try:
         if GVISOR:
             no_warm_containers_under_gvisor(engine, server)
@@ -136,8 +162,14 @@ def warm_containers_serve_one_task_each(engine: docker.DockerClient, server: Ser
 def no_warm_containers_under_gvisor(engine: docker.DockerClient, server: Server) -> None:
     """runsc cannot change a running container's limits, which a claim needs: the pool keeps
     nothing (rather than start containers it could never fit), and tasks start cold."""
-    probe = engine.containers.run(IMAGE, ["sleep", "30"], runtime="runsc", detach=True,
-                                  labels={"taskyard.owner": server.owner}, network_mode="none")
+    probe = engine.containers.run(
+        IMAGE,
+        ["sleep", "30"],
+        runtime="runsc",
+        detach=True,
+        labels={"taskyard.owner": server.owner},
+        network_mode="none",
+    )
     try:
         with pytest.raises(docker.errors.APIError, match="runsc did not terminate successfully"):
             engine.api.update_container(probe.id, mem_limit=128 * MB, memswap_limit=128 * MB)
@@ -152,8 +184,7 @@ def no_warm_containers_under_gvisor(engine: docker.DockerClient, server: Server)
     assert warm_ones(engine, server.owner) == []
 
 
-def test_size_zero_keeps_no_warm_containers(engine: docker.DockerClient,
-                                            fresh_dir: Path) -> None:
+def test_size_zero_keeps_no_warm_containers(engine: docker.DockerClient, fresh_dir: Path) -> None:
     server = Server(fresh_dir, env={"TASKYARD_WARM_POOL_SIZE": "0"}).start()
     try:
         client = Client(server.url)

@@ -29,25 +29,35 @@ QUICK_HEARTBEAT = {"TASKYARD_WATCH_HEARTBEAT_SECONDS": "0.5"}
 class EventStream:
     """GET /watch read by a thread, so that each event is stamped the moment it arrives."""
 
-    def __init__(self, url: str, *, params: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.events: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
         self.ended = threading.Event()
         self._stop = threading.Event()
         self._opened = threading.Event()
         self.status_code: int | None = None
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._read, args=(url, params, headers),
-                                         daemon=True)
+        self._thread = threading.Thread(target=self._read, args=(url, params, headers), daemon=True)
         self._thread.start()
         assert self._opened.wait(10), "the watch did not open"
         assert self.status_code == 200, self.error
 
-    def _read(self, url: str, params: dict[str, Any] | None,
-              headers: dict[str, str] | None) -> None:
+    def _read(
+        self, url: str, params: dict[str, Any] | None, headers: dict[str, str] | None
+    ) -> None:
         try:
-            with httpx.stream("GET", url + "/watch", params=params, headers=headers,
-                              timeout=httpx.Timeout(10, read=30)) as response:
+            with httpx.stream(
+                "GET",
+                url + "/watch",
+                params=params,
+                headers=headers,
+                timeout=httpx.Timeout(10, read=30),
+            ) as response:
                 self.status_code = response.status_code
                 self._opened.set()
                 fields: dict[str, str] = {}
@@ -67,8 +77,9 @@ class EventStream:
             self._opened.set()
             self.ended.set()
 
-    def take(self, done: Callable[[list[dict[str, Any]]], bool], within: float
-             ) -> list[tuple[float, dict[str, Any]]]:
+    def take(
+        self, done: Callable[[list[dict[str, Any]]], bool], within: float
+    ) -> list[tuple[float, dict[str, Any]]]:
         """Events as they come until `done(events so far)` holds; fail after `within` s."""
         deadline = time.monotonic() + within
         got: list[tuple[float, dict[str, Any]]] = []
@@ -78,8 +89,9 @@ class EventStream:
             try:
                 got.append(self.events.get(timeout=min(left, 0.5)))
             except queue.Empty:
-                assert not (self.ended.is_set() and self.events.empty()), \
+                assert not (self.ended.is_set() and self.events.empty()), (
                     f"the stream ended early ({self.error!r})"
+                )
         return got
 
     def close(self, *, wait: float = 0) -> None:
@@ -105,6 +117,7 @@ def terminal_for(task_ids: set[str]) -> Callable[[list[dict[str, Any]]], bool]:
     def done(events: list[dict[str, Any]]) -> bool:
         ended = {e["task_id"] for e in events if e["to_phase"] in TERMINAL}
         return task_ids <= ended
+
     return done
 
 
@@ -118,9 +131,13 @@ def watching(url: str, **kwargs: Any) -> Iterator[EventStream]:
 
 
 def containers_of(engine: docker.DockerClient, task_id: str) -> list[Any]:
-    return [c for c in engine.containers.list(all=True, ignore_removed=True,
-                                              filters={"label": "taskyard.owner"})
-            if task_of(c) == task_id]
+    return [
+        c
+        for c in engine.containers.list(
+            all=True, ignore_removed=True, filters={"label": "taskyard.owner"}
+        )
+        if task_of(c) == task_id
+    ]
 
 
 def admin_headers(data_dir: Path) -> dict[str, str]:
@@ -140,16 +157,18 @@ def stop_all(engine: docker.DockerClient, *servers: Server) -> None:
 # --- one service process ----------------------------------------------------------------------
 
 
-def test_a_watcher_sees_a_task_go_from_pending_to_succeeded(server: Server,
-                                                           client: Client) -> None:
+def test_a_watcher_sees_a_task_go_from_pending_to_succeeded(server: Server, client: Client) -> None:
     with watching(server.url) as stream:
         task = client.submit(task_body("print('watched')"))
         got = stream.take(terminal_for({task["id"]}), within=30)
 
     mine = [event for _, event in got if event["task_id"] == task["id"]]
     assert [(e["from_phase"], e["to_phase"]) for e in mine] == [
-        (None, "Pending"), ("Pending", "Scheduled"), ("Scheduled", "Running"),
-        ("Running", "Succeeded")]
+        (None, "Pending"),
+        ("Pending", "Scheduled"),
+        ("Scheduled", "Running"),
+        ("Running", "Succeeded"),
+    ]
     assert mine == client.events(task["id"])
     assert client.get(task["id"])["status"]["result"] == "watched\n"
 
@@ -194,8 +213,11 @@ def test_the_admin_token_file_is_0600_and_wrong_or_missing_tokens_are_refused(
     assert stuck.json()["controller"]["ok"] is True
     assert http.post("/admin/tasks/no-such-task/reset", headers=good).status_code == 404
 
-    for method, route in (("GET", "/admin/capacity"), ("GET", "/admin/tasks/stuck"),
-                          ("POST", "/admin/tasks/no-such-task/reset")):
+    for method, route in (
+        ("GET", "/admin/capacity"),
+        ("GET", "/admin/tasks/stuck"),
+        ("POST", "/admin/tasks/no-such-task/reset"),
+    ):
         missing = http.request(method, route)
         assert missing.status_code == 401, route
         assert missing.headers["www-authenticate"] == "Bearer"
@@ -223,14 +245,15 @@ def test_a_watcher_on_the_api_process_sees_the_controller_process_promptly(
 
         mine = [(arrived, e) for arrived, e in got if e["task_id"] in ids]
         by_controller = [(arrived, e) for arrived, e in mine if e["from_phase"] is not None]
-        assert {e["to_phase"] for _, e in by_controller} == {"Scheduled", "Running",
-                                                             "Succeeded"}
+        assert {e["to_phase"] for _, e in by_controller} == {"Scheduled", "Running", "Succeeded"}
         assert len(by_controller) == 3 * len(ids)
         delays = [arrived - at(e["at"]) for arrived, e in by_controller]
         median = statistics.median(delays)
-        print(f"\ntransition delay, controller commit to watcher (separate processes): "
-              f"median {median * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms "
-              f"over {len(delays)} transitions")
+        print(
+            f"\ntransition delay, controller commit to watcher (separate processes): "
+            f"median {median * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms "
+            f"over {len(delays)} transitions"
+        )
         assert median < 1.0
         assert min(delays) > -0.5  # `at` is the controller's clock, on this same host
         seqs = [e["seq"] for _, e in mine]
@@ -246,8 +269,9 @@ def test_a_watcher_on_the_api_process_sees_the_controller_process_promptly(
             # Events come in seq order: once the new tasks ended, all that was owed is here.
             got = resumed.take(terminal_for(more), within=40)
         replayed = [e["seq"] for _, e in got if e["task_id"] in ids | more]
-        recorded = sorted(s["seq"] for task_id in ids | more for s in client.events(task_id)
-                          if s["seq"] > middle)
+        recorded = sorted(
+            s["seq"] for task_id in ids | more for s in client.events(task_id) if s["seq"] > middle
+        )
         assert replayed == recorded
     finally:
         stop_all(engine, api, controller, *([restarted] if restarted else []))
@@ -281,8 +305,9 @@ def test_a_task_stuck_without_a_controller_is_listed_and_reset_to_failed(
         api.wait_ready()
         client = Client(api.url)
         admin = admin_headers(fresh_dir)
-        task = client.submit(task_body("import time\nprint('up', flush=True)\ntime.sleep(60)",
-                                       timeout=120))
+        task = client.submit(
+            task_body("import time\nprint('up', flush=True)\ntime.sleep(60)", timeout=120)
+        )
         task_id = task["id"]
         client.wait_for(task_id, phases={"Running"}, timeout=20)
         # "up" is printed before we pull the plug, so partial output exists.
@@ -303,8 +328,9 @@ def test_a_task_stuck_without_a_controller_is_listed_and_reset_to_failed(
         assert listed[task_id]["phase"] == "Running"
         assert "no controller is running" in listed[task_id]["why"]
 
-        reset = client.http.post(f"/admin/tasks/{task_id}/reset", json={"to": "Failed"},
-                                 headers=admin)
+        reset = client.http.post(
+            f"/admin/tasks/{task_id}/reset", json={"to": "Failed"}, headers=admin
+        )
         assert reset.status_code == 200, reset.text
         assert reset.json()["status"]["reset_requested"] == "Failed"
         assert reset.json()["status"]["phase"] == "Running"
@@ -314,8 +340,11 @@ def test_a_task_stuck_without_a_controller_is_listed_and_reset_to_failed(
             replay = [e for _, e in stream.take(terminal_for({task_id}), within=30)]
             assert stream.ended.wait(5), "a watch on one task ends after its terminal event"
 
-        assert (replay[-1]["from_phase"], replay[-1]["to_phase"], replay[-1]["reason"]) == \
-            ("Running", "Failed", "AdminReset")
+        assert (replay[-1]["from_phase"], replay[-1]["to_phase"], replay[-1]["reason"]) == (
+            "Running",
+            "Failed",
+            "AdminReset",
+        )
         status = client.get(task_id)["status"]
         assert (status["phase"], status["reason"]) == ("Failed", "AdminReset")
         assert status["reset_requested"] is None
@@ -331,4 +360,3 @@ def test_a_task_stuck_without_a_controller_is_listed_and_reset_to_failed(
             time.sleep(0.2)
     finally:
         stop_all(engine, api, controller, *([successor] if successor else []))
-

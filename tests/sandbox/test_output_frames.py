@@ -70,9 +70,7 @@ OURS = Report(exit_code=0)
             Report(error="no code"),
             id="a-bare-report-before-any-key-is-the-supervisors",
         ),
-        pytest.param(
-            HELLO + KEY + b"o" + b"not base64!\n", b"", b"", None, id="a-broken-body"
-        ),
+        pytest.param(HELLO + KEY + b"o" + b"not base64!\n", b"", b"", None, id="a-broken-body"),
         pytest.param(
             HELLO + KEY + b"o" + base64.b64encode(b"cut short by a kill")[:10],
             base64.b64decode(base64.b64encode(b"cut short by a kill")[:8]),

@@ -25,12 +25,35 @@ def test_anything_not_listed_fails() -> None:
     assert PROFILE["defaultAction"] == "SCMP_ACT_ERRNO"
 
 
-@pytest.mark.parametrize("name", [
-    "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "bpf", "perf_event_open",
-    "keyctl", "add_key", "userfaultfd", "init_module", "finit_module", "kexec_load", "reboot",
-    "open_by_handle_at", "fsopen", "fsmount", "move_mount", "open_tree", "swapon",
-    "settimeofday", "clock_settime", "sethostname",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "unshare",
+        "setns",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "chroot",
+        "bpf",
+        "perf_event_open",
+        "keyctl",
+        "add_key",
+        "userfaultfd",
+        "init_module",
+        "finit_module",
+        "kexec_load",
+        "reboot",
+        "open_by_handle_at",
+        "fsopen",
+        "fsmount",
+        "move_mount",
+        "open_tree",
+        "swapon",
+        "settimeofday",
+        "clock_settime",
+        "sethostname",
+    ],
+)
 def test_never_allowed(name: str) -> None:
     assert not rules_for(name), name
 
@@ -46,8 +69,9 @@ def test_no_rule_depends_on_a_capability() -> None:
 def test_clone_never_takes_a_namespace_flag() -> None:
     (rule,) = rules_for("clone")
     assert rule["action"] == "SCMP_ACT_ALLOW"
-    assert rule["args"] == [{"index": 0, "value": NAMESPACE_FLAGS, "valueTwo": 0,
-                             "op": "SCMP_CMP_MASKED_EQ"}]
+    assert rule["args"] == [
+        {"index": 0, "value": NAMESPACE_FLAGS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}
+    ]
 
 
 @pytest.mark.parametrize("name", ["clone3", "io_uring_setup", "io_uring_enter"])
@@ -56,11 +80,26 @@ def test_answered_with_enosys_so_programs_fall_back(name: str) -> None:
     assert (rule["action"], rule["errnoRet"]) == ("SCMP_ACT_ERRNO", 38)
 
 
-@pytest.mark.parametrize("name", ["read", "write", "openat", "mmap", "futex", "execve", "wait4",
-                                  "pipe2", "epoll_wait", "rt_sigaction", "socketpair"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "read",
+        "write",
+        "openat",
+        "mmap",
+        "futex",
+        "execve",
+        "wait4",
+        "pipe2",
+        "epoll_wait",
+        "rt_sigaction",
+        "socketpair",
+    ],
+)
 def test_what_every_program_needs_is_allowed(name: str) -> None:
-    assert any(rule["action"] == "SCMP_ACT_ALLOW" and "args" not in rule
-               for rule in rules_for(name)), name
+    assert any(
+        rule["action"] == "SCMP_ACT_ALLOW" and "args" not in rule for rule in rules_for(name)
+    ), name
 
 
 def test_the_setting_picks_a_profile(tmp_path: Path) -> None:
@@ -85,9 +124,21 @@ def test_an_unknown_setting_is_refused_at_startup() -> None:
 
 
 def security_options(setting: str) -> list[str]:
-    spec = ContainerSpec(name="c", labels={}, image="i", cpus=(0,), all_cpus=(0,), cpu_quota=1.0,
-                         gpus=(), ram=64 << 20, storage=16 << 20, pids_limit=64,
-                         nofile_limit=64, payload=b"", log_limit=1 << 20)
+    spec = ContainerSpec(
+        name="c",
+        labels={},
+        image="i",
+        cpus=(0,),
+        all_cpus=(0,),
+        cpu_quota=1.0,
+        gpus=(),
+        ram=64 << 20,
+        storage=16 << 20,
+        pids_limit=64,
+        nofile_limit=64,
+        payload=b"",
+        log_limit=1 << 20,
+    )
     runtime = DockerRuntime("owner", "i", seccomp_profile=setting)
     engine = docker.DockerClient(base_url="unix:///nonexistent.sock", version="1.41")
     options: list[str] = runtime._create_args(engine, spec)["host_config"]["SecurityOpt"]

@@ -452,7 +452,10 @@ def test_the_code_runs_exactly_as_python3_runs_the_file(work: Path, code: str) -
 def test_the_undelivered_report_says_so_in_its_typed_field(work: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-I", "-c", source_in(work), "0.5"],
-        input=KEY + b"\n", capture_output=True, timeout=10, check=False,
+        input=KEY + b"\n",
+        capture_output=True,
+        timeout=10,
+        check=False,
     )
     report = decode_output(KEY, completed.stdout)[2]
     assert report is not None and report.undelivered
@@ -464,13 +467,16 @@ def test_code_too_large_for_the_work_area_is_a_start_failure(work: Path) -> None
     completed = subprocess.run(
         [sys.executable, "-I", "-c", source, "2"],
         input=keyed(KEY, build_payload("print('never')\n", None, LIMIT)),
-        capture_output=True, timeout=10, check=False,
+        capture_output=True,
+        timeout=10,
+        check=False,
     )
     stdout, _, report = decode_output(KEY, completed.stdout)
     assert completed.returncode == 3
     assert stdout == b""
     assert report is not None and report.error == (
-        "could not write the code to the work area: No such file or directory")
+        "could not write the code to the work area: No such file or directory"
+    )
     assert not report.undelivered
 
 
@@ -480,7 +486,9 @@ def test_live_input_for_a_code_that_does_not_read_is_held_up_to_a_bound(work: Pa
     assert "INPUT_HELD = 1 << 20" in SOURCE
     process = subprocess.Popen(
         [sys.executable, "-I", "-c", source_in(work), "2"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert process.stdin is not None
     try:

@@ -146,8 +146,18 @@ T2 = "2025-03-01 10:00:03.250000"
 # Tasks as the first release wrote them, one per phase it had rows in.
 OLD_TASKS = [
     # id, phase, reason, message, attempt, exit_code, stdout, assigned_cpus, started, finished
-    ("t-pending", "Pending", "Unschedulable", "waiting: Insufficient cpu: requested 4, free 2",
-     0, None, None, "[]", None, None),
+    (
+        "t-pending",
+        "Pending",
+        "Unschedulable",
+        "waiting: Insufficient cpu: requested 4, free 2",
+        0,
+        None,
+        None,
+        "[]",
+        None,
+        None,
+    ),
     ("t-running", "Running", "Started", "running", 1, None, None, "[2, 3]", T1, None),
     ("t-done", "Succeeded", "Completed", "exited 0", 1, 0, "Hello, World!\n", "[]", T1, T2),
     ("t-failed", "Failed", "NonZeroExit", "exited 3", 1, 3, "", "[]", T1, T2),
@@ -157,8 +167,18 @@ OLD_TASKS = [
 def insert_first_release_rows(path: Path) -> None:
     connection = sqlite3.connect(path)
     with connection:
-        for pk, (task_id, phase, reason, message, attempt, exit_code, stdout, cpus, started,
-                 finished) in enumerate(OLD_TASKS, start=1):
+        for pk, (
+            task_id,
+            phase,
+            reason,
+            message,
+            attempt,
+            exit_code,
+            stdout,
+            cpus,
+            started,
+            finished,
+        ) in enumerate(OLD_TASKS, start=1):
             connection.execute(
                 "INSERT INTO tasks (pk, id, created_at, resource_version, task_type, code, cpu,"
                 " gpu, ram, ram_bytes, storage, storage_bytes, timeout_seconds, stdin,"
@@ -167,8 +187,23 @@ def insert_first_release_rows(path: Path) -> None:
                 " scheduled_at, started_at, finished_at, deadline_at) VALUES (?, ?, ?, ?,"
                 " 'execute_code', ?, 2, 0, '512MB', 512000000, '1GB', 1000000000, 30, NULL, NULL,"
                 " ?, ?, ?, NULL, ?, ?, NULL, 0, 0, ?, '[]', ?, ?, ?, ?, NULL)",
-                (pk, task_id, T0, pk + 1, f"print('{task_id}')", phase, reason, message,
-                 exit_code, stdout, cpus, attempt, started, started, finished),
+                (
+                    pk,
+                    task_id,
+                    T0,
+                    pk + 1,
+                    f"print('{task_id}')",
+                    phase,
+                    reason,
+                    message,
+                    exit_code,
+                    stdout,
+                    cpus,
+                    attempt,
+                    started,
+                    started,
+                    finished,
+                ),
             )
             connection.execute(
                 "INSERT INTO transitions (task_id, from_phase, to_phase, reason, message, at,"
@@ -228,23 +263,35 @@ def test_a_first_release_database_is_upgraded_with_its_rows_intact(
         with database.read() as session:
             running = session.exec(select(Task).where(Task.phase == "Running")).one()
             assert (running.id, running.assigned_cpus, running.interactive, running.owner) == (
-                "t-running", [2, 3], False, None)
+                "t-running",
+                [2, 3],
+                False,
+                None,
+            )
             done = session.exec(select(Task).where(Task.id == "t-done")).one()
             assert (done.exit_code, done.stdout, done.finished_at is not None) == (
-                0, "Hello, World!\n", True)
+                0,
+                "Hello, World!\n",
+                True,
+            )
             capacity = session.exec(select(Capacity)).one()
             assert (capacity.stats, capacity.allocated_cpus) == ({}, [2, 3])
             assert len(session.exec(select(Transition)).all()) == 7
 
         # The app itself works on it: reads the old tasks, writes new ones and tokens.
-        with TestClient(create_app(Settings(data_dir=tmp_path), database),
-                        base_url="http://127.0.0.1") as client:
+        with TestClient(
+            create_app(Settings(data_dir=tmp_path), database), base_url="http://127.0.0.1"
+        ) as client:
             got = client.get("/tasks/t-done")
             assert got.status_code == 200, got.text
             assert got.json()["status"]["phase"] == "Succeeded"
             assert got.json()["spec"]["interactive"] is False
             assert got.json()["spec"]["resources"] == {
-                "cpu": "2", "gpu": "0", "ram": "512MB", "storage": "1GB"}
+                "cpu": "2",
+                "gpu": "0",
+                "ram": "512MB",
+                "storage": "1GB",
+            }
             # An old task's spec, sent back, is a new task with the same spec.
             created = client.post("/tasks", json=got.json()["spec"])
             assert created.status_code == 201, created.text
@@ -271,7 +318,8 @@ def test_a_database_from_before_migrations_is_recognised_and_upgraded(
     with sqlite3.connect(db_path) as connection:
         connection.execute(
             "INSERT INTO transitions (task_id, to_phase, reason, message, at, resource_version)"
-            " VALUES ('t-1', 'Pending', 'Created', 'created', ?, 1)", (T0,)
+            " VALUES ('t-1', 'Pending', 'Created', 'created', ?, 1)",
+            (T0,),
         )
     connection.close()
 

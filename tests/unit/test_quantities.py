@@ -125,9 +125,7 @@ def test_format_size(n_bytes: int, expected: str) -> None:
     assert format_size(n_bytes) == expected
 
 
-@pytest.mark.parametrize(
-    "text", ["1MB", "64MB", "512MB", "1GB", "3GB", "1536MB"], ids=lambda t: t
-)
+@pytest.mark.parametrize("text", ["1MB", "64MB", "512MB", "1GB", "3GB", "1536MB"], ids=lambda t: t)
 def test_format_size_round_trips_through_parse_size(text: str) -> None:
     assert format_size(parse_size(text)) == text
 
@@ -167,10 +165,15 @@ HOST = HostLimits(cpus=1, gpus=1, ram=int(23849.2 * MIB), storage=int(10.7 * GIB
     [
         pytest.param({"cpu": 2}, "cpu", "requested 2 CPUs, this host can allocate 1", id="cpus"),
         pytest.param({"gpu": 2}, "gpu", "requested 2 GPUs, this host can allocate 1", id="gpus"),
-        pytest.param({"ram": 24 * GIB}, "ram",
-                     "requested 24GB RAM, this host can allocate 23849MB", id="ram"),
-        pytest.param({"storage": 11 * GIB}, "storage",
-                     "requested 11GB storage, this host can allocate 10956MB", id="storage"),
+        pytest.param(
+            {"ram": 24 * GIB}, "ram", "requested 24GB RAM, this host can allocate 23849MB", id="ram"
+        ),
+        pytest.param(
+            {"storage": 11 * GIB},
+            "storage",
+            "requested 11GB storage, this host can allocate 10956MB",
+            id="storage",
+        ),
     ],
 )
 def test_capacity_messages_quote_sizes_a_request_may_ask_for(
@@ -185,4 +188,3 @@ def test_capacity_messages_quote_sizes_a_request_may_ask_for(
         assert not exceeded_limits(host=HOST, **{**request, field: parse_size(quoted)})
     else:
         assert not exceeded_limits(host=HOST, **{**request, field: parse_count(quoted)})
-

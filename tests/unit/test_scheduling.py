@@ -65,6 +65,7 @@ def never(plan: Plan) -> dict[str, str]:
 
 # --- truth table: one request against a partly used host --------------------------------------
 
+
 @pytest.mark.parametrize(
     ("req", "holdings", "message"),
     [
@@ -122,15 +123,30 @@ def test_waiting_head_says_when_it_expects_to_start() -> None:
 @pytest.mark.parametrize(
     ("req", "field", "text"),
     [
-        pytest.param(request("t", cpu=5), "cpu", "requested 5 CPUs, this host can allocate 4",
-                     id="more-cpus-than-host"),
-        pytest.param(request("t", gpu=1), "gpu", "requested 1 GPU, this host can allocate 0",
-                     id="gpu-on-host-without-gpus"),
-        pytest.param(request("t", ram=8 * GIB), "ram",
-                     "requested 8GB RAM, this host can allocate 4GB", id="more-ram-than-host"),
-        pytest.param(request("t", storage=20 * GIB), "storage",
-                     "requested 20GB storage, this host can allocate 10GB",
-                     id="more-storage-than-host"),
+        pytest.param(
+            request("t", cpu=5),
+            "cpu",
+            "requested 5 CPUs, this host can allocate 4",
+            id="more-cpus-than-host",
+        ),
+        pytest.param(
+            request("t", gpu=1),
+            "gpu",
+            "requested 1 GPU, this host can allocate 0",
+            id="gpu-on-host-without-gpus",
+        ),
+        pytest.param(
+            request("t", ram=8 * GIB),
+            "ram",
+            "requested 8GB RAM, this host can allocate 4GB",
+            id="more-ram-than-host",
+        ),
+        pytest.param(
+            request("t", storage=20 * GIB),
+            "storage",
+            "requested 20GB storage, this host can allocate 10GB",
+            id="more-storage-than-host",
+        ),
     ],
 )
 def test_request_beyond_the_whole_host_never_fits(req: Request, field: str, text: str) -> None:
@@ -250,16 +266,21 @@ def test_request_behind_a_waiting_head_says_it_is_queued() -> None:
         [holding("h", cpus=(0,))],
     )
     assert waiting(plan)["next"] == (
-        "Insufficient cpu: requested 4, free 3; queued behind an earlier task")
+        "Insufficient cpu: requested 4, free 3; queued behind an earlier task"
+    )
 
 
 def test_a_queued_request_keeps_its_message_when_the_head_changes() -> None:
     # Each start makes a new head; the tasks behind it must not get a new message (a write
     # each) for it.
-    before = place([request("a", cpu=4), request("b", cpu=4), request("c", cpu=4)], host(),
-                   [holding("h", cpus=(0, 1, 2, 3))])
-    after = place([request("b", cpu=4), request("c", cpu=4)], host(),
-                  [holding("a", cpus=(0, 1, 2, 3))])
+    before = place(
+        [request("a", cpu=4), request("b", cpu=4), request("c", cpu=4)],
+        host(),
+        [holding("h", cpus=(0, 1, 2, 3))],
+    )
+    after = place(
+        [request("b", cpu=4), request("c", cpu=4)], host(), [holding("a", cpus=(0, 1, 2, 3))]
+    )
     assert waiting(before)["c"] == waiting(after)["c"]
 
 
@@ -297,6 +318,7 @@ def test_multi_gpu_request_gets_distinct_gpus_even_when_shared() -> None:
 
 # --- properties ---------------------------------------------------------------------------------
 
+
 @st.composite
 def scenarios(
     draw: st.DrawFn, cores_only: bool = False
@@ -331,8 +353,16 @@ def scenarios(
             gpu_slots[gpu] -= 1
         free_ram -= held_ram
         free_storage -= held_storage
-        holdings.append(Holding(f"held{n}", tuple(sorted(cpus)), tuple(sorted(gpus)),
-                                held_ram, held_storage, draw(durations)))
+        holdings.append(
+            Holding(
+                f"held{n}",
+                tuple(sorted(cpus)),
+                tuple(sorted(gpus)),
+                held_ram,
+                held_storage,
+                draw(durations),
+            )
+        )
 
     def amount(most: int, unit: int) -> int:
         # Mostly small amounts, so that queues with several fitting requests are common.
@@ -354,9 +384,7 @@ def scenarios(
     return allocatable, holdings, pending
 
 
-def free_after(
-    allocatable: Allocatable, holdings: list[Holding]
-) -> tuple[int, int, int, int]:
+def free_after(allocatable: Allocatable, holdings: list[Holding]) -> tuple[int, int, int, int]:
     """Free (cores, GPUs with a free share, ram, storage) once `holdings` are taken."""
     cpus = set(allocatable.cpu_ids).difference(c for h in holdings for c in h.cpus)
     shares = Counter(g for h in holdings for g in h.gpus)
@@ -382,8 +410,14 @@ def earliest_start(req: Request, allocatable: Allocatable, holdings: list[Holdin
 def as_holdings(plan: Plan, pending: list[Request]) -> list[Holding]:
     by_id = {r.task_id: r for r in pending}
     return [
-        Holding(p.task_id, p.cpus, p.gpus, by_id[p.task_id].ram, by_id[p.task_id].storage,
-                by_id[p.task_id].runs_for)
+        Holding(
+            p.task_id,
+            p.cpus,
+            p.gpus,
+            by_id[p.task_id].ram,
+            by_id[p.task_id].storage,
+            by_id[p.task_id].runs_for,
+        )
         for p in plan.placements
     ]
 
@@ -440,8 +474,13 @@ def test_unshared_gpu_is_never_given_to_two_tasks(
     scenario: tuple[Allocatable, list[Holding], list[Request]],
 ) -> None:
     allocatable, holdings, pending = scenario
-    allocatable = Allocatable(allocatable.cpu_ids, allocatable.gpu_ids, allocatable.ram,
-                              allocatable.storage, gpu_sharing=1)
+    allocatable = Allocatable(
+        allocatable.cpu_ids,
+        allocatable.gpu_ids,
+        allocatable.ram,
+        allocatable.storage,
+        gpu_sharing=1,
+    )
     # Holdings drawn for a shared host may share a GPU; keep the first holder of each.
     seen: set[int] = set()
     unshared = []

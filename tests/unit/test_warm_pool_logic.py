@@ -10,33 +10,59 @@ MB = 1 << 20
 
 
 def test_the_pool_lives_in_ram_no_task_holds() -> None:
-    targets = warm_targets(size=4, idle_ram=32 * MB, free_ram=70 * MB, waiting_storage=[],
-                           recent_storage=[64 * MB])
+    targets = warm_targets(
+        size=4, idle_ram=32 * MB, free_ram=70 * MB, waiting_storage=[], recent_storage=[64 * MB]
+    )
     assert targets == {64 * MB: 2}
 
 
 def test_no_free_ram_no_pool() -> None:
-    assert warm_targets(size=4, idle_ram=32 * MB, free_ram=0, waiting_storage=[1 * MB],
-                        recent_storage=[1 * MB]) == {}
-    assert warm_targets(size=4, idle_ram=32 * MB, free_ram=-5 * MB, waiting_storage=[],
-                        recent_storage=[1 * MB]) == {}
+    assert (
+        warm_targets(
+            size=4, idle_ram=32 * MB, free_ram=0, waiting_storage=[1 * MB], recent_storage=[1 * MB]
+        )
+        == {}
+    )
+    assert (
+        warm_targets(
+            size=4, idle_ram=32 * MB, free_ram=-5 * MB, waiting_storage=[], recent_storage=[1 * MB]
+        )
+        == {}
+    )
 
 
 def test_size_zero_turns_it_off() -> None:
-    assert warm_targets(size=0, idle_ram=32 * MB, free_ram=10_000 * MB,
-                        waiting_storage=[1 * MB], recent_storage=[1 * MB]) == {}
+    assert (
+        warm_targets(
+            size=0,
+            idle_ram=32 * MB,
+            free_ram=10_000 * MB,
+            waiting_storage=[1 * MB],
+            recent_storage=[1 * MB],
+        )
+        == {}
+    )
 
 
 def test_waiting_tasks_sizes_come_first_then_the_most_used() -> None:
-    targets = warm_targets(size=4, idle_ram=MB, free_ram=1000 * MB,
-                           waiting_storage=[5 * MB, 7 * MB],
-                           recent_storage=[1 * MB, 2 * MB, 2 * MB])
+    targets = warm_targets(
+        size=4,
+        idle_ram=MB,
+        free_ram=1000 * MB,
+        waiting_storage=[5 * MB, 7 * MB],
+        recent_storage=[1 * MB, 2 * MB, 2 * MB],
+    )
     assert targets == {5 * MB: 1, 7 * MB: 1, 2 * MB: 2}
 
 
 def test_a_long_queue_fills_the_whole_budget_with_its_own_sizes() -> None:
-    targets = warm_targets(size=3, idle_ram=MB, free_ram=1000 * MB,
-                           waiting_storage=[5 * MB] * 200, recent_storage=[1 * MB])
+    targets = warm_targets(
+        size=3,
+        idle_ram=MB,
+        free_ram=1000 * MB,
+        waiting_storage=[5 * MB] * 200,
+        recent_storage=[1 * MB],
+    )
     assert targets == {5 * MB: 3}
 
 
@@ -105,8 +131,9 @@ def test_shrinking_the_target_discards_the_surplus() -> None:
 def test_a_stale_container_is_discarded_at_claim() -> None:
     engine = Engine()
     skew = [0.0]
-    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60,
-                                   clock=lambda: time.monotonic() + skew[0])
+    pool: WarmPool[str] = WarmPool(
+        engine.make, engine.discard, max_idle_seconds=60, clock=lambda: time.monotonic() + skew[0]
+    )
     pool.want({"a": 1})
     wait_until(lambda: pool.ready_count() == 1)
     stale = engine.made[0]
@@ -129,8 +156,9 @@ def pool_after_a_claim(refill_delay: float) -> tuple[Engine, WarmPool[str], floa
     """A pool of one container, filled (the first fill does not wait: no claim yet), whose
     container was then claimed; and the moment just before the claim."""
     engine = Engine()
-    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60,
-                                   refill_delay_seconds=refill_delay)
+    pool: WarmPool[str] = WarmPool(
+        engine.make, engine.discard, max_idle_seconds=60, refill_delay_seconds=refill_delay
+    )
     pool.want({"a": 1})
     wait_until(lambda: pool.ready_count() == 1)
     claimed_at = time.monotonic()
