@@ -1,7 +1,6 @@
 """`Client` and `AsyncClient` against `httpx.MockTransport` servers, each case run on both: what
 they send, how they wait and page, and which exception each error answer becomes."""
 
-import asyncio
 import json
 import types
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -9,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from client_async import run_async
 
 from taskyard import (
     ApiError,
@@ -69,7 +69,7 @@ class Api:
             ) as client:
                 result = getattr(client, method)(*args, **kwargs)
                 return list(result) if isinstance(result, types.GeneratorType) else result
-        return asyncio.run(self._async(method, *args, **kwargs))
+        return run_async(self._async(method, *args, **kwargs))
 
     async def _async(self, method: str, *args: Any, **kwargs: Any) -> Any:
         async with AsyncClient(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from client_async import run_async
 from harness import Server
 
 from taskyard import AsyncClient, Client, Conflict, InvalidRequest, TaskNotFound, WaitTimeout
@@ -95,7 +96,7 @@ def test_async_run_waits_past_one_wait_for_tasks_at_once(live_server: Server) ->
                 )
             )
 
-    tasks = asyncio.run(main())
+    tasks = run_async(main())
 
     assert [t.status.stdout for t in tasks] == ["slept\n", "slept\n"]
     assert len([line for line in transport.seen if line.endswith("?wait=1")]) >= 4
@@ -135,7 +136,7 @@ def test_list_pages_through_every_task(client: Client) -> None:
         async with AsyncClient(client.base_url) as async_client:
             return [task.id async for task in async_client.list(page_size=2)]
 
-    assert asyncio.run(async_ids()) == listed
+    assert run_async(async_ids()) == listed
 
 
 def test_watch_and_logs_follow_a_task_to_its_end(client: Client) -> None:
@@ -160,7 +161,7 @@ def test_watch_and_logs_follow_a_task_to_its_end(client: Client) -> None:
             phases = [t.to_phase async for t in async_client.watch(task.id, since=since)]
             return text, phases
 
-    assert asyncio.run(async_follow()) == (
+    assert run_async(async_follow()) == (
         "0\n1\n2\n",
         ["Pending", "Scheduled", "Running", "Succeeded"],
     )
@@ -190,4 +191,4 @@ def test_errors_are_typed_and_name_what_is_wrong(client: Client) -> None:
             await async_client.wait("no-such-task")
 
     with pytest.raises(TaskNotFound, match="no-such-task"):
-        asyncio.run(async_missing())
+        run_async(async_missing())
