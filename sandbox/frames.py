@@ -74,11 +74,11 @@ class FrameDecoder:
     back into `(stream, raw bytes)` pieces.
 
     The report comes out as a piece of its own (stream `REPORT`, its JSON line): only the
-    supervisor can write one, and nothing follows it. What does not carry the key
-    was written by something else than the supervisor (the task, through `/proc/1/fd/1`) and is
-    dropped, also where it runs into the start of one of our lines: a line starts where the key
-    does. Only before the first keyed line is a bare report accepted: the one the supervisor
-    writes when no key reached it, before any code of the task's has run."""
+    supervisor can write one, and nothing follows it. What does not carry the key was not
+    written by the supervisor (the task cannot reach the container's stdout, but were it ever
+    to) and is dropped, also where it runs into the start of one of our lines: a line starts
+    where the key does. Only before the first keyed line is a bare report accepted: the one the
+    supervisor writes when no key reached it, before any code of the task's has run."""
 
     def __init__(self, key: bytes) -> None:
         self._key = key

@@ -100,8 +100,8 @@ def oom_kills():
     return 0
 
 def hide():
-    # Not dumpable: the task runs as the same user, but cannot open our /proc entries (our
-    # memory, which holds the key, and our descriptors). Its own exec makes it dumpable again.
+    # Not dumpable, besides running as another user than the task: a second reason why our
+    # /proc entries (our memory, which holds the key, and our descriptors) stay closed to it.
     try:
         import ctypes
         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
