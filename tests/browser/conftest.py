@@ -7,7 +7,6 @@ they fail and name the fix (Playwright comes with the `test` extras). Screenshot
 log and listed at the end of the run, so CI can keep them as artefacts.
 """
 
-import signal
 import sys
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
 from dashboard import OUTPUT_LIMIT, SCREENSHOTS, screenshot
-from harness import Client, Server, owned_containers, require_engine
+from harness import Client, Server, require_engine, served
 from playwright.sync_api import Browser, Page, sync_playwright
 
 HERE = Path(__file__).parent
@@ -69,13 +68,11 @@ def server(
     engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     # A small output cap, so that a test can see the page mark truncated output.
-    running = Server(
+    dashboard = Server(
         tmp_path_factory.mktemp("dashboard"), env={"TASKYARD_OUTPUT_LIMIT_BYTES": str(OUTPUT_LIMIT)}
-    ).start()
-    yield running
-    running.kill(signal.SIGTERM)
-    for container in owned_containers(engine, running.owner):
-        container.remove(force=True)
+    )
+    with served(engine, dashboard) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ real Docker engine, started by `tests/e2e/harness.py`'s `Server`; like tests/e2e
 never skip, without an engine.
 """
 
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
-from harness import Server, owned_containers, require_engine
+from harness import Server, require_engine, served
 
 HERE = Path(__file__).parent
 
@@ -43,8 +42,5 @@ def engine() -> docker.DockerClient:
 def live_server(
     engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("client-serve")).start()
-    yield running
-    running.kill(signal.SIGTERM)
-    for container in owned_containers(engine, running.owner):
-        container.remove(force=True)
+    with served(engine, Server(tmp_path_factory.mktemp("client-serve"))) as running:
+        yield running

@@ -4,14 +4,13 @@ These tests never skip: without a reachable engine and runner image they fail wi
 that fixes it (`deploy/setup-host.sh`). `pytest -m "not docker"` runs the rest alone.
 """
 
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
-from harness import Client, Server, owned_containers, require_engine
+from harness import Client, Server, require_engine, served
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,11 +29,8 @@ def engine() -> docker.DockerClient:
 def server(
     engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("serve")).start()
-    yield running
-    running.kill(signal.SIGTERM)
-    for container in owned_containers(engine, running.owner):
-        container.remove(force=True)
+    with served(engine, Server(tmp_path_factory.mktemp("serve"))) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Helpers for the end-to-end tests: server processes, a small REST client, request bodies."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -200,6 +202,19 @@ def owned_containers(engine: docker.DockerClient, owner: str) -> list[Any]:
             all=True, ignore_removed=True, filters={"label": f"taskyard.owner={owner}"}
         )
     )
+
+
+@contextlib.contextmanager
+def served(engine: docker.DockerClient, server: "Server") -> Iterator["Server"]:
+    """A started server for a test session: stopped afterwards, and every container it left
+    on the engine removed."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill(signal.SIGTERM)
+        for container in owned_containers(engine, server.owner):
+            container.remove(force=True)
 
 
 def task_of_name(name: str) -> str | None:
