@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     max_timeout_seconds: int = Field(default=600, ge=1)
     max_code_bytes: int = Field(default=MIB, ge=1)
     output_limit_bytes: int = Field(default=MIB, ge=1024)
+    # What a task may bring in files, and what may come back from its `collect`.
+    max_files_bytes: int = Field(default=8 * MIB, ge=0)
+    collect_max_files: int = Field(default=32, ge=0)
+    collect_max_bytes: int = Field(default=4 * MIB, ge=0)
     min_ram: str = "6MB"
     min_storage: str = "1MB"
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 MARKER = b"\x00\x1etaskyard-report:"
 
 SOURCE = r'''
-import base64, json, os, select, subprocess, sys, time
+import base64, json, os, select, signal, subprocess, sys, time
 MARKER = b"\x00\x1etaskyard-report:"
 KEY_CHARS, FLUSH, SLOW_FLUSH, FAST_LINES, FRAME = 32, 0.025, 1.0, 2000, 48 * 1024
 HEX = set(b"0123456789abcdef")
@@ -258,6 +258,22 @@ def send_files(globs, max_files, max_bytes, counted):
     os.write(counted, str(sent).encode())
     return 1 if cut else 0
 
+class Stop:
+    """Why the code was ended before it exited by itself: its deadline passed ("timed_out"),
+    or the controller asked with SIGTERM ("stopped"). Either way its files are still collected
+    and the report still written."""
+    why = None
+    asked = False
+
+def on_term(signum, frame):
+    Stop.asked = True
+
+def end_code(child):
+    if TASK_USER is None:  # the tests' supervisor: the code's processes are ours
+        child.kill()
+    else:
+        end_task_processes()
+
 def hide():
     # Not dumpable, besides running as another user than the task: a second reason why our
     # /proc entries (our memory, which holds the key, and our descriptors) stay closed to it.
@@ -408,6 +424,7 @@ def could_not_start(said):
 
 def main():
     hide()
+    signal.signal(signal.SIGTERM, on_term)
     child, go, said = start_child()
     key, raw, early_input = receive(float(sys.argv[1]) if len(sys.argv) > 1 else 10.0)
     if key:
@@ -419,8 +436,9 @@ def main():
         return 3
     job = json.loads(raw)
     started = time.monotonic()
+    deadline = started + job["deadline"] if job.get("deadline") else None
     hand_over(go, {name: job[name] for name in LOADER_JOB})  # the code may run from here on
-    seen = pump(child, job, early_input)
+    seen = pump(child, job, early_input, deadline)
     Out.flush()
     code = child.wait()
     wall = time.monotonic() - started
@@ -446,6 +464,8 @@ def main():
         extra["oom_kills"] = oom_kills()
     if not compiled:
         extra["compile_failed"] = True
+    if Stop.why is not None:
+        extra[Stop.why] = True
     if files is not None:
         extra["files"], extra["files_truncated"] = files
     limit = job["limit"]
@@ -454,7 +474,7 @@ def main():
            usage=usage(wall), **extra)
     return exit_code
 
-def pump(child, job, early_input):
+def pump(child, job, early_input, deadline):
     """Pass stdin to the code and copy its output through, until it has exited and its
     streams are drained (or a moment after the exit, past which a grandchild holds them)."""
     limit = job["limit"]
@@ -471,6 +491,13 @@ def pump(child, job, early_input):
     seen = {1: 0, 2: 0}
     drain_until = None
     while streams:
+        if Stop.why is None and drain_until is None:
+            if Stop.asked:
+                Stop.why = "stopped"
+            elif deadline is not None and time.monotonic() >= deadline:
+                Stop.why = "timed_out"
+            if Stop.why is not None:
+                end_code(child)
         # A code that does not read its stdin gets INPUT_HELD bytes held for it, then ours
         # is left unread, and whoever writes to it waits.
         readers = list(streams) + ([0] if live_input and len(pending_in) < INPUT_HELD else [])
@@ -478,6 +505,8 @@ def pump(child, job, early_input):
         # Wake now and then even when nothing is written: a silent grandchild holding the
         # pipes open must not hide that the code itself has exited.
         timeout = 0.1 if drain_until is None else max(0.0, drain_until - time.monotonic())
+        if deadline is not None and Stop.why is None:
+            timeout = min(timeout, max(0.0, deadline - time.monotonic()))
         due = Out.due()
         if due is not None:
             timeout = min(timeout, due)
@@ -568,6 +597,8 @@ class Report:
     compile_failed: bool = False  # the runtime's compile step failed; the code never ran
     usage: Usage | None = None
     files_truncated: bool = False  # some files matched `collect` but did not fit its bounds
+    timed_out: bool = False  # the supervisor ended the code at its deadline
+    stopped: bool = False  # the supervisor ended the code when the controller asked (SIGTERM)
 
 
 def _int_in(value: object, allowed: range) -> int | None:
@@ -623,6 +654,8 @@ def read_report(line: bytes) -> Report:
         compile_failed=fields.get("compile_failed") is True,
         usage=_usage(fields.get("usage")),
         files_truncated=fields.get("files_truncated") is True,
+        timed_out=fields.get("timed_out") is True,
+        stopped=fields.get("stopped") is True,
     )
 
 
@@ -641,6 +674,9 @@ class Program:
     collect: tuple[str, ...] = ()  # glob patterns of the files to send back after the run
     collect_files: int = 0
     collect_bytes: int = 0
+    # Seconds from the code's delivery after which the supervisor ends it (None: never; the
+    # controller's own deadline stays the backstop).
+    deadline: float | None = None
 
 
 def build_payload(
@@ -667,6 +703,7 @@ def build_payload(
         "collect": list(program.collect),
         "collect_files": program.collect_files,
         "collect_bytes": program.collect_bytes,
+        "deadline": program.deadline,
     }
     body = json.dumps(job).encode("utf-8")
     return str(len(body)).encode() + b"\n" + body

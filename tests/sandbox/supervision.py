@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -70,3 +71,27 @@ def supervise(
         check=False,
     )
     return Run(completed)
+
+
+def supervise_signalled(
+    work: Path, code: str, when: str, *, program: Program, signal: int, timeout: float = 20
+) -> Run:
+    """As `supervise`, and `signal` to the supervisor once the code has written file `when`."""
+    payload = build_payload(textwrap.dedent(code), None, LIMIT, program=program)
+    with subprocess.Popen(
+        [sys.executable, "-I", "-c", source_in(work), "2"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdin is not None
+        process.stdin.write(keyed(KEY, payload))
+        process.stdin.close()
+        process.stdin = None  # closed: `communicate` has nothing to send
+        deadline = time.monotonic() + timeout
+        while not (work / when).exists():
+            assert time.monotonic() < deadline, f"the code never wrote {when}"
+            time.sleep(0.01)
+        process.send_signal(signal)
+        stdout, stderr = process.communicate(timeout=timeout)
+    return Run(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))

@@ -5,9 +5,10 @@ for real with the local python3, no Docker."""
 import os
 from dataclasses import replace
 from pathlib import Path
+from signal import SIGTERM
 
 import pytest
-from supervision import supervise
+from supervision import supervise, supervise_signalled
 
 from sandbox.supervisor import Program
 
@@ -188,3 +189,32 @@ def test_a_code_cannot_write_outside_its_files_names(work: Path) -> None:
     assert "could not write taken.txt" in run.report.error
     assert not (work.parent / "elsewhere.txt").exists()
     assert os.path.islink(work / "taken.txt")
+
+
+def test_at_its_deadline_the_code_is_ended_its_files_collected_and_reported(work: Path) -> None:
+    code = """
+    import time
+    open("progress.txt", "w").write("started")
+    print("working", flush=True)
+    time.sleep(30)
+    """
+    program = Program(deadline=0.5, collect=("*.txt",), collect_files=1, collect_bytes=100)
+    run = supervise(work, code, program=program, timeout=10)
+    assert run.report is not None and run.report.timed_out and not run.report.stopped
+    assert run.report.signal == 9
+    assert run.stdout == b"working\n"
+    assert [file.name for file in run.files.files] == ["progress.txt"]
+    assert run.usage is not None and 0.5 <= run.usage.wall_seconds < 5
+
+
+def test_on_sigterm_the_code_is_ended_and_the_report_says_it_was_stopped(work: Path) -> None:
+    code = """
+    import time
+    open("progress.txt", "w").write("started")
+    print("ready", flush=True)
+    time.sleep(30)
+    """
+    program = Program(collect=("*.txt",), collect_files=1, collect_bytes=100)
+    run = supervise_signalled(work, code, "progress.txt", program=program, signal=SIGTERM)
+    assert run.report is not None and run.report.stopped and not run.report.timed_out
+    assert [file.name for file in run.files.files] == ["progress.txt"]
