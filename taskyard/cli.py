@@ -92,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"runner image {settings.image}: {how}")
         return 0
+    if args.verb == "admin":  # `admin backup`, the admin verb that works on local files
+        from taskyard.backup import run_backup
+
+        return run_backup(settings, args.dest, force=args.force)
     if args.verb == "doctor":
         from taskyard.doctor import diagnose
 
