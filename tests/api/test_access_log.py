@@ -4,17 +4,25 @@ token, never the query string), uvicorn's own access lines gone, and the JSON fo
 line by line."""
 
 import json
+import logging
+import re
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
 from harness import Server
+
+from api.app import create_app
+from models.database import Database, open_database
+from models.settings import Settings
 
 SMALL = {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"}
 BODY = {"task_type": "execute_code", "code": "print(1)", "resources": SMALL}
@@ -107,3 +115,41 @@ def test_an_unknown_log_format_is_refused(flag: str) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["serve", flag])
     assert exited.value.code == 2
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    db = open_database("sqlite:///" + str(tmp_path / "t.db"))
+    yield db
+    db.dispose()
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "taskyard.access"]
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["on", "off"])
+def test_the_access_log_can_be_turned_off(
+    tmp_path: Path, database: Database, caplog: pytest.LogCaptureFixture, enabled: bool
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", access_log=enabled)
+    with (
+        caplog.at_level(logging.INFO, logger="taskyard.access"),
+        TestClient(create_app(settings, database), base_url="http://127.0.0.1") as client,
+    ):
+        assert client.get("/healthz").status_code == 200
+    assert len(access_lines(caplog)) == (1 if enabled else 0)
+
+
+def test_a_websocket_session_is_logged_when_it_ends(
+    tmp_path: Path, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    with (
+        caplog.at_level(logging.INFO, logger="taskyard.access"),
+        TestClient(create_app(settings, database), base_url="http://127.0.0.1") as client,
+        client.websocket_connect("ws://127.0.0.1/tasks/nosuchtask/attach") as ws,
+    ):
+        assert "not found" in ws.receive_json()["message"]
+    (line,) = access_lines(caplog)
+    assert re.fullmatch(r"WS /tasks/nosuchtask/attach 101 \d+\.\dms token=-", line)
