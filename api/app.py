@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import admin, attach, dashboard, health, logs, metrics, runtimes, tasks, tokens, watch
+from api.access_log import AccessLog
 from api.admission import HostLimitsCache
 from api.auth import TokensSeen
 from api.errors import install_error_handlers
@@ -90,4 +91,6 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         admin_token=app.state.admin_token,
         max_body_bytes=max_body_bytes(settings),
     )
+    if settings.access_log:
+        app.add_middleware(AccessLog)  # added last: outermost, so it sees the guard's refusals
     return app
