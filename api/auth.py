@@ -1,12 +1,13 @@
 """Who is calling: the admin, a user (by bearer token), or anyone (open mode).
 
-Open mode is one person on one machine: the service listens on loopback only and no active
-(unrevoked) user token exists. It ends with the first user token and comes back when the last
-one is revoked. Outside it every task endpoint needs `Authorization: Bearer <token>`: 401
-without one, or for an unknown or revoked one. A token is read from that header only, never
-from the URL, where logs, history and `Referer` would keep it. A task belongs to the token that
-created it; other users get 404 for it. The admin token is accepted everywhere and sees every
-task; admin endpoints accept only it (401 without a token, 403 with another).
+Open mode is one person on one machine: the service listens on loopback only, no active
+(unrevoked) user token exists, and `TASKYARD_OPEN_MODE` is not false. It ends with the first
+user token and comes back when the last one is revoked. Outside it every task endpoint needs
+`Authorization: Bearer <token>`: 401 without one, or for an unknown or revoked one. A token is
+read from that header only, never from the URL, where logs, history and `Referer` would keep
+it. A task belongs to the token that created it; other users get 404 for it. The admin token
+is accepted everywhere and sees every task; admin endpoints accept only it (401 without a
+token, 403 with another).
 """
 
 import hmac
@@ -87,15 +88,18 @@ class ActiveTokens:
         self.checked_at = -1.0
 
 
+def may_open(settings: Settings) -> bool:
+    """Whether open mode can hold at all: allowed, and on loopback only."""
+    return settings.open_mode and settings.host in LOOPBACK
+
+
 def open_mode(settings: Settings, session: Session, tokens: ActiveTokens) -> bool:
-    if settings.host not in LOOPBACK:
-        return False
-    return not tokens.any(session)
+    return may_open(settings) and not tokens.any(session)
 
 
 async def in_open_mode(settings: Settings, database: Database, tokens: ActiveTokens) -> bool:
     """`open_mode`, reading the database (in the thread pool) only where it must."""
-    if settings.host not in LOOPBACK:
+    if not may_open(settings):
         return False
     known = tokens.known()
     if known is not None:
@@ -122,7 +126,7 @@ def identify_without_lookup(
     """The caller where no database read is needed to tell (no token while open mode is known,
     the admin token); None where `identify` must look. Raises 401 like `identify`."""
     if token is None:
-        if settings.host not in LOOPBACK:
+        if not may_open(settings):
             raise _token_required()
         seen = tokens.known()
         if seen is None:

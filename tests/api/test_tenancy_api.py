@@ -112,6 +112,14 @@ def test_open_mode_does_not_come_back_beyond_loopback(tmp_path: Path, db: Databa
     assert client.get("/tasks").status_code == 401
 
 
+def test_open_mode_can_be_switched_off(tmp_path: Path, db: Database) -> None:
+    client = make_client(tmp_path, db, open_mode=False)
+    response = client.get("/tasks")
+    assert response.status_code == 401
+    assert "Authorization: Bearer" in response.json()["detail"]
+    assert client.get("/tasks", headers=bearer(ADMIN)).status_code == 200
+
+
 def test_a_token_in_the_url_is_not_accepted(tmp_path: Path, db: Database) -> None:
     client = make_client(tmp_path, db)
     alice = new_user(client, "alice")

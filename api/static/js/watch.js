@@ -47,7 +47,14 @@ export class Watch {
 
   async run() {
     for (;;) {
-      const delay = await this.once();
+      let delay;
+      try {
+        delay = await this.once();
+      } catch (error) {
+        // A view's bug must not end the watch for good.
+        console.warn("watch:", error);
+        delay = RETRY_MS[1];
+      }
       this.waiting = pause(delay);
       await this.waiting.done;
       this.waiting = null;
