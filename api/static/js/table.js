@@ -58,7 +58,7 @@ export class TaskTable {
       id: h("td", { class: "mono" }, h("a", { href: taskHref(id), title: id }, shortId(id))),
       phase: h("td", {}, h("span", { class: "phase" })),
       age: h("td", { class: "num" }),
-      code: h("td", { class: "code-line" }, h("code")),
+      code: h("td", { class: "code-line wide" }, h("code")),
       ran: h("td", { class: "num run-time" }),
       resources: h("td", { class: "wide" }),
       created: h("td", { class: "wide" }),
