@@ -31,6 +31,7 @@ import docker
 import docker.errors
 
 from models.runtimes import RUNTIME_LABEL, Runtime
+from sandbox import fontcache
 from sandbox.imagecheck import ImageCheckFailed, check_image, image_labels
 from sandbox.rootfs import (
     BaseRoot,
@@ -46,6 +47,15 @@ RUNNER_DIR = Path(__file__).with_name("runner")  # the Dockerfile's build contex
 # forever when the offline path would work too. Installing packages takes longer.
 DOCKERFILE_TIMEOUT_S = 90
 DOCKERFILE_PACKAGES_TIMEOUT_S = 900
+# Run in a `docker build` step on images with matplotlib, with MPLCONFIGDIR=fontcache.BUILT:
+# importing font_manager writes the font cache there, and `fontcache` goes beside matplotlib.
+FONT_CACHE_SCRIPT = """\
+import pathlib, sys, matplotlib, matplotlib.font_manager
+site = pathlib.Path(matplotlib.__file__).parents[1]
+site.joinpath("taskyard_fontcache.py").write_text(sys.argv[1])
+site.joinpath("taskyard_fontcache.pth").write_text(sys.argv[2])
+"""
+FONT_CACHE_PTH = "import taskyard_fontcache; taskyard_fontcache.seed()\n"
 
 
 class ImageBuildError(Exception):
@@ -111,6 +121,8 @@ def build_runtime_image(
         else:
             _run_debootstrap_build(docker_cli, runtime, candidate, cache, say)
             how = "debootstrap"
+        if "matplotlib" in runtime.modules:
+            _build_font_cache(docker_cli, candidate, say)
         _check_and_name(docker_cli, runtime, candidate, name, say)
     finally:
         subprocess.run([docker_cli, "image", "rm", candidate], capture_output=True, check=False)
@@ -174,6 +186,27 @@ def _check_and_name(
     if old is not None and old != _image_id(name):
         # The image it replaces, unless a container still uses it (then the engine refuses).
         subprocess.run([docker_cli, "image", "rm", old], capture_output=True, check=False)
+
+
+def _build_font_cache(docker_cli: str, name: str, say: Callable[[str], None]) -> None:
+    say(f"building matplotlib's font cache into {name}:{fontcache.BUILT}")
+    dockerfile = (
+        f"FROM {name}\nARG SCRIPT\nARG HOOK\nARG PTH\n"
+        f'RUN MPLCONFIGDIR={fontcache.BUILT} python3 -c "$SCRIPT" "$HOOK" "$PTH"\n'
+    )
+    hook = Path(fontcache.__file__).read_text()
+    args = {"SCRIPT": FONT_CACHE_SCRIPT, "HOOK": hook, "PTH": FONT_CACHE_PTH}
+    flags = [arg for key, value in args.items() for arg in ("--build-arg", f"{key}={value}")]
+    built = subprocess.run(
+        [docker_cli, "build", "--quiet", *flags, "-t", name, "-"],
+        input=dockerfile,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        check=False,
+    )
+    if built.returncode != 0:
+        raise ImageBuildError(f"cannot build matplotlib's font cache: {built.stderr.strip()}")
 
 
 def _labels_of(name: str) -> dict[str, str] | None:

@@ -27,6 +27,7 @@ SHRINK_DIRS = (
     "usr/share/info",
     "usr/share/locale",
 )
+PYTHON_PACKAGES = "usr/lib/python3/dist-packages"
 # debootstrap and apt-get print a line per package and step; these mark their few stages.
 STAGE_STARTS = ("W:", "E:", "Need to get", "Fetched")
 STAGE_ENDINGS = ("packages...", "system...", "successfully.", "InRelease")
@@ -119,7 +120,9 @@ def apt_update_argv(root: Path) -> list[str]:
 
 
 def apt_install_argv(root: Path, packages: Iterable[str]) -> list[str]:
-    return _chroot_argv(root, "apt-get", "install", "-y", "--no-install-recommends", *packages)
+    # No pseudo-terminal for dpkg's log: a chroot has no /dev/pts.
+    options = ("-y", "--no-install-recommends", "-o", "Dpkg::Use-Pty=0")
+    return _chroot_argv(root, "apt-get", "install", *options, *packages)
 
 
 def _chroot_argv(root: Path, *argv: str) -> list[str]:
@@ -146,10 +149,14 @@ def install_packages(root: Path, packages: Iterable[str], say: Callable[[str], N
 
 
 def shrink(root: Path, say: Callable[[str], None]) -> None:
-    say("removing apt caches, package lists and docs from the root file system")
+    say("removing apt caches, package lists, docs and Python test suites from the root")
     for rel in SHRINK_DIRS:
         shutil.rmtree(root / rel, ignore_errors=True)
         (root / rel).mkdir(parents=True, exist_ok=True)
+    # Debian ships the test suites of numpy, pandas, scipy, sympy...: 260 MB of python-data.
+    for tests in sorted((root / PYTHON_PACKAGES).glob("**/tests")):
+        if tests.is_dir() and not tests.is_symlink():
+            shutil.rmtree(tests, ignore_errors=True)
 
 
 def import_root(docker_cli: str, root: Path, name: str, say: Callable[[str], None]) -> None:

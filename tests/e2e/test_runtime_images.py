@@ -13,7 +13,15 @@ import pytest
 from harness import IMAGE
 
 from models.runtimes import BY_NAME, RUNTIME_LABEL, VERSION_LABEL
-from sandbox.imagebuild import BuildCache, ImageBuildError, build_runtime_image, candidate_name
+from sandbox.imagebuild import (
+    RUNNER_DIR,
+    BuildCache,
+    ImageBuildError,
+    build_runtime_image,
+    candidate_name,
+    dockerfile_argv,
+)
+from sandbox.imagecheck import check_image
 from taskyard.doctor import runtime_findings
 
 DEFAULT = f"taskyard-imagetest-{os.getpid()}:1"  # python's name; bash's is derived from it
@@ -111,3 +119,18 @@ def test_a_failed_check_leaves_the_image_as_it_was(engine: docker.DockerClient) 
         assert engine.images.get(name).labels[RUNTIME_LABEL] == ""
     finally:
         engine.images.remove(name, force=True)
+
+
+def test_the_dockerfile_route_installs_a_runtime(engine: docker.DockerClient) -> None:
+    """The Dockerfile with node's build arguments, from the local runner image instead of
+    python:3.12-slim (no registry here), gives an image that passes node's check."""
+    name = f"taskyard-imagetest-{os.getpid()}-dockerfile:1"
+    argv = dockerfile_argv("docker", name, RUNNER_DIR, BY_NAME["node"])
+    argv[2:2] = ["--build-arg", f"BASE={IMAGE}"]
+    try:
+        subprocess.run(argv, capture_output=True, check=True, timeout=600)
+        facts = check_image("docker", name, BY_NAME["node"])
+        assert facts.version.startswith("v")
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            engine.images.remove(name, force=True)

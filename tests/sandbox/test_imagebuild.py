@@ -194,6 +194,8 @@ def test_debootstrap_and_apt_argv() -> None:
         "install",
         "-y",
         "--no-install-recommends",
+        "-o",
+        "Dpkg::Use-Pty=0",
         "gcc",
         "libc6-dev",
     ]
