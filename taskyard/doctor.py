@@ -2,16 +2,14 @@
 
 import os
 import shutil
-from collections.abc import Callable
-
-import docker
-import docker.errors
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from controller.docker_runtime import DockerRuntime
 from controller.gpus import discover_gpus
 from models.database import open_database, schema_revision
 from models.migrations import SchemaError
-from models.runtimes import RUNTIMES, VERSION_LABEL
+from models.runtimes import RUNTIMES
 from models.settings import Settings
 from taskyard.service import instance_id
 
@@ -62,8 +60,9 @@ def diagnose(settings: Settings, say: Callable[[str], None] = print) -> bool:
         )
         line(False, "engine", health.message, fix)
 
-    for finding in runtime_findings(settings.image):
-        say(finding)
+    if health.ok:
+        for finding in runtime_findings(health.runtimes):
+            say(finding)
 
     gpus, message = discover_gpus()
     say(f"[ok] gpus: {message}" + "".join(f"\n       {g.index}: {g.name}" for g in gpus))
@@ -71,29 +70,19 @@ def diagnose(settings: Settings, say: Callable[[str], None] = print) -> bool:
     return ok
 
 
-def runtime_findings(default_image: str) -> list[str]:
-    """Which runtimes' images are installed, at which version, and how to build the others.
-    A missing runtime is no failure: the host runs the others, and asks for it get a 422."""
-    try:
-        engine = docker.from_env(timeout=10)
-        images = {runtime: _labels(engine, runtime.image(default_image)) for runtime in RUNTIMES}
-    except docker.errors.DockerException:
-        return []  # the engine's own line says why
-    installed = [
-        f"{runtime.name} ({labels.get(VERSION_LABEL, 'version unknown: rebuild with --force')})"
-        for runtime, labels in images.items()
-        if labels is not None
+def runtime_findings(installed: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Which runtimes' images are installed (as the engine's health read them), at which
+    version, and how to build the others. A missing runtime is no failure: the host runs the
+    others, and asks for it get a 422."""
+    unknown = "version unknown: rebuild with --force"
+    found = [
+        f"{runtime.name} ({installed[runtime.name].get('version') or unknown})"
+        for runtime in RUNTIMES
+        if runtime.name in installed
     ]
-    missing = [runtime.name for runtime, labels in images.items() if labels is None]
-    lines = [f"[ok] runtimes: {', '.join(installed) or 'none'}"]
+    missing = [runtime.name for runtime in RUNTIMES if runtime.name not in installed]
+    lines = [f"[ok] runtimes: {', '.join(found) or 'none'}"]
     if missing:
         lines.append(f"[warn] runtimes not installed: {', '.join(missing)}")
         lines.append("       fix: taskyard image build --runtime NAME (or --all)")
     return lines
-
-
-def _labels(engine: docker.DockerClient, image: str) -> dict[str, str] | None:
-    try:
-        return dict(engine.images.get(image).labels or {})
-    except docker.errors.ImageNotFound:
-        return None

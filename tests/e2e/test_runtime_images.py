@@ -12,6 +12,7 @@ import docker.errors
 import pytest
 from harness import IMAGE
 
+from controller.docker_runtime import DockerRuntime
 from models.runtimes import BY_NAME, RUNTIME_LABEL, VERSION_LABEL
 from sandbox.imagebuild import (
     RUNNER_DIR,
@@ -101,7 +102,7 @@ def test_an_unlabelled_image_is_checked_then_labelled(
     assert labels[RUNTIME_LABEL] == "python"
     assert labels[VERSION_LABEL].startswith("Python 3.")
 
-    findings = runtime_findings(DEFAULT)
+    findings = runtime_findings(DockerRuntime("doctor-test", DEFAULT).health().runtimes)
     assert findings[0].startswith("[ok] runtimes: python (Python 3.")
     assert "bash (5." in findings[0]
     assert findings[1] == "[warn] runtimes not installed: python-data, node, c, cpp, java"
