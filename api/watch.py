@@ -346,9 +346,9 @@ async def _stream(
     after: int,
     task_id: str | None,
     phase: Phase | None,
-    batch_id: str | None,
-    batch: BatchScope | None,
     visibility: _Visibility,
+    batch_id: str | None = None,
+    batch: BatchScope | None = None,
 ) -> None:
     """Write the watch's frames as response body pieces until the client goes away or, for a
     one-task or one-batch watch, the task or every task of the batch ends. The caller has
@@ -455,7 +455,7 @@ class _EventStream(Response):
         self._subscriber = subscriber
         self._streams = streams
         self._caller = visibility.caller
-        self._args = (database, after, task_id, phase, batch_id, batch, visibility)
+        self._args = (database, after, task_id, phase, visibility, batch_id, batch)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
