@@ -5,7 +5,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import admin, attach, dashboard, health, logs, metrics, runtimes, tasks, tokens, watch
+from api import (
+    admin,
+    attach,
+    batches,
+    dashboard,
+    health,
+    logs,
+    metrics,
+    runtimes,
+    tasks,
+    tokens,
+    watch,
+)
 from api.access_log import AccessLog
 from api.admission import HostLimitsCache
 from api.auth import ActiveTokens
@@ -71,6 +83,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     install_error_handlers(app)
     app.router.routes.append(FastSubmitRoute())  # before the route it hands the rest to
     app.include_router(tasks.router)
+    app.include_router(batches.router)
     app.include_router(watch.router)
     app.include_router(logs.router)
     app.include_router(attach.router)

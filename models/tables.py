@@ -14,7 +14,10 @@ from models.phases import Phase, Reason
 
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_phase_pk", "phase", "pk"),)
+    __table_args__ = (
+        Index("ix_tasks_phase_pk", "phase", "pk"),
+        Index("ix_tasks_batch_pk", "batch_id", "pk"),
+    )
 
     # `pk` orders tasks by arrival (first come, first served; newest first in lists);
     # `id` is the opaque name clients see.
@@ -26,6 +29,9 @@ class Task(SQLModel, table=True):
     resource_version: int = 1
     # The user token that created it; None in open mode and for the admin.
     owner: str | None = Field(default=None, index=True)
+    # The batch it was submitted in (POST /batches), None for a task submitted alone. A
+    # batch's tasks are stored in one commit, with one owner and one creation time.
+    batch_id: str | None = None
 
     # spec: written once by the API. The resources as the user wrote them ("1", "1gb"), so
     # that a task's spec can be sent back as is; beside them the numbers the scheduler uses.

@@ -2,7 +2,7 @@
 
 Service verbs: `serve`, `api`, `controller`, `image build`, `doctor`. Client verbs, which talk to
 a running service over REST (`taskyard.commands`): `submit`, `get`, `list`, `watch`, `cancel`,
-`admin capacity | stuck | reset`.
+`batch submit | get | cancel`, `admin capacity | stuck | reset`.
 """
 
 import argparse
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from models.runtimes import BY_NAME, DEFAULT_RUNTIME, RUNTIMES, Runtime, find_runtime
 from taskyard.commands.admin import add_admin_verbs
+from taskyard.commands.batches import add_batch_verbs
 from taskyard.commands.context import run
 from taskyard.commands.tasks import add_task_verbs
 
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = verbs.add_parser("doctor", help="check whether this host can run tasks")
     doctor.add_argument("--data-dir", type=Path)
     add_task_verbs(verbs)
+    add_batch_verbs(verbs)
     add_admin_verbs(verbs)
     return parser
 
