@@ -2,14 +2,16 @@
 
 `decide(task, container, now)` compares the desired state (phase, cancellation request,
 deadline) with the observed container of the task's current attempt and returns one action;
-`judge(...)` turns a stopped container and its output into the task's terminal status (or, where
-its code never reached it, into a requeue). Neither touches the database, the engine or the
-clock; `controller.loop` executes what they return.
+`judge(...)` turns how the container's code ended (`Exit`) and its output into the task's
+terminal status (or, where its code never reached it, into a requeue). Neither touches the
+database, the engine or the clock: `controller.plan` calls `decide`, and `controller.act`
+calls `judge` once it has the output.
 """
 
 import signal
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from controller.runtime import CapturedOutput, ObservedContainer
 from models.phases import Phase, Reason
@@ -17,6 +19,9 @@ from models.quantities import format_size
 
 RESULT_TAIL_CHARS = 4000
 SIGKILL_EXIT_CODE = 128 + 9  # what an init process reports for a child killed by SIGKILL
+# What the supervisor exits with after reporting an error instead of the code's exit status
+# (sandbox/supervisor.py): the exit code the engine then shows.
+SUPERVISOR_ERROR_EXIT_CODE = 3
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,49 @@ class TaskView:
     # The controller has sent its container SIGKILL to end it with this outcome (a kill does
     # not wait for the container to stop).
     stopping: "Stop | None" = None
+
+
+class ExitRecord(Protocol):
+    """How a container's run ended, as `judge` reads it: an `ObservedContainer` that has
+    exited, or an `Exit`."""
+
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def oom_killed(self) -> bool: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def sandboxed(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How an attempt's code ended: from the engine's exit record, or sooner, from the
+    supervisor's report while the engine still shows the container running (`reported`)."""
+
+    exit_code: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    oom_killed: bool = False
+    sandboxed: bool = False
+    # Read from the report: the container may still be exiting, and holds its slots until the
+    # engine shows it stopped.
+    reported: bool = False
+
+    @classmethod
+    def recorded(cls, container: ObservedContainer, task_started_at: datetime | None) -> "Exit":
+        """The engine's exit record. Where the engine shows no start time (a warm container's
+        predates its task), the task's own counts."""
+        return cls(
+            exit_code=container.exit_code,
+            started_at=container.started_at or task_started_at,
+            finished_at=container.finished_at,
+            oom_killed=container.oom_killed,
+            sandboxed=container.sandboxed,
+        )
 
 
 @dataclass(frozen=True)
@@ -103,8 +151,12 @@ class Reset:
 Action = Noop | Start | MarkRunning | Stop | Finish | End | Retry | RemoveContainer | Reset
 
 
-def decide(task: TaskView, container: ObservedContainer | None, now: datetime) -> Action:
-    """The one next step that moves `task` toward its desired state."""
+def decide(
+    task: TaskView, container: ObservedContainer | None, now: datetime, *, reported: bool = False
+) -> Action:
+    """The one next step that moves `task` toward its desired state. `reported`: the
+    container's supervisor has reported how its code ended, though the engine may still show
+    the container running."""
     if task.reset_to is not None:
         return Reset(task.reset_to)
     if task.phase.is_terminal:
@@ -114,7 +166,7 @@ def decide(task: TaskView, container: ObservedContainer | None, now: datetime) -
         if cancelled:
             return End(Phase.CANCELLED, Reason.CANCELLED, "cancelled before it started")
         return Noop()
-    if container is not None and container.has_exited:
+    if container is not None and (container.has_exited or reported):
         return Finish()
     if container is None and task.stopping is not None:
         return Finish()  # killed, then gone: it ends as it was killed for, with no exit record
@@ -220,15 +272,15 @@ def _tail(text: str) -> str:
 
 def judge(
     task: TaskView,
-    container: ObservedContainer | None,
+    ended: ExitRecord | None,
     output: CapturedOutput,
     *,
     limit: int,
     forced: Stop | None = None,
     adopted: bool = False,
 ) -> Outcome:
-    """The terminal status of a task whose container has stopped; phase Pending where the task
-    is to run again as a new attempt.
+    """The terminal status of a task whose code has ended (`ended`: how; None for a container
+    killed and gone); phase Pending where the task is to run again as a new attempt.
 
     `adopted`: the container was started by an earlier controller process, not this one.
     """
@@ -237,8 +289,8 @@ def judge(
     stderr_truncated = len(raw_stderr) > limit or bool(report and report.stderr_truncated)
     stdout = output.stdout[:limit].decode("utf-8", errors="replace")
     stderr = raw_stderr[:limit].decode("utf-8", errors="replace")
-    exit_code = container.exit_code if container is not None else None
-    finished = container.finished_at if container is not None else None
+    exit_code = ended.exit_code if ended is not None else None
+    finished = ended.finished_at if ended is not None else None
 
     def outcome(phase: Phase, reason: Reason, message: str, result: str) -> Outcome:
         return Outcome(
@@ -261,9 +313,9 @@ def judge(
     ):
         return outcome(Phase.CANCELLED, Reason.CANCELLED, "cancelled on request", "cancelled")
     timed_out = forced is not None and forced.phase == Phase.TIMED_OUT
-    if forced is None and container is not None and container.started_at and finished:
+    if forced is None and ended is not None and ended.started_at and finished:
         # Both times are the engine's, so a skew between its clock and ours does not count.
-        ran_for = (finished - container.started_at).total_seconds()
+        ran_for = (finished - ended.started_at).total_seconds()
         timed_out = ran_for >= task.timeout_seconds
     if timed_out:
         message = f"exceeded its {task.timeout_seconds} s timeout and was killed"
@@ -286,10 +338,10 @@ def judge(
         if stdout_truncated:
             message += f"; stdout was cut at {format_size(limit)}"
         return outcome(Phase.SUCCEEDED, Reason.COMPLETED, message, stdout)
-    if report is None and container is not None and container.sandboxed:
+    if report is None and ended is not None and ended.sandboxed:
         # gVisor: the sandbox died as a whole, the supervisor with it, so the exit code is the
         # sandbox's and the code's own exit status is unknown.
-        if container.oom_killed:
+        if ended.oom_killed:
             message = (
                 f"killed: out of memory (limit {format_size(task.ram_bytes)}); under "
                 "gVisor that ends the whole sandbox, whichever process used the memory"
@@ -301,9 +353,7 @@ def judge(
             "limit, a SIGKILL to PID 1 or `docker kill` ends the whole sandbox"
         )
         return outcome(Phase.FAILED, Reason.SANDBOX_DIED, message, message)
-    if (container is not None and container.oom_killed) or (
-        report is not None and report.oom_killed
-    ):
+    if (ended is not None and ended.oom_killed) or (report is not None and report.oom_killed):
         message = f"killed: out of memory (limit {format_size(task.ram_bytes)})"
         return outcome(Phase.FAILED, Reason.OOM_KILLED, message, message)
     if exit_code == SIGKILL_EXIT_CODE and report is None:

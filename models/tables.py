@@ -72,6 +72,27 @@ class Task(SQLModel, table=True):
     stuck_since: datetime | None = None
 
 
+def next_attempt(attempt: int) -> dict[str, Any]:
+    """The status fields a task's next attempt starts from, after `attempt`: what the last
+    one held, when it ran, how it ended and what it printed, all cleared. Every path that
+    sends a task back to Pending writes these (`controller.act`)."""
+    return {
+        "attempt": attempt + 1,
+        "assigned_cpus": [],
+        "assigned_gpus": [],
+        "scheduled_at": None,
+        "started_at": None,
+        "finished_at": None,
+        "deadline_at": None,
+        "result": None,
+        "exit_code": None,
+        "stdout": None,
+        "stderr": None,
+        "stdout_truncated": False,
+        "stderr_truncated": False,
+    }
+
+
 class Transition(SQLModel, table=True):
     __tablename__ = "transitions"
 
