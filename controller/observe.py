@@ -15,7 +15,7 @@ from controller.capacity import HostCapacity, discover_capacity
 from controller.errors import RuntimeUnavailable
 from controller.following import Followers
 from controller.gpus import GpuInfo
-from controller.reconcile import TaskView
+from controller.reconcile import Stop, TaskView
 from controller.removals import Removals
 from controller.runtime import ContainerRuntime, ObservedContainer, RuntimeHealth, container_name
 from models.database import Database
@@ -65,8 +65,8 @@ class TaskRecord:
     assigned_gpus: tuple[int, ...]
     stuck_reason: str | None
 
-    def view(self) -> TaskView:
-        """The fields `reconcile.decide` and `judge` read."""
+    def view(self, *, stopping: Stop | None = None, containers_lost: int = 0) -> TaskView:
+        """The fields `reconcile.decide` and `judge` read, with what the pass knows besides."""
         return TaskView(
             id=self.id,
             phase=self.phase,
@@ -78,6 +78,8 @@ class TaskRecord:
             reset_to=self.reset_requested_to,
             created_at=self.created_at,
             scheduled_at=self.scheduled_at,
+            containers_lost=containers_lost,
+            stopping=stopping,
         )
 
 

@@ -11,7 +11,6 @@ A pass plans in three rounds, each on the tasks as the previous round left them:
   row with the heartbeat.
 """
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from controller.effects import (
@@ -106,11 +105,8 @@ def converge(
     name = seen.name_of(task)
     ended = exit_of(task, container, seen.reports.get(name), seen.now)
     reported = ended is not None and ended.reported
-    view = replace(
-        task.view(),
-        stopping=memory.stopping.get(name),
-        containers_lost=seen.containers_lost.get(task.id, 0),
-    )
+    forced = memory.stopping.get(name)
+    view = task.view(stopping=forced, containers_lost=seen.containers_lost.get(task.id, 0))
     decision = decide(view, container, seen.now, reported=reported)
     if isinstance(decision, Noop):
         return None
@@ -121,7 +117,7 @@ def converge(
         has_container=container is not None,
         running=container is not None and container.state in RUNNING_STATES and not reported,
         ended=ended,
-        forced=memory.stopping.get(name),
+        forced=forced,
         adopted=name not in memory.started_here,
     )
 
@@ -157,15 +153,15 @@ def plan_queue(seen: Observation, memory: PassMemory, *, before: Observation) ->
         and task.cancel_requested_at is None
         and task.reset_requested_to is None
     ]
+    by_id = {task.id: task for task in pending}
     if not seen.health.ok:
         waiting = {task.id: seen.health.message for task in pending}
-        return effects + _notes(pending, Reason.RUNTIME_UNAVAILABLE, waiting)
+        return effects + _notes(by_id, Reason.RUNTIME_UNAVAILABLE, waiting)
     requests = [
         Request(t.id, t.cpu, t.gpu, t.ram_bytes, t.storage_bytes, float(t.timeout_seconds))
         for t in pending
     ]
     placed = place(requests, seen.host.allocatable(), [*holdings(seen), *memory.draining.values()])
-    by_id = {task.id: task for task in pending}
     # Starts first: the words for those that wait can wait for them.
     for placement in placed.placements:
         task = by_id[placement.task_id]
@@ -173,15 +169,20 @@ def plan_queue(seen: Observation, memory: PassMemory, *, before: Observation) ->
     for wait in placed.never_fits:
         effects.append(NeverFits(by_id[wait.task_id], f"can never fit this host: {wait.message}"))
     waiting = {wait.task_id: wait.message for wait in placed.waiting}
-    return effects + _notes(pending, Reason.UNSCHEDULABLE, waiting)
+    return effects + _notes(by_id, Reason.UNSCHEDULABLE, waiting)
 
 
 def _interactive_running(before: Observation, seen: Observation) -> tuple[tuple[str, str], ...]:
-    phase_now = {task.id: task.phase for task in seen.tasks}
+    """In the first round's order and under its attempts; with those that ended in the first
+    round too (their stdin is closed, so their waiting input is dropped)."""
+    interactive = [task for task in before.tasks if task.interactive]
+    if not interactive:
+        return ()
+    running_now = {task.id for task in seen.tasks if task.phase == Phase.RUNNING}
     return tuple(
         (task.id, before.name_of(task))
-        for task in before.tasks
-        if task.interactive and Phase.RUNNING in {task.phase, phase_now.get(task.id)}
+        for task in interactive
+        if task.phase == Phase.RUNNING or task.id in running_now
     )
 
 
@@ -191,10 +192,9 @@ def _placed(task: TaskRecord, placement: Placement) -> str:
     return f"attempt {task.attempt} placed on CPU cores {cores}{gpus}"
 
 
-def _notes(pending: list[TaskRecord], reason: Reason, messages: dict[str, str]) -> list[Effect]:
+def _notes(by_id: dict[str, TaskRecord], reason: Reason, messages: dict[str, str]) -> list[Effect]:
     """A note for the waiting tasks whose words changed; most passes change none, and then
     write nothing."""
-    by_id = {task.id: task for task in pending}
     changed = {
         task_id: message
         for task_id, message in messages.items()
