@@ -5,16 +5,22 @@ transitions, and the host's capacity record (like a Kubernetes Node).
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text
+from sqlalchemy import JSON, CheckConstraint, Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from models.clock import utcnow
 from models.phases import Phase, Reason
 
+# The database refuses any other phase (migration 0007 adds it to existing databases).
+PHASE_CHECK = "phase IN ({})".format(", ".join(f"'{phase.value}'" for phase in Phase))
+
 
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_phase_pk", "phase", "pk"),)
+    __table_args__ = (
+        Index("ix_tasks_phase_pk", "phase", "pk"),
+        CheckConstraint(PHASE_CHECK, name="ck_tasks_phase"),
+    )
 
     # `pk` orders tasks by arrival (first come, first served; newest first in lists);
     # `id` is the opaque name clients see.
