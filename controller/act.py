@@ -117,12 +117,12 @@ class Executor:
                     self._followers.follow(task.id, task.attempt, name)
                 case Converge(task=task):
                     self._guarded(task, partial(self._converge, effect, seen, report))
-                case RemoveOrphan(name=name):
+                case RemoveOrphan(name=name, task_id=task_id):
                     try:
                         self._runtime.remove(name)  # forced: a running one is killed first
                         report.removed.append(name)
                     except RuntimeUnavailable as exc:
-                        log.warning("cannot remove %s: %s", name, exc)
+                        log.warning("cannot remove %s: %s", name, exc, extra={"task_id": task_id})
                 case ForwardInput(running=running):
                     self._input.forward(list(running))
                 case Bind():
@@ -149,10 +149,14 @@ class Executor:
         except RuntimeUnavailable as exc:
             # Transient: the next pass looks again from scratch.
             self._stats.engine_errors += 1
-            log.warning("task %s: %s; retrying next pass", task.id, exc)
+            log.warning("task %s: %s; retrying next pass", task.id, exc, extra={"task_id": task.id})
         except Exception:
             # One task's failure never aborts the pass for the others.
-            log.exception("task %s: unexpected error; retrying next pass", task.id)
+            log.exception(
+                "task %s: unexpected error; retrying next pass",
+                task.id,
+                extra={"task_id": task.id},
+            )
 
     def _converge(self, step: Converge, seen: Observation, report: PassReport) -> None:
         task, name = step.task, step.name
@@ -468,7 +472,7 @@ class Executor:
                     )
                 )
                 if why:
-                    log.warning("task %s is stuck: %s", task.id, why)
+                    log.warning("task %s is stuck: %s", task.id, why, extra={"task_id": task.id})
             session.commit()
 
     def _write_capacity(self, fields: dict[str, object], at: datetime) -> None:

@@ -47,6 +47,7 @@ class RemoveOrphan:
     """Remove a container of ours whose task is gone, terminal, or on a later attempt."""
 
     name: str
+    task_id: str
 
 
 @dataclass(frozen=True)

@@ -223,8 +223,8 @@ class Observer:
             for at in range(0, len(pks), _LOAD_CHUNK):
                 rows = connection.execute(
                     select(*_COLUMNS).where(_TASKS.c.pk.in_(pks[at : at + _LOAD_CHUNK]))
-                )
-                tasks += [_record(row._mapping) for row in rows]
+                ).mappings()
+                tasks += [_record(row) for row in rows]
         return tasks
 
     def _containers_lost(

@@ -94,7 +94,7 @@ def plan_tasks(seen: Observation, memory: PassMemory) -> list[Effect]:
         if step is not None:
             effects.append(step)
     if seen.containers is not None:
-        effects += [RemoveOrphan(name) for name in orphans(seen)]
+        effects += [RemoveOrphan(c.name, c.task_id) for c in orphans(seen)]
     return effects
 
 
@@ -122,17 +122,17 @@ def converge(
     )
 
 
-def orphans(seen: Observation) -> list[str]:
+def orphans(seen: Observation) -> list[ObservedContainer]:
     """Our containers whose task is gone, terminal, or on a later attempt."""
     current = {task.id: task.attempt for task in seen.tasks}
-    names = []
+    found = []
     for container in (seen.containers or {}).values():
         if current.get(container.task_id) == container.attempt or container.name in seen.removing:
             continue
         if container.task_id in current and container.attempt > current[container.task_id]:
             continue  # cannot happen by our own hand; leave it rather than guess
-        names.append(container.name)
-    return names
+        found.append(container)
+    return found
 
 
 # --- round two: stdin, and the queue -----------------------------------------------------

@@ -1,7 +1,7 @@
 """A task's phase is one of the seven: a CHECK constraint on tasks.phase.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: the phase as a closed set (issue #15)
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from models.migrations import SchemaError
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
