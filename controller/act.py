@@ -42,6 +42,7 @@ from controller.reconcile import (
     Exit,
     Finish,
     MarkRunning,
+    Outcome,
     RemoveContainer,
     Reset,
     Retry,
@@ -318,6 +319,33 @@ class Executor:
         now = self._clock()
         finished_at = ended.finished_at if ended and ended.finished_at else now
         crashpoint("after-exit")
+        self._record(task, outcome, finished_at, now, report)
+        # Removed only once the outcome is durable: a crash before this line leaves a terminal
+        # task with a container, which the next pass removes.
+        crashpoint("after-status")
+        if ended is not None and ended.reported:
+            # Judged at its report, so its container may still be exiting: its cores and
+            # memory stay held until the engine shows it stopped (`memory.forget_past`).
+            self._memory.draining[name] = Holding(
+                task.id,
+                task.assigned_cpus,
+                task.assigned_gpus,
+                task.ram_bytes,
+                task.storage_bytes,
+                0.0,
+            )
+        self._removals.add(name)
+        self._runtime.remove_soon(name, then=lambda: self._removed(name))
+
+    def _record(
+        self,
+        task: TaskRecord,
+        outcome: Outcome,
+        finished_at: datetime,
+        now: datetime,
+        report: PassReport,
+    ) -> None:
+        """Write the task's outcome, with its transition."""
         with self._db.write() as session:
             moved = move(
                 session,
@@ -341,22 +369,6 @@ class Executor:
             if task.started_at is not None:
                 ran = (finished_at - task.started_at).total_seconds()
                 self._stats.run_seconds.observe(max(ran, 0.0))
-        # Removed only once the outcome is durable: a crash before this line leaves a terminal
-        # task with a container, which the next pass removes.
-        crashpoint("after-status")
-        if ended is not None and ended.reported:
-            # Judged at its report, so its container may still be exiting: its cores and
-            # memory stay held until the engine shows it stopped (`memory.forget_past`).
-            self._memory.draining[name] = Holding(
-                task.id,
-                task.assigned_cpus,
-                task.assigned_gpus,
-                task.ram_bytes,
-                task.storage_bytes,
-                0.0,
-            )
-        self._removals.add(name)
-        self._runtime.remove_soon(name, then=lambda: self._removed(name))
 
     def _removed(self, name: str) -> None:
         """A background removal ended (gone, or a later pass removes it): wake a pass."""

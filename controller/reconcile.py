@@ -16,6 +16,7 @@ from typing import Protocol
 from controller.runtime import CapturedOutput, ObservedContainer
 from models.phases import Phase, Reason
 from models.quantities import format_size
+from sandbox.supervisor import Report
 
 RESULT_TAIL_CHARS = 4000
 SIGKILL_EXIT_CODE = 128 + 9  # what an init process reports for a child killed by SIGKILL
@@ -284,34 +285,51 @@ def judge(
 
     `adopted`: the container was started by an earlier controller process, not this one.
     """
-    raw_stderr, report = output.stderr, output.report
+    report = output.report
     stdout_truncated = len(output.stdout) > limit or bool(report and report.stdout_truncated)
-    stderr_truncated = len(raw_stderr) > limit or bool(report and report.stderr_truncated)
+    stderr_truncated = len(output.stderr) > limit or bool(report and report.stderr_truncated)
     stdout = output.stdout[:limit].decode("utf-8", errors="replace")
-    stderr = raw_stderr[:limit].decode("utf-8", errors="replace")
-    exit_code = ended.exit_code if ended is not None else None
+    stderr = output.stderr[:limit].decode("utf-8", errors="replace")
+    verdict = (
+        _stopped(task, ended, forced)
+        or _not_started(task, report, adopted=adopted)
+        or _exited(task, ended, report, stdout, stderr, cut_at=limit if stdout_truncated else None)
+    )
+    return Outcome(
+        verdict.phase,
+        verdict.reason,
+        verdict.message,
+        verdict.result,
+        ended.exit_code if ended is not None else None,
+        stdout,
+        stderr,
+        stdout_truncated,
+        stderr_truncated,
+    )
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    phase: Phase
+    reason: Reason
+    message: str
+    result: str
+
+
+def _failed(reason: Reason, message: str) -> _Verdict:
+    return _Verdict(Phase.FAILED, reason, message, message)
+
+
+def _stopped(task: TaskView, ended: ExitRecord | None, forced: Stop | None) -> _Verdict | None:
+    """Cancelled or timed out: by the kill sent for it, or as the times say."""
     finished = ended.finished_at if ended is not None else None
-
-    def outcome(phase: Phase, reason: Reason, message: str, result: str) -> Outcome:
-        return Outcome(
-            phase,
-            reason,
-            message,
-            result,
-            exit_code,
-            stdout,
-            stderr,
-            stdout_truncated,
-            stderr_truncated,
-        )
-
     cancelled_first = task.cancel_requested_at is not None and (
         finished is None or finished >= task.cancel_requested_at
     )
     if (forced is not None and forced.phase == Phase.CANCELLED) or (
         forced is None and cancelled_first
     ):
-        return outcome(Phase.CANCELLED, Reason.CANCELLED, "cancelled on request", "cancelled")
+        return _Verdict(Phase.CANCELLED, Reason.CANCELLED, "cancelled on request", "cancelled")
     timed_out = forced is not None and forced.phase == Phase.TIMED_OUT
     if forced is None and ended is not None and ended.started_at and finished:
         # Both times are the engine's, so a skew between its clock and ours does not count.
@@ -319,56 +337,74 @@ def judge(
         timed_out = ran_for >= task.timeout_seconds
     if timed_out:
         message = f"exceeded its {task.timeout_seconds} s timeout and was killed"
-        return outcome(Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED, message, message)
-    if report is not None and report.error is not None:
-        if report.undelivered and adopted:
-            # The controller that started it died before handing over the code (a window of
-            # the engine's start call): the code never ran, so it runs now, as a new attempt.
-            # Only a crash leads here, so this cannot repeat forever on its own. Pending: the
-            # caller requeues the task rather than ending it.
-            message = (
-                f"its code never reached the container: the controller that started it "
-                f"stopped first, so it never ran; started again as attempt "
-                f"{task.attempt + 1}"
-            )
-            return outcome(Phase.PENDING, Reason.START_FAILED, message, message)
-        return outcome(Phase.FAILED, Reason.START_FAILED, report.error, report.error)
+        return _Verdict(Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED, message, message)
+    return None
+
+
+def _not_started(task: TaskView, report: Report | None, *, adopted: bool) -> _Verdict | None:
+    """The supervisor reports that the code could not start."""
+    if report is None or report.error is None:
+        return None
+    if report.undelivered and adopted:
+        # The controller that started it died before handing over the code (a window of the
+        # engine's start call): the code never ran, so it runs now, as a new attempt. Only a
+        # crash leads here, so this cannot repeat forever on its own. Pending: the caller
+        # requeues the task rather than ending it.
+        message = (
+            f"its code never reached the container: the controller that started it "
+            f"stopped first, so it never ran; started again as attempt {task.attempt + 1}"
+        )
+        return _Verdict(Phase.PENDING, Reason.START_FAILED, message, message)
+    return _failed(Reason.START_FAILED, report.error)
+
+
+def _exited(
+    task: TaskView,
+    ended: ExitRecord | None,
+    report: Report | None,
+    stdout: str,
+    stderr: str,
+    *,
+    cut_at: int | None,
+) -> _Verdict:
+    """The code ran to its end: by its exit code, its signal, or what killed it."""
+    exit_code = ended.exit_code if ended is not None else None
     if exit_code == 0:
         message = "exited with code 0"
-        if stdout_truncated:
-            message += f"; stdout was cut at {format_size(limit)}"
-        return outcome(Phase.SUCCEEDED, Reason.COMPLETED, message, stdout)
+        if cut_at is not None:
+            message += f"; stdout was cut at {format_size(cut_at)}"
+        return _Verdict(Phase.SUCCEEDED, Reason.COMPLETED, message, stdout)
+    limit = format_size(task.ram_bytes)
     if report is None and ended is not None and ended.sandboxed:
         # gVisor: the sandbox died as a whole, the supervisor with it, so the exit code is the
         # sandbox's and the code's own exit status is unknown.
         if ended.oom_killed:
-            message = (
-                f"killed: out of memory (limit {format_size(task.ram_bytes)}); under "
-                "gVisor that ends the whole sandbox, whichever process used the memory"
+            return _failed(
+                Reason.OOM_KILLED,
+                f"killed: out of memory (limit {limit}); under gVisor that ends the whole "
+                "sandbox, whichever process used the memory",
             )
-            return outcome(Phase.FAILED, Reason.OOM_KILLED, message, message)
-        message = (
-            f"the gVisor sandbox died as a whole (exit code {exit_code}), so the code's "
-            "own exit status is unknown: under gVisor a fork bomb past the process "
-            "limit, a SIGKILL to PID 1 or `docker kill` ends the whole sandbox"
+        return _failed(
+            Reason.SANDBOX_DIED,
+            f"the gVisor sandbox died as a whole (exit code {exit_code}), so the code's own "
+            "exit status is unknown: under gVisor a fork bomb past the process limit, a "
+            "SIGKILL to PID 1 or `docker kill` ends the whole sandbox",
         )
-        return outcome(Phase.FAILED, Reason.SANDBOX_DIED, message, message)
     if (ended is not None and ended.oom_killed) or (report is not None and report.oom_killed):
-        message = f"killed: out of memory (limit {format_size(task.ram_bytes)})"
-        return outcome(Phase.FAILED, Reason.OOM_KILLED, message, message)
+        return _failed(Reason.OOM_KILLED, f"killed: out of memory (limit {limit})")
     if exit_code == SIGKILL_EXIT_CODE and report is None:
         # SIGKILL ended the container, yet not by our deadline (that is a Stop, or ran_for
-        # above) nor for memory: someone outside did it, such as `docker kill`. A deliberate
-        # kill ends the task; unlike a vanished container, it is not retried.
-        message = (
-            "killed by SIGKILL from outside the task (exit code 137), not by its "
-            "timeout nor for memory: for instance `docker kill`"
+        # in `_stopped`) nor for memory: someone outside did it, such as `docker kill`. A
+        # deliberate kill ends the task; unlike a vanished container, it is not retried.
+        return _failed(
+            Reason.NON_ZERO_EXIT,
+            "killed by SIGKILL from outside the task (exit code 137), not by its timeout nor "
+            "for memory: for instance `docker kill`",
         )
-        return outcome(Phase.FAILED, Reason.NON_ZERO_EXIT, message, message)
     message = f"exited with code {exit_code}"
     if report is not None and report.signal:
         message = f"killed by signal {_signal_name(report.signal)} (exit code {exit_code})"
-    return outcome(Phase.FAILED, Reason.NON_ZERO_EXIT, message, _tail(stderr) or message)
+    return _Verdict(Phase.FAILED, Reason.NON_ZERO_EXIT, message, _tail(stderr) or message)
 
 
 def _signal_name(number: int) -> str:
