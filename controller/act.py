@@ -267,7 +267,7 @@ class Executor:
         task = self._mark_running(task, self._clock())
         self._followers.follow(task.id, task.attempt, name)
         if started.has_exited:
-            ended = Exit.recorded(started, task.started_at)
+            ended = Exit.from_engine(started, task.started_at)
             self._finish(task, name, ended, report, forced=None, adopted=False)
 
     def _mark_running(self, task: TaskRecord, started_at: datetime) -> TaskRecord:
@@ -323,7 +323,7 @@ class Executor:
         # Removed only once the outcome is durable: a crash before this line leaves a terminal
         # task with a container, which the next pass removes.
         crashpoint("after-status")
-        if ended is not None and ended.reported:
+        if ended is not None and ended.from_report:
             # Judged at its report, so its container may still be exiting: its cores and
             # memory stay held until the engine shows it stopped (`memory.forget_past`).
             self._memory.draining[name] = Holding(
@@ -335,7 +335,7 @@ class Executor:
                 0.0,
             )
         self._removals.add(name)
-        self._runtime.remove_soon(name, then=lambda: self._removed(name))
+        self._runtime.remove_soon(name, then=lambda: self._removal_ended(name))
 
     def _record(
         self,
@@ -370,7 +370,7 @@ class Executor:
                 ran = (finished_at - task.started_at).total_seconds()
                 self._stats.run_seconds.observe(max(ran, 0.0))
 
-    def _removed(self, name: str) -> None:
+    def _removal_ended(self, name: str) -> None:
         """A background removal ended (gone, or a later pass removes it): wake a pass."""
         self._removals.discard(name)
         self._wake()

@@ -56,9 +56,6 @@ class Followers:
                 reports[name] = report
         return reports
 
-    def reported(self) -> set[str]:
-        return set(self.reports())
-
     def stop(self, name: str) -> CapturedOutput | None:
         """Wait for the container's reader to drain (its container has stopped) and store;
         the output it read, where it read all of it (it saw the supervisor's report)."""

@@ -158,7 +158,7 @@ class Observer:
         if health.ok:
             try:
                 # Those whose code reported, or being removed: the pass needs no exit record.
-                settled = removing | self._followers.reported()
+                settled = removing | self._followers.reports().keys()
                 listed = self._runtime.list_owned(settled=settled)
             except RuntimeUnavailable as exc:
                 health = RuntimeHealth(ok=False, message=str(exc))

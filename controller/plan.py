@@ -71,10 +71,10 @@ def exit_of(
             finished_at=now,
             oom_killed=container.oom_killed,
             sandboxed=container.sandboxed,
-            reported=True,
+            from_report=True,
         )
     if container.has_exited:
-        return Exit.recorded(container, task.started_at)
+        return Exit.from_engine(container, task.started_at)
     return None
 
 
@@ -104,7 +104,7 @@ def converge(
     """The step that moves one task toward its desired state; None where none is due."""
     name = seen.name_of(task)
     ended = exit_of(task, container, seen.reports.get(name), seen.now)
-    reported = ended is not None and ended.reported
+    reported = ended is not None and ended.from_report
     forced = memory.stopping.get(name)
     view = task.view(stopping=forced, containers_lost=seen.containers_lost.get(task.id, 0))
     decision = decide(view, container, seen.now, reported=reported)
@@ -165,7 +165,9 @@ def plan_queue(seen: Observation, memory: PassMemory, *, before: Observation) ->
     # Starts first: the words for those that wait can wait for them.
     for placement in placed.placements:
         task = by_id[placement.task_id]
-        effects.append(Bind(task, seen.name_of(task), placement, _placed(task, placement)))
+        effects.append(
+            Bind(task, seen.name_of(task), placement, _placement_message(task, placement))
+        )
     for wait in placed.never_fits:
         effects.append(NeverFits(by_id[wait.task_id], f"can never fit this host: {wait.message}"))
     waiting = {wait.task_id: wait.message for wait in placed.waiting}
@@ -186,7 +188,7 @@ def _interactive_running(before: Observation, seen: Observation) -> tuple[tuple[
     )
 
 
-def _placed(task: TaskRecord, placement: Placement) -> str:
+def _placement_message(task: TaskRecord, placement: Placement) -> str:
     cores = ", ".join(map(str, placement.cpus)) or "none (best effort)"
     gpus = f", GPUs {', '.join(map(str, placement.gpus))}" if placement.gpus else ""
     return f"attempt {task.attempt} placed on CPU cores {cores}{gpus}"

@@ -66,7 +66,7 @@ class ExitRecord(Protocol):
 @dataclass(frozen=True)
 class Exit:
     """How an attempt's code ended: from the engine's exit record, or sooner, from the
-    supervisor's report while the engine still shows the container running (`reported`)."""
+    supervisor's report while the engine still shows the container running (`from_report`)."""
 
     exit_code: int | None
     started_at: datetime | None
@@ -75,10 +75,10 @@ class Exit:
     sandboxed: bool = False
     # Read from the report: the container may still be exiting, and holds its slots until the
     # engine shows it stopped.
-    reported: bool = False
+    from_report: bool = False
 
     @classmethod
-    def recorded(cls, container: ObservedContainer, task_started_at: datetime | None) -> "Exit":
+    def from_engine(cls, container: ObservedContainer, task_started_at: datetime | None) -> "Exit":
         """The engine's exit record. Where the engine shows no start time (a warm container's
         predates its task), the task's own counts."""
         return cls(
@@ -291,9 +291,11 @@ def judge(
     stdout = output.stdout[:limit].decode("utf-8", errors="replace")
     stderr = output.stderr[:limit].decode("utf-8", errors="replace")
     verdict = (
-        _stopped(task, ended, forced)
-        or _not_started(task, report, adopted=adopted)
-        or _exited(task, ended, report, stdout, stderr, cut_at=limit if stdout_truncated else None)
+        _stop_verdict(task, ended, forced)
+        or _start_failure(task, report, adopted=adopted)
+        or _exit_verdict(
+            task, ended, report, stdout, stderr, cut_at=limit if stdout_truncated else None
+        )
     )
     return Outcome(
         verdict.phase,
@@ -316,11 +318,11 @@ class _Verdict:
     result: str
 
 
-def _failed(reason: Reason, message: str) -> _Verdict:
+def _failure(reason: Reason, message: str) -> _Verdict:
     return _Verdict(Phase.FAILED, reason, message, message)
 
 
-def _stopped(task: TaskView, ended: ExitRecord | None, forced: Stop | None) -> _Verdict | None:
+def _stop_verdict(task: TaskView, ended: ExitRecord | None, forced: Stop | None) -> _Verdict | None:
     """Cancelled or timed out: by the kill sent for it, or as the times say."""
     finished = ended.finished_at if ended is not None else None
     cancelled_first = task.cancel_requested_at is not None and (
@@ -341,7 +343,7 @@ def _stopped(task: TaskView, ended: ExitRecord | None, forced: Stop | None) -> _
     return None
 
 
-def _not_started(task: TaskView, report: Report | None, *, adopted: bool) -> _Verdict | None:
+def _start_failure(task: TaskView, report: Report | None, *, adopted: bool) -> _Verdict | None:
     """The supervisor reports that the code could not start."""
     if report is None or report.error is None:
         return None
@@ -355,10 +357,10 @@ def _not_started(task: TaskView, report: Report | None, *, adopted: bool) -> _Ve
             f"stopped first, so it never ran; started again as attempt {task.attempt + 1}"
         )
         return _Verdict(Phase.PENDING, Reason.START_FAILED, message, message)
-    return _failed(Reason.START_FAILED, report.error)
+    return _failure(Reason.START_FAILED, report.error)
 
 
-def _exited(
+def _exit_verdict(
     task: TaskView,
     ended: ExitRecord | None,
     report: Report | None,
@@ -379,24 +381,24 @@ def _exited(
         # gVisor: the sandbox died as a whole, the supervisor with it, so the exit code is the
         # sandbox's and the code's own exit status is unknown.
         if ended.oom_killed:
-            return _failed(
+            return _failure(
                 Reason.OOM_KILLED,
                 f"killed: out of memory (limit {limit}); under gVisor that ends the whole "
                 "sandbox, whichever process used the memory",
             )
-        return _failed(
+        return _failure(
             Reason.SANDBOX_DIED,
             f"the gVisor sandbox died as a whole (exit code {exit_code}), so the code's own "
             "exit status is unknown: under gVisor a fork bomb past the process limit, a "
             "SIGKILL to PID 1 or `docker kill` ends the whole sandbox",
         )
     if (ended is not None and ended.oom_killed) or (report is not None and report.oom_killed):
-        return _failed(Reason.OOM_KILLED, f"killed: out of memory (limit {limit})")
+        return _failure(Reason.OOM_KILLED, f"killed: out of memory (limit {limit})")
     if exit_code == SIGKILL_EXIT_CODE and report is None:
         # SIGKILL ended the container, yet not by our deadline (that is a Stop, or ran_for
-        # in `_stopped`) nor for memory: someone outside did it, such as `docker kill`. A
+        # in `_stop_verdict`) nor for memory: someone outside did it, such as `docker kill`. A
         # deliberate kill ends the task; unlike a vanished container, it is not retried.
-        return _failed(
+        return _failure(
             Reason.NON_ZERO_EXIT,
             "killed by SIGKILL from outside the task (exit code 137), not by its timeout nor "
             "for memory: for instance `docker kill`",

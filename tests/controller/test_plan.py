@@ -187,7 +187,7 @@ def _say_step(step: Converge) -> str:
             return f"kill for {phase}"
         case Finish():
             how = "gone" if step.ended is None else f"exit {step.ended.exit_code}"
-            source = " (reported)" if step.ended is not None and step.ended.reported else ""
+            source = " (reported)" if step.ended is not None and step.ended.from_report else ""
             forced = f", killed for {step.forced.phase}" if step.forced else ""
             adopted = ", adopted" if step.adopted else ""
             return f"finish: {how}{source}{forced}{adopted}"
