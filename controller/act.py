@@ -10,12 +10,13 @@ engine error is retried by the next pass, which observes afresh. `controller.loo
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlmodel import col
 
+from controller import status
 from controller.compaction import compact_history
 from controller.crashpoints import crashpoint
 from controller.effects import (
@@ -137,7 +138,7 @@ class Executor:
                 case KeepWarm(wanted=wanted):
                     self._runtime.keep_warm(list(wanted))
                 case RecordStuck(changes=changes, at=at):
-                    self._record_stuck(changes, at)
+                    status.record_stuck(self._db, changes, at)
                 case CompactHistory(at=at):
                     self._memory.compacted_at = at
                     compact_history(self._db, self._settings, at)
@@ -272,25 +273,12 @@ class Executor:
 
     def _mark_running(self, task: TaskRecord, started_at: datetime) -> TaskRecord:
         """Move Scheduled to Running; the task as it now stands."""
-        deadline = started_at + timedelta(seconds=task.timeout_seconds)
-        with self._db.write() as session:
-            moved = move(
-                session,
-                now=self._clock(),
-                task_id=task.id,
-                from_phase=Phase.SCHEDULED,
-                at_attempt=task.attempt,
-                to_phase=Phase.RUNNING,
-                reason=Reason.STARTED,
-                message=f"container started; deadline in {task.timeout_seconds} s",
-                started_at=started_at,
-                deadline_at=deadline,
-            )
-        if not moved:
+        running = status.mark_running(self._db, task, started_at, now=self._clock())
+        if running is None:
             return task
         waited = (started_at - task.created_at).total_seconds()
         self._stats.submit_to_start_seconds.observe(max(waited, 0.0))
-        return replace(task, phase=Phase.RUNNING, started_at=started_at, deadline_at=deadline)
+        return running
 
     # --- ending -------------------------------------------------------------------------
 
@@ -345,30 +333,12 @@ class Executor:
         now: datetime,
         report: PassReport,
     ) -> None:
-        """Write the task's outcome, with its transition."""
-        with self._db.write() as session:
-            moved = move(
-                session,
-                now=now,
-                task_id=task.id,
-                from_phase=task.phase,
-                at_attempt=task.attempt,
-                to_phase=outcome.phase,
-                reason=outcome.reason,
-                message=outcome.message,
-                result=outcome.result,
-                exit_code=outcome.exit_code,
-                stdout=outcome.stdout,
-                stderr=outcome.stderr,
-                stdout_truncated=outcome.stdout_truncated,
-                stderr_truncated=outcome.stderr_truncated,
-                finished_at=finished_at,
-            )
-        if moved:
-            report.finished.append(task.id)
-            if task.started_at is not None:
-                ran = (finished_at - task.started_at).total_seconds()
-                self._stats.run_seconds.observe(max(ran, 0.0))
+        if not status.record_outcome(self._db, task, outcome, finished_at, now=now):
+            return
+        report.finished.append(task.id)
+        if task.started_at is not None:
+            ran = (finished_at - task.started_at).total_seconds()
+            self._stats.run_seconds.observe(max(ran, 0.0))
 
     def _removal_ended(self, name: str) -> None:
         """A background removal ended (gone, or a later pass removes it): wake a pass."""
@@ -388,37 +358,11 @@ class Executor:
         result: str,
         report: PassReport,
     ) -> None:
-        """End a task that has no container output to judge."""
-        now = self._clock()
-        with self._db.write() as session:
-            if move(
-                session,
-                now=now,
-                task_id=task.id,
-                from_phase=task.phase,
-                at_attempt=task.attempt,
-                to_phase=phase,
-                reason=reason,
-                message=message,
-                result=result,
-                finished_at=now,
-            ):
-                report.finished.append(task.id)
+        if status.end(self._db, task, phase, reason, message, result, now=self._clock()):
+            report.finished.append(task.id)
 
     def _requeue(self, task: TaskRecord, reason: Reason, message: str) -> None:
-        """Send a task back to Pending as its next attempt, its slots freed."""
-        with self._db.write() as session:
-            move(
-                session,
-                now=self._clock(),
-                task_id=task.id,
-                from_phase=task.phase,
-                at_attempt=task.attempt,
-                to_phase=Phase.PENDING,
-                reason=reason,
-                message=message,
-                **next_attempt(task.attempt),
-            )
+        status.requeue(self._db, task, reason, message, now=self._clock())
 
     def _reset(
         self, task: TaskRecord, name: str, to: Phase, report: PassReport, *, has_container: bool
@@ -470,22 +414,6 @@ class Executor:
                 report.finished.append(task.id)
 
     # --- upkeep -------------------------------------------------------------------------
-
-    def _record_stuck(self, changes: Sequence[tuple[TaskRecord, str | None]], at: datetime) -> None:
-        with self._db.write() as session:
-            for task, why in changes:
-                session.execute(
-                    update(Task)
-                    .where(col(Task.id) == task.id, col(Task.phase) == task.phase)
-                    .values(
-                        stuck_reason=why,
-                        stuck_since=at if why else None,
-                        resource_version=Task.resource_version + 1,
-                    )
-                )
-                if why:
-                    log.warning("task %s is stuck: %s", task.id, why, extra={"task_id": task.id})
-            session.commit()
 
     def _write_capacity(self, fields: dict[str, object], at: datetime) -> None:
         with self._db.write() as session:

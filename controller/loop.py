@@ -101,7 +101,7 @@ class Reconciler:
         queue = self._observer.reread(seen)
         act(plan_queue(queue, memory, before=seen), queue, report)
 
-        # Only placements change the tasks between the two; without an engine there are none.
+        # Without an engine, round two only notes why tasks wait, which upkeep does not read.
         after = self._observer.reread(queue) if queue.health.ok else queue
         act(plan_upkeep(after, memory, self._settings, at=self._clock()), after, report)
         self.stats.pass_seconds.observe(time.perf_counter() - began)
