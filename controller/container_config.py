@@ -88,7 +88,8 @@ def host_settings(spec: ContainerSpec, *, seccomp: str | None) -> dict[str, Any]
         "read_only": True,
         # nr_inodes: a million empty files end in ENOSPC, not in kernel memory.
         "tmpfs": {
-            WORK_DIR: f"rw,nosuid,nodev,noexec,size={work_bytes(spec.storage)},"
+            WORK_DIR: f"rw,nosuid,nodev,{'exec' if spec.exec_work else 'noexec'},"
+            f"size={work_bytes(spec.storage)},"
             f"nr_inodes={work_inodes(spec.storage)},mode=1777"
         },
         "shm_size": shm_bytes(spec.storage),

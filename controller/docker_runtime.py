@@ -41,9 +41,11 @@ from controller.runtime import (
     RuntimeHealth,
     WarmKey,
 )
+from controller.runtime_images import installed_runtimes, with_default
 from controller.stdin_pump import StdinPump
 from controller.warm_containers import WarmContainers
 from controller.warm_pool import Warm
+from models.runtimes import RUNTIME_LABEL
 from sandbox.frames import frame_key, keyed
 from sandbox.seccomp import TASKYARD, load_profile
 
@@ -104,6 +106,7 @@ class DockerRuntime:
                 client = self._engine.client()
                 info = client.info()
                 client.images.get(self._image)
+                labelled = client.images.list(filters={"label": RUNTIME_LABEL})
         except ImageMissing:
             return RuntimeHealth(
                 ok=False,
@@ -120,6 +123,12 @@ class DockerRuntime:
                 "storage_driver": str(info.get("Driver", "")),
                 "cgroup_version": str(info.get("CgroupVersion", "")),
             },
+            runtimes=with_default(
+                installed_runtimes(
+                    ((image.tags, image.labels or {}) for image in labelled), self._image
+                ),
+                self._image,
+            ),
         )
         self._healthy = (time.monotonic(), healthy)
         return healthy

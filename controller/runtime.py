@@ -10,8 +10,9 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
+from sandbox.frames import CollectedFile
 from sandbox.supervisor import Report
 
 OWNER_LABEL = "taskyard.owner"
@@ -45,6 +46,8 @@ class ContainerSpec:
     log_limit: int
     docker_runtime: str | None = None
     interactive: bool = False  # keep stdin open after the payload, for send_input
+    # The work area allows exec(): the runtime's compile step writes the program there.
+    exec_work: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class WarmKey:
     nofile_limit: int
     log_limit: int
     docker_runtime: str | None
+    exec_work: bool = False
 
     @classmethod
     def of(cls, spec: ContainerSpec) -> "WarmKey | None":
@@ -71,6 +75,7 @@ class WarmKey:
             spec.nofile_limit,
             spec.log_limit,
             spec.docker_runtime,
+            spec.exec_work,
         )
 
 
@@ -113,6 +118,10 @@ class CapturedOutput:
     stdout: bytes
     stderr: bytes
     report: Report | None = None
+    # The files collected after the run, as far as they came whole (bounded by the frame
+    # reader's own limits; the controller applies the task's settings when it stores them).
+    files: tuple[CollectedFile, ...] = ()
+    files_truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,8 @@ class RuntimeHealth:
     message: str
     data_root: str | None = None
     details: dict[str, str] = field(default_factory=dict)
+    # The runtimes whose images the engine holds: name -> {image, version, packages}.
+    runtimes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class ContainerRuntime(Protocol):

@@ -37,6 +37,10 @@ SLOW_FLUSH_SECONDS = 1.0  # after that: a task that prints a little all the time
 FAST_LINES = 2000
 FRAME_BYTES = 48 * 1024  # a batch this large is written at once
 MAX_LINE = 256 * 1024  # longer than any line of ours: the rest of such a line is dropped
+# The most collected files a reader keeps from one container, whatever the task asked: the
+# controller cuts them down to the task's own bounds when it stores them.
+READ_FILES = 1000
+READ_FILE_BYTES = 64 * 1024 * 1024
 
 
 # The stream name of the supervisor's report among the (stream, bytes) pieces `follow` yields.
@@ -57,19 +61,24 @@ def frame_key(secret: str, name: str) -> bytes:
     return digest[:KEY_CHARS].encode()
 
 
-def log_budget(limit: int, timeout_seconds: float) -> int:
+def log_budget(
+    limit: int, timeout_seconds: float, *, collect_files: int = 0, collect_bytes: int = 0
+) -> int:
     """The size the engine's json-file log of one container can reach, with room to spare.
 
     Each stream's `limit` + 1 bytes grow by a third in base64, every line carries the key and
     a tag, and the engine stores each line, and each 16 KiB piece of a longer one, as a JSON
     object of about 90 bytes. The number of lines is bounded by the flush timer: fast for
     `FAST_LINES` lines, then one per stream per `SLOW_FLUSH_SECONDS` for the task's whole
-    run (its timeout, plus a minute for the kill)."""
-    encoded = 2 * 4 * ((limit + 1 + 2) // 3)
+    run (its timeout, plus a minute for the kill). Collected files come after, in base64 too:
+    a header line each, and a line per `FRAME_BYTES` of their bytes."""
+    encoded = 2 * 4 * ((limit + 1 + 2) // 3) + 4 * ((collect_bytes + 2) // 3)
     lines = (
         FAST_LINES
         + 2 * (timeout_seconds + 60) / SLOW_FLUSH_SECONDS
         + 2 * (2 * limit // FRAME_BYTES + 1)
+        + 2 * collect_files
+        + collect_bytes // FRAME_BYTES
         + 4
     )
     per_line = KEY_CHARS + 2 + 96
@@ -233,7 +242,7 @@ def decode_output(key: bytes, framed: bytes) -> tuple[bytes, bytes, Report | Non
 
 
 def decode_run(
-    key: bytes, framed: bytes, *, max_files: int = 0, max_bytes: int = 0
+    key: bytes, framed: bytes, *, max_files: int = READ_FILES, max_bytes: int = READ_FILE_BYTES
 ) -> tuple[bytes, bytes, Report | None, FileAssembler]:
     """As `decode_output`, and the files collected after the run, within those bounds."""
     decoder = FrameDecoder(key)

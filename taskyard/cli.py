@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from models.runtimes import BY_NAME, DEFAULT_RUNTIME, RUNTIMES, Runtime, find_runtime
 from taskyard.commands.admin import add_admin_verbs
 from taskyard.commands.context import run
 from taskyard.commands.tasks import add_task_verbs
@@ -34,6 +35,14 @@ def _log_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _runtime(name: str) -> Runtime:
+    runtime = find_runtime(name)
+    if runtime is None:
+        known = ", ".join(r.name for r in RUNTIMES)
+        raise argparse.ArgumentTypeError(f"no runtime {name!r}; known: {known}")
+    return runtime
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="taskyard", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -44,10 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
     controller = verbs.add_parser("controller", help="run only the controller")
     controller.add_argument("--data-dir", type=Path)
     _log_flag(controller)
-    image = verbs.add_parser("image", help="manage the runner image")
+    image = verbs.add_parser("image", help="manage the runtime images")
     image_verbs = image.add_subparsers(dest="image_verb", required=True)
-    build = image_verbs.add_parser("build", help="build the runner image (offline if need be)")
+    build = image_verbs.add_parser(
+        "build",
+        help="build a runtime's image, the default's (python) unless told (offline if need be)",
+    )
     build.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    which = build.add_mutually_exclusive_group()
+    which.add_argument(
+        "--runtime",
+        type=_runtime,
+        metavar="NAME",
+        help=f"build this runtime's image: {', '.join(r.name for r in RUNTIMES)}, or an alias",
+    )
+    which.add_argument("--all", action="store_true", help="build every runtime's image")
     doctor = verbs.add_parser("doctor", help="check whether this host can run tasks")
     doctor.add_argument("--data-dir", type=Path)
     add_task_verbs(verbs)
@@ -83,15 +103,20 @@ def main(argv: list[str] | None = None) -> int:
         run_controller(settings)
         return 0
     if args.verb == "image":
-        from sandbox.imagebuild import ImageBuildError, build_runner_image
+        from sandbox.imagebuild import BuildCache, ImageBuildError, build_runtime_image
 
-        try:
-            how = build_runner_image(settings.image, force=args.force)
-        except ImageBuildError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        print(f"runner image {settings.image}: {how}")
-        return 0
+        failed = 0
+        with BuildCache() as cache:  # --all bootstraps Debian once for every runtime
+            for runtime in RUNTIMES if args.all else [args.runtime or BY_NAME[DEFAULT_RUNTIME]]:
+                name = runtime.image(settings.image)
+                try:
+                    how = build_runtime_image(runtime, name, cache=cache, force=args.force)
+                except ImageBuildError as exc:  # the others may still build
+                    print(f"error: {exc}", file=sys.stderr)
+                    failed += 1
+                    continue
+                print(f"runner image {name}: {how}")
+        return 1 if failed else 0
     if args.verb == "admin":  # `admin backup`, the admin verb that works on local files
         from taskyard.backup import run_backup
 

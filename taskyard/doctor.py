@@ -2,12 +2,14 @@
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from controller.docker_runtime import DockerRuntime
 from controller.gpus import discover_gpus
 from models.database import open_database, schema_revision
 from models.migrations import SchemaError
+from models.runtimes import RUNTIMES
 from models.settings import Settings
 from taskyard.service import instance_id
 
@@ -58,7 +60,29 @@ def diagnose(settings: Settings, say: Callable[[str], None] = print) -> bool:
         )
         line(False, "engine", health.message, fix)
 
+    if health.ok:
+        for finding in runtime_findings(health.runtimes):
+            say(finding)
+
     gpus, message = discover_gpus()
     say(f"[ok] gpus: {message}" + "".join(f"\n       {g.index}: {g.name}" for g in gpus))
     say(f"[ok] cpus: {len(os.sched_getaffinity(0))} usable, {settings.reserved_cpus} reserved")
     return ok
+
+
+def runtime_findings(installed: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Which runtimes' images are installed (as the engine's health read them), at which
+    version, and how to build the others. A missing runtime is no failure: the host runs the
+    others, and asks for it get a 422."""
+    unknown = "version unknown: rebuild with --force"
+    found = [
+        f"{runtime.name} ({installed[runtime.name].get('version') or unknown})"
+        for runtime in RUNTIMES
+        if runtime.name in installed
+    ]
+    missing = [runtime.name for runtime in RUNTIMES if runtime.name not in installed]
+    lines = [f"[ok] runtimes: {', '.join(found) or 'none'}"]
+    if missing:
+        lines.append(f"[warn] runtimes not installed: {', '.join(missing)}")
+        lines.append("       fix: taskyard image build --runtime NAME (or --all)")
+    return lines
