@@ -5,11 +5,14 @@ transitions, and the host's capacity record (like a Kubernetes Node).
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text
+from sqlalchemy import JSON, CheckConstraint, Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from models.clock import utcnow
 from models.phases import Phase, Reason
+
+# The database refuses any other phase (migration 0009 adds it to existing databases).
+PHASE_CHECK = "phase IN ({})".format(", ".join(f"'{phase.value}'" for phase in Phase))
 
 
 class Task(SQLModel, table=True):
@@ -17,6 +20,7 @@ class Task(SQLModel, table=True):
     __table_args__ = (
         Index("ix_tasks_phase_pk", "phase", "pk"),
         Index("ix_tasks_batch_pk", "batch_id", "pk"),
+        CheckConstraint(PHASE_CHECK, name="ck_tasks_phase"),
     )
 
     # `pk` orders tasks by arrival (first come, first served; newest first in lists);
@@ -91,6 +95,31 @@ class Task(SQLModel, table=True):
     usage: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     stuck_reason: str | None = None
     stuck_since: datetime | None = None
+
+
+def next_attempt(attempt: int) -> dict[str, Any]:
+    """The status fields a task's next attempt starts from, after `attempt`: what the last
+    one held, when it ran, how it ended, what it printed and collected and what it cost, all
+    cleared. Every path that
+    sends a task back to Pending writes these (`controller.act`)."""
+    return {
+        "attempt": attempt + 1,
+        "assigned_cpus": [],
+        "assigned_gpus": [],
+        "scheduled_at": None,
+        "started_at": None,
+        "finished_at": None,
+        "deadline_at": None,
+        "result": None,
+        "exit_code": None,
+        "stdout": None,
+        "stderr": None,
+        "stdout_truncated": False,
+        "stderr_truncated": False,
+        "collected_files": [],
+        "files_truncated": False,
+        "usage": None,
+    }
 
 
 class Transition(SQLModel, table=True):
