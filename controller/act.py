@@ -38,6 +38,7 @@ from controller.following import Followers
 from controller.input_forwarding import InputForwarder
 from controller.memory import PassMemory
 from controller.observe import Observation, TaskRecord
+from controller.programs import image_of, kept_files, program_of, runtime_of, usage_of
 from controller.reconcile import (
     End,
     Exit,
@@ -230,11 +231,32 @@ class Executor:
         self._guarded(task, partial(self._start, task, bind.name, seen, report))
 
     def _start(self, task: TaskRecord, name: str, seen: Observation, report: PassReport) -> None:
+        runtime = runtime_of(task.runtime)
+        if runtime is None:
+            message = f"runtime {task.runtime!r} is unknown to this controller"
+            self._end(task, Phase.FAILED, Reason.START_FAILED, message, message, report)
+            return
         with self._db.read() as session:
-            code, stdin = session.execute(
-                select(col(Task.code), col(Task.stdin)).where(col(Task.id) == task.id)
+            code, stdin, files, args, env, collect = session.execute(
+                select(
+                    col(Task.code),
+                    col(Task.stdin),
+                    col(Task.files),
+                    col(Task.args),
+                    col(Task.env),
+                    col(Task.collect),
+                ).where(col(Task.id) == task.id)
             ).one()
         limit = self._settings.output_limit_bytes
+        program = program_of(
+            runtime,
+            files=files,
+            args=args,
+            env=env,
+            collect=collect,
+            timeout_seconds=task.timeout_seconds,
+            settings=self._settings,
+        )
         spec = container_spec(
             self._settings,
             all_cpus=seen.host.cpu_ids,
@@ -249,8 +271,12 @@ class Executor:
             gpus=task.assigned_gpus,
             ram=task.ram_bytes,
             storage=task.storage_bytes,
-            payload=build_payload(code, stdin, limit, interactive=task.interactive),
+            payload=build_payload(
+                code, stdin, limit, interactive=task.interactive, program=program
+            ),
             interactive=task.interactive,
+            image=image_of(runtime, self._settings),
+            exec_work=runtime.exec_work,
         )
         self._memory.recent_storage.append(task.storage_bytes)
         self._memory.started_here.add(name)
@@ -273,7 +299,13 @@ class Executor:
 
     def _mark_running(self, task: TaskRecord, started_at: datetime) -> TaskRecord:
         """Move Scheduled to Running; the task as it now stands."""
-        running = status.mark_running(self._db, task, started_at, now=self._clock())
+        running = status.mark_running(
+            self._db,
+            task,
+            started_at,
+            now=self._clock(),
+            grace=self._settings.supervisor_deadline_grace_seconds,
+        )
         if running is None:
             return task
         waited = (started_at - task.created_at).total_seconds()
@@ -307,6 +339,14 @@ class Executor:
         now = self._clock()
         finished_at = ended.finished_at if ended and ended.finished_at else now
         crashpoint("after-exit")
+        files, files_truncated = kept_files(
+            output.files,
+            output.files_truncated or bool(output.report and output.report.files_truncated),
+            self._settings,
+        )
+        outcome = replace(
+            outcome, files=files, files_truncated=files_truncated, usage=usage_of(output.report)
+        )
         self._record(task, outcome, finished_at, now, report)
         # Removed only once the outcome is durable: a crash before this line leaves a terminal
         # task with a container, which the next pass removes.

@@ -50,6 +50,8 @@ from sandbox.frames import frame_key, keyed
 from sandbox.seccomp import TASKYARD, load_profile
 
 log = logging.getLogger("taskyard.controller")
+# How long a stopped container's supervisor has to end the code and report before SIGKILL.
+STOP_GRACE_SECONDS = 2
 
 HEALTH_CACHE_SECONDS = 5.0
 
@@ -311,9 +313,12 @@ class DockerRuntime:
 
     def _kill_quietly(self, name: str) -> None:
         try:
-            # A conflict: it is not running any more.
+            # SIGTERM first: the supervisor ends the code, sends back its files and its
+            # usage, and reports; the engine sends SIGKILL once STOP_GRACE_SECONDS have passed
+            # (the task can neither catch nor delay the supervisor's signal: it runs as
+            # another user). A conflict: it is not running any more.
             with engine_call(f"kill {name}", gone_ok=True, conflict_ok=True):
-                self._engine.client().api.kill(name)
+                self._engine.client().api.stop(name, timeout=STOP_GRACE_SECONDS)
         except RuntimeUnavailable as exc:
             log.warning("%s; the next pass tries again", exc)
             return

@@ -56,6 +56,7 @@ class TaskRecord:
     storage_bytes: int
     timeout_seconds: int
     interactive: bool
+    runtime: str
     cancel_requested_at: datetime | None
     reset_requested_to: Phase | None
     scheduled_at: datetime | None

@@ -11,6 +11,7 @@ A pass plans in three rounds, each on the tasks as the previous round left them:
   row with the heartbeat.
 """
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from controller.effects import (
@@ -157,6 +158,14 @@ def plan_queue(seen: Observation, memory: PassMemory, *, before: Observation) ->
     if not seen.health.ok:
         waiting = {task.id: seen.health.message for task in pending}
         return effects + _notes(by_id, Reason.RUNTIME_UNAVAILABLE, waiting)
+    # A task whose runtime's image is missing cannot run at all: it holds no place in the
+    # queue, so it keeps no one behind it waiting.
+    missing = {
+        task.id: _missing_runtime(task.runtime, seen.health.runtimes)
+        for task in pending
+        if task.runtime not in seen.health.runtimes
+    }
+    pending = [task for task in pending if task.id not in missing]
     requests = [
         Request(t.id, t.cpu, t.gpu, t.ram_bytes, t.storage_bytes, float(t.timeout_seconds))
         for t in pending
@@ -171,7 +180,18 @@ def plan_queue(seen: Observation, memory: PassMemory, *, before: Observation) ->
     for wait in placed.never_fits:
         effects.append(NeverFits(by_id[wait.task_id], f"can never fit this host: {wait.message}"))
     waiting = {wait.task_id: wait.message for wait in placed.waiting}
-    return effects + _notes(by_id, Reason.UNSCHEDULABLE, waiting)
+    return (
+        effects
+        + _notes(by_id, Reason.RUNTIME_UNAVAILABLE, missing)
+        + _notes(by_id, Reason.UNSCHEDULABLE, waiting)
+    )
+
+
+def _missing_runtime(name: str, installed: Mapping[str, object]) -> str:
+    return (
+        f"runtime {name} is not installed on this host (installed: "
+        f"{', '.join(sorted(installed)) or 'none'}): taskyard image build --runtime {name}"
+    )
 
 
 def _interactive_running(before: Observation, seen: Observation) -> tuple[tuple[str, str], ...]:
@@ -302,6 +322,7 @@ def plan_capacity(seen: Observation, memory: PassMemory, settings: Settings) -> 
         "allocated_storage": sum(h.storage for h in held),
         "runtime_ok": seen.health.ok,
         "runtime_message": seen.health.message,
+        "runtimes": dict(seen.health.runtimes),
     }
     every = min(HEARTBEAT_EVERY, timedelta(seconds=settings.controller_stale_seconds / 4))
     due = memory.heartbeat_at is None or seen.now - memory.heartbeat_at >= every

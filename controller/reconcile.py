@@ -9,9 +9,9 @@ calls `judge` once it has the output.
 """
 
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from controller.runtime import CapturedOutput, ObservedContainer
 from models.phases import Phase, Reason
@@ -264,6 +264,10 @@ class Outcome:
     stderr: str
     stdout_truncated: bool
     stderr_truncated: bool
+    # What came back besides the streams: set by the executor from the run's output.
+    files: list[dict[str, Any]] = field(default_factory=list)
+    files_truncated: bool = False
+    usage: dict[str, Any] | None = None
 
 
 def _tail(text: str) -> str:
@@ -291,7 +295,7 @@ def judge(
     stdout = output.stdout[:limit].decode("utf-8", errors="replace")
     stderr = output.stderr[:limit].decode("utf-8", errors="replace")
     verdict = (
-        _stop_verdict(task, ended, forced)
+        _stop_verdict(task, ended, forced, timed_out=bool(report and report.timed_out))
         or _start_failure(task, report, adopted=adopted)
         or _exit_verdict(
             task, ended, report, stdout, stderr, cut_at=limit if stdout_truncated else None
@@ -322,8 +326,11 @@ def _failure(reason: Reason, message: str) -> _Verdict:
     return _Verdict(Phase.FAILED, reason, message, message)
 
 
-def _stop_verdict(task: TaskView, ended: ExitRecord | None, forced: Stop | None) -> _Verdict | None:
-    """Cancelled or timed out: by the kill sent for it, or as the times say."""
+def _stop_verdict(
+    task: TaskView, ended: ExitRecord | None, forced: Stop | None, *, timed_out: bool
+) -> _Verdict | None:
+    """Cancelled or timed out: by the kill sent for it, as the times say, or as the
+    supervisor says (`timed_out`: it ended the code at its deadline itself)."""
     finished = ended.finished_at if ended is not None else None
     cancelled_first = task.cancel_requested_at is not None and (
         finished is None or finished >= task.cancel_requested_at
@@ -332,8 +339,8 @@ def _stop_verdict(task: TaskView, ended: ExitRecord | None, forced: Stop | None)
         forced is None and cancelled_first
     ):
         return _Verdict(Phase.CANCELLED, Reason.CANCELLED, "cancelled on request", "cancelled")
-    timed_out = forced is not None and forced.phase == Phase.TIMED_OUT
-    if forced is None and ended is not None and ended.started_at and finished:
+    timed_out = timed_out or (forced is not None and forced.phase == Phase.TIMED_OUT)
+    if not timed_out and forced is None and ended is not None and ended.started_at and finished:
         # Both times are the engine's, so a skew between its clock and ours does not count.
         ran_for = (finished - ended.started_at).total_seconds()
         timed_out = ran_for >= task.timeout_seconds
@@ -371,6 +378,9 @@ def _exit_verdict(
 ) -> _Verdict:
     """The code ran to its end: by its exit code, its signal, or what killed it."""
     exit_code = ended.exit_code if ended is not None else None
+    if report is not None and report.compile_failed:
+        message = f"the compile step failed (exit code {exit_code})"
+        return _Verdict(Phase.FAILED, Reason.COMPILE_ERROR, message, _tail(stderr) or message)
     if exit_code == 0:
         message = "exited with code 0"
         if cut_at is not None:

@@ -164,7 +164,8 @@ class ContainerRuntime(Protocol):
         ...
 
     def kill(self, name: str) -> None:
-        """Send the container SIGKILL without waiting for it to stop; already stopped or gone
+        """End the container without waiting for it to stop: SIGTERM, on which its supervisor
+        ends the code and still reports, then SIGKILL after a grace; already stopped or gone
         is success. A later `list_owned` shows it exited (the Docker engine's "die" event
         wakes a pass for that)."""
         ...

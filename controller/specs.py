@@ -21,11 +21,14 @@ def container_spec(
     storage: int,
     payload: bytes,
     interactive: bool,
+    image: str | None = None,
+    exec_work: bool = False,
 ) -> ContainerSpec:
+    """A container's spec; `image` is the task's runtime's (default: the runner image)."""
     return ContainerSpec(
         name=name,
         labels=labels,
-        image=settings.image,
+        image=image or settings.image,
         cpus=cpus,
         all_cpus=all_cpus,
         cpu_quota=cpu_quota or settings.best_effort_cpu_quota,
@@ -38,8 +41,14 @@ def container_spec(
         interactive=interactive,
         # One bound for every task (the longest timeout's), so a warm container made before
         # its task was known serves any of them.
-        log_limit=log_budget(settings.output_limit_bytes, settings.max_timeout_seconds),
+        log_limit=log_budget(
+            settings.output_limit_bytes,
+            settings.max_timeout_seconds,
+            collect_files=settings.collect_max_files,
+            collect_bytes=settings.collect_max_bytes,
+        ),
         docker_runtime=settings.docker_runtime,
+        exec_work=exec_work,
     )
 
 

@@ -101,11 +101,14 @@ def note_waiting(session: Session, *, reason: Reason, messages: dict[str, str]) 
 
 
 def mark_running(
-    database: Database, task: TaskRecord, started_at: datetime, *, now: datetime
+    database: Database, task: TaskRecord, started_at: datetime, *, now: datetime, grace: float
 ) -> TaskRecord | None:
     """Move Scheduled to Running, its deadline counted from `started_at`; the task as it now
-    stands, None where it was no longer there."""
-    deadline = started_at + timedelta(seconds=task.timeout_seconds)
+    stands, None where it was no longer there.
+
+    The supervisor ends the code at its timeout itself, and still reports and sends the files
+    back; the controller's kill at the deadline, `grace` seconds later, is the backstop."""
+    deadline = started_at + timedelta(seconds=task.timeout_seconds + grace)
     with database.write() as session:
         moved = move(
             session,
@@ -188,6 +191,9 @@ def record_outcome(
             stderr=outcome.stderr,
             stdout_truncated=outcome.stdout_truncated,
             stderr_truncated=outcome.stderr_truncated,
+            collected_files=outcome.files,
+            files_truncated=outcome.files_truncated,
+            usage=outcome.usage,
             finished_at=finished_at,
         )
 

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
 
     reconcile_interval_seconds: float = Field(default=1.0, gt=0)
     code_delivery_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The supervisor ends a code at its timeout; the controller kills the container this much
+    # later where it has not (a supervisor that died with its sandbox, say).
+    supervisor_deadline_grace_seconds: float = Field(default=2.0, ge=0)
 
     admin_token: str | None = None
     # False: task endpoints always need a token, even on loopback with no active user token.

@@ -68,6 +68,10 @@ def ago(seconds: float) -> datetime:
     return NOW - timedelta(seconds=seconds)
 
 
+# The runtimes whose images the engine holds, as its health says.
+INSTALLED: dict[str, dict[str, Any]] = {"python": {}, "bash": {}}
+
+
 def task(task_id: str = "t", phase: Phase = Phase.RUNNING, **changes: Any) -> TaskRecord:
     in_flight = phase in {Phase.SCHEDULED, Phase.RUNNING}
     running = phase == Phase.RUNNING
@@ -86,6 +90,7 @@ def task(task_id: str = "t", phase: Phase = Phase.RUNNING, **changes: Any) -> Ta
         storage_bytes=100 * MIB,
         timeout_seconds=30,
         interactive=False,
+        runtime="python",
         cancel_requested_at=None,
         reset_requested_to=None,
         scheduled_at=ago(5) if in_flight else None,
@@ -132,7 +137,7 @@ def world(
     return Observation(
         now=NOW,
         owner=OWNER,
-        health=RuntimeHealth(ok=engine_ok, message=message),
+        health=RuntimeHealth(ok=engine_ok, message=message, runtimes=INSTALLED),
         host=HOST,
         tasks=tuple(tasks),
         containers=listed,
@@ -515,6 +520,20 @@ QUEUE = [
         memory(),
         True,
         [],
+    ),
+    (
+        "a runtime whose image is missing waits, and holds no place in the queue",
+        [task("n", Phase.PENDING, runtime="node", cpu=2), task("a", Phase.PENDING)],
+        memory(),
+        True,
+        ["bind a to cores [0]", "note RuntimeUnavailable for n"],
+    ),
+    (
+        "an installed runtime other than python is placed",
+        [task("b", Phase.PENDING, runtime="bash")],
+        memory(),
+        True,
+        ["bind b to cores [0]"],
     ),
     (
         "without an engine the queue says so",

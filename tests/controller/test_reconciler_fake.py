@@ -176,7 +176,12 @@ def spec_for(task_id: str, attempt: int = 1) -> ContainerSpec:
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setattr(controller.observe, "discover_capacity", lambda *_a, **_k: HOST)
-    settings = Settings(data_dir=tmp_path)
+    settings = Settings(
+        data_dir=tmp_path,
+        # The fake engine has no supervisor that ends a code at its timeout: the controller's
+        # kill at the deadline does.
+        supervisor_deadline_grace_seconds=0,
+    )
     db = open_database("sqlite:///" + str(tmp_path / "t.db"))
     fake = FakeRuntime()
     clock = Clock()

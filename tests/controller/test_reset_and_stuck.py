@@ -39,7 +39,14 @@ ENGINE_WHY = "the container engine is unavailable, so its container cannot be ob
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setattr(controller.observe, "discover_capacity", lambda *_a, **_k: HOST)
-    settings = Settings(data_dir=tmp_path, stuck_grace_seconds=GRACE, pending_stuck_seconds=60)
+    settings = Settings(
+        data_dir=tmp_path,
+        stuck_grace_seconds=GRACE,
+        pending_stuck_seconds=60,
+        # The fake engine has no supervisor that ends a code at its timeout: the controller's
+        # kill at the deadline does.
+        supervisor_deadline_grace_seconds=0,
+    )
     db = open_database("sqlite:///" + str(tmp_path / "t.db"))
     fake = FakeRuntime()
     clock = Clock()

@@ -125,6 +125,9 @@ class FakeAPI:
         if self.kill_blocks is not None:
             self.kill_blocks.wait(timeout=10)
 
+    def stop(self, name: str, timeout: int) -> None:
+        self.kill(name)  # SIGTERM, then SIGKILL after `timeout`: one end, as far as these go
+
     def containers(self, all: bool, filters: dict[str, Any]) -> list[dict[str, Any]]:
         with self.lock:
             return [
