@@ -13,13 +13,13 @@ from starlette.concurrency import run_in_threadpool
 
 from api.admission import HostLimitsCache, admit, check_fits
 from api.auth import Caller, CallerDep
-from api.deps import DatabaseDep, JsonBody, ReadSession, WriteSession
+from api.deps import DatabaseDep, JsonBody, PhaseQuery, ReadSession, WriteSession
 from api.errors import error_responses
 from api.submissions import SubmissionWriter, task_values
 from api.watch import TransitionFeed
 from models.clock import utcnow
 from models.database import Database
-from models.phases import TERMINAL_PHASES, Phase
+from models.phases import TERMINAL_PHASES
 from models.schemas import (
     TaskCreate,
     TaskList,
@@ -190,14 +190,26 @@ async def get_task(
 def list_tasks(
     session: ReadSession,
     caller: CallerDep,
-    phase: Phase | None = None,
+    phase: PhaseQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(pattern=r"^[0-9]+$", max_length=18)] = None,
+    id_prefix: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="only tasks whose id starts with this (case-sensitive)",
+        ),
+    ] = None,
 ) -> TaskList:
     """List tasks, newest first, a page at a time."""
     statement = select(Task).order_by(col(Task.pk).desc()).limit(limit + 1)
     if phase is not None:
         statement = statement.where(Task.phase == phase.value)
+    if id_prefix is not None:
+        # A range rather than LIKE: it uses the id's index, and `%` or `_` mean themselves.
+        statement = statement.where(col(Task.id) >= id_prefix)
+        statement = statement.where(col(Task.id) < id_prefix + "\U0010ffff")
     if cursor is not None:
         statement = statement.where(col(Task.pk) < int(cursor))
     if caller.user is not None:

@@ -183,7 +183,10 @@ class DockerRuntime:
                 ok=False,
                 message=f"runner image {self._image} is missing: run `taskyard image build`",
             )
-        except (DockerException, RuntimeUnavailable, OSError) as exc:
+        except RuntimeUnavailable as exc:  # says what failed already
+            self._lost_engine()
+            return RuntimeHealth(ok=False, message=str(exc))
+        except (DockerException, OSError) as exc:
             self._lost_engine()
             return RuntimeHealth(ok=False, message=f"cannot reach the Docker engine: {exc}")
         healthy = RuntimeHealth(

@@ -123,11 +123,18 @@ class Client:
                 return
 
     def list_page(
-        self, *, phase: str | None = None, limit: int | None = None, cursor: str | None = None
+        self,
+        *,
+        phase: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        id_prefix: str | None = None,
     ) -> Page:
         """One page of GET /tasks; `cursor` is the `next_cursor` of the page before."""
         answer = self._call(
-            "GET", "/tasks", params=protocol.query(phase=phase, limit=limit, cursor=cursor)
+            "GET",
+            "/tasks",
+            params=protocol.query(phase=phase, limit=limit, cursor=cursor, id_prefix=id_prefix),
         )
         return Page([Task(item) for item in answer["items"]], answer.get("next_cursor"))
 
