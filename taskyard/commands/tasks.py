@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from models.phases import Phase
 from taskyard.client import (
     DEFAULT_RESOURCES,
     TERMINAL_PHASES,
@@ -37,8 +38,7 @@ from taskyard.commands.output import (
     transition_line,
 )
 
-PHASES = ["Pending", "Scheduled", "Running", "Succeeded", "Failed", "TimedOut", "Cancelled"]
-_PHASE_NAMED = {phase.lower(): phase for phase in PHASES}
+PHASES = [phase.value for phase in Phase]
 WAIT_POLL_SECONDS = 1.0  # one GET ?wait= per second: the progress line ticks, terminal is prompt
 
 
@@ -47,8 +47,10 @@ class _WatchDone(Exception):
 
 
 def phase_arg(text: str) -> str:
-    """A phase in any case, as the API spells it (`running` is `Running`)."""
-    return _PHASE_NAMED.get(text.lower(), text)
+    """A phase in any case, as the API spells it (`running` is `Running`); anything else is
+    left for argparse to refuse, listing the phases."""
+    phase = Phase.named(text)
+    return text if phase is None else phase.value
 
 
 def _read_source(path: str, stdin: TextIO) -> str:
