@@ -46,6 +46,7 @@ def host_limits(session: Session) -> HostLimits | None:
         gpus=len(capacity.gpu_ids),
         ram=capacity.ram_allocatable,
         storage=capacity.storage_allocatable,
+        runtimes=frozenset(capacity.runtimes) if capacity.runtimes else None,
     )
 
 
@@ -116,6 +117,19 @@ def admit(body: TaskCreate, settings: Settings) -> Admitted:
                     f"code contains a NUL character (at position {body.code.index(chr(0))}); "
                     "Python source code cannot contain NUL characters",
                     "nul_character",
+                )
+            ],
+        )
+    files_bytes = sum(len(file.data) for file in body.files)
+    if files_bytes > settings.max_files_bytes:
+        raise HTTPException(
+            413,
+            [
+                field_error(
+                    ["body", "files"],
+                    f"files hold {files_bytes} bytes in all; the limit is "
+                    f"{settings.max_files_bytes} bytes",
+                    "too_large",
                 )
             ],
         )
@@ -191,6 +205,25 @@ def admit(body: TaskCreate, settings: Settings) -> Admitted:
     if errors:
         raise HTTPException(422, errors)
     return asked
+
+
+def check_runtime(runtime: str, host: HostLimits | None) -> None:
+    """Raise 422 where the host does not hold the runtime's image (known once the controller
+    has looked; a task whose runtime goes away later waits as RuntimeUnavailable)."""
+    if host is None or host.runtimes is None or runtime in host.runtimes:
+        return
+    installed = ", ".join(sorted(host.runtimes))
+    raise HTTPException(
+        422,
+        [
+            field_error(
+                ["body", "runtime"],
+                f"runtime {runtime!r} is not installed on this host (installed: {installed}); "
+                f"an operator installs it with `taskyard image build --runtime {runtime}`",
+                "runtime_not_installed",
+            )
+        ],
+    )
 
 
 def check_fits(asked: Admitted, host: HostLimits | None) -> None:

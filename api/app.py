@@ -5,7 +5,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import admin, attach, dashboard, docs, health, logs, metrics, tasks, tokens, watch
+from api import (
+    admin,
+    attach,
+    dashboard,
+    docs,
+    health,
+    logs,
+    metrics,
+    runtimes,
+    tasks,
+    tokens,
+    watch,
+)
+from api.access_log import AccessLog
 from api.admission import HostLimitsCache
 from api.auth import TokensSeen
 from api.errors import install_error_handlers
@@ -17,6 +30,12 @@ from api.watch import TransitionFeed
 from models.admin_token import ensure_admin_token
 from models.database import Database
 from models.settings import Settings
+
+
+def max_body_bytes(settings: Settings) -> int:
+    """The largest body a valid request can have: the code and stdin as JSON escapes may write
+    them (six bytes a character), the files in base64 and escapes, and room for the rest."""
+    return 12 * settings.max_code_bytes + 2 * settings.max_files_bytes + 64 * 1024
 
 
 def create_app(settings: Settings, database: Database) -> FastAPI:
@@ -71,6 +90,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.include_router(attach.router)
     app.include_router(admin.router)
     app.include_router(admin.public_router)
+    app.include_router(runtimes.router)
     app.include_router(tokens.router)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.StaticFiles(directory=dashboard.STATIC_DIR), name="static")
@@ -85,6 +105,8 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         database=database,
         tokens=app.state.tokens_seen,
         admin_token=app.state.admin_token,
-        max_body_bytes=12 * settings.max_code_bytes + 64 * 1024,
+        max_body_bytes=max_body_bytes(settings),
     )
+    if settings.access_log:
+        app.add_middleware(AccessLog)  # added last: outermost, so it sees the guard's refusals
     return app

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlmodel import col
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import identify
+from api.auth import CALLER_KEY, identify
 from api.logs import read_chunks, read_task
 from api.streams import StreamRegistry
 from api.watch import TransitionFeed
@@ -155,6 +155,7 @@ async def attach(websocket: WebSocket, task_id: str) -> None:
         await websocket.send_json({"type": "error", "message": str(exc.detail)})
         await websocket.close(code=4401)
         return
+    websocket.scope[CALLER_KEY] = caller  # for the access log
     task = await run_in_threadpool(read_task, database, task_id)
     if task is not None and not caller.sees(task):
         task = None  # only the task's owner (or the admin) may attach

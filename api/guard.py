@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from api.auth import (
+    ADMIN,
     CALLER_KEY,
     TokensSeen,
     admin_refusal,
@@ -172,6 +173,7 @@ class RequestGuard:
                 refusal = admin_refusal(token, self._admin_token)
                 if refusal is not None:
                     raise refusal
+                scope[CALLER_KEY] = ADMIN
                 return None
             known = identify_without_lookup(
                 token, admin_token=self._admin_token, settings=self._settings, tokens=self._tokens

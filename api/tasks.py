@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from api.admission import HostLimitsCache, admit, check_fits
+from api.admission import HostLimitsCache, admit, check_fits, check_runtime
 from api.auth import Caller, CallerDep
 from api.deps import DatabaseDep, JsonBody, PhaseQuery, ReadSession, WriteSession
 from api.errors import error_responses
@@ -134,7 +134,9 @@ async def store_task(request: Request, body: TaskCreate, caller: Caller) -> dict
     settings: Settings = state.settings
     limits: HostLimitsCache = state.host_limits
     asked = admit(body, settings)
-    check_fits(asked, await limits.current())
+    host = await limits.current()
+    check_runtime(body.runtime, host)
+    check_fits(asked, host)
     resources = body.resources
     values = task_values(
         owner=caller.user,
@@ -151,6 +153,11 @@ async def store_task(request: Request, body: TaskCreate, caller: Caller) -> dict
         timeout_seconds=asked.timeout,
         stdin=body.stdin,
         interactive=body.interactive,
+        runtime=body.runtime,
+        files=[file.model_dump() for file in body.files],
+        args=body.args,
+        env=body.env,
+        collect=body.collect,
     )
     writer: SubmissionWriter = state.submissions
     await writer.insert(values)

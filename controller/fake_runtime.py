@@ -10,6 +10,7 @@ the pass that sent it sees that on its next list, as with the engine.
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from controller.errors import RuntimeUnavailable
 from controller.runtime import (
@@ -47,6 +48,9 @@ class FakeRuntime:
     clock_skew: timedelta = timedelta(0)
     warm_wanted: list[tuple[ContainerSpec, int]] = field(default_factory=list)
     closed: bool = False
+    runtimes: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"python": {"image": "fake", "version": "fake 1", "packages": {}}}
+    )
 
     def _now(self) -> datetime:
         return utcnow() + self.clock_skew
@@ -58,7 +62,9 @@ class FakeRuntime:
     def health(self) -> RuntimeHealth:
         if not self.available:
             return RuntimeHealth(ok=False, message="fake engine is down")
-        return RuntimeHealth(ok=True, message="fake engine", data_root=None)
+        return RuntimeHealth(
+            ok=True, message="fake engine", data_root=None, runtimes=dict(self.runtimes)
+        )
 
     def list_owned(self, *, settled: Collection[str] = ()) -> list[ObservedContainer]:
         self._check()

@@ -476,7 +476,7 @@ class Reconciler:
                     )
                 )
                 if why:
-                    log.warning("task %s is stuck: %s", task.id, why)
+                    log.warning("task %s is stuck: %s", task.id, why, extra={"task_id": task.id})
             session.commit()
 
     def _compact_history(self, now: datetime) -> None:
@@ -640,10 +640,14 @@ class Reconciler:
         except RuntimeUnavailable as exc:
             # Transient: the next pass looks again from scratch.
             self.stats.engine_errors += 1
-            log.warning("task %s: %s; retrying next pass", task.id, exc)
+            log.warning("task %s: %s; retrying next pass", task.id, exc, extra={"task_id": task.id})
         except Exception:
             # One task's failure never aborts the pass for the others.
-            log.exception("task %s: unexpected error; retrying next pass", task.id)
+            log.exception(
+                "task %s: unexpected error; retrying next pass",
+                task.id,
+                extra={"task_id": task.id},
+            )
 
     def _execute(
         self, task: Task, container: ObservedContainer | None, action: Action, report: PassReport
@@ -952,4 +956,9 @@ class Reconciler:
                 self._runtime.remove(container.name)  # forced: a running one is killed first
                 report.removed.append(container.name)
             except RuntimeUnavailable as exc:
-                log.warning("cannot remove %s: %s", container.name, exc)
+                log.warning(
+                    "cannot remove %s: %s",
+                    container.name,
+                    exc,
+                    extra={"task_id": container.task_id},
+                )

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from sandbox.supervisor import Report
 
@@ -45,6 +45,8 @@ class ContainerSpec:
     log_limit: int
     docker_runtime: str | None = None
     interactive: bool = False  # keep stdin open after the payload, for send_input
+    # The work area allows exec(): the runtime's compile step writes the program there.
+    exec_work: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class WarmKey:
     nofile_limit: int
     log_limit: int
     docker_runtime: str | None
+    exec_work: bool = False
 
     @classmethod
     def of(cls, spec: ContainerSpec) -> "WarmKey | None":
@@ -71,6 +74,7 @@ class WarmKey:
             spec.nofile_limit,
             spec.log_limit,
             spec.docker_runtime,
+            spec.exec_work,
         )
 
 
@@ -121,6 +125,8 @@ class RuntimeHealth:
     message: str
     data_root: str | None = None
     details: dict[str, str] = field(default_factory=dict)
+    # The runtimes whose images the engine holds: name -> {image, version, packages}.
+    runtimes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class ContainerRuntime(Protocol):

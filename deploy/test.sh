@@ -8,8 +8,8 @@ VENV="${TASKYARD_VENV:-$REPO/.venv}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "setup host"
-bash "$REPO/deploy/setup-host.sh"
+step "setup host (with the test tools)"
+bash "$REPO/deploy/setup-host.sh" --test
 
 cd "$REPO"
 # The venv's tools first, so that a ruff or mypy elsewhere on PATH cannot answer for them.

@@ -15,6 +15,8 @@ class HostLimits:
     gpus: int
     ram: int
     storage: int
+    # The runtimes whose images the host holds; None until the controller has looked.
+    runtimes: frozenset[str] | None = None
 
 
 def exceeded_limits(

@@ -36,6 +36,7 @@ class Reason(StrEnum):
     STARTED = "Started"
     COMPLETED = "Completed"
     NON_ZERO_EXIT = "NonZeroExit"
+    COMPILE_ERROR = "CompileError"
     OOM_KILLED = "OOMKilled"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     CANCELLED = "Cancelled"

@@ -5,6 +5,9 @@ the Task object clients see, built from a `tables.Task` row by `TaskRead.from_ro
 is `task_document`).
 """
 
+import base64
+import binascii
+import re
 from collections.abc import Callable
 from enum import StrEnum
 from functools import partial
@@ -18,10 +21,12 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
+    model_validator,
 )
 
 from models.clock import isoformat_z
 from models.quantities import parse_count, parse_size
+from models.runtimes import BY_NAME, DEFAULT_RUNTIME, RUNTIMES, find_runtime
 from models.tables import Task, Transition
 
 
@@ -83,8 +88,82 @@ class ResourcesIn(BaseModel):
         return parse_size(self.storage)
 
 
+# Bounds of what a task may bring beside its code. Their total size is a setting
+# (`max_files_bytes`), checked at admission.
+MAX_FILES = 100
+MAX_NAME_CHARS = 255
+MAX_NAME_DEPTH = 16
+MAX_ARGS = 256
+MAX_ARG_CHARS = 4096
+MAX_ENV = 64
+MAX_ENV_NAME_CHARS = 128
+MAX_ENV_VALUE_CHARS = 4096
+MAX_COLLECT = 16
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
+# The sandbox's own variables: a task's env cannot override them (see docs/api.md).
+RESERVED_ENV = frozenset(
+    {"HOME", "TMPDIR", "PATH", "LANG", "PYTHONIOENCODING", "PYTHONUNBUFFERED"}
+    | {"PYTHONDONTWRITEBYTECODE", "MPLBACKEND", "MPLCONFIGDIR"}
+)
+
+
+def check_relative_path(value: str, what: str) -> str:
+    """A name under the work area: relative, no "." or ".." part, no control character."""
+    if not value or len(value) > MAX_NAME_CHARS:
+        raise ValueError(f"{what} must be 1 to {MAX_NAME_CHARS} characters long")
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError(f"{what} {value!r} contains a control character")
+    if value.startswith("/"):
+        raise ValueError(f"{what} {value!r} is absolute; give a path under the work directory")
+    if "\\" in value:
+        raise ValueError(f"{what} {value!r} contains a backslash; separate directories with /")
+    parts = value.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"{what} {value!r} has an empty, '.' or '..' part")
+    if len(parts) > MAX_NAME_DEPTH:
+        raise ValueError(f"{what} {value!r} is more than {MAX_NAME_DEPTH} directories deep")
+    return _require_utf8(value, what)
+
+
+class FileIn(BaseModel):
+    """A file written under the work directory before the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    content: StrictStr
+    encoding: Literal["utf8", "base64"] = "utf8"
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_relative_path(value, "name")
+
+    @field_validator("content")
+    @classmethod
+    def _content_is_text(cls, value: str) -> str:
+        return _require_utf8(value, "content")
+
+    @model_validator(mode="after")
+    def _decodes(self) -> "FileIn":
+        if self.encoding == "base64":
+            try:
+                base64.b64decode(self.content, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(f"content of {self.name!r} is not valid base64") from None
+        return self
+
+    @property
+    def data(self) -> bytes:
+        if self.encoding == "base64":
+            return base64.b64decode(self.content, validate=True)
+        return self.content.encode("utf-8")
+
+
 class TaskCreate(BaseModel):
-    """The body of POST /tasks: the seed's RequestDTO plus `timeout_seconds` and `stdin`."""
+    """The body of POST /tasks: the seed's RequestDTO plus `timeout_seconds`, `stdin`,
+    `interactive`, and what a task may bring beside its code (`runtime`, `files`, `args`,
+    `env`, `collect`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -94,6 +173,73 @@ class TaskCreate(BaseModel):
     timeout_seconds: StrictInt | None = None
     stdin: StrictStr | None = None
     interactive: StrictBool = False
+    runtime: StrictStr = DEFAULT_RUNTIME
+    files: list[FileIn] = Field(default_factory=list, max_length=MAX_FILES)
+    args: list[StrictStr] = Field(default_factory=list, max_length=MAX_ARGS)
+    env: dict[StrictStr, StrictStr] = Field(default_factory=dict, max_length=MAX_ENV)
+    collect: list[StrictStr] = Field(default_factory=list, max_length=MAX_COLLECT)
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        runtime = find_runtime(value)
+        if runtime is None:
+            known = ", ".join(runtime.name for runtime in RUNTIMES)
+            raise ValueError(f"unknown runtime {value!r}; the runtimes are: {known}")
+        return runtime.name  # stored by its name: "py" and "python3" are "python"
+
+    @field_validator("args")
+    @classmethod
+    def _args(cls, value: list[str]) -> list[str]:
+        for index, arg in enumerate(value):
+            if len(arg) > MAX_ARG_CHARS or "\x00" in arg:
+                raise ValueError(
+                    f"args[{index}] must be at most {MAX_ARG_CHARS} characters, without NUL"
+                )
+            _require_utf8(arg, f"args[{index}]")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if len(name) > MAX_ENV_NAME_CHARS or not ENV_NAME.match(name):
+                raise ValueError(
+                    f"env name {name!r} must match [A-Z_][A-Z0-9_]* "
+                    f"(at most {MAX_ENV_NAME_CHARS} characters)"
+                )
+            if name in RESERVED_ENV:
+                raise ValueError(f"env name {name!r} is the sandbox's own and cannot be set")
+            if len(text) > MAX_ENV_VALUE_CHARS or "\x00" in text:
+                raise ValueError(
+                    f"env {name} must be at most {MAX_ENV_VALUE_CHARS} characters, without NUL"
+                )
+            _require_utf8(text, f"env {name}")
+        return value
+
+    @field_validator("collect")
+    @classmethod
+    def _collect(cls, value: list[str]) -> list[str]:
+        return [check_relative_path(glob, f"collect[{index}]") for index, glob in enumerate(value)]
+
+    @model_validator(mode="after")
+    def _files_apart(self) -> "TaskCreate":
+        runtime = BY_NAME[self.runtime]
+        names = [file.name for file in self.files]
+        for index, name in enumerate(names):
+            if name == runtime.main_file:
+                raise ValueError(
+                    f"files[{index}].name {name!r} is where the code goes "
+                    f"in the {runtime.name} runtime; choose another name"
+                )
+            if name in names[:index]:
+                raise ValueError(f"files[{index}].name {name!r} is given twice")
+            if any(
+                other.startswith(name + "/") or name.startswith(other + "/")
+                for other in names[:index]
+            ):
+                raise ValueError(f"files[{index}].name {name!r} is both a file and a directory")
+        return self
 
     @field_validator("code")
     @classmethod
@@ -115,6 +261,14 @@ class ResourcesOut(BaseModel):
     storage: str
 
 
+class FileOut(BaseModel):
+    """A file of the spec, as it was given."""
+
+    name: str
+    content: str
+    encoding: str  # "utf8" or "base64"
+
+
 class TaskSpecOut(BaseModel):
     task_type: str
     code: str
@@ -122,6 +276,27 @@ class TaskSpecOut(BaseModel):
     timeout_seconds: int
     stdin: str | None
     interactive: bool
+    runtime: str
+    files: list[FileOut]
+    args: list[str]
+    env: dict[str, str]
+    collect: list[str]
+
+
+class CollectedFileOut(BaseModel):
+    """A file collected after the run; `content` is base64."""
+
+    name: str
+    size: int
+    content: str
+
+
+class UsageOut(BaseModel):
+    """What the run cost, as its container's cgroup counted it."""
+
+    wall_seconds: float
+    cpu_seconds: float
+    peak_memory_bytes: int
 
 
 class Assigned(BaseModel):
@@ -144,6 +319,9 @@ class TaskStatusOut(BaseModel):
     stderr: str | None
     stdout_truncated: bool
     stderr_truncated: bool
+    files: list[CollectedFileOut]
+    files_truncated: bool
+    usage: UsageOut | None
     assigned: Assigned
     attempt: int
     cancel_requested: bool
@@ -191,6 +369,11 @@ def task_document(value_of: Callable[[str], Any]) -> dict[str, Any]:
             "timeout_seconds": value_of("timeout_seconds"),
             "stdin": value_of("stdin"),
             "interactive": value_of("interactive"),
+            "runtime": value_of("runtime"),
+            "files": value_of("files"),
+            "args": value_of("args"),
+            "env": value_of("env"),
+            "collect": value_of("collect"),
         },
         "status": {
             "phase": value_of("phase"),
@@ -202,6 +385,9 @@ def task_document(value_of: Callable[[str], Any]) -> dict[str, Any]:
             "stderr": value_of("stderr"),
             "stdout_truncated": value_of("stdout_truncated"),
             "stderr_truncated": value_of("stderr_truncated"),
+            "files": value_of("collected_files"),
+            "files_truncated": value_of("files_truncated"),
+            "usage": value_of("usage"),
             "assigned": {
                 "cpus": list(value_of("assigned_cpus")),
                 "gpus": list(value_of("assigned_gpus")),

@@ -5,6 +5,7 @@
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,10 @@ class Settings(BaseSettings):
     max_timeout_seconds: int = Field(default=600, ge=1)
     max_code_bytes: int = Field(default=MIB, ge=1)
     output_limit_bytes: int = Field(default=MIB, ge=1024)
+    # What a task may bring in files, and what may come back from its `collect`.
+    max_files_bytes: int = Field(default=8 * MIB, ge=0)
+    collect_max_files: int = Field(default=32, ge=0)
+    collect_max_bytes: int = Field(default=4 * MIB, ge=0)
     min_ram: str = "6MB"
     min_storage: str = "1MB"
 
@@ -48,6 +53,9 @@ class Settings(BaseSettings):
     allow_remote: bool = False
     # Host names (comma-separated, "*" for any) served in open mode besides loopback's.
     allowed_hosts: str = ""
+    access_log: bool = True
+    # "text" (one line a record) or "json" (one JSON object a line)
+    log_format: Literal["text", "json"] = "text"
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     user_max_active_tasks: int = Field(default=100, ge=0)
     user_max_cpus: int = Field(default=0, ge=0)

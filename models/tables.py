@@ -43,6 +43,14 @@ class Task(SQLModel, table=True):
     stdin: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # More stdin arrives while it runs, through WS /tasks/{id}/attach.
     interactive: bool = False
+    # The runtime's name (never an alias), and what the task brings beside its code, as given.
+    runtime: str = "python"
+    files: list[dict[str, str]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    args: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    collect: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # desired-state changes the API may write after creation
     cancel_requested_at: datetime | None = None
     reset_requested_to: str | None = Field(default=None, index=True)
@@ -68,6 +76,13 @@ class Task(SQLModel, table=True):
     finished_at: datetime | None = None
     deadline_at: datetime | None = None
     # Recorded by the controller when the task makes no progress, and why.
+    # Files collected after the run ({name, size, content in base64}), and whether some were
+    # left out; what the run cost ({wall_seconds, cpu_seconds, peak_memory_bytes}).
+    collected_files: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    files_truncated: bool = False
+    usage: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     stuck_reason: str | None = None
     stuck_since: datetime | None = None
 
@@ -139,6 +154,8 @@ class Capacity(SQLModel, table=True):
     allocated_ram: int = 0
     allocated_storage: int = 0
     runtime_ok: bool = False
+    # The runtimes whose images the engine holds: name -> {image, version, packages}.
+    runtimes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     runtime_message: str = "the controller has not reported yet"
     heartbeat_at: datetime | None = None
     # The controller's own counters and histograms, for GET /metrics (see controller.stats).

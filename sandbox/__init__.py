@@ -1,6 +1,6 @@
 """The sandbox: what runs inside every task container, and the image it runs in.
 
-Given the container that `controller.docker_runtime` starts (no network, no capability but
+Given the container that `controller.container_config` describes (no network, no capability but
 CAP_SETUID and CAP_SETGID for PID 1 and the supervisor, no-new-privileges, a read-only root),
 the sandbox promises:
 - the task's code runs as user 65534 with no group and no capability; it never travels in argv

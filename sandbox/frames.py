@@ -8,6 +8,9 @@ Every line on the container's stdout is `<key><tag><body>\n`:
 - `r`: the supervisor's report, JSON. `FrameDecoder` hands it on as a piece of its own, never
   mixed into the task's streams.
 - `h`: the first line, written before the code starts.
+- `f` / `d`: a file collected after the run: `f` is base64 of its JSON header (name, size),
+  the `d` lines that follow are base64 of its bytes. `FileAssembler` puts them together,
+  within the bounds the controller asked for whatever the lines say.
 
 The key is `frame_key(instance id, container name)`: the instance id is never inside a
 container. The container's stdin and stdout are held only by root processes that the task,
@@ -23,6 +26,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
+from dataclasses import dataclass
 
 from sandbox.supervisor import MARKER, Report, read_report
 
@@ -36,6 +41,9 @@ MAX_LINE = 256 * 1024  # longer than any line of ours: the rest of such a line i
 
 # The stream name of the supervisor's report among the (stream, bytes) pieces `follow` yields.
 REPORT = "report"
+# The stream names of a collected file's header (JSON) and of its bytes.
+FILE = "file"
+FILE_DATA = "file_data"
 
 
 def keyed(key: bytes, payload: bytes) -> bytes:
@@ -134,7 +142,7 @@ class FrameDecoder:
         tag, body = line[start : start + 1], line[start + 1 :]
         if tag == b"r":
             return [(REPORT, body)] if final else []
-        if tag not in (b"o", b"e"):
+        if tag not in _STREAMS or (not final and tag in (b"f", b"d")):
             return []
         if not final:
             body = body[: len(body) // 4 * 4]
@@ -143,17 +151,100 @@ class FrameDecoder:
         except (binascii.Error, ValueError):
             self.dropped += len(line) - at
             return []
-        return [("stdout" if tag == b"o" else "stderr", data)] if data else []
+        return [(_STREAMS[tag], data)] if data else []
+
+
+_STREAMS = {b"o": "stdout", b"e": "stderr", b"f": FILE, b"d": FILE_DATA}
+
+
+@dataclass(frozen=True)
+class CollectedFile:
+    name: str  # relative to the work area
+    content: bytes
+
+
+class FileAssembler:
+    """Collected files from their `FILE` and `FILE_DATA` pieces, at most `max_files` of them
+    and `max_bytes` in all: a file that breaks a bound, or whose bytes do not match its
+    header's size, is left out and `truncated` says so."""
+
+    def __init__(self, max_files: int, max_bytes: int) -> None:
+        self.files: list[CollectedFile] = []
+        self.truncated = False
+        self._max_files, self._left = max_files, max_bytes
+        self._name: str | None = None
+        self._size = 0
+        self._data = bytearray()
+
+    def add(self, stream: str, data: bytes) -> None:
+        if stream == FILE:
+            self._close()
+            self._open(data)
+        elif stream == FILE_DATA and self._name is not None:
+            if len(self._data) + len(data) > self._size:
+                self._name, self.truncated = None, True
+            else:
+                self._data += data
+
+    def finish(self) -> "FileAssembler":
+        self._close()
+        return self
+
+    def _open(self, header: bytes) -> None:
+        try:
+            fields = json.loads(header)
+            name, size = fields["name"], fields["size"]
+        except (ValueError, TypeError, KeyError):
+            self.truncated = True
+            return
+        if not (isinstance(name, str) and type(size) is int and 0 <= size <= self._left):
+            self.truncated = True
+            return
+        if len(self.files) >= self._max_files or not _plain_name(name):
+            self.truncated = True
+            return
+        self._name, self._size = name, size
+        self._data = bytearray()
+
+    def _close(self) -> None:
+        if self._name is None:
+            return
+        if len(self._data) == self._size:
+            self.files.append(CollectedFile(self._name, bytes(self._data)))
+            self._left -= self._size
+        else:
+            self.truncated = True
+        self._name = None
+
+
+def _plain_name(name: str) -> bool:
+    parts = name.split("/")
+    return (
+        0 < len(name) <= 1024
+        and all(part not in ("", ".", "..") for part in parts)
+        and not any(ord(char) < 32 or char == "\x7f" for char in name)
+    )
 
 
 def decode_output(key: bytes, framed: bytes) -> tuple[bytes, bytes, Report | None]:
     """The task's stdout and stderr, and the supervisor's report, from the whole log."""
+    stdout, stderr, report, _ = decode_run(key, framed)
+    return stdout, stderr, report
+
+
+def decode_run(
+    key: bytes, framed: bytes, *, max_files: int = 0, max_bytes: int = 0
+) -> tuple[bytes, bytes, Report | None, FileAssembler]:
+    """As `decode_output`, and the files collected after the run, within those bounds."""
     decoder = FrameDecoder(key)
     streams: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+    files = FileAssembler(max_files, max_bytes)
     report: Report | None = None
     for stream, data in [*decoder.feed(framed), *decoder.close()]:
         if stream == REPORT:
             report = report or read_report(data)
-        else:
+        elif stream in streams:
             streams[stream].append(data)
-    return b"".join(streams["stdout"]), b"".join(streams["stderr"]), report
+        else:
+            files.add(stream, data)
+    return b"".join(streams["stdout"]), b"".join(streams["stderr"]), report, files.finish()

@@ -7,7 +7,6 @@ service's settings. Client verbs talk to a running service over REST: they are a
 """
 
 import argparse
-import logging
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -27,6 +26,13 @@ def _server_flags(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="a host name to serve in open mode besides loopback's (repeatable; "
         "'*' for any; default $TASKYARD_ALLOWED_HOSTS)",
+    )
+    _log_flag(parser)
+
+
+def _log_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], help="default $TASKYARD_LOG_FORMAT, else text"
     )
 
 
@@ -61,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _server_flags(verbs.add_parser("api", help="run only the API"))
     controller = verbs.add_parser("controller", help="run only the controller")
     controller.add_argument("--data-dir", type=Path)
+    _log_flag(controller)
     image = verbs.add_parser("image", help="manage the runner image")
     image_verbs = image.add_subparsers(dest="image_verb", required=True)
     build = image_verbs.add_parser("build", help="build the runner image (offline if need be)")
@@ -87,14 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
 
     from models.settings import load_settings
+    from taskyard.log_format import configure_logging
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    overrides = {key: getattr(args, key, None) for key in ("host", "port", "data_dir")}
+    overrides = {
+        key: getattr(args, key, None) for key in ("host", "port", "data_dir", "log_format")
+    }
     if getattr(args, "allowed_host", None):
         overrides["allowed_hosts"] = ",".join(args.allowed_host)
     settings = load_settings(**overrides)
+    configure_logging(settings.log_format)
 
     if args.verb in {"serve", "api"}:
         from taskyard.service import run_api
@@ -116,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"runner image {settings.image}: {how}")
         return 0
+    if args.verb == "admin":  # `admin backup`, the admin verb that works on local files
+        from taskyard.backup import run_backup
+
+        return run_backup(settings, args.dest, force=args.force)
     if args.verb == "doctor":
         from taskyard.doctor import diagnose
 

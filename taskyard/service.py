@@ -160,6 +160,9 @@ def run_api(settings: Settings, *, with_controller: bool) -> None:
             app,
             host=settings.host,
             port=settings.port,
+            # Our handler and format for uvicorn's lines too, and our access log (`api.access_log`)
+            # in place of uvicorn's.
+            log_config=None,
             log_level="info",
             access_log=False,
             timeout_graceful_shutdown=3,

@@ -7,6 +7,7 @@ the REST contract for type checkers; `tests/client/test_client_types.py` holds t
 server's response models in `models/schemas.py`, field by field.
 """
 
+import base64
 import types
 import typing
 from collections.abc import Mapping
@@ -55,6 +56,34 @@ class Resources(Record):
     storage: str
 
 
+class File(Record):
+    """A file a task brings: `encoding` is "utf8" or "base64"."""
+
+    name: str
+    content: str
+    encoding: str
+
+
+class CollectedFile(Record):
+    """A file collected after the run; `data` is its content decoded from base64."""
+
+    name: str
+    size: int
+    content: str
+
+    @property
+    def data(self) -> bytes:
+        return base64.b64decode(self.content)
+
+
+class Usage(Record):
+    """What the run cost, as its container's cgroup counted it."""
+
+    wall_seconds: float
+    cpu_seconds: float
+    peak_memory_bytes: int
+
+
 class TaskSpec(Record):
     """What was asked for. Sent back (`client.submit(**task.spec)`) it makes the same task."""
 
@@ -64,6 +93,11 @@ class TaskSpec(Record):
     timeout_seconds: int
     stdin: str | None
     interactive: bool
+    runtime: str
+    files: list[File]
+    args: list[str]
+    env: dict[str, str]
+    collect: list[str]
 
 
 class Assigned(Record):
@@ -88,6 +122,9 @@ class TaskStatus(Record):
     stderr: str | None
     stdout_truncated: bool
     stderr_truncated: bool
+    files: list[CollectedFile]
+    files_truncated: bool
+    usage: Usage | None
     assigned: Assigned
     attempt: int
     cancel_requested: bool

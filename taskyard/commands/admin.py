@@ -1,9 +1,10 @@
-"""`taskyard admin capacity | stuck | reset | token`: the admin verbs, added to the parser by
-`taskyard.cli` with `add_admin_verbs`.
+"""`taskyard admin capacity | stuck | reset | token | backup`: the admin verbs, added to the
+parser by `taskyard.cli` with `add_admin_verbs`.
 
 They send the admin bearer token, found in `--token`, else `$TASKYARD_ADMIN_TOKEN`, else the file
 `<data dir>/admin-token` that the service writes at first start (so an admin on the service's
-host needs no flag at all).
+host needs no flag at all). `backup` is the exception: it reads the database file, and
+`taskyard.cli` hands it to `taskyard.backup`.
 """
 
 import argparse
@@ -211,7 +212,7 @@ def _token(ctx: Context) -> int:
 def add_admin_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     admin = verbs.add_parser(
         "admin",
-        help="admin verbs: capacity, stuck, reset, token",
+        help="admin verbs: capacity, stuck, reset, token, backup",
         description="Admin verbs; they need the admin token.",
     )
     admin_verbs = admin.add_subparsers(dest="admin_verb", required=True)
@@ -263,3 +264,20 @@ def add_admin_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]"
     revoke = token_verbs.add_parser("revoke", help="revoke a token")
     revoke.add_argument("id", metavar="ID")
     token.add_argument("-o", "--output", choices=["json"])
+    # The one admin verb that reads the service's files rather than calling its API:
+    # `taskyard.cli` hands it to `taskyard.backup`.
+    backup = admin_verbs.add_parser(
+        "backup",
+        help="copy the database, consistently, while the service runs",
+        description="Copy the service's SQLite database to DEST (a file, or a directory for a "
+        "dated file in it) as of one commit, while the service runs. It reads the data dir: run "
+        "it on the service's host, as a user who can read it.",
+    )
+    backup.add_argument("dest", metavar="DEST")
+    backup.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    backup.add_argument(
+        "--data-dir",
+        type=Path,
+        help=f"the service's data dir (default: ${DATA_DIR_ENV}, else ~/.local/share/taskyard)",
+    )
+    backup.set_defaults(handler=None)

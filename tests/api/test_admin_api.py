@@ -4,6 +4,7 @@ and the rules of `POST /admin/tasks/{id}/reset`. The controller's side of a rese
 `tests/controller/test_reset_and_stuck.py`.
 """
 
+import re
 import stat
 from collections.abc import Iterator
 from datetime import timedelta
@@ -384,7 +385,9 @@ def test_without_a_controller_every_active_task_is_stuck(
     if heartbeat_age is None:
         assert "never" in by_id[pending]["why"]
     else:
-        assert "60 s ago" in by_id[pending]["why"]
+        # The heartbeat was 60 s old when written; a slow machine adds its own seconds.
+        match = re.search(r"the last reconcile pass was (\d+) s ago", by_id[pending]["why"])
+        assert match is not None and 60 <= int(match.group(1)) <= 90
         assert by_id[pending]["since"] == body["controller"]["last_pass_at"]
 
 

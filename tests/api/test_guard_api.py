@@ -18,13 +18,13 @@ from fastapi.testclient import TestClient
 from live_server import serving
 from starlette.testclient import WebSocketDenialResponse
 
-from api.app import create_app
+from api.app import create_app, max_body_bytes
 from models.database import Database, open_database
 from models.settings import Settings
 
 ADMIN = "admin-secret"
 MAX_CODE_BYTES = 64 * 1024
-LIMIT = 12 * MAX_CODE_BYTES + 64 * 1024  # the body limit of such settings
+LIMIT = max_body_bytes(Settings(max_code_bytes=MAX_CODE_BYTES, max_files_bytes=0))
 TASK = {
     "task_type": "execute_code",
     "code": "print(1)",
@@ -40,7 +40,13 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 
 def settings(tmp_path: Path, **values: Any) -> Settings:
-    return Settings(data_dir=tmp_path, admin_token=ADMIN, max_code_bytes=MAX_CODE_BYTES, **values)
+    return Settings(
+        data_dir=tmp_path,
+        admin_token=ADMIN,
+        max_code_bytes=MAX_CODE_BYTES,
+        max_files_bytes=0,
+        **values,
+    )
 
 
 def client(tmp_path: Path, database: Database, **values: Any) -> TestClient:

@@ -22,6 +22,9 @@ PAIRS: dict[type[BaseModel], type[Any]] = {
     schemas.TaskStatusOut: records.TaskStatus,
     schemas.Assigned: records.Assigned,
     schemas.StuckOut: records.Stuck,
+    schemas.FileOut: records.File,
+    schemas.CollectedFileOut: records.CollectedFile,
+    schemas.UsageOut: records.Usage,
     schemas.TransitionRead: records.Transition,
     schemas.TaskList: records.Page,
 }
@@ -73,6 +76,11 @@ def task_json() -> dict[str, Any]:
                 "timeout_seconds": 30,
                 "stdin": None,
                 "interactive": False,
+                "runtime": "python-data",
+                "files": [{"name": "in.csv", "content": "a,b\n", "encoding": "utf8"}],
+                "args": ["--fast"],
+                "env": {"MODE": "test"},
+                "collect": ["*.png"],
             },
             "status": {
                 "phase": "Succeeded",
@@ -84,6 +92,9 @@ def task_json() -> dict[str, Any]:
                 "stderr": "",
                 "stdout_truncated": False,
                 "stderr_truncated": False,
+                "files": [{"name": "plot.png", "size": 3, "content": "iVBO"}],
+                "files_truncated": False,
+                "usage": {"wall_seconds": 0.5, "cpu_seconds": 0.25, "peak_memory_bytes": 1024},
                 "assigned": {"cpus": [3], "gpus": []},
                 "attempt": 1,
                 "cancel_requested": False,
@@ -105,6 +116,9 @@ def test_fields_read_as_attributes_and_as_keys_at_every_depth() -> None:
     assert task.spec.resources.ram == task["spec"]["resources"]["ram"] == "1gb"
     assert task.status.assigned.cpus == [3]
     assert task.status.stuck is not None and task.status.stuck.why == "no container"
+    assert task.spec.files[0].name == "in.csv" and task.spec.env["MODE"] == "test"
+    assert task.status.files[0].data == b"\x89PN"
+    assert task.status.usage is not None and task.status.usage.cpu_seconds == 0.25
     assert isinstance(task.spec.resources, records.Resources)
     assert isinstance(task.status.stuck, records.Stuck)
     assert task.done

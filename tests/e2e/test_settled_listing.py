@@ -69,7 +69,7 @@ def listing(
     runtime: DockerRuntime, settled: set[str]
 ) -> tuple[dict[str, ObservedContainer], list[str]]:
     """What `list_owned` gives, by name, and which containers it inspected."""
-    api = runtime._engine().api
+    api = runtime._engine.client().api
     inspected: list[str] = []
     real = api.inspect_container
 

@@ -3,12 +3,13 @@ table over what the engine's log can hold (lines cut anywhere, lines that are no
 """
 
 import base64
+import json
 
 import pytest
 
 from sandbox import frames
-from sandbox.frames import MAX_LINE, FrameDecoder, decode_output, frame_key
-from sandbox.supervisor import MARKER, SOURCE, Report
+from sandbox.frames import MAX_LINE, FrameDecoder, decode_output, decode_run, frame_key
+from sandbox.supervisor import MARKER, SOURCE, Report, Usage, read_report
 
 KEY = frame_key("instance-secret", "taskyard-x-t-1-1")
 OTHER_KEY = frame_key("instance-secret", "taskyard-x-t-2-1")
@@ -165,3 +166,80 @@ def test_the_supervisor_writes_with_the_numbers_the_controller_reads_with() -> N
     assert line in SOURCE
     assert 'MARKER = b"\\x00\\x1etaskyard-report:"' in SOURCE
     assert MARKER == b"\x00\x1etaskyard-report:"
+
+
+def _file_lines(name: object, size: object, data: bytes) -> bytes:
+    head = json.dumps({"name": name, "size": size}).encode()
+    lines = KEY + b"f" + base64.b64encode(head) + b"\n"
+    return lines + KEY + b"d" + base64.b64encode(data) + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("framed", "names", "truncated"),
+    [
+        (_file_lines("a.txt", 2, b"hi"), ["a.txt"], False),
+        (_file_lines("a.txt", 2, b"hi") + _file_lines("b.txt", 0, b""), ["a.txt", "b.txt"], False),
+        (_file_lines("a.txt", 5, b"hi"), [], True),
+        (_file_lines("a.txt", 1, b"hi"), [], True),
+        (_file_lines("../etc/passwd", 2, b"hi"), [], True),
+        (_file_lines("/abs", 2, b"hi"), [], True),
+        (_file_lines("a\nb", 2, b"hi"), [], True),
+        (_file_lines(7, 2, b"hi"), [], True),
+        (_file_lines("a.txt", True, b"x"), [], True),
+        (_file_lines("a.txt", -1, b""), [], True),
+        (_file_lines("big", 101, b"x" * 101), [], True),
+        (_file_lines("a", 60, b"x" * 60) + _file_lines("b", 60, b"y" * 60), ["a"], True),
+        (b"".join(_file_lines(str(n), 1, b"x") for n in range(4)), ["0", "1", "2"], True),
+        (KEY + b"d" + base64.b64encode(b"stray") + b"\n", [], False),
+        (KEY + b"f" + base64.b64encode(b"not json") + b"\n", [], True),
+    ],
+    ids=[
+        "one-file",
+        "two-files-one-empty",
+        "fewer-bytes-than-said",
+        "more-bytes-than-said",
+        "dot-dot",
+        "absolute",
+        "control-character",
+        "name-not-text",
+        "size-a-bool",
+        "size-negative",
+        "over-the-byte-bound",
+        "second-over-what-is-left",
+        "over-the-count-bound",
+        "data-without-header",
+        "header-not-json",
+    ],
+)
+def test_collected_files_are_read_within_bounds_whatever_the_lines_say(
+    framed: bytes, names: list[str], truncated: bool
+) -> None:
+    _, _, _, files = decode_run(KEY, framed, max_files=3, max_bytes=100)
+    assert [file.name for file in files.files] == names
+    assert files.truncated is truncated
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"wall_seconds": float("nan"), "cpu_seconds": 1, "peak_memory_bytes": 1},
+        {"wall_seconds": -1, "cpu_seconds": 1, "peak_memory_bytes": 1},
+        {"wall_seconds": 1, "cpu_seconds": True, "peak_memory_bytes": 1},
+        {"wall_seconds": 1, "cpu_seconds": "1", "peak_memory_bytes": 1},
+        {"wall_seconds": 1, "cpu_seconds": 1, "peak_memory_bytes": 1.5},
+        {"wall_seconds": 1e300, "cpu_seconds": 1, "peak_memory_bytes": 1},
+        {"wall_seconds": 1, "cpu_seconds": 1},
+        [1, 2, 3],
+    ],
+    ids=["nan", "negative", "bool", "string", "float-bytes", "huge", "missing", "not-object"],
+)
+def test_a_usage_out_of_shape_is_left_out(usage: object) -> None:
+    line = json.dumps({"exit_code": 0, "usage": usage}).encode()
+    assert read_report(line) == Report(exit_code=0)
+
+
+def test_a_usage_in_shape_is_read() -> None:
+    line = json.dumps(
+        {"exit_code": 0, "usage": {"wall_seconds": 1, "cpu_seconds": 0.5, "peak_memory_bytes": 9}}
+    ).encode()
+    assert read_report(line).usage == Usage(wall_seconds=1.0, cpu_seconds=0.5, peak_memory_bytes=9)

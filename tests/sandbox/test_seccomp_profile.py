@@ -8,7 +8,7 @@ from typing import Any
 import docker
 import pytest
 
-from controller.docker_runtime import DockerRuntime
+from controller.container_config import create_args
 from controller.runtime import ContainerSpec
 from models.settings import Settings
 from sandbox.seccomp import PACKAGED, ProfileError, load_profile
@@ -139,9 +139,9 @@ def security_options(setting: str) -> list[str]:
         payload=b"",
         log_limit=1 << 20,
     )
-    runtime = DockerRuntime("owner", "i", seccomp_profile=setting)
     engine = docker.DockerClient(base_url="unix:///nonexistent.sock", version="1.41")
-    options: list[str] = runtime._create_args(engine, spec)["host_config"]["SecurityOpt"]
+    arguments = create_args(engine.api, spec, seccomp=load_profile(setting), delivery_timeout=10)
+    options: list[str] = arguments["host_config"]["SecurityOpt"]
     return options
 
 

@@ -4,75 +4,19 @@ read back with `decode_output`, as the controller reads the container's log.
 """
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from supervision import KEY, LIMIT, source_in, supervise
 
-from sandbox.frames import decode_output, frame_key, keyed
-from sandbox.supervisor import SOURCE, Report, build_payload
-
-LIMIT = 1024
-KEY = frame_key("instance-secret", "taskyard-test-container")
-
-
-class Run:
-    """One finished supervisor run: its exit code, output and the report it wrote."""
-
-    def __init__(self, completed: subprocess.CompletedProcess[bytes]) -> None:
-        self.returncode = completed.returncode
-        self.framed = completed.stdout
-        self.stdout, self.stderr, self.report = decode_output(KEY, completed.stdout)
-        lines = [line for line in completed.stdout.splitlines() if line.startswith(KEY + b"r")]
-        self.fields = json.loads(lines[-1][len(KEY) + 1 :]) if lines else {}
-
-
-def source_in(work: Path) -> str:
-    # The test runs the supervisor as its own user, which may be root: the code runs as it too.
-    src = SOURCE.replace("TASK_USER = 65534", "TASK_USER = None")
-    assert "TASK_USER = None" in src
-    src = src.replace('"/work/main.py"', repr(str(work / "main.py")))
-    src = src.replace('cwd="/work"', f"cwd={str(work)!r}")
-    assert "/work" not in src.replace(str(work), "")
-    # The memory cgroup's counters are this test's file (absent unless a test writes it), not
-    # those of whatever cgroup the test runs in.
-    counters = SOURCE[SOURCE.index("OOM_COUNTERS = ") :].split("\n", 1)[0]
-    src = src.replace(counters, f"OOM_COUNTERS = ({str(work.parent / 'oom_control')!r},)")
-    assert "/sys/fs/cgroup" not in src
-    return src
-
-
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
-
-
-def supervise(
-    work: Path,
-    code: str,
-    stdin: str | None = None,
-    *,
-    limit: int = LIMIT,
-    wait: str = "2",
-    timeout: float = 20,
-) -> Run:
-    completed = subprocess.run(
-        [sys.executable, "-I", "-c", source_in(work), wait],
-        input=keyed(KEY, build_payload(textwrap.dedent(code), stdin, limit)),
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
-    return Run(completed)
+from sandbox.frames import decode_output, keyed
+from sandbox.supervisor import SOURCE, Program, Report, build_payload
 
 
 def test_stdout_and_stderr_are_copied_and_reported(work: Path) -> None:
@@ -462,11 +406,15 @@ def test_the_undelivered_report_says_so_in_its_typed_field(work: Path) -> None:
 
 
 def test_code_too_large_for_the_work_area_is_a_start_failure(work: Path) -> None:
-    # The interpreter writes the code itself; it tells the supervisor why it could not.
-    source = source_in(work).replace(repr(str(work / "main.py")), repr(str(work / "no" / "x")))
+    # The interpreter writes the code itself; it tells the supervisor why it could not (here:
+    # the code's directory is a file).
+    (work / "taken").write_text("")
     completed = subprocess.run(
-        [sys.executable, "-I", "-c", source, "2"],
-        input=keyed(KEY, build_payload("print('never')\n", None, LIMIT)),
+        [sys.executable, "-I", "-c", source_in(work), "2"],
+        input=keyed(
+            KEY,
+            build_payload("print('never')\n", None, LIMIT, program=Program(main="taken/main.py")),
+        ),
         capture_output=True,
         timeout=10,
         check=False,
@@ -475,7 +423,7 @@ def test_code_too_large_for_the_work_area_is_a_start_failure(work: Path) -> None
     assert completed.returncode == 3
     assert stdout == b""
     assert report is not None and report.error == (
-        "could not write the code to the work area: No such file or directory"
+        "could not write the code to the work area: File exists"
     )
     assert not report.undelivered
 

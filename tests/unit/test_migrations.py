@@ -28,7 +28,7 @@ from models.settings import Settings
 from models.tables import ApiToken, Capacity, Task, Transition
 
 LEGACY_SCHEMAS = Path(__file__).parent / "legacy_schemas"
-HEAD = "0006"
+HEAD = "0007"
 
 # Each commit that changed the schema, and the revision that reproduces it.
 RELEASED_SCHEMAS = [
@@ -130,7 +130,7 @@ def test_downgrading_to_the_first_revision_and_back_ends_at_the_models(db_path: 
 
 def test_every_revision_reproduces_the_schema_of_its_release(tmp_path: Path) -> None:
     by_revision = dict(migrations.revision_shapes())
-    assert list(by_revision) == ["0006", "0005", "0004", "0003", "0002", "0001"]
+    assert list(by_revision) == ["0007", "0006", "0005", "0004", "0003", "0002", "0001"]
     for param in RELEASED_SCHEMAS:
         commit, revision = param.values
         create_legacy(tmp_path / f"{commit}.db", str(commit))

@@ -11,7 +11,7 @@ import pytest
 
 from controller.docker_runtime import DockerRuntime
 from controller.errors import StartRejected
-from controller.runtime import InputResult
+from controller.runtime import ContainerSpec, InputResult
 from controller.stdin_pump import BUFFER_BYTES, StdinPump
 
 PIECE = b"x" * 65536
@@ -26,6 +26,26 @@ class Attach:
 
     def close(self) -> None:
         self.closed = True
+
+
+def spec(payload: bytes, *, interactive: bool = False) -> ContainerSpec:
+    """Container "c", as far as delivering its code goes."""
+    return ContainerSpec(
+        name="c",
+        labels={},
+        image="image",
+        cpus=(),
+        all_cpus=(0,),
+        cpu_quota=1.0,
+        gpus=(),
+        ram=64 << 20,
+        storage=64 << 20,
+        pids_limit=64,
+        nofile_limit=64,
+        payload=payload,
+        log_limit=1 << 20,
+        interactive=interactive,
+    )
 
 
 @pytest.fixture
@@ -179,7 +199,7 @@ def test_send_input_of_the_docker_runtime_never_blocks(
     try:
         ours, _never_read = pairs()
         # How the runtime keeps an interactive container's stdin: after delivering its code.
-        runtime._send(ours, Attach(), "c", b"payload", keep_open=True)
+        runtime._deliver(spec(b"payload", interactive=True), (ours, Attach().close))
 
         results = in_thread(
             lambda: [runtime.send_input("c", PIECE, eof=False) for _ in range(64)], within=2.0
@@ -203,9 +223,7 @@ def test_code_that_cannot_be_delivered_in_time_fails_the_start(
         began = time.monotonic()
 
         error = in_thread(
-            lambda: _raised(
-                lambda: runtime._send(ours, attach, "c", b"x" * (8 << 20), keep_open=False)
-            ),
+            lambda: _raised(lambda: runtime._deliver(spec(b"x" * (8 << 20)), (ours, attach.close))),
             within=5.0,
         )
 
