@@ -20,7 +20,7 @@ from api import (
 )
 from api.access_log import AccessLog
 from api.admission import HostLimitsCache
-from api.auth import TokensSeen
+from api.auth import ActiveTokens
 from api.errors import install_error_handlers
 from api.fast_submit import FastSubmitRoute
 from api.guard import RequestGuard
@@ -41,8 +41,8 @@ def max_body_bytes(settings: Settings) -> int:
 def create_app(settings: Settings, database: Database) -> FastAPI:
     feed = TransitionFeed(database, settings.watch_poll_seconds, settings.watch_heartbeat_seconds)
     submissions = SubmissionWriter(database, settings)
-    tokens_seen = TokensSeen()
-    streams = StreamRegistry(database, settings, tokens_seen)
+    active_tokens = ActiveTokens()
+    streams = StreamRegistry(database, settings, active_tokens)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -69,7 +69,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
             "full or locked) comes with `Retry-After`: nothing was stored; send it again.\n\n"
             "On every route: a body over the limit is 413 as it arrives; `Content-Length` "
             "with `Transfer-Encoding` is 400; a request with a body and a token that would be "
-            "refused is 401 (403 on /admin) before the body is read. In open mode (no user "
+            "refused is 401 (403 on /admin) before the body is read. In open mode (no active user "
             "token yet) a `Host` that is not a loopback name or in TASKYARD_ALLOWED_HOSTS is "
             "400, and an `Origin` from elsewhere is 403."
         ),
@@ -79,7 +79,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.state.feed = feed
     app.state.submissions = submissions
     app.state.host_limits = HostLimitsCache(database)
-    app.state.tokens_seen = tokens_seen
+    app.state.active_tokens = active_tokens
     app.state.streams = streams
     app.state.admin_token, app.state.admin_token_path = ensure_admin_token(settings)
     install_error_handlers(app)
@@ -103,7 +103,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         RequestGuard,
         settings=settings,
         database=database,
-        tokens=app.state.tokens_seen,
+        tokens=app.state.active_tokens,
         admin_token=app.state.admin_token,
         max_body_bytes=max_body_bytes(settings),
     )

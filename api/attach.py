@@ -144,11 +144,11 @@ async def attach(websocket: WebSocket, task_id: str) -> None:
     try:
         caller = await run_in_threadpool(
             lambda: identify(
-                token or websocket.query_params.get("access_token"),
+                token,
                 admin_token=websocket.app.state.admin_token,
                 settings=websocket.app.state.settings,
                 database=database,
-                tokens=websocket.app.state.tokens_seen,
+                tokens=websocket.app.state.active_tokens,
             )
         )
     except HTTPException as exc:

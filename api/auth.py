@@ -1,11 +1,13 @@
 """Who is calling: the admin, a user (by bearer token), or anyone (open mode).
 
-Open mode is one person on one machine: no user token was ever created and the service listens
-on loopback only. Then task endpoints need no token. Otherwise every task endpoint needs
-`Authorization: Bearer <token>` (or `?access_token=` where a browser's EventSource or WebSocket
-cannot send headers): 401 without one, or for an unknown or revoked one. A task belongs to the
-token that created it; other users get 404 for it. The admin token is accepted everywhere and
-sees every task; admin endpoints accept only it (401 without a token, 403 with another).
+Open mode is one person on one machine: the service listens on loopback only, no active
+(unrevoked) user token exists, and `TASKYARD_OPEN_MODE` is not false. It ends with the first
+user token and comes back when the last one is revoked. Outside it every task endpoint needs
+`Authorization: Bearer <token>`: 401 without one, or for an unknown or revoked one. A token is
+read from that header only, never from the URL, where logs, history and `Referer` would keep
+it. A task belongs to the token that created it; other users get 404 for it. The admin token
+is accepted everywhere and sees every task; admin endpoints accept only it (401 without a
+token, 403 with another).
 """
 
 import hmac
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
@@ -30,8 +32,9 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 CALLER_KEY = "taskyard.caller"
 
 _bearer = HTTPBearer(auto_error=False)
-# For browsers' EventSource and WebSocket, which cannot send headers.
-_query_token = APIKeyQuery(name="access_token", auto_error=False)
+# How long an answer read from the database is trusted: another API process may create or
+# revoke a token meanwhile.
+TRUST_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -50,19 +53,19 @@ def _is_admin(token: str, expected: str) -> bool:
     return hmac.compare_digest(token.encode(), expected.encode())
 
 
-class TokensSeen:
-    """Whether any user token exists. Tokens are revoked, never deleted, so once one is seen
-    the answer stays yes; a no is trusted for a second (another API process may create one),
-    and this process's own token route says so at once."""
+class ActiveTokens:
+    """Whether any active (unrevoked) user token exists: open mode asks on every request that
+    comes without a token. An answer read from the database is trusted for `TRUST_SECONDS`;
+    this process's token routes say at once when they create or revoke one."""
 
     def __init__(self) -> None:
-        self.seen = False
+        self.exist = False
         self.checked_at = -1.0
 
     def known(self) -> bool | None:
         """The answer where it can be trusted without reading the database; else None."""
-        if self.seen or time.monotonic() - self.checked_at <= 1.0:
-            return self.seen
+        if time.monotonic() - self.checked_at <= TRUST_SECONDS:
+            return self.exist
         return None
 
     def any(self, session: Session) -> bool:
@@ -70,20 +73,37 @@ class TokensSeen:
         if known is not None:
             return known
         now = time.monotonic()
-        self.seen = session.exec(select(ApiToken.id).limit(1)).first() is not None
-        self.checked_at = now
-        return self.seen
+        exist = (
+            session.exec(
+                select(ApiToken.id).where(col(ApiToken.revoked_at).is_(None)).limit(1)
+            ).first()
+            is not None
+        )
+        if self.checked_at <= now:  # else a token was created while this read ran: it stands
+            self.exist, self.checked_at = exist, now
+        return exist
+
+    def created(self) -> None:
+        """A token was created here: open mode ends now, not a second from now."""
+        self.exist, self.checked_at = True, time.monotonic()
+
+    def revoked(self) -> None:
+        """A token was revoked here: the next request without a token reads again."""
+        self.checked_at = -1.0
 
 
-def open_mode(settings: Settings, session: Session, tokens: TokensSeen) -> bool:
-    if settings.host not in LOOPBACK:
-        return False
-    return not tokens.any(session)
+def may_open(settings: Settings) -> bool:
+    """Whether open mode can hold at all: allowed, and on loopback only."""
+    return settings.open_mode and settings.host in LOOPBACK
 
 
-async def in_open_mode(settings: Settings, database: Database, tokens: TokensSeen) -> bool:
+def open_mode(settings: Settings, session: Session, tokens: ActiveTokens) -> bool:
+    return may_open(settings) and not tokens.any(session)
+
+
+async def in_open_mode(settings: Settings, database: Database, tokens: ActiveTokens) -> bool:
     """`open_mode`, reading the database (in the thread pool) only where it must."""
-    if settings.host not in LOOPBACK:
+    if not may_open(settings):
         return False
     known = tokens.known()
     if known is not None:
@@ -105,12 +125,12 @@ def _token_required() -> HTTPException:
 
 
 def identify_without_lookup(
-    token: str | None, *, admin_token: str, settings: Settings, tokens: TokensSeen
+    token: str | None, *, admin_token: str, settings: Settings, tokens: ActiveTokens
 ) -> Caller | None:
     """The caller where no database read is needed to tell (no token while open mode is known,
     the admin token); None where `identify` must look. Raises 401 like `identify`."""
     if token is None:
-        if settings.host not in LOOPBACK:
+        if not may_open(settings):
             raise _token_required()
         seen = tokens.known()
         if seen is None:
@@ -129,7 +149,7 @@ def identify(
     admin_token: str,
     settings: Settings,
     database: Database,
-    tokens: TokensSeen,
+    tokens: ActiveTokens,
 ) -> Caller:
     """The caller behind `token` (None: no token given); raises 401 where it is no one."""
     known = identify_without_lookup(
@@ -157,17 +177,15 @@ async def bearer_credentials(request: Request) -> HTTPAuthorizationCredentials |
     return await _bearer(request)
 
 
-def token_of(
-    request_token: HTTPAuthorizationCredentials | None, query_token: str | None
-) -> str | None:
-    if request_token is not None and request_token.scheme.lower() == "bearer":
-        return request_token.credentials
-    return query_token
+def token_of(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        return credentials.credentials
+    return None
 
 
 async def token_in(connection: HTTPConnection) -> str | None:
     """The bearer token of a request that no route has yet, found as the routes find it."""
-    return token_of(await _bearer(connection), await _query_token(connection))
+    return token_of(await _bearer(connection))
 
 
 def admin_refusal(token: str | None, admin_token: str) -> HTTPException | None:
@@ -187,17 +205,16 @@ def admin_refusal(token: str | None, admin_token: str) -> HTTPException | None:
 async def require_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    query_token: Annotated[str | None, Depends(_query_token)],
 ) -> Caller:
     already: Caller | None = request.scope.get(CALLER_KEY)
     if already is not None:
         return already
     # On the event loop where no database read is needed (open mode, the admin): a trip
     # through the thread pool costs more than a whole submission does otherwise.
-    token = token_of(credentials, query_token)
+    token = token_of(credentials)
     state = request.app.state
     known = identify_without_lookup(
-        token, admin_token=state.admin_token, settings=state.settings, tokens=state.tokens_seen
+        token, admin_token=state.admin_token, settings=state.settings, tokens=state.active_tokens
     )
     if known is not None:
         request.scope[CALLER_KEY] = known  # for the access log
@@ -208,7 +225,7 @@ async def require_caller(
         admin_token=state.admin_token,
         settings=state.settings,
         database=state.database,
-        tokens=state.tokens_seen,
+        tokens=state.active_tokens,
     )
     request.scope[CALLER_KEY] = caller  # a submission handed on to its route asks again
     return caller
@@ -217,9 +234,8 @@ async def require_caller(
 def require_admin(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    query_token: Annotated[str | None, Depends(_query_token)],
 ) -> None:
-    refusal = admin_refusal(token_of(credentials, query_token), request.app.state.admin_token)
+    refusal = admin_refusal(token_of(credentials), request.app.state.admin_token)
     if refusal is not None:
         raise refusal
     request.scope[CALLER_KEY] = ADMIN  # for the access log

@@ -53,11 +53,7 @@ def _plain_submission(request: Request, body: bytes) -> TaskCreate | None:
 class _FastSubmit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        caller = await require_caller(
-            request,
-            await bearer_credentials(request),
-            request.query_params.get("access_token") or None,
-        )
+        caller = await require_caller(request, await bearer_credentials(request))
         body = await request.body()
         task = _plain_submission(request, body)
         if task is None:

@@ -32,7 +32,7 @@ from starlette.websockets import WebSocket
 from api.auth import (
     ADMIN,
     CALLER_KEY,
-    TokensSeen,
+    ActiveTokens,
     admin_refusal,
     identify,
     identify_without_lookup,
@@ -82,7 +82,7 @@ class RequestGuard:
         *,
         settings: Settings,
         database: Database,
-        tokens: TokensSeen,
+        tokens: ActiveTokens,
         admin_token: str,
         max_body_bytes: int,
     ) -> None:

@@ -6,7 +6,7 @@ can be revoked by this process's admin route (which says so at once), by another
 over the same database, or by anyone who writes the database; so one task of the API process
 reads, once a second and only while some stream is open, which of the holders' tokens are
 revoked, and ends their streams. A stream opened without a token in open mode ends when open
-mode does (the first user token is created). The admin token cannot be revoked while the
+mode does (a user token is created). The admin token cannot be revoked while the
 process runs; its streams are not held.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import Caller, TokensSeen, open_mode
+from api.auth import ActiveTokens, Caller, open_mode
 from models.database import Database
 from models.settings import Settings
 from models.tables import ApiToken
@@ -47,7 +47,7 @@ class StreamRegistry:
         self,
         database: Database,
         settings: Settings,
-        tokens: TokensSeen,
+        tokens: ActiveTokens,
         check_seconds: float = CHECK_SECONDS,
     ) -> None:
         self._db = database

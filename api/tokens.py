@@ -1,6 +1,7 @@
 """Admin routes for user tokens: create (the token is shown once), list, revoke.
 
 Creating the first token ends open mode: from then on every task endpoint needs a token.
+Revoking the last active one brings open mode back (on loopback only; see `api.auth`).
 """
 
 import secrets
@@ -62,7 +63,7 @@ def create_token(body: TokenCreate, session: WriteSession, request: Request) -> 
     row = ApiToken(id="u-" + secrets.token_hex(6), name=body.name, token_hash=hash_token(token))
     session.add(row)
     session.commit()
-    request.app.state.tokens_seen.seen = True  # open mode ends now, not a second from now
+    request.app.state.active_tokens.created()
     return TokenRead.from_row(row, token)
 
 
@@ -84,5 +85,6 @@ def revoke_token(token_id: str, session: WriteSession, request: Request) -> Toke
         row.revoked_at = utcnow()
         session.add(row)
         session.commit()
+    request.app.state.active_tokens.revoked()  # open mode may be back: read again
     request.app.state.streams.revoked(row.id)  # other processes notice within a second
     return TokenRead.from_row(row)

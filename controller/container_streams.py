@@ -13,7 +13,7 @@ from controller.engine import EngineConnection
 from controller.engine_errors import engine_call
 from controller.errors import ContainerGone, StartRejected
 from controller.runtime import CapturedOutput
-from sandbox.frames import FrameDecoder, decode_output
+from sandbox.frames import FrameDecoder, decode_run
 
 
 def send_payload(
@@ -64,4 +64,5 @@ def captured_output(engine: EngineConnection, name: str, key: bytes) -> Captured
             framed = engine.client().api.logs(name, stdout=True, stderr=False)
     except ContainerGone:
         return CapturedOutput(b"", b"")
-    return CapturedOutput(*decode_output(key, framed))
+    stdout, stderr, report, files = decode_run(key, framed)
+    return CapturedOutput(stdout, stderr, report, tuple(files.files), files.truncated)

@@ -22,7 +22,7 @@ from controller.errors import RuntimeUnavailable
 from controller.runtime import CapturedOutput, ContainerRuntime
 from models.database import Database
 from models.tables import OutputChunk
-from sandbox.frames import REPORT
+from sandbox.frames import READ_FILE_BYTES, READ_FILES, REPORT, FileAssembler
 from sandbox.supervisor import Report, read_report
 
 log = logging.getLogger("taskyard.controller.output")
@@ -186,6 +186,7 @@ class OutputReader:
             if high > low:
                 self._writer.put(_Piece(self._task_id, self._attempt, stream, data[low:high]))
 
+        files = FileAssembler(READ_FILES, READ_FILE_BYTES)
         pieces = self._runtime.follow(self._name)
         try:
             for stream, data in pieces:
@@ -193,13 +194,21 @@ class OutputReader:
                     # The supervisor's last word: all the task's output came before it, so
                     # there is nothing more to copy, and the task can be judged now.
                     self.report = read_report(data)
+                    files.finish()
                     self.output = CapturedOutput(
-                        bytes(self._read["stdout"]), bytes(self._read["stderr"]), self.report
+                        bytes(self._read["stdout"]),
+                        bytes(self._read["stderr"]),
+                        self.report,
+                        tuple(files.files),
+                        files.truncated,
                     )
                     if self._on_report is not None:
                         self._on_report()
                     return
-                keep(stream, data)
+                if stream in self._read:
+                    keep(stream, data)
+                else:  # a collected file's header or bytes, after the code has ended
+                    files.add(stream, data)
         except RuntimeUnavailable as exc:
             log.warning("live output of %s stopped: %s", self._name, exc)
         except Exception:

@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from sandbox.frames import CollectedFile
 from sandbox.supervisor import Report
 
 OWNER_LABEL = "taskyard.owner"
@@ -117,6 +118,10 @@ class CapturedOutput:
     stdout: bytes
     stderr: bytes
     report: Report | None = None
+    # The files collected after the run, as far as they came whole (bounded by the frame
+    # reader's own limits; the controller applies the task's settings when it stores them).
+    files: tuple[CollectedFile, ...] = ()
+    files_truncated: bool = False
 
 
 @dataclass(frozen=True)

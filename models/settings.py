@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     code_delivery_timeout_seconds: float = Field(default=10.0, gt=0)
 
     admin_token: str | None = None
+    # False: task endpoints always need a token, even on loopback with no active user token.
+    open_mode: bool = True
     allow_remote: bool = False
     # Host names (comma-separated, "*" for any) served in open mode besides loopback's.
     allowed_hosts: str = ""

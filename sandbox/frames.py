@@ -37,6 +37,10 @@ SLOW_FLUSH_SECONDS = 1.0  # after that: a task that prints a little all the time
 FAST_LINES = 2000
 FRAME_BYTES = 48 * 1024  # a batch this large is written at once
 MAX_LINE = 256 * 1024  # longer than any line of ours: the rest of such a line is dropped
+# The most collected files a reader keeps from one container, whatever the task asked: the
+# controller cuts them down to the task's own bounds when it stores them.
+READ_FILES = 1000
+READ_FILE_BYTES = 64 * 1024 * 1024
 
 
 # The stream name of the supervisor's report among the (stream, bytes) pieces `follow` yields.
@@ -233,7 +237,7 @@ def decode_output(key: bytes, framed: bytes) -> tuple[bytes, bytes, Report | Non
 
 
 def decode_run(
-    key: bytes, framed: bytes, *, max_files: int = 0, max_bytes: int = 0
+    key: bytes, framed: bytes, *, max_files: int = READ_FILES, max_bytes: int = READ_FILE_BYTES
 ) -> tuple[bytes, bytes, Report | None, FileAssembler]:
     """As `decode_output`, and the files collected after the run, within those bounds."""
     decoder = FrameDecoder(key)

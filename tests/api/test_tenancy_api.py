@@ -83,6 +83,56 @@ def test_the_first_user_token_ends_open_mode(tmp_path: Path, db: Database) -> No
     assert client.post("/tasks", json=BODY, headers=bearer(ADMIN)).status_code == 201
 
 
+def test_open_mode_comes_back_when_the_last_user_token_is_revoked(
+    tmp_path: Path, db: Database
+) -> None:
+    client = make_client(tmp_path, db)
+    alice, bob = new_user(client, "alice"), new_user(client, "bob")
+    ids = [t["id"] for t in client.get("/admin/tokens", headers=bearer(ADMIN)).json()["items"]]
+
+    assert client.delete(f"/admin/tokens/{ids[0]}", headers=bearer(ADMIN)).status_code == 200
+    assert client.get("/tasks").status_code == 401, "bob's token is still active"
+    assert client.get("/tasks", headers=bearer(bob)).status_code == 200
+
+    assert client.delete(f"/admin/tokens/{ids[1]}", headers=bearer(ADMIN)).status_code == 200
+    assert client.get("/tasks").status_code == 200
+    assert client.post("/tasks", json=BODY).status_code == 201
+    # A revoked token stays refused, open mode or not: its holder is told, not let in.
+    assert client.get("/tasks", headers=bearer(alice)).status_code == 401
+
+    new_user(client, "carol")
+    assert client.get("/tasks").status_code == 401
+
+
+def test_open_mode_does_not_come_back_beyond_loopback(tmp_path: Path, db: Database) -> None:
+    client = make_client(tmp_path, db, host="0.0.0.0", allow_remote=True)
+    new_user(client, "alice")
+    token_id = client.get("/admin/tokens", headers=bearer(ADMIN)).json()["items"][0]["id"]
+    assert client.delete(f"/admin/tokens/{token_id}", headers=bearer(ADMIN)).status_code == 200
+    assert client.get("/tasks").status_code == 401
+
+
+def test_open_mode_can_be_switched_off(tmp_path: Path, db: Database) -> None:
+    client = make_client(tmp_path, db, open_mode=False)
+    response = client.get("/tasks")
+    assert response.status_code == 401
+    assert "Authorization: Bearer" in response.json()["detail"]
+    assert client.get("/tasks", headers=bearer(ADMIN)).status_code == 200
+
+
+def test_a_token_in_the_url_is_not_accepted(tmp_path: Path, db: Database) -> None:
+    client = make_client(tmp_path, db)
+    alice = new_user(client, "alice")
+    for method, path in (("GET", "/tasks"), ("POST", "/tasks"), ("GET", "/watch")):
+        response = client.request(
+            method, path, params={"access_token": alice}, json=BODY if method == "POST" else None
+        )
+        assert response.status_code == 401, (method, path, response.text)
+        assert "Authorization: Bearer" in response.json()["detail"]
+    response = client.get("/admin/tokens", params={"access_token": ADMIN})
+    assert response.status_code == 401
+
+
 def test_tokens_are_stored_hashed_and_listed_without_secrets(tmp_path: Path, db: Database) -> None:
     client = make_client(tmp_path, db)
     alice = new_user(client, "alice")
@@ -185,7 +235,7 @@ def test_a_users_watch_shows_only_their_own_transitions(tmp_path: Path, db: Data
         theirs = http.post("/tasks", json=BODY, headers=bearer(alice)).json()["id"]
         mine = http.post("/tasks", json=BODY, headers=bearer(bob)).json()["id"]
         seen: list[str] = []
-        with http.stream("GET", "/watch", params={"since": 0, "access_token": bob}) as response:
+        with http.stream("GET", "/watch", params={"since": 0}, headers=bearer(bob)) as response:
             assert response.status_code == 200
             for line in response.iter_lines():
                 if line.startswith("data:"):

@@ -75,6 +75,13 @@ def server(
         yield running
 
 
+@pytest.fixture
+def own_server(engine: docker.DockerClient, fresh_dir: Path) -> Iterator[Server]:
+    """A server of the test's own, for a test that creates user tokens: they end open mode."""
+    with served(engine, Server(fresh_dir)) as running:
+        yield running
+
+
 @pytest.fixture(scope="session")
 def client(server: Server) -> Client:
     return Client(server.url)

@@ -21,6 +21,15 @@ TASK_SECONDS = 60_000
 ACTIVE = re.compile(r"^(Pending|Scheduled|Running)$")
 
 
+def admin_token(data_dir: Path) -> str:
+    """The admin token a server generated into its data dir."""
+    return (data_dir / "admin-token").read_text().strip()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 def open_dashboard(page: Page, base_url: str, route: str = "#/") -> None:
     """Load the page and wait until its /watch stream is open."""
     page.goto(f"{base_url}/{route}")

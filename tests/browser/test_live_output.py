@@ -1,5 +1,5 @@
-"""A task's page shows stdout and stderr while the task runs (GET /tasks/{id}/logs?follow=true
-through EventSource), and the final output once it ends."""
+"""A task's page shows stdout and stderr while the task runs (GET /tasks/{id}/logs?follow=true,
+read with fetch), and the final output once it ends."""
 
 import time
 
@@ -18,8 +18,9 @@ TEN_LINES = (
     "    time.sleep(0.3)\n"
 )
 
-# Runs before the page's own scripts: keeps every text the stdout box ever showed, and every
-# EventSource the page opens, so a test can see what a person saw along the way.
+# Runs before the page's own scripts: keeps every text the stdout box ever showed, and the
+# abort signal of every /logs stream the page opens (the page aborts a stream it is done
+# with), so a test can see what a person saw along the way.
 RECORDER = """
 window.__stdoutSeen = [];
 new MutationObserver(() => {
@@ -28,17 +29,15 @@ new MutationObserver(() => {
   const seen = window.__stdoutSeen;
   if (seen[seen.length - 1] !== text) seen.push(text);
 }).observe(document, { childList: true, subtree: true, characterData: true });
-window.__sources = [];
-const NativeEventSource = window.EventSource;
-window.EventSource = class extends NativeEventSource {
-  constructor(...args) {
-    super(...args);
-    window.__sources.push(this);
-  }
+window.__logStreams = [];
+const nativeFetch = window.fetch;
+window.fetch = (url, init = {}) => {
+  if (String(url).includes("/logs")) window.__logStreams.push(init.signal);
+  return nativeFetch(url, init);
 };
 """
-# readyState of each /logs EventSource the page opened (2 = CLOSED).
-LOG_SOURCES = "window.__sources.filter(s => s.url.includes('/logs')).map(s => s.readyState)"
+# The state of each /logs stream the page opened: 2 once the page closed it, else 1.
+LOG_SOURCES = "window.__logStreams.map(s => s.aborted ? 2 : 1)"
 CLOSED = 2
 AT_END = "el => el.scrollHeight - el.scrollTop - el.clientHeight < 2"
 

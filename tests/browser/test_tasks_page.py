@@ -1,6 +1,7 @@
 """The task table, the submit form and a task's page, as a person uses them."""
 
 import re
+from datetime import datetime
 
 import pytest
 from dashboard import (
@@ -15,6 +16,9 @@ from dashboard import (
 )
 from harness import Client, Server, task_body
 from playwright.sync_api import Page, Request, expect
+
+from models.settings import Settings
+from taskyard.client import DEFAULT_RESOURCES
 
 TASK_URL = re.compile(r"#/tasks/([0-9a-f]{32})$")
 
@@ -222,3 +226,50 @@ def test_filter_by_phase_and_search_by_id(page: Page, server: Server, client: Cl
     expect(row(page, done["id"])).to_be_visible()
     expect(row(page, failed["id"])).to_be_hidden()
     expect(page.locator("#table-summary")).to_contain_text("1 of")
+
+
+def test_the_page_of_an_unknown_task_says_not_found(page: Page, server: Server) -> None:
+    unknown = "0" * 32
+    open_dashboard(page, server.url, f"#/tasks/{unknown}")
+    expect(page.locator(".task-head .phase")).to_have_text("not found")
+    expect(page.locator("#view-task [role=alert]")).to_contain_text(f"No task {unknown} was found")
+    expect(page.locator("#view-task")).not_to_contain_text("Loading")
+    screenshot(page, "task-not-found")
+
+
+def test_a_row_shows_the_first_line_of_the_code_and_a_finished_tasks_run_time(
+    page: Page, server: Server, client: Client
+) -> None:
+    code = "\n# counts to three\nfor i in range(3):\n    print(i)\n"
+    task = client.submit(task_body(code), wait=30)
+    status = task["status"]
+    assert status["phase"] == "Succeeded"
+    ran = datetime.fromisoformat(status["finished_at"]) - datetime.fromisoformat(
+        status["started_at"]
+    )
+    waiting = client.submit(task_body("import time\ntime.sleep(30)\n", timeout=60))
+    try:
+        open_dashboard(page, server.url)
+        finished = row(page, task["id"])
+        expect(finished.locator(".code-line")).to_have_text("# counts to three")
+        shown = finished.locator(".run-time").text_content() or ""
+        match = re.fullmatch(r"(\d+\.\d) s", shown)
+        assert match, f"run time shown as {shown!r}"
+        assert abs(float(match.group(1)) - ran.total_seconds()) < 0.11, (shown, ran)
+        # A task that has not finished has no run time yet.
+        expect(row(page, waiting["id"]).locator(".run-time")).to_have_text("—")
+
+        finished.get_by_role("link").click()
+        expect(page.locator(".status-line")).to_contain_text(f"ran {shown}")
+        expect(page.locator(".spec")).to_contain_text(f"run time{shown}")
+    finally:
+        client.http.delete(f"/tasks/{waiting['id']}")
+
+
+def test_the_forms_defaults_are_the_command_lines(page: Page, server: Server) -> None:
+    open_dashboard(page, server.url, "#/submit")
+    for name, value in DEFAULT_RESOURCES.items():
+        expect(page.locator(f"#{name}")).to_have_value(value)
+    expect(page.locator("#timeout_seconds")).to_have_value(
+        str(Settings.model_fields["default_timeout_seconds"].default)
+    )

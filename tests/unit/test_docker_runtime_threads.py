@@ -148,6 +148,9 @@ class FakeClient:
     def get(self, image: str) -> None:
         pass
 
+    def list(self, filters: dict[str, str]) -> list[object]:
+        return []  # no runtime image labelled: the default image alone runs python
+
 
 @pytest.fixture
 def fake() -> Iterator[FakeClient]:

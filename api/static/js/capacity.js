@@ -52,7 +52,8 @@ export class CapacityView {
     } catch (error) {
       // Keep the last picture on screen during a blip, and say that it is old.
       if (this.built) setText(this.parts.detail, `Not updated: ${error.message}`);
-      else fill(this.root, h("p", { class: "muted" }, `Capacity unknown: ${error.message}`));
+      else fill(this.root, h("p", { class: "muted" }, error.status === 401
+        ? "Sign in to see capacity." : `Capacity unknown: ${error.message}`));
       return;
     }
     this.render(capacity, queue);

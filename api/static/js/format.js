@@ -23,6 +23,19 @@ function trim(value) {
   return value >= 100 || Number.isInteger(value) ? String(Math.round(value)) : value.toFixed(1);
 }
 
+/** The first line of a task's code that says something (not blank), for a one-line view. */
+export function firstLine(code) {
+  const line = String(code ?? "").split(/\r\n|\n|\r/).find((text) => text.trim() !== "");
+  return line === undefined ? "" : line.trim();
+}
+
+/** How long a finished task ran (finished_at - started_at), in ms; null if it never ran. */
+export function runTime(status) {
+  if (!TERMINAL.has(status.phase) || !status.started_at || !status.finished_at) return null;
+  const ms = Date.parse(status.finished_at) - Date.parse(status.started_at);
+  return Number.isFinite(ms) ? Math.max(0, ms) : null;
+}
+
 /** "4 s", "2 min 03 s", "1 h 05 min": short enough for a table cell on a phone. */
 export function formatDuration(ms) {
   const seconds = Math.max(0, Math.floor(ms / 1000));
@@ -32,6 +45,11 @@ export function formatDuration(ms) {
   const hours = Math.floor(minutes / 60);
   if (hours < 48) return `${hours} h ${pad(minutes % 60)} min`;
   return `${Math.floor(hours / 24)} d`;
+}
+
+/** A run time: tenths of a second below ten seconds ("0.4 s"), else as `formatDuration`. */
+export function formatRunTime(ms) {
+  return ms < 10_000 ? `${(Math.floor(ms / 100) / 10).toFixed(1)} s` : formatDuration(ms);
 }
 
 const pad = (n) => String(n).padStart(2, "0");

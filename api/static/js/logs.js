@@ -1,16 +1,15 @@
 /**
- * Follows one task's stdout and stderr live: GET /tasks/{id}/logs?follow=true with
- * EventSource. The task page (js/taskpage.js) opens one while its task is not terminal and
- * stops it when the task ends or the page is left.
+ * Follows one task's stdout and stderr live: GET /tasks/{id}/logs?follow=true, read with fetch
+ * (js/sse.js) so that it carries the tab's token. The task page (js/taskpage.js) opens one
+ * while its task is not terminal and stops it when the task ends or the page is left.
  *
- * Every `output` event carries the chunk's seq as its event id, so after a network blip the
- * browser reconnects by itself with Last-Event-ID and the server sends only what was missed.
- * After `end` the server closes the stream; the follower closes the EventSource at once, or
- * the browser would reconnect and be sent `end` again. Where the browser gives up for good
- * (an HTTP error status), the follower reopens from the last seq it saw, with a backoff.
+ * Every `output` event carries the chunk's seq as its event id; when the stream breaks, the
+ * follower opens it again with `Last-Event-ID`, after a backoff, and the server sends only what
+ * was missed. After `end` the server closes the stream and the follower stops.
  */
 
 import { api } from "./api.js";
+import { pause, readEvents } from "./sse.js";
 
 const RETRY_MS = [1000, 2000, 5000, 10000];
 
@@ -25,35 +24,59 @@ export class LogFollower {
     this.onOutput = onOutput;
     this.onEnd = onEnd;
     this.lastSeq = 0;
-    this.source = null;
-    this.retryTimer = null;
     this.failures = 0;
     this.stopped = false;
+    this.aborter = new AbortController();
+    this.waiting = null;
   }
 
   start() {
-    this.open();
+    this.run();
     return this;
   }
 
   stop() {
     this.stopped = true;
-    clearTimeout(this.retryTimer);
-    this.source?.close();
-    this.source = null;
+    this.aborter.abort();
+    this.waiting?.wake();
   }
 
-  open() {
-    if (this.stopped) return;
-    const source = new EventSource(api.logsUrl(this.id, { follow: true, since: this.lastSeq }));
-    this.source = source;
-    source.addEventListener("open", () => { this.failures = 0; });
-    source.addEventListener("output", (message) => this.received(message));
-    source.addEventListener("end", (message) => this.ended(message));
-    source.addEventListener("error", () => this.failed(source));
+  async run() {
+    while (!this.stopped) {
+      const retry = await this.once();
+      if (!retry) return;
+      const delay = RETRY_MS[Math.min(this.failures, RETRY_MS.length - 1)];
+      this.failures += 1;
+      this.waiting = pause(delay);
+      await this.waiting.done;
+    }
+  }
+
+  /** Read the stream once; false when there is nothing more to follow. */
+  async once() {
+    let response;
+    try {
+      response = await api.logs(this.id,
+        { lastEventId: this.lastSeq || null, signal: this.aborter.signal });
+    } catch {
+      return !this.stopped;
+    }
+    // 404: the task is gone, or another user's; 401: the page asks for a sign-in.
+    if (response.status === 404 || response.status === 401) return false;
+    if (!response.ok) return true;
+    this.failures = 0;
+    try {
+      await readEvents(response, (event) => this.received(event));
+    } catch {
+      // the connection broke (or stop() aborted it)
+    }
+    return !this.stopped;
   }
 
   received(message) {
+    if (this.stopped) return;
+    if (message.type === "end") this.ended(message);
+    if (message.type !== "output") return;
     let chunk;
     try {
       chunk = JSON.parse(message.data);
@@ -78,14 +101,5 @@ export class LogFollower {
       // the task still ended; its page reads the rest from GET /tasks/{id}
     }
     this.onEnd(end);
-  }
-
-  failed(source) {
-    if (this.stopped || source !== this.source) return;
-    // CONNECTING: the browser retries by itself and resumes with Last-Event-ID.
-    if (source.readyState !== EventSource.CLOSED) return;
-    const delay = RETRY_MS[Math.min(this.failures, RETRY_MS.length - 1)];
-    this.failures += 1;
-    this.retryTimer = setTimeout(() => this.open(), delay);
   }
 }

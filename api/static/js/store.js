@@ -19,6 +19,14 @@ export class TaskStore extends EventTarget {
     this.listed = false;
   }
 
+  /** Forget every task: the tab signed in or out, and the new caller may see other tasks. */
+  clear() {
+    this.entries.clear();
+    this.nextCursor = null;
+    this.listed = false;
+    this.dispatchEvent(new CustomEvent("reset"));
+  }
+
   get(id) {
     return this.entries.get(id);
   }

@@ -1,11 +1,14 @@
 /**
  * The live task table: one row per task, newest first, updated in place as transitions
- * arrive, so a person can keep their eye on a row while it moves. Filtering by phase and
- * searching by id only hide rows; nothing is re-read from the server to filter.
+ * arrive, so a person can keep their eye on a row while it moves. A row shows the first line
+ * of the task's code and, once it finished, how long it ran. Filtering by phase and searching
+ * by id only hide rows; nothing is re-read from the server to filter.
  */
 
 import { byId, fill, h, setText } from "./dom.js";
-import { PHASES, formatDuration, formatTime, shortId, taskHref } from "./format.js";
+import {
+  PHASES, firstLine, formatDuration, formatRunTime, formatTime, runTime, shortId, taskHref,
+} from "./format.js";
 
 export class TaskTable {
   constructor(store) {
@@ -55,6 +58,8 @@ export class TaskTable {
       id: h("td", { class: "mono" }, h("a", { href: taskHref(id), title: id }, shortId(id))),
       phase: h("td", {}, h("span", { class: "phase" })),
       age: h("td", { class: "num" }),
+      code: h("td", { class: "code-line wide" }, h("code")),
+      ran: h("td", { class: "num run-time" }),
       resources: h("td", { class: "wide" }),
       created: h("td", { class: "wide" }),
       reason: h("td", { class: "wide reason" }),
@@ -71,6 +76,11 @@ export class TaskTable {
     row.dataset.phase = phase;
     row.dataset.created = task.created_at;
     row.dataset.phaseSince = String(phaseSince);
+    const line = firstLine(task.spec.code);
+    setText(cells.code.firstChild, line);
+    cells.code.title = line;
+    const ran = runTime(task.status);
+    setText(cells.ran, ran === null ? "—" : formatRunTime(ran));
     const res = task.spec.resources;
     setText(cells.resources, `${res.cpu} cpu · ${res.gpu} gpu · ${res.ram} · ${res.storage}`);
     setText(cells.created, formatTime(task.created_at));

@@ -10,7 +10,9 @@
 
 import { api } from "./api.js";
 import { byId, fill, h, setText } from "./dom.js";
-import { TERMINAL, formatDuration, formatTime, shortId } from "./format.js";
+import {
+  TERMINAL, formatDuration, formatRunTime, formatTime, runTime, shortId,
+} from "./format.js";
 import { highlight } from "./highlight.js";
 import { LogFollower } from "./logs.js";
 
@@ -45,9 +47,25 @@ export class TaskPage {
       // "change"): draw from what it holds either way.
       if (this.id === id) this.changed();
     } catch (error) {
-      if (this.id !== id) return;
-      const text = error.status === 404 ? `There is no task with id ${id}.` : error.message;
-      fill(this.parts.body, h("p", { class: "notice error" }, text));
+      if (this.id === id) this.unreadable(id, error);
+    }
+  }
+
+  /** The task could not be read: say why instead of "Loading…". */
+  unreadable(id, error) {
+    const p = this.parts;
+    const notFound = error.status === 404 || error.status === 422;
+    setText(p.phase, notFound ? "not found" : "unknown");
+    p.phase.dataset.phase = "";
+    if (notFound) {
+      setText(p.status, "Not found.");
+      fill(p.body, h("p", { class: "notice error", role: "alert" },
+        `No task ${id} was found: the id may be mistyped, or the task belongs to another `
+        + "user.", " ", h("a", { href: "#/" }, "All tasks")));
+    } else {
+      setText(p.status, `Could not read the task: ${error.message}`);
+      fill(p.body, h("p", { class: "notice error", role: "alert" },
+        error.status === 401 ? "Sign in to see this task." : error.message));
     }
   }
 
@@ -129,7 +147,9 @@ export class TaskPage {
     const since = formatDuration(Date.now() - entry.phaseSince);
     const why = status.message ? `${status.reason}: ${status.message}` : status.reason;
     const when = TERMINAL.has(status.phase) ? `${since} ago` : `for ${since}`;
-    setText(this.parts.status, `${status.phase} ${when} · ${why}`);
+    const ran = runTime(status);
+    const ranText = ran === null ? "" : ` · ran ${formatRunTime(ran)}`;
+    setText(this.parts.status, `${status.phase} ${when}${ranText} · ${why}`);
   }
 
   /** Stream the output of this task's attempt into the boxes, unless that began already. */
@@ -261,6 +281,8 @@ function specRows(task) {
     ["started", formatTime(status.started_at)],
     ["finished", formatTime(status.finished_at)],
   ];
+  const ran = runTime(status);
+  if (ran !== null) rows.push(["run time", formatRunTime(ran)]);
   if (status.stuck) rows.push(["stuck", status.stuck.why]);
   return rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]);
 }

@@ -1,19 +1,25 @@
 /**
- * Follows GET /watch with EventSource and never loses a transition.
+ * Follows GET /watch and never loses a transition.
  *
- * EventSource reconnects by itself after a network blip and sends `Last-Event-ID`, so the
- * server replays exactly what was missed. It gives up for good on an HTTP error status,
- * without saying which; then one fetch asks the server: 410 means the history we would resume
- * from was compacted, so the tasks are listed again and the watch starts from now.
+ * The stream is read with fetch (js/sse.js), so it carries the tab's token like every other
+ * request. When it breaks, the watch opens it again with `Last-Event-ID`, and the server
+ * replays exactly what was missed. 410 means the history it would resume from was compacted:
+ * the tasks are listed again and the watch starts from now. 401 puts the page in its sign-in
+ * state (js/auth.js); the watch keeps asking, slowly, so that it notices open mode coming
+ * back, and at once after a sign-in.
  */
 
+import { api } from "./api.js";
+import { pause, readEvents } from "./sse.js";
+
 const RETRY_MS = [1000, 2000, 5000, 10000];
+const SIGN_IN_RETRY_MS = 5000;
 
 export class Watch {
   /**
    * onTransition(event): one transition, in commit order.
    * onRelist(): called when the page must list the tasks again (first open, or a gap).
-   * onStatus(state, text): "live" | "reconnecting" | "offline", for the connection badge.
+   * onStatus(state, text): "live" | "reconnecting" | "offline" | "signin", for the badge.
    */
   constructor({ onTransition, onRelist, onStatus }) {
     this.onTransition = onTransition;
@@ -21,43 +27,88 @@ export class Watch {
     this.onStatus = onStatus;
     this.lastId = null; // the seq of the last transition received
     this.needsRelist = true;
-    this.source = null;
     this.failures = 0;
+    this.aborter = null;
+    this.waiting = null; // the pause between two tries, which restart() cuts short
   }
 
   start() {
-    this.open(null);
+    this.run();
   }
 
-  open(since) {
-    const url = since === null ? "watch" : `watch?since=${since}`;
-    const source = new EventSource(url);
-    this.source = source;
-    source.addEventListener("open", () => this.opened());
-    source.addEventListener("transition", (message) => this.received(message));
-    source.addEventListener("error", () => this.failed(source));
+  /** Signed in or out: another caller sees other tasks, so list again and watch from now. */
+  restart() {
+    this.lastId = null;
+    this.needsRelist = true;
+    this.failures = 0;
+    this.aborter?.abort();
+    this.waiting?.wake();
   }
 
-  async opened() {
+  async run() {
+    for (;;) {
+      let delay;
+      try {
+        delay = await this.once();
+      } catch (error) {
+        // A view's bug must not end the watch for good.
+        console.warn("watch:", error);
+        delay = RETRY_MS[1];
+      }
+      this.waiting = pause(delay);
+      await this.waiting.done;
+      this.waiting = null;
+    }
+  }
+
+  /** Open the stream and read it until it ends; returns how long to wait before the next. */
+  async once() {
+    const aborter = new AbortController();
+    this.aborter = aborter;
+    let response;
+    try {
+      response = await api.watch({ lastEventId: this.lastId, signal: aborter.signal });
+    } catch {
+      if (aborter.signal.aborted) return 0;
+      return this.offline("offline");
+    }
+    if (response.status === 401) {
+      this.onStatus("signin", "sign in required");
+      return SIGN_IN_RETRY_MS;
+    }
+    if (response.status === 410) {
+      this.lastId = null;
+      this.needsRelist = true;
+      return 0;
+    }
+    if (!response.ok) return this.offline(`HTTP ${response.status}`);
     this.failures = 0;
     this.onStatus("live", "live");
     // A stream opened without a position starts from now: list to see what came before it.
     // The stream is already open, so nothing committed after the list can be missed.
     if (this.needsRelist) {
-      this.needsRelist = false;
+      this.needsRelist = false; // set again by a restart() while the list is read
       try {
         await this.onRelist();
       } catch (error) {
-        this.onStatus("offline", `could not list tasks: ${error.message}`);
         this.needsRelist = true;
-        setTimeout(() => this.source.readyState === EventSource.OPEN && this.opened(),
-          RETRY_MS[1]);
+        aborter.abort();
+        // A 401 has put the page in its sign-in state; the next try says so on the badge.
+        if (error.status !== 401) this.onStatus("offline", `could not list tasks: ${error.message}`);
+        return RETRY_MS[1];
       }
     }
+    try {
+      await readEvents(response, (event) => this.received(event));
+    } catch {
+      if (aborter.signal.aborted) return 0; // restart(): open again at once
+    }
+    return this.reconnecting();
   }
 
   received(message) {
-    const seq = Number(message.lastEventId);
+    if (message.type !== "transition") return;
+    const seq = Number(message.id);
     if (Number.isFinite(seq) && seq > 0) this.lastId = seq;
     let event;
     try {
@@ -68,46 +119,18 @@ export class Watch {
     this.onTransition(event);
   }
 
-  failed(source) {
-    if (source !== this.source) return;
-    if (source.readyState === EventSource.CONNECTING) {
-      // The browser retries by itself and resumes with Last-Event-ID. Without one (no event
-      // yet), the new stream starts from now, so list again once it opens.
-      if (this.lastId === null) this.needsRelist = true;
-      this.onStatus("reconnecting", "reconnecting…");
-      return;
-    }
-    source.close();
-    this.recover();
+  /** The stream ended (the server closed it, or the network broke): open it again soon. */
+  reconnecting() {
+    // Without a position (no event yet), the new stream starts from now: list again.
+    if (this.lastId === null) this.needsRelist = true;
+    this.onStatus("reconnecting", "reconnecting…");
+    return RETRY_MS[0];
   }
 
-  /** The browser gave up (an HTTP error status): find out why, then reopen. */
-  async recover() {
-    this.onStatus("reconnecting", "reconnecting…");
-    const since = this.lastId;
-    const probe = new AbortController();
-    let status = 0;
-    try {
-      const response = await fetch(since === null ? "watch" : `watch?since=${since}`,
-        { signal: probe.signal, headers: { Accept: "text/event-stream" } });
-      status = response.status;
-    } catch {
-      status = 0; // no answer: the server is still away
-    } finally {
-      probe.abort(); // only the status was wanted; EventSource reads the stream
-    }
-    if (status === 410) {
-      this.lastId = null;
-      this.needsRelist = true;
-      this.open(null);
-    } else if (status === 200) {
-      this.needsRelist = since === null;
-      this.open(since);
-    } else {
-      const delay = RETRY_MS[Math.min(this.failures, RETRY_MS.length - 1)];
-      this.failures += 1;
-      this.onStatus("offline", `offline, retrying in ${Math.round(delay / 1000)} s`);
-      setTimeout(() => this.recover(), delay);
-    }
+  offline(why) {
+    const delay = RETRY_MS[Math.min(this.failures, RETRY_MS.length - 1)];
+    this.failures += 1;
+    this.onStatus("offline", `${why}, retrying in ${Math.round(delay / 1000)} s`);
+    return delay;
   }
 }
