@@ -1,6 +1,7 @@
 """Admission of a new task: the checks that depend on settings and on the host's capacity,
 after the request body has passed the seed's format rules (`models.schemas.TaskCreate`), and
-the quota of unfinished tasks per user.
+the quota of unfinished tasks per user (`quota_problem`, and `batch_quota_problem` for a batch,
+which is taken or refused whole).
 
 POST /tasks calls `admit`, then `check_fits` with the host's limits as `HostLimitsCache` last
 read them (at most a second ago). The submission writer checks the quota (`quota_problem`)
@@ -274,5 +275,28 @@ def quota_problem(active: Sequence[int], settings: Settings, cpu: int) -> HTTPEx
             f"quota: your unfinished tasks ask for {sum(active)} CPUs "
             f"and this one for {cpu}; one user may have "
             f"{settings.user_max_cpus} at once",
+        )
+    return None
+
+
+def batch_quota_problem(
+    active: Sequence[int], settings: Settings, cpus: Sequence[int]
+) -> HTTPException | None:
+    """The 429 for a batch of tasks asking for `cpus` from a user whose unfinished tasks ask
+    for `active`, where the batch as a whole goes beyond their share (as its tasks sent one
+    by one would, at some task); None where all of it fits."""
+    limit = settings.user_max_active_tasks
+    if limit and len(active) + len(cpus) > limit:
+        return HTTPException(
+            429,
+            f"quota: you have {len(active)} unfinished tasks and this batch brings "
+            f"{len(cpus)}; the most one user may have is {limit}; nothing was stored",
+        )
+    if settings.user_max_cpus and sum(active) + sum(cpus) > settings.user_max_cpus:
+        return HTTPException(
+            429,
+            f"quota: your unfinished tasks ask for {sum(active)} CPUs and this batch for "
+            f"{sum(cpus)}; one user may have {settings.user_max_cpus} at once; "
+            "nothing was stored",
         )
     return None

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from api import (
     admin,
     attach,
+    batches,
     dashboard,
     docs,
     health,
@@ -85,6 +86,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     install_error_handlers(app)
     app.router.routes.append(FastSubmitRoute())  # before the route it hands the rest to
     app.include_router(tasks.router)
+    app.include_router(batches.router)
     app.include_router(watch.router)
     app.include_router(logs.router)
     app.include_router(attach.router)

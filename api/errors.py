@@ -43,7 +43,7 @@ class ErrorBody(BaseModel):
 _DESCRIPTIONS = {
     401: "No bearer token where one is required, or an unknown or revoked one",
     403: "A token that is not the admin token, on an admin endpoint",
-    404: "No such task (or it belongs to another user), or no such token",
+    404: "No such task or batch (or it belongs to another user), or no such token",
     405: "This method is not allowed on this path",
     409: "The request conflicts with the task's phase or a pending request",
     410: "The history to resume from was compacted away",

@@ -2,19 +2,23 @@
 one transaction, and answers each once that transaction is durable.
 
 Sixteen request threads that each begin their own write transaction spend their time in
-SQLite's busy handler (it sleeps up to 100 ms at a time); one writer that commits a batch pays
+SQLite's busy handler (it sleeps up to 100 ms at a time); one writer that commits a group pays
 one fsync for all of it. No 201 is sent before its row is committed.
 
 A submission is the new row's column values (`task_values`), not an ORM object: the writer
-stores a whole batch with one multi-row INSERT per table (tasks, then their first transitions),
+stores a whole group with one multi-row INSERT per table (tasks, then their first transitions),
 and the route answers from the same values, so no request builds or validates a `Task`. One
 statement per table rather than one step per row also means fewer times this thread lets go
 of the GIL (the sqlite3 driver does around every step) and has to win it back from a busy
 event loop. The values are converted exactly as SQLAlchemy converts them (the columns' own
 bind processors), so the rows are the rows the ORM would store.
 
+A submission is one task (POST /tasks) or a batch of them (POST /batches, `insert_many`): a
+batch is one unit inside the transaction, stored whole or not at all, and refused whole where
+its user's quota cannot take all of it.
+
 The per-user quota is checked here, inside the transaction that stores the task, so it counts
-every task committed before and every task of the same batch.
+every task committed before and every task of the same group commit.
 """
 
 import asyncio
@@ -30,13 +34,13 @@ from typing import Any
 from fastapi import HTTPException
 from sqlalchemy import Dialect, Table
 
-from api.admission import active_cpus, quota_problem
+from api.admission import active_cpus, batch_quota_problem, quota_problem
 from models.database import Database
 from models.phases import Phase, Reason
 from models.settings import Settings
 from models.tables import Task, Transition
 
-# A batch takes in more hand-overs while it holds fewer submissions than this.
+# A group commit takes in more hand-overs while it holds fewer rows than this.
 MAX_BATCH = 256
 
 TASKS: Table = Task.__table__  # type: ignore[attr-defined]
@@ -127,7 +131,7 @@ class _MultiRowInsert:
 
 @dataclass
 class _Submission:
-    values: dict[str, Any]
+    rows: list[dict[str, Any]]  # one task's, or a batch's, stored together or not at all
     future: asyncio.Future[None]
     loop: asyncio.AbstractEventLoop
     error: BaseException | None = None
@@ -160,14 +164,20 @@ class SubmissionWriter:
     async def insert(self, values: dict[str, Any]) -> None:
         """Store the task with these column values (`task_values`) and its first transition;
         return once they are committed. Raises the 429 where `values["owner"]`, a user, has
-        no quota left for it, and the storage error where the batch could not be stored."""
+        no quota left for it, and the storage error where the group could not be stored."""
+        await self.insert_many([values])
+
+    async def insert_many(self, rows: list[dict[str, Any]]) -> None:
+        """Store these tasks (one owner's) and their first transitions in one commit, all or
+        none: the 429 where the owner's quota cannot take every one of them, the storage
+        error where they could not be stored."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         gathered = self._gathering.get(loop)
         if gathered is None:
             gathered = self._gathering[loop] = []
             loop.call_soon(self._hand_over, loop)
-        gathered.append(_Submission(values, future, loop))
+        gathered.append(_Submission(rows, future, loop))
         await future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -199,24 +209,26 @@ class SubmissionWriter:
             first = self._queue.get()
             if first is None:
                 return
-            batch = first
+            group = first
+            rows = sum(len(submission.rows) for submission in group)
             with contextlib.suppress(queue.Empty):
-                while len(batch) < MAX_BATCH:
+                while rows < MAX_BATCH:
                     more = self._queue.get_nowait()
                     if more is None:
-                        self._queue.put(None)  # stop after this batch
+                        self._queue.put(None)  # stop after this group
                         break
-                    batch.extend(more)
+                    group.extend(more)
+                    rows += sum(len(submission.rows) for submission in more)
             try:
-                self._write(batch)
+                self._write(group)
             except Exception as exc:  # every waiter hears it: none was stored
-                for submission in batch:
+                for submission in group:
                     submission.error = submission.error or exc
             # One wake-up per event loop, not one per request.
             by_loop: dict[
                 asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]
             ] = {}
-            for submission in batch:
+            for submission in group:
                 by_loop.setdefault(submission.loop, []).append(
                     (submission.future, submission.error)
                 )
@@ -224,9 +236,9 @@ class SubmissionWriter:
                 with contextlib.suppress(RuntimeError):  # that loop is closed: no one waits
                     loop.call_soon_threadsafe(_settle, outcomes)
 
-    def _write(self, batch: list[_Submission]) -> None:
+    def _write(self, group: list[_Submission]) -> None:
         # On the driver's own connection, taken from the writer engine's pool (so with its
-        # pragmas): a batch is BEGIN IMMEDIATE, as every write of the engine begins, two
+        # pragmas): a group commit is BEGIN IMMEDIATE, as every write of the engine begins, two
         # INSERTs and COMMIT, with nothing of SQLAlchemy's between them.
         rows: list[dict[str, Any]] = []
         connection = self._db.writer.raw_connection()
@@ -235,8 +247,13 @@ class SubmissionWriter:
             assert isinstance(sqlite, sqlite3.Connection)
             sqlite.execute("BEGIN IMMEDIATE")
             try:
-                self._check_quotas(sqlite, batch)
-                rows = [submission.values for submission in batch if submission.error is None]
+                self._check_quotas(sqlite, group)
+                rows = [
+                    row
+                    for submission in group
+                    if submission.error is None
+                    for row in submission.rows
+                ]
                 if rows:
                     self._insert_tasks(sqlite, rows)
                     self._insert_transitions(sqlite, [_first_transition(row) for row in rows])
@@ -250,21 +267,26 @@ class SubmissionWriter:
         if rows:
             self._db.committed()
 
-    def _check_quotas(self, sqlite: sqlite3.Connection, batch: list[_Submission]) -> None:
+    def _check_quotas(self, sqlite: sqlite3.Connection, group: list[_Submission]) -> None:
         """Refuse, with a 429 of their own, the submissions beyond their user's quota,
-        counting the unfinished tasks stored and those accepted before them in this batch."""
+        counting the unfinished tasks stored and those accepted before them in this group.
+        A submission of many tasks is taken or refused whole."""
         if not (self._settings.user_max_active_tasks or self._settings.user_max_cpus):
             return
         active: dict[str, list[int]] = {}
-        for submission in batch:
-            user = submission.values["owner"]
+        for submission in group:
+            user = submission.rows[0]["owner"]
             if user is None:
                 continue
             if user not in active:
                 active[user] = active_cpus(sqlite, user)
-            cpu = submission.values["cpu"]
-            problem: HTTPException | None = quota_problem(active[user], self._settings, cpu)
+            cpus = [row["cpu"] for row in submission.rows]
+            problem: HTTPException | None = (
+                quota_problem(active[user], self._settings, cpus[0])
+                if len(cpus) == 1
+                else batch_quota_problem(active[user], self._settings, cpus)
+            )
             if problem is None:
-                active[user].append(cpu)
+                active[user].extend(cpus)
             else:
                 submission.error = problem

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from api.admission import HostLimitsCache, admit, check_fits, check_runtime
+from api.admission import Admitted, HostLimitsCache, admit, check_fits, check_runtime
 from api.auth import Caller, CallerDep
 from api.deps import DatabaseDep, JsonBody, PhaseQuery, ReadSession, WriteSession
 from api.errors import error_responses
@@ -19,6 +19,7 @@ from api.submissions import SubmissionWriter, task_values
 from api.watch import TransitionFeed
 from models.clock import utcnow
 from models.database import Database
+from models.fit import HostLimits
 from models.phases import TERMINAL_PHASES
 from models.schemas import (
     TaskCreate,
@@ -135,11 +136,23 @@ async def store_task(request: Request, body: TaskCreate, caller: Caller) -> dict
     limits: HostLimitsCache = state.host_limits
     asked = admit(body, settings)
     host = await limits.current()
+    values = admitted_values(body, asked, host, owner=caller.user)
+    writer: SubmissionWriter = state.submissions
+    await writer.insert(values)
+    return values
+
+
+def admitted_values(
+    body: TaskCreate, asked: Admitted, host: HostLimits | None, **columns: Any
+) -> dict[str, Any]:
+    """The new row's column values (`task_values`) of a task that `admit` let in, once its
+    runtime and size are checked against the host (422 naming the field where they do not
+    fit); `columns` adds the ones the request does not carry (`owner`, `batch_id`)."""
     check_runtime(body.runtime, host)
     check_fits(asked, host)
     resources = body.resources
-    values = task_values(
-        owner=caller.user,
+    return task_values(
+        **columns,
         task_type=body.task_type.value,
         code=body.code,
         cpu=asked.cpu,
@@ -159,9 +172,6 @@ async def store_task(request: Request, body: TaskCreate, caller: Caller) -> dict
         env=body.env,
         collect=body.collect,
     )
-    writer: SubmissionWriter = state.submissions
-    await writer.insert(values)
-    return values
 
 
 def created(values: dict[str, Any]) -> Response:
@@ -200,6 +210,7 @@ def list_tasks(
     phase: PhaseQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(pattern=r"^[0-9]+$", max_length=18)] = None,
+    batch: Annotated[str | None, Query(max_length=64, description="only this batch's")] = None,
     id_prefix: Annotated[
         str | None,
         Query(
@@ -213,6 +224,8 @@ def list_tasks(
     statement = select(Task).order_by(col(Task.pk).desc()).limit(limit + 1)
     if phase is not None:
         statement = statement.where(Task.phase == phase.value)
+    if batch is not None:
+        statement = statement.where(col(Task.batch_id) == batch)
     if id_prefix is not None:
         # A range rather than LIKE: it uses the id's index, and `%` or `_` mean themselves.
         statement = statement.where(col(Task.id) >= id_prefix)

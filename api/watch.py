@@ -13,6 +13,11 @@ response that hands its frames to the server's `send` itself (no body generator,
 around it); the heartbeat is the feed's one timer for all watchers, not one per watcher and per
 wait; and the feed wakes its watchers a slice at a time, looking for newer transitions between
 slices, so that moves which come in the middle of a fan-out join it rather than queue behind it.
+
+A watch on a batch (`?batch=`) sends only its tasks' transitions, from the batch's first one
+unless told where to resume, and ends once every task of the batch is terminal: which ones
+were unfinished is read with the latest seq in one snapshot, and each transition after it
+keeps that set up to date.
 """
 
 import asyncio
@@ -26,6 +31,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import func
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
@@ -67,12 +73,19 @@ class Subscriber:
 
 
 def _read_after(
-    database: Database, after: int, limit: int, task_id: str | None = None
+    database: Database,
+    after: int,
+    limit: int,
+    task_id: str | None = None,
+    batch_id: str | None = None,
 ) -> list[TransitionRead]:
     with database.read() as session:
         statement = select(Transition).where(col(Transition.seq) > after)
         if task_id is not None:
             statement = statement.where(Transition.task_id == task_id)
+        if batch_id is not None:
+            members = select(Task.id).where(col(Task.batch_id) == batch_id)
+            statement = statement.where(col(Transition.task_id).in_(members))
         rows = session.exec(statement.order_by(col(Transition.seq)).limit(limit))
         return [TransitionRead.from_row(row) for row in rows]
 
@@ -95,6 +108,53 @@ def _owner_of(database: Database, task_id: str) -> tuple[bool, str | None]:
     with database.read() as session:
         row = session.exec(select(Task.pk, Task.owner).where(Task.id == task_id)).first()
         return (False, None) if row is None else (True, row[1])
+
+
+@dataclass
+class BatchScope:
+    """A watch on one batch: its tasks, which of them were unfinished as of seq `through`,
+    and the seq of its first transition still kept (None where none is)."""
+
+    members: frozenset[str]
+    unfinished: set[str]
+    through: int
+    first_seq: int | None
+
+    def see(self, event: TransitionRead) -> None:
+        """Keep `unfinished` up to date with a transition sent after the snapshot."""
+        if event.seq <= self.through or event.task_id not in self.members:
+            return
+        if Phase(event.to_phase) in TERMINAL_PHASES:
+            self.unfinished.discard(event.task_id)
+        else:  # an admin requeue brings a finished task back
+            self.unfinished.add(event.task_id)
+
+    @property
+    def finished(self) -> bool:
+        return not self.unfinished
+
+
+def _batch_scope(database: Database, batch_id: str, caller: Caller) -> BatchScope | None:
+    """The batch's tasks and where they stand, with the latest seq, in one read snapshot;
+    None where there is no such batch of the caller's."""
+    with database.read() as session:
+        statement = select(Task.id, Task.phase).where(col(Task.batch_id) == batch_id)
+        if caller.user is not None:
+            statement = statement.where(col(Task.owner) == caller.user)
+        tasks = list(session.exec(statement))
+        if not tasks:
+            return None
+        latest = session.exec(select(func.max(Transition.seq))).one()
+        members = select(Task.id).where(col(Task.batch_id) == batch_id)
+        first = session.exec(
+            select(func.min(Transition.seq)).where(col(Transition.task_id).in_(members))
+        ).one()
+    return BatchScope(
+        members=frozenset(task_id for task_id, _ in tasks),
+        unfinished={task_id for task_id, phase in tasks if Phase(phase) not in TERMINAL_PHASES},
+        through=latest or 0,
+        first_seq=first,
+    )
 
 
 def _compacted_through(database: Database) -> int:
@@ -249,19 +309,25 @@ def _frame(event: TransitionRead) -> bytes:
     return f"id: {event.seq}\nevent: transition\ndata: {data}\n\n".encode()
 
 
-def _matches(event: TransitionRead, task_id: str | None, phase: Phase | None) -> bool:
-    return (task_id is None or event.task_id == task_id) and (
-        phase is None or event.to_phase == phase
+def _matches(
+    event: TransitionRead, task_id: str | None, phase: Phase | None, batch: BatchScope | None
+) -> bool:
+    return (
+        (task_id is None or event.task_id == task_id)
+        and (phase is None or event.to_phase == phase)
+        and (batch is None or event.task_id in batch.members)
     )
 
 
 class _Visibility:
     """Which tasks' transitions a user may see: their own, looked up once per task."""
 
-    def __init__(self, database: Database, caller: Caller) -> None:
+    def __init__(
+        self, database: Database, caller: Caller, own: frozenset[str] = frozenset()
+    ) -> None:
         self._db = database
         self.caller = caller
-        self._known: dict[str, bool] = {}
+        self._known: dict[str, bool] = dict.fromkeys(own, True)
 
     async def allows(self, event: TransitionRead) -> bool:
         if self.caller.user is None:
@@ -281,9 +347,12 @@ async def _stream(
     task_id: str | None,
     phase: Phase | None,
     visibility: _Visibility,
+    batch_id: str | None = None,
+    batch: BatchScope | None = None,
 ) -> None:
     """Write the watch's frames as response body pieces until the client goes away or, for a
-    one-task watch, the task ends. The caller has started the response."""
+    one-task or one-batch watch, the task or every task of the batch ends. The caller has
+    started the response."""
 
     async def write(chunk: bytes) -> None:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -300,18 +369,25 @@ async def _stream(
                 ended = False
                 while not subscriber.gone:
                     rows = await run_in_threadpool(
-                        _read_after, database, last, REPLAY_BATCH, task_id
+                        _read_after, database, last, REPLAY_BATCH, task_id, batch_id
                     )
+                    replayed: list[bytes] = []
                     for event in rows:
                         last = event.seq
-                        if _matches(event, task_id, phase) and await visibility.allows(event):
-                            await write(_frame(event))
+                        if batch is not None:
+                            batch.see(event)
+                        if _matches(event, task_id, phase, batch) and await visibility.allows(
+                            event
+                        ):
+                            replayed.append(_frame(event))
                         ended = Phase(event.to_phase) in TERMINAL_PHASES
+                    if replayed:
+                        await write(b"".join(replayed))
                     if len(rows) < REPLAY_BATCH:
                         break
                 # A one-task watch ends where the task's history does, if that is an ending;
                 # an earlier ending followed by an admin requeue does not count.
-                if task_id is not None and ended:
+                if (task_id is not None and ended) or (batch is not None and batch.finished):
                     return
                 catch_up = False
             # What queued up goes out in one write: with many watchers, a burst of transitions
@@ -323,9 +399,13 @@ async def _stream(
                 if event.seq <= last:
                     continue
                 last = event.seq
-                if _matches(event, task_id, phase) and await visibility.allows(event):
+                if batch is not None:
+                    batch.see(event)
+                if _matches(event, task_id, phase, batch) and await visibility.allows(event):
                     frames.append(frame)
-                ending = task_id == event.task_id and Phase(event.to_phase) in TERMINAL_PHASES
+                ending = (
+                    task_id == event.task_id and Phase(event.to_phase) in TERMINAL_PHASES
+                ) or (batch is not None and batch.finished)
             if frames:
                 await write(b"".join(frames))
             elif subscriber.beat:
@@ -364,6 +444,8 @@ class _EventStream(Response):
         after: int,
         task_id: str | None,
         phase: Phase | None,
+        batch_id: str | None,
+        batch: BatchScope | None,
         visibility: _Visibility,
     ) -> None:
         self.status_code = 200
@@ -373,7 +455,7 @@ class _EventStream(Response):
         self._subscriber = subscriber
         self._streams = streams
         self._caller = visibility.caller
-        self._args = (database, after, task_id, phase, visibility)
+        self._args = (database, after, task_id, phase, visibility, batch_id, batch)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -410,6 +492,7 @@ async def watch(
     caller: CallerDep,
     task_id: str | None = None,
     phase: PhaseQuery = None,
+    batch: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     last_event_id: Annotated[str | None, Header(json_schema_extra=SEQ_HEADER_SCHEMA)] = None,
 ) -> Response:
@@ -424,7 +507,16 @@ async def watch(
     await feed.ready.wait()
     subscriber = feed.subscribe()
     try:
+        # Read after subscribing: whatever moves after this snapshot reaches the stream.
+        scope = None
+        if batch is not None:
+            scope = await run_in_threadpool(_batch_scope, database, batch, caller)
+            if scope is None:
+                raise HTTPException(404, f"batch {batch} not found")
         compacted = await run_in_threadpool(_compacted_through, database)
+        if since is None and scope is not None:
+            # A watch on a batch starts from the batch's first transition still kept.
+            since = scope.through if scope.first_seq is None else scope.first_seq - 1
         if since is None:
             # A watch on one task starts from its beginning (or what is left of it); a watch on
             # all, from now.
@@ -448,5 +540,7 @@ async def watch(
         since,
         task_id,
         phase,
-        _Visibility(database, caller),
+        batch,
+        scope,
+        _Visibility(database, caller, scope.members if scope is not None else frozenset()),
     )

@@ -8,10 +8,10 @@ image built; `deploy/setup-host.sh` does both):
     .venv/bin/python deploy/bench.py --quick           # smoke run for CI, under a minute
     .venv/bin/python deploy/bench.py --only latency rate
 
-Figures (names for `--only`): footprint, latency, burst, handoff, watch, rate, reconcile,
-scheduler. Each one starts what it needs: a `taskyard serve` (or `taskyard api`) process on a
-free 127.0.0.1 port with a temporary data dir, a no-op FastAPI app under uvicorn, plain
-`docker run` containers labelled `taskyard.bench=<run id>`. Everything is stopped and every
+Figures (names for `--only`): footprint, latency, burst, handoff, watch, rate, batch,
+reconcile, scheduler. Each one starts what it needs: a `taskyard serve` (or `taskyard api`)
+process on a free 127.0.0.1 port with a temporary data dir, a no-op FastAPI app under uvicorn,
+plain `docker run` containers labelled `taskyard.bench=<run id>`. Everything is stopped and every
 container it started is removed at the end, also after Ctrl-C or SIGTERM. The run has a global
 deadline and each figure a time budget: a figure stops early (fewer runs, or a lower bound such
 as "> 30 s") rather than overrun, and one that does not fit at all is skipped. It reports
@@ -108,6 +108,8 @@ class Sizes:
     reconcile_passes: int
     scheduler_pending: int
     pending_pass_tasks: int
+    batch_tasks: int
+    batch_runs: int
     settle_seconds: float
     deadline_seconds: float
     budgets: dict[str, float]
@@ -124,6 +126,8 @@ FULL = Sizes(
     reconcile_passes=20,
     scheduler_pending=10_000,
     pending_pass_tasks=10_000,
+    batch_tasks=1000,
+    batch_runs=5,
     settle_seconds=5.0,
     deadline_seconds=1800,
     budgets={
@@ -133,6 +137,7 @@ FULL = Sizes(
         "handoff": 150,
         "watch": 180,
         "rate": 180,
+        "batch": 60,
         "reconcile": 300,
         "scheduler": 180,
     },
@@ -148,6 +153,8 @@ QUICK = Sizes(
     reconcile_passes=5,
     scheduler_pending=10_000,
     pending_pass_tasks=1_000,
+    batch_tasks=1000,
+    batch_runs=2,
     settle_seconds=1.0,
     deadline_seconds=58,
     budgets={
@@ -157,6 +164,7 @@ QUICK = Sizes(
         "handoff": 12,
         "watch": 12,
         "rate": 10,
+        "batch": 8,
         "reconcile": 10,
         "scheduler": 10,
     },
@@ -1028,6 +1036,56 @@ def figure_rate(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
 # --- 4. reconcile cost, and the scheduler (in-process, fake engine) ---------------------------
 
 
+# --- batch submission --------------------------------------------------------------------------
+
+
+def figure_batch(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
+    """One POST /batches of `batch_tasks` short programs, from sending it to its 201 (stored
+    with a durable commit: WAL, synchronous=FULL), against a fresh `taskyard api` with no
+    controller, so that nothing else runs beside it; vs the same tasks as single POST /tasks
+    from `SUBMIT_THREADS` threads."""
+    api = lab.api_only()
+    count = sizes.batch_tasks
+    tasks = [task_body(f"assert {i} * {i} == {i * i}", ram="64MB") for i in range(count)]
+    took: list[float] = []
+    with httpx.Client(
+        base_url=api.url, timeout=60, limits=httpx.Limits(max_connections=SUBMIT_THREADS)
+    ) as client:
+        client.post("/batches", json={"tasks": tasks[:1]})  # the first request's one-off costs
+        for _ in range(sizes.batch_runs):
+            if took and remaining(until) < 5:
+                break
+            began = time.perf_counter()
+            response = client.post("/batches", json={"tasks": tasks})
+            elapsed = time.perf_counter() - began
+            if response.status_code != 201 or response.json()["count"] != count:
+                raise BenchError(
+                    f"POST /batches answered {response.status_code}: {response.text[:300]}"
+                )
+            took.append(elapsed)
+        began = time.perf_counter()
+        with ThreadPoolExecutor(SUBMIT_THREADS) as pool:
+            list(pool.map(lambda body: created(client.post("/tasks", json=body)), tasks))
+        singles = time.perf_counter() - began
+    median = statistics.median(took)
+    return [
+        Row(
+            f"batch submit, {count} tasks in one request (median of {len(took)})",
+            seconds(median),
+            f"{seconds(singles)} {count} × POST /tasks",
+            times(median / singles),
+            "≤ 0.50 s",
+            verdict(median <= 0.5),
+            [
+                f"batch: POST /batches of {count} short programs to a `taskyard api` without a "
+                "controller, from sending to its 201, each stored with a durable commit (WAL, "
+                f"synchronous=FULL); runs {', '.join(seconds(t) for t in took)}; the baseline "
+                f"sends the same tasks one by one from {SUBMIT_THREADS} threads"
+            ],
+        )
+    ]
+
+
 def _task_row_template(phase: str) -> dict[str, Any]:
     """A `tasks` row as the service writes it, with every column the model has today."""
     import sqlalchemy
@@ -1231,6 +1289,7 @@ FIGURES: dict[str, Callable[[Lab, Sizes, float], list[Row]]] = {
     "handoff": figure_handoff,
     "watch": figure_watch,
     "rate": figure_rate,
+    "batch": figure_batch,
     "reconcile": figure_reconcile,
     "scheduler": figure_scheduler,
     "burst": figure_burst,
@@ -1240,6 +1299,7 @@ TABLE_ORDER = (
     "latency",
     "burst",
     "rate",
+    "batch",
     "reconcile",
     "watch",
     "footprint",

@@ -11,6 +11,10 @@ step() { printf '\n==> %s\n' "$*"; }
 step "setup host (with the test tools)"
 bash "$REPO/deploy/setup-host.sh" --test
 
+# setup-host.sh builds the default runtime only; the end-to-end tests run every runtime.
+step "taskyard image build --all"
+"$VENV/bin/taskyard" image build --all
+
 cd "$REPO"
 # The venv's tools first, so that a ruff or mypy elsewhere on PATH cannot answer for them.
 export PATH="$VENV/bin:$PATH"

@@ -334,11 +334,13 @@ class TaskStatusOut(BaseModel):
 
 
 class TaskRead(BaseModel):
-    """The Task object of the contract."""
+    """The Task object of the contract. `batch_id` names the batch it was submitted in
+    (POST /batches), null for a task submitted alone: neither spec nor status, like `id`."""
 
     id: str
     created_at: str
     resource_version: int
+    batch_id: str | None = None
     spec: TaskSpecOut
     status: TaskStatusOut
 
@@ -357,6 +359,7 @@ def task_document(value_of: Callable[[str], Any]) -> dict[str, Any]:
         "id": value_of("id"),
         "created_at": isoformat_z(value_of("created_at")) or "",
         "resource_version": value_of("resource_version"),
+        "batch_id": value_of("batch_id"),
         "spec": {
             "task_type": value_of("task_type"),
             "code": value_of("code"),
@@ -437,6 +440,38 @@ class TransitionRead(BaseModel):
 
 class TransitionList(BaseModel):
     items: list[TransitionRead]
+
+
+# The most tasks one POST /batches may carry.
+MAX_BATCH_TASKS = 1000
+
+
+class BatchCreate(BaseModel):
+    """The body of POST /batches: task bodies, each exactly what POST /tasks takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[TaskCreate] = Field(min_length=1, max_length=MAX_BATCH_TASKS)
+
+
+class BatchCreated(BaseModel):
+    """The answer to POST /batches: the batch's id and its tasks' ids, in the order sent."""
+
+    id: str
+    task_ids: list[str]
+    count: int
+
+
+class BatchRead(BaseModel):
+    """Where a batch stands: how many of its tasks are in each phase (every phase named, 0
+    where none is), how many are done (terminal), and how many have a cancellation request."""
+
+    id: str
+    created_at: str
+    count: int
+    done: int
+    phases: dict[str, int]
+    cancel_requested: int
 
 
 class ResetRequest(BaseModel):

@@ -5,16 +5,23 @@ transitions, and the host's capacity record (like a Kubernetes Node).
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text
+from sqlalchemy import JSON, CheckConstraint, Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from models.clock import utcnow
 from models.phases import Phase, Reason
 
+# The database refuses any other phase (migration 0009 adds it to existing databases).
+PHASE_CHECK = "phase IN ({})".format(", ".join(f"'{phase.value}'" for phase in Phase))
+
 
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_phase_pk", "phase", "pk"),)
+    __table_args__ = (
+        Index("ix_tasks_phase_pk", "phase", "pk"),
+        Index("ix_tasks_batch_pk", "batch_id", "pk"),
+        CheckConstraint(PHASE_CHECK, name="ck_tasks_phase"),
+    )
 
     # `pk` orders tasks by arrival (first come, first served; newest first in lists);
     # `id` is the opaque name clients see.
@@ -26,6 +33,9 @@ class Task(SQLModel, table=True):
     resource_version: int = 1
     # The user token that created it; None in open mode and for the admin.
     owner: str | None = Field(default=None, index=True)
+    # The batch it was submitted in (POST /batches), None for a task submitted alone. A
+    # batch's tasks are stored in one commit, with one owner and one creation time.
+    batch_id: str | None = None
 
     # spec: written once by the API. The resources as the user wrote them ("1", "1gb"), so
     # that a task's spec can be sent back as is; beside them the numbers the scheduler uses.
@@ -85,6 +95,31 @@ class Task(SQLModel, table=True):
     usage: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     stuck_reason: str | None = None
     stuck_since: datetime | None = None
+
+
+def next_attempt(attempt: int) -> dict[str, Any]:
+    """The status fields a task's next attempt starts from, after `attempt`: what the last
+    one held, when it ran, how it ended, what it printed and collected and what it cost, all
+    cleared. Every path that
+    sends a task back to Pending writes these (`controller.act`)."""
+    return {
+        "attempt": attempt + 1,
+        "assigned_cpus": [],
+        "assigned_gpus": [],
+        "scheduled_at": None,
+        "started_at": None,
+        "finished_at": None,
+        "deadline_at": None,
+        "result": None,
+        "exit_code": None,
+        "stdout": None,
+        "stderr": None,
+        "stdout_truncated": False,
+        "stderr_truncated": False,
+        "collected_files": [],
+        "files_truncated": False,
+        "usage": None,
+    }
 
 
 class Transition(SQLModel, table=True):

@@ -11,8 +11,10 @@ the sandbox promises:
   forge, and the supervisor's report apart from them, every field checked (`frames`,
   `supervisor.read_report`);
 - under runc, no system call makes a new namespace, an io_uring or a vsock (`seccomp`);
-- the runner image runs `python3` as uid 65534 without network on a read-only root, checked
-  after every build (`imagebuild`, `runner/Dockerfile`).
+- each runtime's image runs `python3`, and a hello world through the runtime's own compile and
+  run commands, as uid 65534 without network on a read-only root, checked after every build
+  before it is named and labelled (`imagebuild`, `imagecheck`, `rootfs`, `runner/Dockerfile`);
+  matplotlib finds its font cache built (`fontcache`).
 
 It imports nothing of taskyard's other packages (`.importlinter`); `controller/` uses it, `api/`
 never does. Tests: `tests/sandbox/`, and `tests/e2e/test_sandbox_boundary.py` on the real engine.

@@ -61,19 +61,24 @@ def frame_key(secret: str, name: str) -> bytes:
     return digest[:KEY_CHARS].encode()
 
 
-def log_budget(limit: int, timeout_seconds: float) -> int:
+def log_budget(
+    limit: int, timeout_seconds: float, *, collect_files: int = 0, collect_bytes: int = 0
+) -> int:
     """The size the engine's json-file log of one container can reach, with room to spare.
 
     Each stream's `limit` + 1 bytes grow by a third in base64, every line carries the key and
     a tag, and the engine stores each line, and each 16 KiB piece of a longer one, as a JSON
     object of about 90 bytes. The number of lines is bounded by the flush timer: fast for
     `FAST_LINES` lines, then one per stream per `SLOW_FLUSH_SECONDS` for the task's whole
-    run (its timeout, plus a minute for the kill)."""
-    encoded = 2 * 4 * ((limit + 1 + 2) // 3)
+    run (its timeout, plus a minute for the kill). Collected files come after, in base64 too:
+    a header line each, and a line per `FRAME_BYTES` of their bytes."""
+    encoded = 2 * 4 * ((limit + 1 + 2) // 3) + 4 * ((collect_bytes + 2) // 3)
     lines = (
         FAST_LINES
         + 2 * (timeout_seconds + 60) / SLOW_FLUSH_SECONDS
         + 2 * (2 * limit // FRAME_BYTES + 1)
+        + 2 * collect_files
+        + collect_bytes // FRAME_BYTES
         + 4
     )
     per_line = KEY_CHARS + 2 + 96

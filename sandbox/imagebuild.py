@@ -1,16 +1,20 @@
-"""Build the runner image that every task container starts from.
+"""Build the image of a runtime (`models.runtimes`) that its task containers start from.
 
-Called by the ``taskyard image build`` CLI command, which ``deploy/setup-host.sh`` runs once per
-host. Two ways, tried in order:
+Called by ``taskyard image build`` (``--runtime NAME``, ``--all``); ``deploy/setup-host.sh``
+builds the default runtime, ``deploy/test.sh`` all of them. Two ways, tried in order:
 
 * ``dockerfile``: ``docker build`` of ``RUNNER_DIR`` (``sandbox/runner``, shipped in the package,
-  ``FROM python:3.12-slim``), for hosts that can reach an image registry;
-* ``debootstrap``: a minimal Debian bookworm root file system with ``python3``, fetched from the
-  host's own Debian mirror and turned into an image with ``docker import``, for hosts that can
-  reach no registry.
+  ``FROM python:3.12-slim``) with the runtime's packages as build arguments, for hosts that can
+  reach an image registry;
+* ``debootstrap``: a minimal Debian bookworm root file system with ``python3`` from the host's
+  own Debian mirror, bootstrapped once per command (``BuildCache``) and copied per runtime,
+  the runtime's packages added by ``apt-get`` in a chroot, then ``docker import``.
 
-Either way the result is checked by running ``python3`` in it the way tasks run (uid 65534, no
-network, read-only root). Every failure raises ``ImageBuildError``; its message says how to fix it.
+Either way the image lands under a candidate name first. ``sandbox.imagecheck`` runs it the way
+tasks run and reads its versions; only then is it named, with the labels the controller reads
+(``docker build`` of ``FROM <candidate>`` plus ``--label``: no registry needed). A failed check
+leaves the image already named untouched. Every failure raises ``ImageBuildError``; its message
+says how to fix it.
 """
 
 from __future__ import annotations
@@ -18,235 +22,257 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 
 import docker
 import docker.errors
 
+from models.runtimes import RUNTIME_LABEL, Runtime
+from sandbox import fontcache
+from sandbox.imagecheck import ImageCheckFailed, check_image, image_labels
+from sandbox.rootfs import (
+    BaseRoot,
+    RootfsError,
+    import_root,
+    install_packages,
+    remove_root,
+    shrink,
+)
+
 RUNNER_DIR = Path(__file__).with_name("runner")  # the Dockerfile's build context
-SUITE = "bookworm"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Without a registry the pull fails within seconds; with one, a slow pull must not stall setup
-# forever when the offline path would work too.
+# forever when the offline path would work too. Installing packages takes longer.
 DOCKERFILE_TIMEOUT_S = 90
-# Nothing in a task container reads these; translations alone are 33 MB of a 150 MB image.
-SHRINK_DIRS = (
-    "var/cache/apt",
-    "var/lib/apt/lists",
-    "usr/share/doc",
-    "usr/share/man",
-    "usr/share/info",
-    "usr/share/locale",
-)
-# debootstrap prints a line per package and step; these endings mark its few stages.
-STAGE_ENDINGS = ("packages...", "system...", "successfully.", "InRelease")
-# Mount points that must stay empty directories in an image: the engine fills them at run time.
-TAR_EXCLUDES = ("--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*")
-# A plain ``docker import`` image has no config at all; give it what ``python:3.12-slim`` has.
-IMPORT_CHANGES = (
-    'CMD ["python3"]',
-    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "ENV LANG=C.UTF-8",
-    "LABEL org.opencontainers.image.title=taskyard-runner",
-)
-# Run the way tasks run; printing the user's name proves uid 65534 exists in /etc/passwd too.
-CHECK_RUN = ("--rm", "--network", "none", "--user", "65534:65534", "--read-only")
-CHECK_CODE = "import os, pwd; print(pwd.getpwuid(os.getuid()).pw_name)"
+DOCKERFILE_PACKAGES_TIMEOUT_S = 900
+# Run in a `docker build` step on images with matplotlib, with MPLCONFIGDIR=fontcache.BUILT:
+# importing font_manager writes the font cache there, and `fontcache` goes beside matplotlib.
+FONT_CACHE_SCRIPT = """\
+import pathlib, sys, matplotlib, matplotlib.font_manager
+site = pathlib.Path(matplotlib.__file__).parents[1]
+site.joinpath("taskyard_fontcache.py").write_text(sys.argv[1])
+site.joinpath("taskyard_fontcache.pth").write_text(sys.argv[2])
+"""
+FONT_CACHE_PTH = "import taskyard_fontcache; taskyard_fontcache.seed()\n"
 
 
 class ImageBuildError(Exception):
-    """The runner image could not be built; the message says how to fix it."""
+    """A runtime image could not be built; the message says how to fix it."""
 
 
-def build_runner_image(
+class BuildCache:
+    """What the builds of one command share: the Debian base root, bootstrapped at most once
+    (removed on exit), whether the Dockerfile route failed, and where progress lines go."""
+
+    def __init__(self, progress: Callable[[str], None] = print, parent: Path = Path("/var/tmp")):
+        self.progress = progress
+        self.dockerfile_failed = False
+        self.roots = BaseRoot(parent)
+
+    def __enter__(self) -> BuildCache:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.roots.close(self.progress)
+
+
+def build_runtime_image(
+    runtime: Runtime,
     name: str,
     *,
+    cache: BuildCache,
     context: Path = RUNNER_DIR,
-    progress: Callable[[str], None] = print,
     force: bool = False,
 ) -> str:
-    """Make sure image ``name`` exists; return "exists", "dockerfile" or "debootstrap"."""
+    """Make sure image ``name`` holds ``runtime``, checked and labelled; return "exists",
+    "labelled" (it existed without labels), "dockerfile" or "debootstrap"."""
     started = time.monotonic()
 
     def say(line: str) -> None:
-        progress(f"[{time.monotonic() - started:6.1f}s] {line}")
+        cache.progress(f"[{time.monotonic() - started:6.1f}s] {line}")
 
-    if _image_exists(name) and not force:
-        say(f"image {name} already exists (rebuild with force)")
-        return "exists"
     docker_cli = shutil.which("docker")
     if docker_cli is None:
         raise ImageBuildError("no docker CLI on PATH: apt-get install docker.io")
-    say(f"docker build -t {name} {context} (at most {DOCKERFILE_TIMEOUT_S}s)")
-    if _run_dockerfile_build(docker_cli, name, context, say):
-        how = "dockerfile"
-    else:
-        _run_debootstrap_build(docker_cli, name, say)
-        how = "debootstrap"
-    say(f"checking {name}: python3 as uid 65534, no network, read-only")
-    check = subprocess.run(
-        [docker_cli, "run", *CHECK_RUN, name, "python3", "-c", CHECK_CODE],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if check.returncode != 0 or check.stdout.strip() != "nobody":
-        # Untag it so the next run builds again instead of answering "exists".
-        subprocess.run([docker_cli, "image", "rm", name], capture_output=True, check=False)
-        raise ImageBuildError(
-            f"image {name} (built by {how}) cannot run python3 as uid 65534 (nobody); removed it."
-            f" Output: {check.stdout.strip()!r} {check.stderr.strip()!r}"
-        )
+    labels = _labels_of(name)
+    if labels is not None and not force:
+        held = labels.get(RUNTIME_LABEL)
+        if held == runtime.name:
+            say(f"image {name} already exists (rebuild with force)")
+            return "exists"
+        if held:
+            raise ImageBuildError(
+                f"image {name} holds runtime {held}, not {runtime.name}: rebuild it with force"
+            )
+        say(f"image {name} exists but carries no runtime labels: checking and labelling it")
+        _check_and_name(docker_cli, runtime, name, name, say)
+        return "labelled"
+    candidate = candidate_name(name)
+    try:
+        if _run_dockerfile_build(docker_cli, runtime, candidate, context, cache, say):
+            how = "dockerfile"
+        else:
+            _run_debootstrap_build(docker_cli, runtime, candidate, cache, say)
+            how = "debootstrap"
+        if "matplotlib" in runtime.modules:
+            _build_font_cache(docker_cli, candidate, say)
+        _check_and_name(docker_cli, runtime, candidate, name, say)
+    finally:
+        subprocess.run([docker_cli, "image", "rm", candidate], capture_output=True, check=False)
     say(f"image {name} built by {how}")
     return how
 
 
-def _image_exists(name: str) -> bool:
+def candidate_name(name: str) -> str:
+    """Where a build lands before its check: ``taskyard-runner-node:1`` →
+    ``taskyard-runner-node:1-candidate``."""
+    repo, colon, tag = name.rpartition(":")
+    if not colon or "/" in tag:  # no tag, or a registry port ("host:5000/name")
+        return f"{name}:candidate"
+    return f"{repo}:{tag}-candidate"
+
+
+def dockerfile_build_args(runtime: Runtime) -> dict[str, str]:
+    """The Dockerfile's build arguments for ``runtime``. Debian's ``python3-*`` packages are
+    left out: they serve Debian's Python, and ``python:3.12-slim`` runs its own, which gets
+    ``pip_packages`` instead."""
+    apt = [package for package in runtime.apt_packages if not package.startswith("python3-")]
+    return {"APT_PACKAGES": " ".join(apt), "PIP_PACKAGES": " ".join(runtime.pip_packages)}
+
+
+def dockerfile_argv(docker_cli: str, name: str, context: Path, runtime: Runtime) -> list[str]:
+    build_args = dockerfile_build_args(runtime).items()
+    args = [arg for key, value in build_args for arg in ("--build-arg", f"{key}={value}")]
+    return [docker_cli, "build", *args, "-t", name, str(context)]
+
+
+def label_argv(docker_cli: str, name: str, labels: dict[str, str]) -> list[str]:
+    """``docker build`` that names an image with labels; its Dockerfile, on stdin, is
+    ``FROM <image>``. The classic builder takes a local base image without a registry."""
+    flags = [arg for key, value in sorted(labels.items()) for arg in ("--label", f"{key}={value}")]
+    return [docker_cli, "build", "--quiet", *flags, "-t", name, "-"]
+
+
+def _check_and_name(
+    docker_cli: str, runtime: Runtime, source: str, name: str, say: Callable[[str], None]
+) -> None:
+    say(f"checking {source}: {runtime.name} as uid 65534, no network, read-only root")
     try:
-        docker.from_env().images.get(name)
+        facts = check_image(docker_cli, source, runtime)
+    except ImageCheckFailed as exc:
+        raise ImageBuildError(
+            f"the {runtime.name} image failed its check, so {name} stays as it was: {exc}"
+        ) from exc
+    packages = ", ".join(f"{module} {version}" for module, version in facts.packages.items())
+    say(f"{runtime.name}: {facts.version}" + (f" ({packages})" if packages else ""))
+    old = _image_id(name)
+    named = subprocess.run(
+        label_argv(docker_cli, name, image_labels(runtime, facts)),
+        input=f"FROM {source}\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        check=False,
+    )
+    if named.returncode != 0:
+        raise ImageBuildError(f"cannot label {source} as {name}: {named.stderr.strip()}")
+    if old is not None and old != _image_id(name):
+        # The image it replaces, unless a container still uses it (then the engine refuses).
+        subprocess.run([docker_cli, "image", "rm", old], capture_output=True, check=False)
+
+
+def _build_font_cache(docker_cli: str, name: str, say: Callable[[str], None]) -> None:
+    say(f"building matplotlib's font cache into {name}:{fontcache.BUILT}")
+    dockerfile = (
+        f"FROM {name}\nARG SCRIPT\nARG HOOK\nARG PTH\n"
+        f'RUN MPLCONFIGDIR={fontcache.BUILT} python3 -c "$SCRIPT" "$HOOK" "$PTH"\n'
+    )
+    hook = Path(fontcache.__file__).read_text()
+    args = {"SCRIPT": FONT_CACHE_SCRIPT, "HOOK": hook, "PTH": FONT_CACHE_PTH}
+    flags = [arg for key, value in args.items() for arg in ("--build-arg", f"{key}={value}")]
+    built = subprocess.run(
+        [docker_cli, "build", "--quiet", *flags, "-t", name, "-"],
+        input=dockerfile,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        check=False,
+    )
+    if built.returncode != 0:
+        raise ImageBuildError(f"cannot build matplotlib's font cache: {built.stderr.strip()}")
+
+
+def _labels_of(name: str) -> dict[str, str] | None:
+    """The labels of image ``name``, or None when there is no such image."""
+    try:
+        image = docker.from_env().images.get(name)
     except docker.errors.ImageNotFound:
-        return False
+        return None
     except docker.errors.DockerException as exc:
         raise ImageBuildError(
             f"cannot reach the Docker engine ({exc}); start it: deploy/setup-host.sh"
         ) from exc
-    return True
+    return dict(image.labels or {})
+
+
+def _image_id(name: str) -> str | None:
+    try:
+        return str(docker.from_env().images.get(name).id)
+    except docker.errors.ImageNotFound:
+        return None
 
 
 def _run_dockerfile_build(
-    docker_cli: str, name: str, context: Path, say: Callable[[str], None]
+    docker_cli: str,
+    runtime: Runtime,
+    name: str,
+    context: Path,
+    cache: BuildCache,
+    say: Callable[[str], None],
 ) -> bool:
+    if cache.dockerfile_failed:
+        say("the Dockerfile route failed earlier in this command: building offline")
+        return False
+    argv = dockerfile_argv(docker_cli, name, context, runtime)
+    packages = runtime.apt_packages or runtime.pip_packages
+    timeout = DOCKERFILE_PACKAGES_TIMEOUT_S if packages else DOCKERFILE_TIMEOUT_S
+    say(f"{' '.join(argv[1:])} (at most {timeout}s)")
     try:
-        built = subprocess.run(
-            [docker_cli, "build", "-t", name, str(context)],
-            capture_output=True,
-            text=True,
-            timeout=DOCKERFILE_TIMEOUT_S,
-            check=False,
-        )
+        built = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        say(f"docker build took over {DOCKERFILE_TIMEOUT_S}s; building offline instead")
+        say(f"docker build took over {timeout}s; building offline instead")
+        cache.dockerfile_failed = True
         return False
     if built.returncode == 0:
         return True
     reason = (built.stderr.strip() or built.stdout.strip()).splitlines()[-1:] or ["no output"]
     say(f"docker build failed ({reason[0]}); building offline instead")
+    cache.dockerfile_failed = True
     return False
 
 
-def _run_debootstrap_build(docker_cli: str, name: str, say: Callable[[str], None]) -> None:
-    debootstrap = shutil.which("debootstrap")
-    if debootstrap is None:
-        raise ImageBuildError("no registry and no debootstrap: apt-get install debootstrap")
-    if os.geteuid() != 0:
-        raise ImageBuildError("debootstrap needs root: run `taskyard image build` as root")
-    mirror = debian_mirror(Path("/etc/apt"))
-    # /var/tmp, not /tmp: /tmp is often a small tmpfs and the root file system is ~250 MB.
-    root = Path(tempfile.mkdtemp(prefix="taskyard-rootfs-", dir="/var/tmp"))
+def _run_debootstrap_build(
+    docker_cli: str,
+    runtime: Runtime,
+    name: str,
+    cache: BuildCache,
+    say: Callable[[str], None],
+) -> None:
     try:
-        say(f"debootstrap --variant=minbase --include=python3 {SUITE} {root} {mirror}")
-        _stream(
-            [debootstrap, "--variant=minbase", "--include=python3", SUITE, str(root), mirror],
-            say,
-            fix="check the mirror is reachable, or set another one in /etc/apt",
-        )
-        say("removing apt caches, package lists and docs from the root file system")
-        for rel in SHRINK_DIRS:
-            shutil.rmtree(root / rel, ignore_errors=True)
-            (root / rel).mkdir(parents=True, exist_ok=True)
-        say(f"tar -C {root} -c . | docker import - {name}")
-        changes = [arg for change in IMPORT_CHANGES for arg in ("--change", change)]
-        tar = subprocess.Popen(
-            ["tar", "-C", str(root), "--numeric-owner", *TAR_EXCLUDES, "-c", "."],
-            stdout=subprocess.PIPE,
-        )
-        assert tar.stdout is not None  # stdout=PIPE guarantees it
-        imported = subprocess.run(
-            [docker_cli, "import", *changes, "-", name],
-            stdin=tar.stdout,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        tar.stdout.close()
-        if tar.wait() != 0 or imported.returncode != 0:
-            raise ImageBuildError(
-                f"docker import failed: {imported.stderr.strip()}"
-                " (is /var/lib/docker full? see `docker system df`)"
-            )
-    finally:
-        _remove_root(root, say)
-
-
-def debian_mirror(apt_dir: Path) -> str:
-    """The first http(s) mirror in the apt sources that serves ``SUITE`` itself."""
-    files = [
-        apt_dir / "sources.list",
-        *sorted((apt_dir / "sources.list.d").glob("*.list")),
-        *sorted((apt_dir / "sources.list.d").glob("*.sources")),
-    ]
-    for path in files:
+        root = cache.roots.fresh_root(runtime.name, with_lists=bool(runtime.apt_packages), say=say)
         try:
-            text = path.read_text()
-        except OSError:
-            continue
-        for uri, suites in _deb_entries(text, deb822=path.suffix == ".sources"):
-            # bookworm-security and third-party repositories cannot bootstrap a system.
-            if uri.startswith(("http://", "https://")) and SUITE in suites:
-                return uri
-    return DEFAULT_MIRROR
-
-
-def _deb_entries(text: str, *, deb822: bool) -> Iterable[tuple[str, list[str]]]:
-    lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
-    if not deb822:
-        for line in lines:
-            words = line.split()
-            if words[:1] == ["deb"] and words[1:2] and words[1].startswith("["):
-                # One-line options may contain spaces: `deb [arch=amd64 signed-by=...] URI ...`.
-                words = ["deb", *" ".join(words[1:]).split("]", 1)[1].split()]
-            if words[:1] == ["deb"] and len(words) >= 3:
-                yield words[1], [words[2]]
-        return
-    for stanza in "\n".join(lines).split("\n\n"):
-        pairs = (line.split(":", 1) for line in stanza.splitlines() if ":" in line)
-        fields = {key.strip().lower(): value.split() for key, value in pairs}
-        if "deb" in fields.get("types", []) and fields.get("enabled", ["yes"]) != ["no"]:
-            for uri in fields.get("uris", []):
-                yield uri, fields.get("suites", [])
-
-
-def _stream(argv: list[str], say: Callable[[str], None], *, fix: str) -> None:
-    """Run argv, showing its stage lines and keeping a tail for the error message."""
-    tail: deque[str] = deque(maxlen=20)
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
-        assert proc.stdout is not None  # stdout=PIPE guarantees it
-        for line in proc.stdout:
-            tail.append(line.rstrip())
-            if line.startswith(("W:", "E:")) or line.rstrip().endswith(STAGE_ENDINGS):
-                say(f"  {line.rstrip()}")
-    if proc.returncode != 0:
-        raise ImageBuildError(f"{argv[0]} failed ({fix}):\n" + "\n".join(tail))
-
-
-def _remove_root(root: Path, say: Callable[[str], None]) -> None:
-    # A killed debootstrap can leave /proc, /sys or bind mounts of the host's /dev inside the
-    # root; deleting through those would delete host files. Deepest mount first.
-    for point in sorted(_mounts_inside(root), reverse=True):
-        subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
-    if _mounts_inside(root):
-        say(f"left {root} in place: something is still mounted inside it")
-        return
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def _mounts_inside(root: Path) -> list[str]:
-    lines = Path("/proc/self/mounts").read_text().splitlines()
-    return [p for p in (line.split()[1] for line in lines) if p.startswith(f"{root}/")]
+            if runtime.apt_packages:
+                install_packages(root, runtime.apt_packages, say)
+            shrink(root, say)
+            import_root(docker_cli, root, name, say)
+        finally:
+            remove_root(root, say)
+    except RootfsError as exc:
+        raise ImageBuildError(str(exc)) from exc

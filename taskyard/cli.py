@@ -2,7 +2,7 @@
 
 Service verbs (`serve`, `api`, `controller`, `image build`, `doctor`) run here, with the
 service's settings. Client verbs talk to a running service over REST: they are added from
-`taskyard.commands.tasks` and `taskyard.commands.admin`, and `main` hands them to
+`taskyard.commands.tasks`, `.batches` and `.admin`, and `main` hands them to
 `taskyard.commands.context.run`.
 """
 
@@ -11,7 +11,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from models.runtimes import BY_NAME, DEFAULT_RUNTIME, RUNTIMES, Runtime, find_runtime
 from taskyard.commands.admin import add_admin_verbs
+from taskyard.commands.batches import add_batch_verbs
 from taskyard.commands.context import run
 from taskyard.commands.tasks import add_task_verbs
 
@@ -36,13 +38,21 @@ def _log_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _runtime(name: str) -> Runtime:
+    runtime = find_runtime(name)
+    if runtime is None:
+        known = ", ".join(r.name for r in RUNTIMES)
+        raise argparse.ArgumentTypeError(f"no runtime {name!r}; known: {known}")
+    return runtime
+
+
 DESCRIPTION = """\
 Run code snippets in hardened containers, with this host's CPUs, GPUs, RAM and disk
 shared out among them.
 
 Service verbs run it on this host: serve, api, controller, image, doctor.
 Client verbs use a running service over its REST API: submit, get, list, watch, logs,
-cancel, admin. They call --server URL, else $TASKYARD_SERVER, else the address the last
+cancel, batch, admin. They call --server URL, else $TASKYARD_SERVER, else the address the last
 `taskyard serve` wrote in its data dir, else http://127.0.0.1:8000.
 
 `taskyard VERB --help` tells more about each."""
@@ -68,10 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     controller = verbs.add_parser("controller", help="run only the controller")
     controller.add_argument("--data-dir", type=Path)
     _log_flag(controller)
-    image = verbs.add_parser("image", help="manage the runner image")
+    image = verbs.add_parser("image", help="manage the runtime images")
     image_verbs = image.add_subparsers(dest="image_verb", required=True)
-    build = image_verbs.add_parser("build", help="build the runner image (offline if need be)")
+    build = image_verbs.add_parser(
+        "build",
+        help="build a runtime's image, the default's (python) unless told (offline if need be)",
+    )
     build.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    which = build.add_mutually_exclusive_group()
+    which.add_argument(
+        "--runtime",
+        type=_runtime,
+        metavar="NAME",
+        help=f"build this runtime's image: {', '.join(r.name for r in RUNTIMES)}, or an alias",
+    )
+    which.add_argument("--all", action="store_true", help="build every runtime's image")
     doctor = verbs.add_parser(
         "doctor",
         help="check whether this host can run tasks, and whether the service answers",
@@ -83,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the service to ask (default: as the client verbs find it)",
     )
     add_task_verbs(verbs)
+    add_batch_verbs(verbs)
     add_admin_verbs(verbs)
     return parser
 
@@ -115,15 +137,20 @@ def main(argv: list[str] | None = None) -> int:
         run_controller(settings)
         return 0
     if args.verb == "image":
-        from sandbox.imagebuild import ImageBuildError, build_runner_image
+        from sandbox.imagebuild import BuildCache, ImageBuildError, build_runtime_image
 
-        try:
-            how = build_runner_image(settings.image, force=args.force)
-        except ImageBuildError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        print(f"runner image {settings.image}: {how}")
-        return 0
+        failed = 0
+        with BuildCache() as cache:  # --all bootstraps Debian once for every runtime
+            for runtime in RUNTIMES if args.all else [args.runtime or BY_NAME[DEFAULT_RUNTIME]]:
+                name = runtime.image(settings.image)
+                try:
+                    how = build_runtime_image(runtime, name, cache=cache, force=args.force)
+                except ImageBuildError as exc:  # the others may still build
+                    print(f"error: {exc}", file=sys.stderr)
+                    failed += 1
+                    continue
+                print(f"runner image {name}: {how}")
+        return 1 if failed else 0
     if args.verb == "admin":  # `admin backup`, the admin verb that works on local files
         from taskyard.backup import run_backup
 

@@ -1,6 +1,7 @@
-"""`taskyard doctor`: part by part, can this host run tasks, does the service answer, and how to
-fix what is missing. It only looks: it creates no data dir, database or file, and migrates
-nothing (the service does that when it starts).
+"""`taskyard doctor`: part by part (database, engine and images, runtimes, the service, GPUs,
+CPUs), can this host run tasks, does the service answer, and how to fix what is missing. It
+only looks: it creates no data dir, database or file, and migrates nothing (the service does
+that when it starts).
 
 Each finding is one line, `[ok]`, `[warn]` or `[FAIL]`, and a failure's fix on the next; the
 exit code is 1 when something FAILs. A service that does not answer is a warning: the host
@@ -12,16 +13,19 @@ import logging
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from controller.docker_runtime import DockerRuntime
 from controller.gpus import discover_gpus
+from controller.runtime import RuntimeHealth
 from models import migrations
 from models.migrations import SchemaError
+from models.runtimes import RUNTIMES
 from models.settings import Settings
 from taskyard.commands.context import server_address
 
@@ -40,9 +44,15 @@ class Finding:
 def diagnose(
     settings: Settings, say: Callable[[str], None] = print, *, server: str | None = None
 ) -> bool:
-    findings = [
-        _database(settings),
-        *_engine(settings),
+    # health() reads the engine and the images only; no container is touched, so no owner.
+    health = DockerRuntime("doctor", settings.image).health()
+    findings = [_database(settings), *_engine(settings, health)]
+    for finding in findings:
+        _tell(say, finding)
+    if health.ok:
+        for line in runtime_findings(health.runtimes):
+            say(line)
+    rest = [
         _server(server, settings.data_dir),
         _gpus(),
         Finding(
@@ -51,11 +61,15 @@ def diagnose(
             f"{len(os.sched_getaffinity(0))} usable, {settings.reserved_cpus} reserved",
         ),
     ]
-    for finding in findings:
-        say(f"[{finding.level}] {finding.part}: {finding.detail}")
-        if finding.fix and finding.level != "ok":
-            say(f"       fix: {finding.fix}")
-    return all(finding.level != "FAIL" for finding in findings)
+    for finding in rest:
+        _tell(say, finding)
+    return all(finding.level != "FAIL" for finding in findings + rest)
+
+
+def _tell(say: Callable[[str], None], finding: Finding) -> None:
+    say(f"[{finding.level}] {finding.part}: {finding.detail}")
+    if finding.fix and finding.level != "ok":
+        say(f"       fix: {finding.fix}")
 
 
 def _database(settings: Settings) -> Finding:
@@ -121,9 +135,7 @@ def _stored_revision(path: Path) -> str | None:
         return None if row is None else str(row[0])
 
 
-def _engine(settings: Settings) -> list[Finding]:
-    # health() reads the engine and the image only; no container is touched, so no owner.
-    health = DockerRuntime("doctor", settings.image).health()
+def _engine(settings: Settings, health: RuntimeHealth) -> list[Finding]:
     if health.ok:
         return [Finding("ok", "engine", health.message)]
     if "image" in health.message:
@@ -186,3 +198,21 @@ def _server(flag: str | None, data_dir: Path) -> Finding:
 def _gpus() -> Finding:
     gpus, message = discover_gpus()
     return Finding("ok", "gpus", message + "".join(f"\n       {g.index}: {g.name}" for g in gpus))
+
+
+def runtime_findings(installed: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Which runtimes' images are installed (as the engine's health read them), at which
+    version, and how to build the others. A missing runtime is no failure: the host runs the
+    others, and asks for it get a 422."""
+    unknown = "version unknown: rebuild with --force"
+    found = [
+        f"{runtime.name} ({installed[runtime.name].get('version') or unknown})"
+        for runtime in RUNTIMES
+        if runtime.name in installed
+    ]
+    missing = [runtime.name for runtime in RUNTIMES if runtime.name not in installed]
+    lines = [f"[ok] runtimes: {', '.join(found) or 'none'}"]
+    if missing:
+        lines.append(f"[warn] runtimes not installed: {', '.join(missing)}")
+        lines.append("       fix: taskyard image build --runtime NAME (or --all)")
+    return lines

@@ -40,7 +40,8 @@ VERSION_TABLE = "alembic_version"
 # Alembic's `op` and `context` are process-wide proxies: one migration at a time per process.
 _alembic_lock = threading.RLock()
 
-# A table's shape: its columns, primary key, indexes and constraints, one comparable line each.
+# A table's shape: its columns, primary key, indexes and constraints (CHECK ones too), one
+# comparable line each.
 Shape = dict[str, frozenset[str]]
 
 
@@ -139,6 +140,10 @@ def table_shapes(connection: sa.Connection) -> Shape:
         lines |= {
             f"foreign key ({', '.join(fk['constrained_columns'])}) -> {fk['referred_table']}"
             for fk in inspector.get_foreign_keys(table)
+        }
+        lines |= {
+            f"check {check['name']} ({check['sqltext']})"
+            for check in inspector.get_check_constraints(table)
         }
         shapes[table] = frozenset(lines)
     return shapes

@@ -40,6 +40,8 @@ from taskyard.client.protocol import (
 from taskyard.client.records import (
     TERMINAL_PHASES,
     Assigned,
+    Batch,
+    BatchCreated,
     LogEnd,
     OutputChunk,
     Page,
@@ -62,6 +64,8 @@ __all__ = [
     "ApiError",
     "Assigned",
     "AsyncClient",
+    "Batch",
+    "BatchCreated",
     "CannotConnect",
     "Client",
     "ClientError",

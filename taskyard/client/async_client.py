@@ -5,7 +5,7 @@
 import asyncio
 import builtins
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -13,7 +13,15 @@ import httpx
 from taskyard.client import protocol
 from taskyard.client.errors import WaitTimeout
 from taskyard.client.protocol import LogCursor, RetryHook, WatchCursor
-from taskyard.client.records import LogEnd, OutputChunk, Page, Task, Transition
+from taskyard.client.records import (
+    Batch,
+    BatchCreated,
+    LogEnd,
+    OutputChunk,
+    Page,
+    Task,
+    Transition,
+)
 
 
 class AsyncClient:
@@ -97,13 +105,18 @@ class AsyncClient:
                 raise WaitTimeout(task, max_wait or 0)
 
     async def list(
-        self, phase: str | None = None, *, limit: int | None = None, page_size: int = 50
+        self,
+        phase: str | None = None,
+        *,
+        limit: int | None = None,
+        page_size: int = 50,
+        batch: str | None = None,
     ) -> AsyncIterator[Task]:
         """`Client.list`: tasks, newest first, page after page."""
         cursor: str | None = None
         count = 0
         while True:
-            page = await self.list_page(phase=phase, limit=page_size, cursor=cursor)
+            page = await self.list_page(phase=phase, limit=page_size, cursor=cursor, batch=batch)
             for task in page.items:
                 if limit is not None and count >= limit:
                     return
@@ -119,17 +132,34 @@ class AsyncClient:
         phase: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        batch: str | None = None,
         id_prefix: str | None = None,
     ) -> Page:
         answer = await self._call(
             "GET",
             "/tasks",
-            params=protocol.query(phase=phase, limit=limit, cursor=cursor, id_prefix=id_prefix),
+            params=protocol.query(
+                phase=phase, limit=limit, cursor=cursor, batch=batch, id_prefix=id_prefix
+            ),
         )
         return Page([Task(item) for item in answer["items"]], answer.get("next_cursor"))
 
     async def cancel(self, task_id: str) -> Task:
         return Task(await self._call("DELETE", f"/tasks/{task_id}"))
+
+    # --- batches --------------------------------------------------------------------------
+
+    async def submit_batch(self, tasks: Iterable[Mapping[str, Any]]) -> BatchCreated:
+        """`Client.submit_batch`: up to 1000 tasks in one request, all or none."""
+        return BatchCreated(await self._call("POST", "/batches", json=protocol.batch_body(tasks)))
+
+    async def batch(self, batch_id: str) -> Batch:
+        """`Client.batch`: where the batch stands."""
+        return Batch(await self._call("GET", f"/batches/{batch_id}"))
+
+    async def cancel_batch(self, batch_id: str) -> Batch:
+        """`Client.cancel_batch`: ask for each unfinished task of the batch to be stopped."""
+        return Batch(await self._call("DELETE", f"/batches/{batch_id}"))
 
     async def events(self, task_id: str) -> builtins.list[Transition]:
         answer = await self._call("GET", f"/tasks/{task_id}/events")
@@ -144,10 +174,16 @@ class AsyncClient:
         retries: int = 5,
         read_timeout: float = 60.0,
         on_retry: RetryHook | None = None,
+        batch: str | None = None,
     ) -> AsyncIterator[Transition]:
         """`Client.watch`: transitions as they happen, each once, across dropped connections."""
         cursor = WatchCursor(
-            self.base_url, task_id=task_id, phase=phase, since=since, retries=retries
+            self.base_url,
+            task_id=task_id,
+            phase=phase,
+            since=since,
+            retries=retries,
+            batch=batch,
         )
         while True:
             params, headers = cursor.request()

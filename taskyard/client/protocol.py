@@ -81,6 +81,21 @@ def task_body(
     return body
 
 
+def batch_body(tasks: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The POST /batches body: each task as `task_body` makes it from its fields (`code`
+    required; `resources` over `DEFAULT_RESOURCES`; anything else as given), so a task's
+    `spec` goes back as it is."""
+    bodies = []
+    for index, task in enumerate(tasks):
+        fields = dict(task)
+        if "code" not in fields:
+            raise TypeError(f"task {index} of the batch has no code")
+        code = fields.pop("code")
+        resources = fields.pop("resources", None)
+        bodies.append(task_body(code, resources, None, None, fields))
+    return {"tasks": bodies}
+
+
 def query(**values: Any) -> dict[str, Any]:
     """The query parameters that are set."""
     return {name: value for name, value in values.items() if value is not None}
@@ -192,8 +207,8 @@ class WatchCursor:
 
     A server that cannot be reached at all is an error at once. A connection that drops later
     is opened again; after `retries` attempts in a row that bring nothing (not even a
-    heartbeat) the watch fails with `CannotConnect`. A single-task watch ends when the server
-    closes it."""
+    heartbeat) the watch fails with `CannotConnect`. A watch on one task or one batch ends when
+    the server closes it."""
 
     def __init__(
         self,
@@ -203,10 +218,12 @@ class WatchCursor:
         phase: str | None,
         since: int | None,
         retries: int,
+        batch: str | None = None,
     ) -> None:
         self.base_url = base_url
-        self.single = task_id is not None
-        self.filters = query(task_id=task_id, phase=phase)
+        # The server ends a watch on one task or one batch once it has ended.
+        self.single = task_id is not None or batch is not None
+        self.filters = query(task_id=task_id, phase=phase, batch=batch)
         self.retries = retries
         self.failures = 0
         self._resume_after = since

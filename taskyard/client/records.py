@@ -140,6 +140,7 @@ class Task(Record):
     id: str
     created_at: str
     resource_version: int
+    batch_id: str | None
     spec: TaskSpec
     status: TaskStatus
 
@@ -147,6 +148,31 @@ class Task(Record):
     def done(self) -> bool:
         """Whether the task is in a terminal phase: Succeeded, Failed, TimedOut or Cancelled."""
         return bool(self["status"]["phase"] in TERMINAL_PHASES)
+
+
+class BatchCreated(Record):
+    """The answer to a batch submission: the batch's id, its tasks' ids in the order sent."""
+
+    id: str
+    task_ids: list[str]
+    count: int
+
+
+class Batch(Record):
+    """Where a batch stands: its tasks counted by phase (every phase named), how many are
+    done, how many have a cancellation request."""
+
+    id: str
+    created_at: str
+    count: int
+    done: int
+    phases: dict[str, int]
+    cancel_requested: int
+
+    @property
+    def finished(self) -> bool:
+        """Whether every task of the batch has ended."""
+        return bool(self["done"] == self["count"])
 
 
 class Transition(Record):

@@ -4,7 +4,7 @@ verbs are built on it; `AsyncClient` is its twin for asyncio.
 
 import builtins
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -12,7 +12,15 @@ import httpx
 from taskyard.client import protocol
 from taskyard.client.errors import WaitTimeout
 from taskyard.client.protocol import GoneHook, LogCursor, RetryHook, WatchCursor
-from taskyard.client.records import LogEnd, OutputChunk, Page, Task, Transition
+from taskyard.client.records import (
+    Batch,
+    BatchCreated,
+    LogEnd,
+    OutputChunk,
+    Page,
+    Task,
+    Transition,
+)
 
 
 class Client:
@@ -105,14 +113,19 @@ class Client:
                 raise WaitTimeout(task, max_wait or 0)
 
     def list(
-        self, phase: str | None = None, *, limit: int | None = None, page_size: int = 50
+        self,
+        phase: str | None = None,
+        *,
+        limit: int | None = None,
+        page_size: int = 50,
+        batch: str | None = None,
     ) -> Iterator[Task]:
-        """Tasks, newest first (only those in `phase`, if given), page after page: every one,
-        or the first `limit`."""
+        """Tasks, newest first (only those in `phase`, or of `batch`, if given), page after
+        page: every one, or the first `limit`."""
         cursor: str | None = None
         count = 0
         while True:
-            page = self.list_page(phase=phase, limit=page_size, cursor=cursor)
+            page = self.list_page(phase=phase, limit=page_size, cursor=cursor, batch=batch)
             for task in page.items:
                 if limit is not None and count >= limit:
                     return
@@ -128,13 +141,16 @@ class Client:
         phase: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        batch: str | None = None,
         id_prefix: str | None = None,
     ) -> Page:
         """One page of GET /tasks; `cursor` is the `next_cursor` of the page before."""
         answer = self._call(
             "GET",
             "/tasks",
-            params=protocol.query(phase=phase, limit=limit, cursor=cursor, id_prefix=id_prefix),
+            params=protocol.query(
+                phase=phase, limit=limit, cursor=cursor, batch=batch, id_prefix=id_prefix
+            ),
         )
         return Page([Task(item) for item in answer["items"]], answer.get("next_cursor"))
 
@@ -142,6 +158,23 @@ class Client:
         """Ask for the task to be stopped (`Conflict` once it has ended); the controller acts
         on it, so the answer may still be Running."""
         return Task(self._call("DELETE", f"/tasks/{task_id}"))
+
+    # --- batches --------------------------------------------------------------------------
+
+    def submit_batch(self, tasks: Iterable[Mapping[str, Any]]) -> BatchCreated:
+        """Store up to 1000 tasks in one request, all or none (an `InvalidRequest` names the
+        item: `tasks.17.resources.cpu: ...`); each is a dict of a task's fields, `code`
+        required and `resources` filled in as `submit` does. Returns the batch's id and its
+        tasks' ids in the order given."""
+        return BatchCreated(self._call("POST", "/batches", json=protocol.batch_body(tasks)))
+
+    def batch(self, batch_id: str) -> Batch:
+        """Where the batch stands: its tasks counted by phase, how many are done."""
+        return Batch(self._call("GET", f"/batches/{batch_id}"))
+
+    def cancel_batch(self, batch_id: str) -> Batch:
+        """Ask for each unfinished task of the batch to be stopped; the batch as it stands."""
+        return Batch(self._call("DELETE", f"/batches/{batch_id}"))
 
     def events(self, task_id: str) -> builtins.list[Transition]:
         """The task's phase transitions, oldest first."""
@@ -158,13 +191,21 @@ class Client:
         read_timeout: float = 60.0,
         on_retry: RetryHook | None = None,
         on_gone: GoneHook | None = None,
+        batch: str | None = None,
     ) -> Iterator[Transition]:
-        """Transitions as they happen (of one task, or into one phase), each once and in
-        order across dropped connections; first those after `since`, a seq. A one-task watch
-        ends after the task's last transition; otherwise it goes on until you stop iterating.
-        A 410 (history compacted) raises `HistoryGone`, or asks `on_gone` where to resume."""
+        """Transitions as they happen (of one task, of one batch, or into one phase), each
+        once and in order across dropped connections; first those after `since`, a seq. A
+        one-task watch ends after the task's last transition, a batch watch (from the batch's
+        first transition, without `since`) once every task of it has ended; otherwise it goes
+        on until you stop iterating. A 410 (history compacted) raises `HistoryGone`, or asks
+        `on_gone` where to resume."""
         cursor = WatchCursor(
-            self.base_url, task_id=task_id, phase=phase, since=since, retries=retries
+            self.base_url,
+            task_id=task_id,
+            phase=phase,
+            since=since,
+            retries=retries,
+            batch=batch,
         )
         while True:
             params, headers = cursor.request()

@@ -2,7 +2,8 @@
 `taskyard.client` and nothing of the server. Imports go one way, each module only downward:
 
     taskyard.cli            parses the command line, hands a client verb to `context.run`
-    tasks, admin            the verbs: `submit get list watch logs cancel`, `admin ...`
+    tasks, admin, batches   the verbs: `submit get list watch logs cancel`, `admin ...`,
+                            `batch submit get cancel`
     context                 `Context`, `run`, exit codes, the common flags, `show`
     output                  tables, ages, sizes, transition lines, YAML; pure functions
     taskyard.client         the HTTP client

@@ -12,10 +12,11 @@ What must hold: no 5xx, every status code documented, every body and header as d
 Two documented limits of what the document can say, and so of the `positive_data_acceptance`
 check: a request that has the documented shape may still be refused by a rule that depends on
 the settings or on the host (a RAM size below the engine's minimum, more CPUs than the host
-has, code over the byte limit, a user's quota), so `POST /tasks` may answer 413, 422 and 429
-to schema-valid data. Server-Sent Events streams never end by themselves while no task ends:
-/watch is read for half a second, and logs are read without following. And one check does
-not apply: DELETE cancels a task rather than removing it (see `_schema`).
+has, code over the byte limit, a user's quota), so `POST /tasks` and `POST /batches` may
+answer 413, 422 and 429 to schema-valid data. Server-Sent Events streams never end by
+themselves while no task ends: /watch is read for half a second, and logs are read without
+following. And one check does not apply: DELETE cancels a task rather than removing it (see
+`_schema`).
 """
 
 import tempfile
@@ -87,13 +88,14 @@ def _schema(token: str) -> Any:
             "checks": {"use_after_free": {"enabled": False}},
             "operations": [
                 {
-                    "include-name": "POST /tasks",
+                    "include-name": name,
                     "checks": {
                         "positive_data_acceptance": {
                             "expected-statuses": ["2xx", "401", "404", "409", "413", "422", "429"]
                         }
                     },
-                },
+                }
+                for name in ("POST /tasks", "POST /batches")
             ],
         }
     )

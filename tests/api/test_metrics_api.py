@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlmodel import col
 
-import controller.loop
+import controller.observe
 from api.app import create_app
 from controller.capacity import HostCapacity
 from controller.fake_runtime import FakeRuntime
@@ -259,7 +259,7 @@ def test_capacity_lines_come_from_the_capacity_row(client: TestClient, database:
 def test_controller_histograms_and_counters_after_reconcile_passes(
     tmp_path: Path, database: Database, client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: HOST)
+    monkeypatch.setattr(controller.observe, "discover_capacity", lambda *_a, **_k: HOST)
     fake = FakeRuntime()
     reconciler = Reconciler(
         Settings(data_dir=tmp_path), database, fake, owner=OWNER, gpu_probe=lambda: ([], "no gpus")
@@ -295,7 +295,7 @@ def test_controller_histograms_and_counters_after_reconcile_passes(
 def test_every_family_is_declared_once_with_its_samples_right_after(
     tmp_path: Path, database: Database, client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: HOST)
+    monkeypatch.setattr(controller.observe, "discover_capacity", lambda *_a, **_k: HOST)
     Reconciler(
         Settings(data_dir=tmp_path),
         database,

@@ -425,3 +425,74 @@ def test_url_and_token_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
 def test_without_settings_the_client_talks_to_the_local_server() -> None:
     with Client() as client:
         assert client.base_url == "http://127.0.0.1:8000"
+
+
+# --- batches --------------------------------------------------------------------------------
+
+
+def test_submit_batch_sends_each_task_as_submit_would_and_answers_the_ids(
+    api: Callable[..., Api],
+) -> None:
+    created = {"id": "b1", "task_ids": ["t1", "t2"], "count": 2}
+    server = Recorder(httpx.Response(201, json=created))
+    spec = Task(task()).spec
+
+    batch = api(server)("submit_batch", [{"code": "print(1)", "resources": {"cpu": 2}}, spec])
+
+    assert batch == created and batch.task_ids == ["t1", "t2"]
+    assert server.requests[0].url.path == "/batches"
+    first = {
+        "task_type": "execute_code",
+        "code": "print(1)",
+        "resources": {"cpu": "2", "gpu": "0", "ram": "256MB", "storage": "100MB"},
+    }
+    assert server.bodies() == [{"tasks": [first, dict(spec)]}]
+
+
+def test_a_batch_task_without_code_is_refused_before_sending() -> None:
+    with (
+        Client(URL, token="") as client,
+        pytest.raises(TypeError, match="task 1 of the batch has no code"),
+    ):
+        client.submit_batch([{"code": "pass"}, {"resources": {}}])
+
+
+def test_a_refused_batch_names_the_item(api: Callable[..., Api]) -> None:
+    detail = [{"loc": ["body", "tasks", 17, "resources", "cpu"], "msg": "bad", "type": "x"}]
+    server = Recorder(httpx.Response(422, json={"detail": detail}))
+
+    with pytest.raises(InvalidRequest, match=r"tasks\.17\.resources\.cpu: bad"):
+        api(server)("submit_batch", [{"code": "pass"}])
+
+
+def test_a_batch_is_read_cancelled_listed_and_watched_by_its_id(api: Callable[..., Api]) -> None:
+    phases = dict.fromkeys(["Pending", "Running", "Succeeded"], 1)
+    summary = {
+        "id": "b1",
+        "created_at": "2026-11-27T22:00:00Z",
+        "count": 3,
+        "done": 1,
+        "phases": phases,
+        "cancel_requested": 2,
+    }
+    server = Recorder(
+        httpx.Response(200, json=summary),
+        httpx.Response(202, json=summary),
+        httpx.Response(200, json={"items": [task("t1")], "next_cursor": None}),
+        sse(transition(1, "Succeeded")),
+    )
+    client = api(server)
+
+    assert client("batch", "b1").phases == phases
+    assert not client("cancel_batch", "b1").finished
+    assert [t.id for t in client("list", batch="b1")] == ["t1"]
+    # A batch watch ends when the server ends the stream: every task of it has ended.
+    assert [t.seq for t in client("watch", batch="b1")] == [1]
+
+    sent = [(r.method, r.url.path, dict(r.url.params)) for r in server.requests]
+    assert sent == [
+        ("GET", "/batches/b1", {}),
+        ("DELETE", "/batches/b1", {}),
+        ("GET", "/tasks", {"limit": "50", "batch": "b1"}),
+        ("GET", "/watch", {"batch": "b1"}),
+    ]

@@ -27,6 +27,8 @@ PAIRS: dict[type[BaseModel], type[Any]] = {
     schemas.UsageOut: records.Usage,
     schemas.TransitionRead: records.Transition,
     schemas.TaskList: records.Page,
+    schemas.BatchCreated: records.BatchCreated,
+    schemas.BatchRead: records.Batch,
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from test_reconciler_fake import HOST, OWNER, Clock, World, running
 
-import controller.loop
+import controller.observe
 from api.app import create_app
 from controller.errors import RuntimeUnavailable
 from controller.fake_runtime import FakeRuntime
@@ -26,7 +26,7 @@ GRACE = 5
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: HOST)
+    monkeypatch.setattr(controller.observe, "discover_capacity", lambda *_a, **_k: HOST)
     settings = Settings(data_dir=tmp_path, stuck_grace_seconds=GRACE)
     db = open_database("sqlite:///" + str(tmp_path / "t.db"))
     fake = FakeRuntime()

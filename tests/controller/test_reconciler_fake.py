@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, update
 from sqlmodel import col, select
 
-import controller.loop
+import controller.observe
 from api.app import create_app
 from controller.capacity import HostCapacity
 from controller.errors import RuntimeUnavailable, StartRejected
@@ -175,7 +175,7 @@ def spec_for(task_id: str, attempt: int = 1) -> ContainerSpec:
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: HOST)
+    monkeypatch.setattr(controller.observe, "discover_capacity", lambda *_a, **_k: HOST)
     settings = Settings(data_dir=tmp_path)
     db = open_database("sqlite:///" + str(tmp_path / "t.db"))
     fake = FakeRuntime()
@@ -1059,7 +1059,7 @@ def test_gpu_tasks_share_nothing_without_gpu_sharing(
 ) -> None:
     gpu = GpuInfo(index=0, name="Test GPU", uuid="GPU-0", memory_bytes=16 * GIB)
     host = HostCapacity(**{**HOST.__dict__, "gpus": (gpu,)})
-    monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: host)
+    monkeypatch.setattr(controller.observe, "discover_capacity", lambda *_a, **_k: host)
     world.new_reconciler()
     payload = {
         "task_type": "execute_code",

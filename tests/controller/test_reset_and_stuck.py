@@ -17,11 +17,13 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 from test_reconciler_fake import HOST, OWNER, Clock, World, name_of, running
 
-import controller.loop
+import controller.observe
+import controller.plan
 from api.app import create_app
 from controller.errors import RuntimeUnavailable
 from controller.fake_runtime import FakeRuntime
 from controller.loop import Reconciler
+from controller.scheduling import Plan
 from models.database import open_database
 from models.settings import Settings
 from models.tables import Capacity, Transition
@@ -36,7 +38,7 @@ ENGINE_WHY = "the container engine is unavailable, so its container cannot be ob
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: HOST)
+    monkeypatch.setattr(controller.observe, "discover_capacity", lambda *_a, **_k: HOST)
     settings = Settings(data_dir=tmp_path, stuck_grace_seconds=GRACE, pending_stuck_seconds=60)
     db = open_database("sqlite:///" + str(tmp_path / "t.db"))
     fake = FakeRuntime()
@@ -100,7 +102,7 @@ def record_calls(world: World, monkeypatch: pytest.MonkeyPatch) -> list[tuple[st
 def once_without_scheduling(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """One pass that places nothing, to see a requeued task as it waits in the queue."""
     with monkeypatch.context() as patch:
-        patch.setattr(world.reconciler, "_schedule", lambda *_a, **_k: None)
+        patch.setattr(controller.plan, "place", lambda *_a, **_k: Plan())
         world.once()
 
 

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-import controller.loop
+import controller.observe
 from api.app import create_app
 from controller.capacity import HostCapacity
 from controller.fake_runtime import FakeRuntime
@@ -80,7 +80,7 @@ def test_passes_that_meet_a_locked_database_are_retried_until_it_is_free(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: HOST)
+    monkeypatch.setattr(controller.observe, "discover_capacity", lambda *_a, **_k: HOST)
     settings = Settings(data_dir=tmp_path, admin_token="admin")
     fake = FakeRuntime()
     reconciler = Reconciler(

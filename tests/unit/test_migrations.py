@@ -28,7 +28,7 @@ from models.settings import Settings
 from models.tables import ApiToken, Capacity, Task, Transition
 
 LEGACY_SCHEMAS = Path(__file__).parent / "legacy_schemas"
-HEAD = "0007"
+HEAD = "0009"
 
 # Each commit that changed the schema, and the revision that reproduces it.
 RELEASED_SCHEMAS = [
@@ -130,7 +130,17 @@ def test_downgrading_to_the_first_revision_and_back_ends_at_the_models(db_path: 
 
 def test_every_revision_reproduces_the_schema_of_its_release(tmp_path: Path) -> None:
     by_revision = dict(migrations.revision_shapes())
-    assert list(by_revision) == ["0007", "0006", "0005", "0004", "0003", "0002", "0001"]
+    assert list(by_revision) == [
+        "0009",
+        "0008",
+        "0007",
+        "0006",
+        "0005",
+        "0004",
+        "0003",
+        "0002",
+        "0001",
+    ]
     for param in RELEASED_SCHEMAS:
         commit, revision = param.values
         create_legacy(tmp_path / f"{commit}.db", str(commit))
@@ -305,6 +315,77 @@ def test_a_first_release_database_is_upgraded_with_its_rows_intact(
             assert len(ids) == 5
     finally:
         database.dispose()
+
+
+# --- the phase is one of the seven (0009) --------------------------------------------------
+
+PHASES = ("Pending", "Scheduled", "Running", "Succeeded", "Failed", "TimedOut", "Cancelled")
+
+
+def insert_task(path: Path, task_id: str, phase: str) -> None:
+    """A task row as of revision 0008 (and head), written past the models."""
+    connection = sqlite3.connect(path)
+    try:
+        with connection:
+            connection.execute(
+                "INSERT INTO tasks (id, created_at, resource_version, task_type, code, cpu,"
+                " cpu_text, gpu, gpu_text, ram, ram_bytes, storage, storage_bytes,"
+                " timeout_seconds, phase, reason, message, stdout_truncated, stderr_truncated,"
+                " assigned_cpus, assigned_gpus, attempt, interactive, runtime, files, args, env,"
+                " collect, collected_files, files_truncated) VALUES (?, ?, 1, 'execute_code',"
+                " 'print(1)', 1, '1', 0, '0', '64MB', 67108864, '1GB', 1073741824, 30, ?,"
+                " 'Created', '', 0, 0, '[]', '[]', 1, 0, 'python', '[]', '[]', '{}', '[]', '[]',"
+                " 0)",
+                (task_id, T0, phase),
+            )
+    finally:
+        connection.close()
+
+
+def test_the_database_refuses_a_phase_outside_the_seven(opened: Database, db_path: Path) -> None:
+    insert_task(db_path, "t-ok", "Pending")
+    with pytest.raises(sqlite3.IntegrityError, match="ck_tasks_phase"):
+        insert_task(db_path, "t-bad", "Paused")
+    connection = sqlite3.connect(db_path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="ck_tasks_phase"):
+            connection.execute("UPDATE tasks SET phase = 'pending' WHERE id = 't-ok'")
+    finally:
+        connection.close()
+    assert raw_rows(db_path, "SELECT id, phase FROM tasks") == [("t-ok", "Pending")]
+
+
+def test_a_0008_database_with_a_task_in_each_phase_is_upgraded_with_its_rows(
+    db_path: Path,
+) -> None:
+    create_at_revision(db_path, "0008")
+    for phase in PHASES:
+        insert_task(db_path, f"t-{phase}", phase)
+    rows_before = raw_rows(db_path, "SELECT * FROM tasks ORDER BY pk")
+
+    database = open_database(url_of(db_path))
+    try:
+        assert schema_revision(database) == HEAD
+        assert schema_differences(database) == []
+        assert raw_rows(db_path, "SELECT * FROM tasks ORDER BY pk") == rows_before
+        with pytest.raises(sqlite3.IntegrityError, match="ck_tasks_phase"):
+            insert_task(db_path, "t-bad", "Paused")
+    finally:
+        database.dispose()
+
+
+def test_a_0008_database_holding_another_phase_is_refused_by_name_and_left_alone(
+    db_path: Path,
+) -> None:
+    create_at_revision(db_path, "0008")
+    insert_task(db_path, "t-ok", "Running")
+    insert_task(db_path, "t-odd", "Paused")
+    sql_before = raw_rows(db_path, "SELECT name, sql FROM sqlite_master ORDER BY name")
+
+    with pytest.raises(migrations.SchemaError, match=r"t-odd \('Paused'\)"):
+        open_database(url_of(db_path))
+    assert raw_rows(db_path, "SELECT version_num FROM alembic_version") == [("0008",)]
+    assert raw_rows(db_path, "SELECT name, sql FROM sqlite_master ORDER BY name") == sql_before
 
 
 # --- databases made before migrations -----------------------------------------------------
