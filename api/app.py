@@ -10,6 +10,7 @@ from api import (
     attach,
     batches,
     dashboard,
+    docs,
     health,
     logs,
     metrics,
@@ -59,6 +60,8 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         title="taskyard",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # api.docs serves /docs with its files; /redoc would need a CDN
+        redoc_url=None,
         description=(
             "Run code snippets in hardened containers on a shared host.\n\n"
             'Every 4xx and 503 answer is JSON `{"detail": ...}`: a sentence, or a list of '
@@ -93,6 +96,8 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     app.include_router(tokens.router)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.StaticFiles(directory=dashboard.STATIC_DIR), name="static")
+    app.include_router(docs.router)
+    app.mount(docs.ASSETS_URL, docs.assets(), name="docs-assets")
     app.include_router(health.router)
     app.include_router(metrics.router)
     # JSON escapes can take six characters per byte of code or stdin.

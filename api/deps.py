@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from email.message import Message
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
+from pydantic import BeforeValidator
 from sqlmodel import Session
 
 from models.database import Database
+from models.phases import Phase
 from models.settings import Settings
 
 
@@ -71,6 +73,20 @@ async def require_json(request: Request) -> None:
             f"the request body must be JSON sent with Content-Type: application/json (got {given})",
         )
 
+
+def _phase_in_any_case(value: object) -> object:
+    """`running` or `RUNNING` as `Running`; anything else is left for the enum to refuse."""
+    if isinstance(value, str):
+        return Phase.named(value) or value
+    return value
+
+
+# `?phase=` on GET /tasks and GET /watch: a phase name in any case.
+PhaseQuery = Annotated[
+    Phase | None,
+    BeforeValidator(_phase_in_any_case),
+    Query(description="a phase, in any case (`Running`, `running`)"),
+]
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_database)]

@@ -90,9 +90,9 @@ def _clean(error: dict[str, Any]) -> dict[str, Any]:
         for part in error.get("loc", ())
         if isinstance(part, str | int)
     ]
-    return field_error(
-        loc, _text(error.get("msg", "invalid value")), _text(error.get("type", "value_error"))
-    )
+    # pydantic starts the message of a validator's ValueError with "Value error, ": noise.
+    msg = _text(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    return field_error(loc, msg, _text(error.get("type", "value_error")))
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -13,14 +13,14 @@ from starlette.concurrency import run_in_threadpool
 
 from api.admission import Admitted, HostLimitsCache, admit, check_fits, check_runtime
 from api.auth import Caller, CallerDep
-from api.deps import DatabaseDep, JsonBody, ReadSession, WriteSession
+from api.deps import DatabaseDep, JsonBody, PhaseQuery, ReadSession, WriteSession
 from api.errors import error_responses
 from api.submissions import SubmissionWriter, task_values
 from api.watch import TransitionFeed
 from models.clock import utcnow
 from models.database import Database
 from models.fit import HostLimits
-from models.phases import TERMINAL_PHASES, Phase
+from models.phases import TERMINAL_PHASES
 from models.schemas import (
     TaskCreate,
     TaskList,
@@ -207,10 +207,18 @@ async def get_task(
 def list_tasks(
     session: ReadSession,
     caller: CallerDep,
-    phase: Phase | None = None,
+    phase: PhaseQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(pattern=r"^[0-9]+$", max_length=18)] = None,
     batch: Annotated[str | None, Query(max_length=64, description="only this batch's")] = None,
+    id_prefix: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="only tasks whose id starts with this (case-sensitive)",
+        ),
+    ] = None,
 ) -> TaskList:
     """List tasks, newest first, a page at a time."""
     statement = select(Task).order_by(col(Task.pk).desc()).limit(limit + 1)
@@ -218,6 +226,10 @@ def list_tasks(
         statement = statement.where(Task.phase == phase.value)
     if batch is not None:
         statement = statement.where(col(Task.batch_id) == batch)
+    if id_prefix is not None:
+        # A range rather than LIKE: it uses the id's index, and `%` or `_` mean themselves.
+        statement = statement.where(col(Task.id) >= id_prefix)
+        statement = statement.where(col(Task.id) < id_prefix + "\U0010ffff")
     if cursor is not None:
         statement = statement.where(col(Task.pk) < int(cursor))
     if caller.user is not None:

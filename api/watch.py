@@ -37,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from api.auth import Caller, CallerDep
-from api.deps import MAX_SEQ, SEQ_HEADER_SCHEMA, DatabaseDep, parse_seq
+from api.deps import MAX_SEQ, SEQ_HEADER_SCHEMA, DatabaseDep, PhaseQuery, parse_seq
 from api.errors import error_responses
 from api.streams import StreamRegistry
 from models.database import Database
@@ -491,7 +491,7 @@ async def watch(
     database: DatabaseDep,
     caller: CallerDep,
     task_id: str | None = None,
-    phase: Phase | None = None,
+    phase: PhaseQuery = None,
     batch: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     last_event_id: Annotated[str | None, Header(json_schema_extra=SEQ_HEADER_SCHEMA)] = None,

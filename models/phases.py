@@ -16,9 +16,15 @@ class Phase(StrEnum):
     def is_terminal(self) -> bool:
         return self in TERMINAL_PHASES
 
+    @classmethod
+    def named(cls, text: str) -> "Phase | None":
+        """The phase `text` names in any case (`running`, `RUNNING`); None if it names none."""
+        return _BY_LOWER_NAME.get(text.lower())
+
 
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.TIMED_OUT, Phase.CANCELLED})
 ACTIVE_PHASES = frozenset({Phase.PENDING, Phase.SCHEDULED, Phase.RUNNING})
+_BY_LOWER_NAME = {phase.value.lower(): phase for phase in Phase}
 
 
 class Reason(StrEnum):

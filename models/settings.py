@@ -3,7 +3,6 @@
 `api/`, `controller/` and the CLI each call `load_settings()`; tests build `Settings(...)` directly.
 """
 
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -11,18 +10,14 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.paths import default_data_dir
 from models.quantities import MIB, parse_size
-
-
-def _default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "taskyard"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TASKYARD_", extra="ignore")
 
-    data_dir: Path = Field(default_factory=_default_data_dir)
+    data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000

@@ -1,12 +1,14 @@
-"""The `taskyard` command line.
+"""The `taskyard` command line: `build_parser` and `main`.
 
-Service verbs: `serve`, `api`, `controller`, `image build`, `doctor`. Client verbs, which talk to
-a running service over REST (`taskyard.commands`): `submit`, `get`, `list`, `watch`, `cancel`,
-`batch submit | get | cancel`, `admin capacity | stuck | reset`.
+Service verbs (`serve`, `api`, `controller`, `image build`, `doctor`) run here, with the
+service's settings. Client verbs talk to a running service over REST: they are added from
+`taskyard.commands.tasks`, `.batches` and `.admin`, and `main` hands them to
+`taskyard.commands.context.run`.
 """
 
 import argparse
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from models.runtimes import BY_NAME, DEFAULT_RUNTIME, RUNTIMES, Runtime, find_runtime
@@ -44,11 +46,33 @@ def _runtime(name: str) -> Runtime:
     return runtime
 
 
+DESCRIPTION = """\
+Run code snippets in hardened containers, with this host's CPUs, GPUs, RAM and disk
+shared out among them.
+
+Service verbs run it on this host: serve, api, controller, image, doctor.
+Client verbs use a running service over its REST API: submit, get, list, watch, logs,
+cancel, batch, admin. They call --server URL, else $TASKYARD_SERVER, else the address the last
+`taskyard serve` wrote in its data dir, else http://127.0.0.1:8000.
+
+`taskyard VERB --help` tells more about each."""
+
+
+def version() -> str:
+    try:
+        return metadata.version("taskyard")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="taskyard", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="taskyard",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    verbs = parser.add_subparsers(dest="verb", required=True)
+    parser.add_argument("--version", action="version", version=f"taskyard {version()}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     _server_flags(verbs.add_parser("serve", help="run the API and the controller in one process"))
     _server_flags(verbs.add_parser("api", help="run only the API"))
     controller = verbs.add_parser("controller", help="run only the controller")
@@ -69,8 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"build this runtime's image: {', '.join(r.name for r in RUNTIMES)}, or an alias",
     )
     which.add_argument("--all", action="store_true", help="build every runtime's image")
-    doctor = verbs.add_parser("doctor", help="check whether this host can run tasks")
+    doctor = verbs.add_parser(
+        "doctor",
+        help="check whether this host can run tasks, and whether the service answers",
+    )
     doctor.add_argument("--data-dir", type=Path)
+    doctor.add_argument(
+        "--server",
+        metavar="URL",
+        help="the service to ask (default: as the client verbs find it)",
+    )
     add_task_verbs(verbs)
     add_batch_verbs(verbs)
     add_admin_verbs(verbs)
@@ -126,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "doctor":
         from taskyard.doctor import diagnose
 
-        return 0 if diagnose(settings) else 1
+        return 0 if diagnose(settings, server=args.server) else 1
     return 2
 
 

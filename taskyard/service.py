@@ -1,5 +1,6 @@
 """Starting the parts: the API under uvicorn, the controller's loop, or both in one process."""
 
+import contextlib
 import gc
 import logging
 import signal
@@ -11,6 +12,7 @@ from controller.docker_runtime import DockerRuntime
 from controller.loop import Reconciler
 from controller.service import ControllerService
 from models.database import Database, open_database
+from models.paths import SERVER_URL_FILE
 from models.settings import Settings
 
 log = logging.getLogger("taskyard")
@@ -81,6 +83,41 @@ def check_listen_address(settings: Settings) -> None:
     )
 
 
+def local_url(host: str, port: int) -> str:
+    """The URL a client on this host reaches a server listening on `host`:`port` at."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def announce(settings: Settings, url: str) -> None:
+    """Where everything is: the API, the dashboard, the data, and how to point the CLI here."""
+    for line in (
+        f"API: {url} (reference: {url}/docs)",
+        f"dashboard: {url}/",
+        f"data dir: {settings.data_dir} (database {settings.resolved_database_url})",
+        f"the CLI on this host finds this address in {settings.data_dir / SERVER_URL_FILE}; "
+        f"elsewhere, or as another user: export TASKYARD_SERVER={url}",
+    ):
+        log.info("%s", line)
+
+
+def remember_url(settings: Settings, url: str) -> Path:
+    """Write where this server listens into the data dir, where the CLI looks for it."""
+    path = settings.data_dir / SERVER_URL_FILE
+    path.write_text(url + "\n", encoding="utf-8")
+    return path
+
+
+def forget_url(path: Path, url: str) -> None:
+    """Remove the address on the way out, unless another server has written its own since."""
+    with contextlib.suppress(OSError):
+        if path.read_text(encoding="utf-8").strip() == url:
+            path.unlink()
+
+
 def run_api(settings: Settings, *, with_controller: bool) -> None:
     # Imported here: `taskyard controller` never needs them, and a controller restarted after a
     # crash is back at work about half a second sooner without them.
@@ -105,12 +142,9 @@ def run_api(settings: Settings, *, with_controller: bool) -> None:
     settle_heap()  # before the controller's thread makes objects that are not start-up's
     if controller is not None:
         controller.start()
-    log.info(
-        "taskyard API on http://%s:%d, database %s",
-        settings.host,
-        settings.port,
-        settings.resolved_database_url,
-    )
+    url = local_url(settings.host, settings.port)
+    announce(settings, url)
+    url_file = remember_url(settings, url)
     token_path = app.state.admin_token_path
     log.info(
         "admin token: %s",
@@ -135,6 +169,7 @@ def run_api(settings: Settings, *, with_controller: bool) -> None:
             http=with_header_timeout(settings.header_timeout_seconds),
         )
     finally:
+        forget_url(url_file, url)
         if controller is not None:
             controller.stop()
         database.dispose()

@@ -95,14 +95,15 @@ def _migrate(connection: sa.Connection) -> None:
     if revision is None:
         log.info("database schema: a new database, creating revision %s", head)
     else:
-        _check_known(revision)
+        check_known(revision)
         log.info("database schema: upgrading from %s to %s", revision, head)
         for script in reversed(list(_scripts().iterate_revisions(head, revision))):
             log.info("database schema: %s %s", script.revision, script.doc)
     command.upgrade(alembic_config(connection), "head")
 
 
-def _check_known(revision: str) -> None:
+def check_known(revision: str) -> None:
+    """`SchemaError` for a revision that this version of taskyard cannot upgrade from."""
     try:
         _scripts().get_revision(revision)
     except CommandError:

@@ -133,11 +133,14 @@ class AsyncClient:
         limit: int | None = None,
         cursor: str | None = None,
         batch: str | None = None,
+        id_prefix: str | None = None,
     ) -> Page:
         answer = await self._call(
             "GET",
             "/tasks",
-            params=protocol.query(phase=phase, limit=limit, cursor=cursor, batch=batch),
+            params=protocol.query(
+                phase=phase, limit=limit, cursor=cursor, batch=batch, id_prefix=id_prefix
+            ),
         )
         return Page([Task(item) for item in answer["items"]], answer.get("next_cursor"))
 

@@ -13,25 +13,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-from taskyard.client import ApiError, ClientError
-from taskyard.commands.context import Context, common_flags, show
+from models.paths import DATA_DIR_ENV, data_dir_of
+from taskyard.client import ApiError, ClientError, Task
+from taskyard.commands.context import MIN_PREFIX, Context, common_flags, on_task, show
 from taskyard.commands.output import age, format_bytes, table
 
 ADMIN_TOKEN_ENV = "TASKYARD_ADMIN_TOKEN"
-DATA_DIR_ENV = "TASKYARD_DATA_DIR"
 TOKEN_FILE = "admin-token"
 _SOURCE_HINT = "the admin token comes from --token, $TASKYARD_ADMIN_TOKEN or {path}"
 
 
 def token_file(data_dir: str | None) -> Path:
-    if data_dir:
-        return Path(data_dir) / TOKEN_FILE
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV]) / TOKEN_FILE
-    # The service's own rule for its default data dir (XDG_DATA_HOME aware), not a copy of it.
-    from models.settings import _default_data_dir
-
-    return _default_data_dir() / TOKEN_FILE
+    # The service's own rule for its data dir (XDG_DATA_HOME aware), not a copy of it.
+    return data_dir_of(data_dir) / TOKEN_FILE
 
 
 def admin_token(args: argparse.Namespace) -> str:
@@ -152,10 +146,13 @@ def _stuck(ctx: Context) -> int:
 
 
 def _reset(ctx: Context) -> int:
-    try:
+    def reset(task_id: str) -> Task:
         # Only the attempt seen now is reset: the same command run twice requeues once.
-        attempt = ctx.args.attempt or ctx.client.get(ctx.args.id)["status"]["attempt"]
-        task = ctx.client.reset(ctx.args.id, ctx.args.to, attempt=attempt)
+        attempt = ctx.args.attempt or ctx.client.get(task_id)["status"]["attempt"]
+        return ctx.client.reset(task_id, ctx.args.to, attempt=attempt)
+
+    try:
+        task = on_task(ctx, ctx.args.id, reset)
     except ApiError as exc:
         raise _explain_auth(ctx, exc) from None
     show(
@@ -240,7 +237,11 @@ def add_admin_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]"
     stuck = verb("stuck", _stuck, "non-terminal tasks that make no progress, and why")
     stuck.add_argument("-o", "--output", choices=["json"])
     reset = verb("reset", _reset, "requeue (to Pending) or fail (to Failed) a task")
-    reset.add_argument("id", metavar="ID")
+    reset.add_argument(
+        "id",
+        metavar="ID",
+        help=f"the task's id, task/<id>, or a unique prefix of its id ({MIN_PREFIX}+ characters)",
+    )
     reset.add_argument(
         "--to",
         choices=["Pending", "Failed"],

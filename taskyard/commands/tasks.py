@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from models.phases import Phase
 from taskyard.client import (
     DEFAULT_RESOURCES,
     TERMINAL_PHASES,
@@ -18,7 +19,16 @@ from taskyard.client import (
     LogEnd,
     Task,
 )
-from taskyard.commands.context import EXIT_INTERRUPTED, Context, UsageError, common_flags, show
+from taskyard.commands.context import (
+    EXIT_INTERRUPTED,
+    MIN_PREFIX,
+    AmbiguousTask,
+    Context,
+    UsageError,
+    common_flags,
+    on_task,
+    show,
+)
 from taskyard.commands.output import (
     Progress,
     arrow,
@@ -28,12 +38,19 @@ from taskyard.commands.output import (
     transition_line,
 )
 
-PHASES = ["Pending", "Scheduled", "Running", "Succeeded", "Failed", "TimedOut", "Cancelled"]
+PHASES = [phase.value for phase in Phase]
 WAIT_POLL_SECONDS = 1.0  # one GET ?wait= per second: the progress line ticks, terminal is prompt
 
 
 class _WatchDone(Exception):
     """Ends a single-task watch whose task finished while its history was compacted away."""
+
+
+def phase_arg(text: str) -> str:
+    """A phase in any case, as the API spells it (`running` is `Running`); anything else is
+    left for argparse to refuse, listing the phases."""
+    phase = Phase.named(text)
+    return text if phase is None else phase.value
 
 
 def _read_source(path: str, stdin: TextIO) -> str:
@@ -51,11 +68,12 @@ def submit_body(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
     if args.code is not None and args.file is not None:
         raise UsageError("give the code once: FILE, -c CODE, or - for stdin")
     if args.code is not None:
-        code = args.code
+        code, source = args.code, "-c"
     elif args.file is not None:
         code = _read_source(args.file, stdin)
+        source = "stdin" if args.file == "-" else args.file
     elif not stdin.isatty():
-        code = _read_source("-", stdin)
+        code, source = _read_source("-", stdin), "stdin"
     else:
         raise UsageError("no code: give FILE, -c CODE, or pipe it on stdin")
     body: dict[str, Any] = {
@@ -71,6 +89,9 @@ def submit_body(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
         ):
             raise UsageError("stdin cannot carry both the code and the task's input")
         body["stdin"] = _read_source(args.stdin_file, stdin)
+    if not code.strip():
+        # `submit --wait </dev/null` would run nothing and "succeed".
+        raise UsageError(f"no code: the code from {source} is empty")
     return body
 
 
@@ -181,8 +202,13 @@ def _print_logs(ctx: Context, task_id: str, *, follow: bool, stream: str | None)
 
 
 def _logs(ctx: Context) -> int:
+    args = ctx.args
     try:
-        return _print_logs(ctx, ctx.args.id, follow=ctx.args.follow, stream=ctx.args.stream)
+        return on_task(
+            ctx,
+            args.id,
+            lambda task_id: _print_logs(ctx, task_id, follow=args.follow, stream=args.stream),
+        )
     except KeyboardInterrupt:
         return 0
 
@@ -195,7 +221,7 @@ def _retry_note(ctx: Context) -> Callable[[str, int, float], None]:
 
 
 def _get(ctx: Context) -> int:
-    task = ctx.client.get(ctx.args.id)
+    task = on_task(ctx, ctx.args.id, ctx.client.get)
     show(ctx, task, default=lambda: task_summary(task, ctx.now()))
     return 0
 
@@ -225,6 +251,12 @@ def _list(ctx: Context) -> int:
 
 
 def _watch(ctx: Context) -> int:
+    if ctx.args.task is None:
+        return _watch_task(ctx, None)
+    return on_task(ctx, ctx.args.task, lambda task_id: _watch_task(ctx, task_id))
+
+
+def _watch_task(ctx: Context, task_id: str | None) -> int:
     args = ctx.args
     to = arrow(ctx.out)
 
@@ -232,20 +264,20 @@ def _watch(ctx: Context) -> int:
         ctx.note(
             f"watch: {exc}; transitions in between are not shown; restarting from the current state"
         )
-        if not args.task:
+        if not task_id:
             return None  # a watch on all tasks starts from the newest transition
-        task = ctx.client.get(args.task)
-        ctx.note(f"task/{args.task} is now {task['status']['phase']}")
+        task = ctx.client.get(task_id)
+        ctx.note(f"task/{task_id} is now {task['status']['phase']}")
         if task["status"]["phase"] in TERMINAL_PHASES:
             raise _WatchDone
         # Without `since` a one-task watch starts at the task's beginning, which is gone;
         # resume after the newest of its transitions that is still kept.
-        seqs = [event["seq"] for event in ctx.client.events(args.task)]
+        seqs = [event["seq"] for event in ctx.client.events(task_id)]
         return max(seqs) if seqs else None
 
     try:
         for event in ctx.client.watch(
-            task_id=args.task,
+            task_id=task_id,
             phase=args.phase,
             since=args.since,
             on_retry=_retry_note(ctx),
@@ -259,14 +291,14 @@ def _watch(ctx: Context) -> int:
 
 def _cancel(ctx: Context) -> int:
     failed = 0
-    for task_id in ctx.args.ids:
+    for given in ctx.args.ids:
         try:
-            ctx.client.cancel(task_id)
-        except ApiError as exc:
+            task = on_task(ctx, given, ctx.client.cancel)
+        except (ApiError, AmbiguousTask) as exc:
             ctx.note(f"error: {exc}")
             failed += 1
             continue
-        ctx.print(f"task/{task_id} cancellation requested")
+        ctx.print(f"task/{task['id']} cancellation requested")
     return 1 if failed else 0
 
 
@@ -291,8 +323,13 @@ def _output_flag(parser: argparse.ArgumentParser, *choices: str) -> None:
     parser.add_argument("-o", "--output", choices=choices, help="output format")
 
 
+_ID_HELP = (
+    f"the task's id, task/<id>, or a unique prefix of its id ({MIN_PREFIX} characters or more)"
+)
+
+
 def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Add `submit`, `get`, `list`, `watch` and `cancel` to the `taskyard` parser."""
+    """Add `submit`, `get`, `list`, `watch`, `logs` and `cancel` to the `taskyard` parser."""
     submit = _verb(verbs, "submit", _submit, "submit a code snippet as a task")
     submit.add_argument(
         "file",
@@ -326,11 +363,13 @@ def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]")
     _output_flag(submit, "json", "yaml", "wide", "name")
 
     get = _verb(verbs, "get", _get, "show one task")
-    get.add_argument("id", metavar="ID")
+    get.add_argument("id", metavar="ID", help=_ID_HELP)
     _output_flag(get, "json", "yaml", "wide", "name")
 
     listing = _verb(verbs, "list", _list, "list tasks, newest first")
-    listing.add_argument("--phase", choices=PHASES)
+    listing.add_argument(
+        "--phase", type=phase_arg, choices=PHASES, help="only tasks in this phase (any case)"
+    )
     listing.add_argument(
         "--limit",
         type=int,
@@ -342,8 +381,15 @@ def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]")
     _output_flag(listing, "json", "yaml", "wide", "name")
 
     watch = _verb(verbs, "watch", _watch, "print task transitions live, one line each")
-    watch.add_argument("--task", metavar="ID", help="only this task; ends when it finishes")
-    watch.add_argument("--phase", choices=PHASES, help="only transitions into this phase")
+    watch.add_argument(
+        "--task", metavar="ID", help="only this task (as `get` takes it); ends when it finishes"
+    )
+    watch.add_argument(
+        "--phase",
+        type=phase_arg,
+        choices=PHASES,
+        help="only transitions into this phase (any case)",
+    )
     watch.add_argument(
         "--since",
         type=int,
@@ -353,7 +399,7 @@ def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]")
     _output_flag(watch, "json")
 
     logs = _verb(verbs, "logs", _logs, "print a task's output (live with -f)")
-    logs.add_argument("id", metavar="ID")
+    logs.add_argument("id", metavar="ID", help=_ID_HELP)
     logs.add_argument(
         "-f",
         "--follow",
@@ -363,4 +409,4 @@ def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]")
     logs.add_argument("--stream", choices=("stdout", "stderr"), help="only this stream")
 
     cancel = _verb(verbs, "cancel", _cancel, "ask for tasks to be cancelled")
-    cancel.add_argument("ids", nargs="+", metavar="ID")
+    cancel.add_argument("ids", nargs="+", metavar="ID", help=_ID_HELP)

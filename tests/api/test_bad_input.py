@@ -295,12 +295,34 @@ def test_huge_resource_is_422_naming_it(
 
 
 @pytest.mark.parametrize(
+    ("changes", "field", "says"),
+    [
+        pytest.param({"resources": SMALL | {"cpu": "-1"}}, "cpu", "'-1' should be", id="cpu"),
+        pytest.param(
+            {"resources": SMALL | {"ram": "5"}}, "ram", "'5' is not a valid size", id="ram"
+        ),
+        pytest.param({"resources": SMALL | {"gpu": "two"}}, "gpu", "'two' should be", id="gpu"),
+    ],
+)
+def test_field_errors_read_as_sentences_without_pydantics_prefix(
+    client: TestClient, changes: dict[str, Any], field: str, says: str
+) -> None:
+    response = client.post("/tasks", json=body(**changes))
+
+    assert response.status_code == 422, response.text
+    [entry] = [entry for entry in response.json()["detail"] if entry["loc"][-1] == field]
+    assert entry["msg"].startswith(says), entry
+    assert "Value error" not in response.text
+
+
+@pytest.mark.parametrize(
     "query",
     [
         "limit=1e999",
         "limit=" + "9" * 400,
         "cursor=" + "9" * 400,
         "phase=" + "x" * 10_000,
+        "id_prefix=" + "9" * 400,
     ],
 )
 def test_huge_list_parameters_are_422(client: TestClient, query: str) -> None:

@@ -551,9 +551,60 @@ def test_phase_filter_combines_with_pagination(client: TestClient, database: Dat
     assert second["next_cursor"] is None
 
 
+@pytest.mark.parametrize("given", ["running", "RUNNING", "rUnNiNg"])
+def test_the_phase_filter_takes_any_case(
+    client: TestClient, database: Database, given: str
+) -> None:
+    submit(client)
+    running = submit(client)["id"]
+    set_phase(database, running, "Running")
+
+    page = client.get("/tasks", params={"phase": given})
+
+    assert page.status_code == 200, page.text
+    assert [t["id"] for t in page.json()["items"]] == [running]
+
+
+def set_id(database: Database, task_id: str, new_id: str) -> None:
+    with database.write() as session:
+        session.execute(update(Task).where(col(Task.id) == task_id).values(id=new_id))
+        session.commit()
+
+
+def test_id_prefix_lists_the_tasks_whose_id_starts_with_it(
+    client: TestClient, database: Database
+) -> None:
+    ids = [submit(client)["id"] for _ in range(4)]
+    set_id(database, ids[0], "abcdef01" + "0" * 24)
+    set_id(database, ids[1], "abcdef01" + "1" * 24)
+    set_id(database, ids[2], "abcdef02" + "2" * 24)
+
+    def listed(prefix: str, **params: Any) -> list[str]:
+        response = client.get("/tasks", params={"id_prefix": prefix, **params})
+        assert response.status_code == 200, response.text
+        return [t["id"] for t in response.json()["items"]]
+
+    assert listed("abcdef01") == ["abcdef01" + "1" * 24, "abcdef01" + "0" * 24]  # newest first
+    assert listed("abcdef02") == ["abcdef02" + "2" * 24]
+    assert listed("abcdef0") == [
+        "abcdef02" + "2" * 24,
+        "abcdef01" + "1" * 24,
+        "abcdef01" + "0" * 24,
+    ]
+    assert listed(ids[3]) == [ids[3]]  # a whole id is its own prefix
+    assert listed("abcdef03") == []
+    assert listed("ABCDEF01") == []  # ids are compared as they are
+    assert listed("abcdef_1") == [] and listed("abcdef%") == []  # no LIKE wildcards
+    assert listed("abcdef01", limit=1) == ["abcdef01" + "1" * 24]
+    set_phase(database, "abcdef01" + "0" * 24, "Failed")
+    assert listed("abcdef01", phase="Failed") == ["abcdef01" + "0" * 24]
+
+
 @pytest.mark.parametrize(
     ("params", "name"),
     [
+        pytest.param({"id_prefix": ""}, "id_prefix", id="id-prefix-empty"),
+        pytest.param({"id_prefix": "a" * 65}, "id_prefix", id="id-prefix-too-long"),
         pytest.param({"limit": 0}, "limit", id="limit-0"),
         pytest.param({"limit": 501}, "limit", id="limit-501"),
         pytest.param({"limit": "ten"}, "limit", id="limit-word"),

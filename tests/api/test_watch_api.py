@@ -509,6 +509,15 @@ def test_task_and_phase_filters_combine(live: Live) -> None:
     assert lifecycle(events) == [("Scheduled", "Running")]
 
 
+def test_the_phase_filter_takes_any_case(live: Live) -> None:
+    task_id = live.submit()
+    run_through(live.db, task_id)
+
+    events = live.watch({"task_id": task_id, "phase": "running"}).until_end()
+
+    assert lifecycle(events) == [("Scheduled", "Running")]
+
+
 def test_an_unknown_phase_is_422(live: Live) -> None:
     response = live.http.get("/watch", params={"phase": "Sleeping"})
     assert response.status_code == 422

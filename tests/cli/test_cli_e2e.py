@@ -165,7 +165,10 @@ def test_server_errors_read_as_one_line(cli_server: Server) -> None:
     assert "resources.ram: " in lines[0]
 
     missing = taskyard("get", "nope", server=cli_server)
-    assert (missing.returncode, missing.stderr) == (1, "error: task nope not found\n")
+    assert (missing.returncode, missing.stderr) == (
+        1,
+        "error: task nope not found (an id prefix needs 8 characters or more)\n",
+    )
 
 
 def test_no_server_exits_3() -> None:

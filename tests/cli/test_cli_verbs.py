@@ -396,7 +396,11 @@ def test_get_unknown_task_exits_1_with_the_servers_detail() -> None:
         ["get", "nope"],
         Recorder({("GET", "/tasks/nope"): (404, {"detail": "task nope not found"})}),
     )
-    assert (result.code, result.out, result.err) == (1, "", "error: task nope not found\n")
+    assert (result.code, result.out, result.err) == (
+        1,
+        "",
+        "error: task nope not found (an id prefix needs 8 characters or more)\n",
+    )
 
 
 def test_list_table_and_filters() -> None:
@@ -500,7 +504,13 @@ def test_a_422_list_detail_is_rendered_per_field() -> None:
 @pytest.mark.parametrize(
     ("status", "body", "code", "err"),
     [
-        pytest.param(404, {"detail": "task x not found"}, 1, "error: task x not found\n", id="404"),
+        pytest.param(
+            404,
+            {"detail": "task x not found"},
+            1,
+            "error: task x not found (an id prefix needs 8 characters or more)\n",
+            id="404",
+        ),
         pytest.param(409, {"detail": "busy"}, 1, "error: busy\n", id="409"),
         pytest.param(500, None, 1, "error: Internal Server Error\n", id="500-plain-text"),
         pytest.param(
@@ -518,7 +528,9 @@ def test_server_errors_exit_1(status: int, body: Any, code: int, err: str) -> No
     assert (result.code, result.err) == (code, err)
 
 
-def test_connection_refused_exits_3_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_connection_refused_exits_3_naming_the_address_and_how_to_change_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     code = main(["list", "--server", url])
     err = capsys.readouterr().err
@@ -526,6 +538,8 @@ def test_connection_refused_exits_3_with_one_line(capsys: pytest.CaptureFixture[
     assert err == (
         f"error: cannot reach taskyard at {url}: [Errno 111] Connection refused; "
         "is `taskyard serve` running?\n"
+        f"  (the address {url} is from --server; name another with --server URL or "
+        "TASKYARD_SERVER=URL)\n"
     )
 
 
@@ -535,7 +549,36 @@ def test_the_server_comes_from_the_environment(
     url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("TASKYARD_SERVER", url + "/")
     assert main(["get", "x"]) == 3
-    assert f"cannot reach taskyard at {url}:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"cannot reach taskyard at {url}:" in err
+    assert f"the address {url} is from $TASKYARD_SERVER;" in err
+
+
+def test_the_server_comes_from_the_address_serve_wrote_in_its_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    (tmp_path / "server-url").write_text(url + "\n")
+    monkeypatch.setenv("TASKYARD_DATA_DIR", str(tmp_path))
+    assert main(["get", "x"]) == 3
+    err = capsys.readouterr().err
+    assert f"cannot reach taskyard at {url}:" in err
+    assert f"is from {tmp_path / 'server-url'}, written by `taskyard serve`;" in err
+    # The flag and the environment come first.
+    other = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("TASKYARD_SERVER", other)
+    assert main(["get", "x"]) == 3
+    assert f"cannot reach taskyard at {other}:" in capsys.readouterr().err
+
+
+def test_without_any_address_the_default_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    result = run_cli(["list"], refused)
+    assert result.code == 3
+    assert "the address http://127.0.0.1:8000 is the default;" in result.err
+    assert "--server URL or TASKYARD_SERVER=URL" in result.err
 
 
 def test_a_user_token_is_sent_as_bearer(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -659,9 +702,9 @@ def test_watch_that_cannot_connect_exits_3() -> None:
 
     result = run_cli(["watch"], Recorder({("GET", "/watch"): refused}))
     assert result.code == 3
-    assert result.err == (
+    assert result.err.splitlines()[0] == (
         "error: cannot reach taskyard at http://127.0.0.1:8000: Connection "
-        "refused; is `taskyard serve` running?\n"
+        "refused; is `taskyard serve` running?"
     )
 
 
