@@ -4,16 +4,21 @@
 Every case runs through `run_beside_benign`: a benign task runs beside it and must succeed on
 time, /healthz must stay prompt during the attack, and nothing of either task may be left on the
 engine or the host afterwards. Each case then checks the phase, reason and result a person would
-expect.
+expect: most of them in one table (`ENDINGS`), the probes that report what they could reach and
+the cases of another shape in tests of their own.
 """
 
 import hashlib
 import json
+import math
 import socket
+from dataclasses import dataclass, field
+from typing import Any
 
 import docker
 import httpx
 import psutil
+import pytest
 from harness import GVISOR, Client, HostNamespaces, Server, run_beside_benign, task_body
 
 from sandbox.frames import log_budget
@@ -41,33 +46,230 @@ def logs_text(server: Server, task_id: str) -> dict[str, str]:
     return text
 
 
-# --- output floods ----------------------------------------------------------------------------
+# --- hostile code, and how it ends --------------------------------------------------------------
 
 # 1 MiB of numbered lines, so that what is kept can be checked byte for byte.
 BLOCK_CODE = "block = b''.join(b'%07d\\n' % i for i in range(131072))\n"
 BLOCK = b"".join(b"%07d\n" % i for i in range(131072))
 
+# Every byte value, then sequences the engine's log driver would replace byte by byte where
+# UTF-8 decoding with replacement replaces a whole broken sequence with one U+FFFD.
+RAW = bytes(range(256)) + b"|\xe2\x82(|\xf0\x9f\x98|\xed\xa0\x80|\xc3\x28|caf\xc3\xa9|\xff\xfe"
 
-def test_a_gigabyte_on_each_stream_is_capped_kept_and_ends_promptly(
-    client: Client, server: Server, engine: docker.DockerClient
+BIDI = (
+    "שלום עולם \u202eevil.exe\u202c مرحبا e\u0301 a\u0308\u0323 👩\u200d💻 "
+    "\ufeff Z\u0351\u0336\u0489 \u2067x\u2069"
+)
+
+
+def code_of_size(size: int) -> str:
+    """Python code of exactly `size` UTF-8 bytes, mostly a comment of two-byte characters."""
+    head = "print('ran', len(open(__file__, 'rb').read()))\n#"
+    pad = size - len(head.encode())
+    return head + "é" * (pad // 2) + "x" * (pad % 2)
+
+
+# Bytes no source code may hold, for stdin.
+NUL_STDIN = "a\x00b\x00\x00c"
+READ_STDIN = (
+    "import hashlib, sys\ndata = sys.stdin.buffer.read()\n"
+    "print(len(data), hashlib.sha256(data).hexdigest())\n"
+)
+RIGHT_TO_LEFT = (
+    f"import sys\ntext = {BIDI!r}\nprint(text)\nprint(text[::-1], file=sys.stderr)\n# {BIDI}\n"
+)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """A hostile task, and what a person checks once it has run beside a benign one."""
+
+    code: str
+    limits: dict[str, Any]  # task_body's keywords: ram, storage, timeout, stdin
+    ends: tuple[str, str]  # its phase and reason
+    status: dict[str, Any] = field(default_factory=dict)  # status fields, exactly so
+    result_ends: tuple[str, ...] = ()  # the result ends with one of these
+    message_has: str = ""
+    ran_seconds: tuple[float, float] = (0, math.inf)  # at least, and less than
+    counted: tuple[int, int] | None = None  # the number it printed last: above, below
+    output_in_logs: bool = False  # GET /logs gives back the status's stdout and stderr
+    spec_kept: bool = False  # the task's spec holds the code and stdin as sent
+    log_peak: tuple[float, float] | None = None  # the engine's log of it: above, at most
+
+
+ENDINGS = {
+    # 2 GiB read and dropped, not a timeout; the first MiB of each stream kept whole and in
+    # order; the engine's own log held the kept output, and no more than the budget.
+    "a-gigabyte-on-each-stream-is-capped-and-kept": Ending(
+        BLOCK_CODE
+        + "import os\nfor _ in range(1024):\n    os.write(1, block)\n"
+        + "    os.write(2, block.upper())\n",
+        {"ram": "256MB", "storage": "16MB", "timeout": 20},
+        ("Succeeded", "Completed"),
+        {
+            "stdout_truncated": True,
+            "stderr_truncated": True,
+            "stdout": BLOCK.decode(),
+            "stderr": BLOCK.upper().decode(),
+        },
+        message_has="stdout was cut at 1MB",
+        ran_seconds=(0, 15),
+        log_peak=(2 * LIMIT, log_budget(LIMIT, 20)),
+    ),
+    "interleaved-stdout-and-stderr-stay-apart-and-in-order": Ending(
+        "import sys\n"
+        "for i in range(3000):\n"
+        "    sys.stdout.write(f'out {i}\\n'); sys.stdout.flush()\n"
+        "    sys.stderr.write(f'err {i}\\n'); sys.stderr.flush()\n",
+        {"timeout": 30},
+        ("Succeeded", "Completed"),
+        {
+            "stdout": "".join(f"out {i}\n" for i in range(3000)),
+            "stderr": "".join(f"err {i}\n" for i in range(3000)),
+        },
+        output_in_logs=True,
+    ),
+    "raw-bytes-come-back-exactly-on-both-streams": Ending(
+        f"import os\nraw = {RAW!r}\nfor _ in range(4):\n    os.write(1, raw)\n"
+        "    os.write(2, raw[::-1])\n",
+        {"timeout": 30},
+        ("Succeeded", "Completed"),
+        {
+            "stdout": (RAW * 4).decode("utf-8", errors="replace"),
+            "stderr": (RAW[::-1] * 4).decode("utf-8", errors="replace"),
+            "result": (RAW * 4).decode("utf-8", errors="replace"),
+        },
+        output_in_logs=True,
+    ),
+    "one-huge-file-fills-the-work-area-and-fails-clearly": Ending(
+        "with open('huge', 'wb') as f:\n    while True:\n        f.write(b'x' * 1024 * 1024)\n",
+        {"ram": "256MB", "storage": "32MB", "timeout": 30},
+        ("Failed", "NonZeroExit"),
+        {"exit_code": 1},
+        result_ends=(
+            "OSError: [Errno 28] No space left on device",
+            "OSError: [Errno 27] File too large",
+        ),
+    ),
+    # TASKYARD_NOFILE_LIMIT, 1024, less what the interpreter holds open.
+    "thousands-of-open-files-stop-at-the-limit": Ending(
+        "files = []\n"
+        "try:\n"
+        "    for _ in range(5000):\n"
+        "        files.append(open('/dev/null'))\n"
+        "finally:\n"
+        "    print('opened', len(files))\n",
+        {"timeout": 30},
+        ("Failed", "NonZeroExit"),
+        result_ends=("OSError: [Errno 24] Too many open files: '/dev/null'",),
+        counted=(1000, 1024),
+    ),
+    "code-of-the-largest-size-runs": Ending(
+        code_of_size(MIB),
+        {"timeout": 30},
+        ("Succeeded", "Completed"),
+        {"result": f"ran {MIB}\n"},
+        spec_kept=True,
+    ),
+    "stdin-with-nul-bytes-arrives-whole": Ending(
+        READ_STDIN,
+        {"timeout": 30, "stdin": NUL_STDIN},
+        ("Succeeded", "Completed"),
+        {"stdout": f"{len(NUL_STDIN.encode())} {hashlib.sha256(NUL_STDIN.encode()).hexdigest()}\n"},
+    ),
+    "right-to-left-and-combining-characters-come-back-exactly": Ending(
+        RIGHT_TO_LEFT,
+        {"timeout": 30, "stdin": BIDI},
+        ("Succeeded", "Completed"),
+        {"stdout": BIDI + "\n", "stderr": BIDI[::-1] + "\n"},
+        output_in_logs=True,
+        spec_kept=True,
+    ),
+    # Endings that look like timeouts, and are not.
+    "a-task-that-sigkills-itself-fails-not-timed-out": Ending(
+        "import os\nprint('before', flush=True)\nos.kill(os.getpid(), 9)\n",
+        {"timeout": 30},
+        ("Failed", "NonZeroExit"),
+        {
+            "exit_code": 137,
+            "result": "killed by signal SIGKILL (exit code 137)",
+            "stdout": "before\n",
+        },
+        ran_seconds=(0, 30),
+    ),
+    "an-oom-kill-before-the-deadline-is-not-timed-out": Ending(
+        "import time\n"
+        "time.sleep(1)\n"
+        "blocks = []\n"
+        "while True:\n"
+        "    blocks.append(bytearray(8 * 1024 * 1024))\n",
+        {"ram": "64MB", "storage": "16MB", "timeout": 3},
+        ("Failed", "OOMKilled"),
+        {
+            "exit_code": 137,
+            "result": WHOLE_SANDBOX_OOM.format("64MB")
+            if GVISOR
+            else "killed: out of memory (limit 64MB)",
+        },
+    ),
+    # Processes.
+    "a-cpu-spin-past-the-deadline-times-out": Ending(
+        "import os\nwhile True:\n    os.getpid()\n",
+        {"timeout": 4},
+        ("TimedOut", "DeadlineExceeded"),
+        {"result": "exceeded its 4 s timeout and was killed"},
+        ran_seconds=(4, 30),
+    ),
+    # run_beside_benign checks that no process is left in the container's cgroup; the task
+    # is not held open until the grandchild or the deadline ends.
+    "zombies-and-a-setsid-grandchild-do-not-outlive-the-task": Ending(
+        "import os, subprocess, sys\n"
+        "for _ in range(20):\n"
+        "    if os.fork() == 0:\n"
+        "        os._exit(0)  # never waited for: a zombie\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)'],\n"
+        "                 start_new_session=True, stdout=subprocess.DEVNULL,\n"
+        "                 stderr=subprocess.DEVNULL)\n"
+        "print('left them behind')\n",
+        {"timeout": 60},
+        ("Succeeded", "Completed"),
+        {"result": "left them behind\n"},
+        ran_seconds=(0, 20),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ENDINGS.values()), ids=list(ENDINGS))
+def test_hostile_code_ends_as_a_person_expects(
+    client: Client, server: Server, engine: docker.DockerClient, case: Ending
 ) -> None:
-    code = BLOCK_CODE + (
-        "import os\nfor _ in range(1024):\n    os.write(1, block)\n    os.write(2, block.upper())\n"
-    )
-    attack = run_beside_benign(
-        client, server, engine, task_body(code, ram="256MB", storage="16MB", timeout=20)
-    )
+    attack = run_beside_benign(client, server, engine, task_body(case.code, **case.limits))
     status = attack.status
-    assert (status["phase"], status["reason"]) == ("Succeeded", "Completed"), status
-    assert status["stdout_truncated"] is True
-    assert status["stderr_truncated"] is True
-    assert status["stdout"].encode() == BLOCK  # the first MiB, whole and in order
-    assert status["stderr"].encode() == BLOCK.upper()
-    assert "stdout was cut at 1MB" in status["message"]
-    assert attack.ran_seconds < 15  # 2 GiB read and dropped, not a timeout
-    # The engine's own log held the kept output, and no more than the budget.
-    assert 2 * LIMIT < attack.log_peak <= log_budget(LIMIT, 20), attack.log_peak
 
+    assert (status["phase"], status["reason"]) == case.ends, status
+    for name, value in case.status.items():
+        assert status[name] == value, name
+    assert status["result"].endswith(case.result_ends or ""), status["result"]
+    assert case.message_has in status["message"], status["message"]
+    low, high = case.ran_seconds
+    assert low <= attack.ran_seconds < high, attack.ran_seconds
+    if case.counted is not None:
+        above, below = case.counted
+        assert above < int(status["stdout"].split()[-1]) < below, status["stdout"]
+    if case.output_in_logs:
+        assert logs_text(server, attack.task["id"]) == {
+            "stdout": status["stdout"],
+            "stderr": status["stderr"],
+        }
+    if case.spec_kept:
+        assert attack.task["spec"]["code"] == case.code
+        assert attack.task["spec"]["stdin"] == case.limits.get("stdin")
+    if case.log_peak is not None:
+        above, at_most = case.log_peak
+        assert above < attack.log_peak <= at_most, attack.log_peak
+
+
+# --- the cases of other shapes: a flood without end, probes, refusals --------------------------
 
 # Each small write is a system call, and gVisor's cost several times more (runsc's ptrace
 # platform): it wrote about 9,000 lines a second per stream on a loaded 2-core machine, so the
@@ -104,54 +306,6 @@ def test_an_endless_flood_of_small_writes_times_out_with_its_output_cut_and_flag
     assert lines[:3] == ["out 0", "out 1", "out 2"]
     assert lines[-2] == f"out {len(lines) - 2}"  # in order, nothing lost before the cut
     assert attack.log_peak <= log_budget(LIMIT, FLOOD_TIMEOUT), attack.log_peak
-
-
-def test_interleaved_stdout_and_stderr_stay_apart_and_in_order(
-    client: Client, server: Server, engine: docker.DockerClient
-) -> None:
-    code = (
-        "import sys\n"
-        "for i in range(3000):\n"
-        "    sys.stdout.write(f'out {i}\\n'); sys.stdout.flush()\n"
-        "    sys.stderr.write(f'err {i}\\n'); sys.stderr.flush()\n"
-    )
-    attack = run_beside_benign(client, server, engine, task_body(code, timeout=30))
-    status = attack.status
-    assert status["phase"] == "Succeeded", status
-    assert status["stdout"] == "".join(f"out {i}\n" for i in range(3000))
-    assert status["stderr"] == "".join(f"err {i}\n" for i in range(3000))
-    assert logs_text(server, attack.task["id"]) == {
-        "stdout": status["stdout"],
-        "stderr": status["stderr"],
-    }
-
-
-# --- raw bytes --------------------------------------------------------------------------------
-
-# Every byte value, then sequences the engine's log driver would replace byte by byte where
-# UTF-8 decoding with replacement replaces a whole broken sequence with one U+FFFD.
-RAW = bytes(range(256)) + b"|\xe2\x82(|\xf0\x9f\x98|\xed\xa0\x80|\xc3\x28|caf\xc3\xa9|\xff\xfe"
-
-
-def test_raw_bytes_come_back_exactly_on_both_streams(
-    client: Client, server: Server, engine: docker.DockerClient
-) -> None:
-    code = (
-        "import os\n"
-        f"raw = {RAW!r}\n"
-        "for _ in range(4):\n"
-        "    os.write(1, raw)\n"
-        "    os.write(2, raw[::-1])\n"
-    )
-    attack = run_beside_benign(client, server, engine, task_body(code, timeout=30))
-    status = attack.status
-    assert status["phase"] == "Succeeded", status
-    want_out = (RAW * 4).decode("utf-8", errors="replace")
-    want_err = (RAW[::-1] * 4).decode("utf-8", errors="replace")
-    assert status["stdout"] == want_out
-    assert status["stderr"] == want_err
-    assert status["result"] == want_out
-    assert logs_text(server, attack.task["id"]) == {"stdout": want_out, "stderr": want_err}
 
 
 def test_output_written_around_the_supervisor_is_not_taken_as_the_tasks(
@@ -201,21 +355,6 @@ def test_output_written_around_the_supervisor_is_not_taken_as_the_tasks(
 # --- the work area and open files -------------------------------------------------------------
 
 
-def test_one_huge_file_fills_the_work_area_and_fails_clearly(
-    client: Client, server: Server, engine: docker.DockerClient
-) -> None:
-    code = "with open('huge', 'wb') as f:\n    while True:\n        f.write(b'x' * 1024 * 1024)\n"
-    attack = run_beside_benign(
-        client, server, engine, task_body(code, ram="256MB", storage="32MB", timeout=30)
-    )
-    status = attack.status
-    assert (status["phase"], status["reason"]) == ("Failed", "NonZeroExit"), status
-    assert status["exit_code"] == 1
-    assert status["result"].endswith(
-        ("OSError: [Errno 28] No space left on device", "OSError: [Errno 27] File too large")
-    ), status["result"]
-
-
 def test_a_million_small_files_run_out_of_inodes_not_of_host_memory(
     client: Client, server: Server, engine: docker.DockerClient
 ) -> None:
@@ -243,24 +382,6 @@ def test_a_million_small_files_run_out_of_inodes_not_of_host_memory(
     ), status["result"]
     # The work area has one inode per 4 KiB of storage: 64MB gives 16,384.
     assert 10_000 < int(status["stdout"].split()[1]) <= 64 * MIB // 4096
-
-
-def test_thousands_of_open_files_stop_at_the_limit(
-    client: Client, server: Server, engine: docker.DockerClient
-) -> None:
-    code = (
-        "files = []\n"
-        "try:\n"
-        "    for _ in range(5000):\n"
-        "        files.append(open('/dev/null'))\n"
-        "finally:\n"
-        "    print('opened', len(files))\n"
-    )
-    attack = run_beside_benign(client, server, engine, task_body(code, timeout=30))
-    status = attack.status
-    assert (status["phase"], status["reason"]) == ("Failed", "NonZeroExit"), status
-    assert status["result"].endswith("OSError: [Errno 24] Too many open files: '/dev/null'")
-    assert 1000 < int(status["stdout"].split()[1]) < 1024  # TASKYARD_NOFILE_LIMIT, 1024
 
 
 # --- the network ------------------------------------------------------------------------------
@@ -384,30 +505,25 @@ def test_proc_and_sys_reveal_nothing_of_the_service(
     assert seen["/proc/sysrq-trigger"].startswith("!")
 
 
-# --- odd code ---------------------------------------------------------------------------------
+# --- odd code the API refuses -----------------------------------------------------------------
 
 
-def code_of_size(size: int) -> str:
-    """Python code of exactly `size` UTF-8 bytes, mostly a comment of two-byte characters."""
-    head = "print('ran', len(open(__file__, 'rb').read()))\n#"
-    pad = size - len(head.encode())
-    return head + "é" * (pad // 2) + "x" * (pad % 2)
-
-
-def test_code_of_the_largest_size_runs_and_one_byte_more_is_refused(
-    client: Client, server: Server, engine: docker.DockerClient
-) -> None:
-    largest = code_of_size(MIB)
-    assert len(largest.encode()) == MIB
-    attack = run_beside_benign(client, server, engine, task_body(largest, timeout=30))
-    assert attack.status["phase"] == "Succeeded", attack.status
-    assert attack.status["result"] == f"ran {MIB}\n"
-    assert attack.task["spec"]["code"] == largest
-
+def test_code_one_byte_over_the_largest_size_is_refused(client: Client) -> None:
     response = client.http.post("/tasks", json=task_body(code_of_size(MIB + 1)))
     assert response.status_code == 413, response.text
     assert response.json()["detail"][0]["loc"] == ["body", "code"]
     assert f"code is {MIB + 1} bytes; the limit is {MIB} bytes" in response.text
+
+
+def test_code_with_nul_bytes_is_refused(client: Client) -> None:
+    code = "print('before')\n# a NUL byte: \x00, and code after it\nprint('after the NUL')\n"
+    refused = client.http.post("/tasks", json=task_body(code, timeout=30))
+    # Python cannot run source with a NUL in it (3.12 refuses it, 3.11 stops reading at it):
+    # the API says so up front instead of running something else than was sent. Stdin with
+    # NULs is fine (the case stdin-with-nul-bytes-arrives-whole above).
+    assert refused.status_code == 422, refused.text
+    detail = refused.json()["detail"][0]
+    assert detail["loc"] == ["body", "code"] and "NUL" in detail["msg"]
 
 
 def test_a_lone_surrogate_in_the_code_is_refused_not_a_500(client: Client) -> None:
@@ -417,126 +533,6 @@ def test_a_lone_surrogate_in_the_code_is_refused_not_a_500(client: Client) -> No
     )
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"][-1] == "code"
-
-
-def test_code_with_nul_bytes_is_refused_and_stdin_with_them_arrives_whole(
-    client: Client, server: Server, engine: docker.DockerClient
-) -> None:
-    code = "print('before')\n# a NUL byte: \x00, and code after it\nprint('after the NUL')\n"
-    refused = client.http.post("/tasks", json=task_body(code, timeout=30))
-    # Python cannot run source with a NUL in it (3.12 refuses it, 3.11 stops reading at it):
-    # the API says so up front instead of running something else than was sent.
-    assert refused.status_code == 422, refused.text
-    detail = refused.json()["detail"][0]
-    assert detail["loc"] == ["body", "code"] and "NUL" in detail["msg"]
-
-    stdin = "a\x00b\x00\x00c"
-    read = (
-        "import hashlib, sys\ndata = sys.stdin.buffer.read()\n"
-        "print(len(data), hashlib.sha256(data).hexdigest())\n"
-    )
-    attack = run_beside_benign(client, server, engine, task_body(read, timeout=30, stdin=stdin))
-    assert attack.status["phase"] == "Succeeded", attack.status
-    assert attack.status["stdout"] == (
-        f"{len(stdin.encode())} {hashlib.sha256(stdin.encode()).hexdigest()}\n"
-    )
-
-
-BIDI = (
-    "שלום עולם \u202eevil.exe\u202c مرحبا e\u0301 a\u0308\u0323 👩\u200d💻 "
-    "\ufeff Z\u0351\u0336\u0489 \u2067x\u2069"
-)
-
-
-def test_right_to_left_and_combining_characters_come_back_exactly(
-    client: Client, server: Server, engine: docker.DockerClient
-) -> None:
-    code = (
-        f"import sys\ntext = {BIDI!r}\nprint(text)\nprint(text[::-1], file=sys.stderr)\n# {BIDI}\n"
-    )
-    attack = run_beside_benign(client, server, engine, task_body(code, timeout=30, stdin=BIDI))
-    status = attack.status
-    assert status["phase"] == "Succeeded", status
-    assert attack.task["spec"]["code"] == code
-    assert attack.task["spec"]["stdin"] == BIDI
-    assert status["stdout"] == BIDI + "\n"
-    assert status["stderr"] == BIDI[::-1] + "\n"
-    assert logs_text(server, attack.task["id"]) == {
-        "stdout": BIDI + "\n",
-        "stderr": BIDI[::-1] + "\n",
-    }
-
-
-# --- endings that look like timeouts ----------------------------------------------------------
-
-
-def test_a_task_that_sigkills_itself_fails_and_is_not_called_timed_out(
-    client: Client, server: Server, engine: docker.DockerClient
-) -> None:
-    code = "import os\nprint('before', flush=True)\nos.kill(os.getpid(), 9)\n"
-    attack = run_beside_benign(client, server, engine, task_body(code, timeout=30))
-    status = attack.status
-    assert (status["phase"], status["reason"]) == ("Failed", "NonZeroExit"), status
-    assert status["exit_code"] == 137
-    assert status["result"] == "killed by signal SIGKILL (exit code 137)"
-    assert status["stdout"] == "before\n"
-    assert attack.ran_seconds < 30
-
-
-def test_an_oom_kill_well_before_the_deadline_is_not_called_timed_out(
-    client: Client, server: Server, engine: docker.DockerClient
-) -> None:
-    code = (
-        "import time\n"
-        "time.sleep(1)\n"
-        "blocks = []\n"
-        "while True:\n"
-        "    blocks.append(bytearray(8 * 1024 * 1024))\n"
-    )
-    attack = run_beside_benign(
-        client, server, engine, task_body(code, ram="64MB", storage="16MB", timeout=3)
-    )
-    status = attack.status
-    assert (status["phase"], status["reason"]) == ("Failed", "OOMKilled"), status
-    assert status["exit_code"] == 137
-    assert status["result"] == (
-        WHOLE_SANDBOX_OOM.format("64MB") if GVISOR else "killed: out of memory (limit 64MB)"
-    )
-
-
-# --- processes ---------------------------------------------------------------------------------
-
-
-def test_a_cpu_spin_past_the_deadline_times_out_beside_a_task_that_finishes(
-    client: Client, server: Server, engine: docker.DockerClient
-) -> None:
-    code = "import os\nwhile True:\n    os.getpid()\n"
-    attack = run_beside_benign(client, server, engine, task_body(code, timeout=4))
-    status = attack.status
-    assert (status["phase"], status["reason"]) == ("TimedOut", "DeadlineExceeded"), status
-    assert status["result"] == "exceeded its 4 s timeout and was killed"
-    assert 4 <= attack.ran_seconds < 30
-
-
-def test_zombies_and_a_setsid_grandchild_do_not_outlive_the_task(
-    client: Client, server: Server, engine: docker.DockerClient
-) -> None:
-    code = (
-        "import os, subprocess, sys\n"
-        "for _ in range(20):\n"
-        "    if os.fork() == 0:\n"
-        "        os._exit(0)  # never waited for: a zombie\n"
-        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)'],\n"
-        "                 start_new_session=True, stdout=subprocess.DEVNULL,\n"
-        "                 stderr=subprocess.DEVNULL)\n"
-        "print('left them behind')\n"
-    )
-    # run_beside_benign checks that no process is left in the container's cgroup.
-    attack = run_beside_benign(client, server, engine, task_body(code, timeout=60))
-    status = attack.status
-    assert (status["phase"], status["reason"]) == ("Succeeded", "Completed"), status
-    assert status["result"] == "left them behind\n"
-    assert attack.ran_seconds < 20  # not held open until the grandchild or the deadline ends
 
 
 # --- seccomp and namespaces -------------------------------------------------------------------
