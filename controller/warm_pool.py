@@ -147,6 +147,11 @@ class WarmPool(Generic[K]):
         with self._lock:
             return sum(len(ready) for ready in self._ready.values())
 
+    def filling_count(self) -> int:
+        """Fills under way: waiting out the refill delay, or being made."""
+        with self._lock:
+            return sum(self._filling.values())
+
     def close(self) -> None:
         """Stop filling and discard every container not yet claimed."""
         with self._lock:

@@ -11,10 +11,10 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -421,31 +421,42 @@ def test_a_reconnect_while_tasks_keep_changing_misses_nothing_and_repeats_nothin
 ) -> None:
     first = live.watch()
     ids = [live.submit() for _ in range(12)]
-    stop = threading.Event()
+    closed, unwatched, reconnecting, stop = (threading.Event() for _ in range(4))
     failures: list[BaseException] = []
 
     def controller() -> None:
+        # Tasks move while the first watch reads, while nobody watches, and while the second
+        # watch connects.
         try:
-            for task_id in ids:
+            for n, task_id in enumerate(ids):
+                if n == 4:
+                    assert closed.wait(20), "the first watch was not closed"
+                elif n == 8:
+                    unwatched.set()
+                    assert reconnecting.wait(20), "nobody reconnected"
                 run_through(live.db, task_id)
-                time.sleep(0.005)
         except BaseException as exc:  # reported by the test below
             failures.append(exc)
         finally:
+            unwatched.set()
             stop.set()
 
     writer = threading.Thread(target=controller)
     writer.start()
     try:
-        seen = first.next_events(20)
+        seen = first.next_events(20)  # 12 Pending, then the moves of the first 4 tasks
         first.close()
-        time.sleep(0.05)  # transitions keep coming while nobody watches
+        closed.set()
+        assert unwatched.wait(20), "the writer did not go on"
+        reconnecting.set()
         second = live.watch(headers={"Last-Event-ID": str(seen[-1]["seq"])})
         assert stop.wait(20), "the writer did not finish"
         expected = live.all_seqs()
         owed = len([s for s in expected if s > seen[-1]["seq"]])
         seen += second.next_events(owed)
     finally:
+        closed.set()
+        reconnecting.set()
         writer.join(20)
     assert not failures
 
@@ -689,6 +700,27 @@ def test_transitions_queued_together_go_out_in_one_write(database: Database) -> 
     assert feed.watchers == 0  # the stream let go of its subscription
 
 
+class CountedWake(asyncio.Event):
+    """A stream's wake event that counts the waits begun on it: a stream whose count went up
+    has done what it was woken for and waits again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    async def wait(self) -> Literal[True]:
+        self.waits += 1
+        return await super().wait()
+
+
+async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Let the event loop run until `condition` holds; fail the test after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "the streams did not get there in time"
+        await asyncio.sleep(0.001)
+
+
 def test_a_transition_that_comes_during_a_fan_out_joins_it(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -722,18 +754,22 @@ def test_a_transition_that_comes_during_a_fan_out_joins_it(
     async def fan_out() -> list[list[list[str]]]:
         writes: list[list[list[str]]] = [[], [], []]
         streams = []
+        wakes = []
         for sent in writes:
 
             async def send(message: dict[str, Any], sent: list[list[str]] = sent) -> None:
                 if messages(message["body"]):
                     sent.append(messages(message["body"]))
 
+            subscriber = feed.subscribe()
+            subscriber.wake = wake = CountedWake()
+            wakes.append(wake)
             streams.append(
                 asyncio.create_task(
                     api.watch._stream(
                         send,
                         feed,
-                        feed.subscribe(),
+                        subscriber,
                         database,
                         0,
                         None,
@@ -742,17 +778,19 @@ def test_a_transition_that_comes_during_a_fan_out_joins_it(
                     )
                 )
             )
-        await asyncio.sleep(0.05)  # each stream has found nothing to replay and waits
+        # Each stream has found nothing to replay and waits.
+        await until(lambda: [wake.waits for wake in wakes] == [1, 1, 1])
 
         commit("first")
         await feed._publish_new()
         feed._wake_slice()  # the first watcher only
-        await asyncio.sleep(0.05)
+        await until(lambda: sum(wake.waits for wake in wakes) == 4)  # it sent, and waits again
         commit("second")
         await feed._publish_new()
         while feed._to_wake:
+            waits = sum(wake.waits for wake in wakes)
             feed._wake_slice()
-            await asyncio.sleep(0.05)
+            await until(lambda waits=waits: sum(wake.waits for wake in wakes) == waits + 1)
         for stream in streams:
             stream.cancel()
         await asyncio.gather(*streams, return_exceptions=True)

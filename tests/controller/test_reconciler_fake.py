@@ -5,10 +5,12 @@ The host is fixed at two allocatable CPU cores (0 and 1), 4 GiB of RAM, 10 GiB o
 no GPUs, so that scheduling does not depend on the machine running the tests.
 """
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -1099,18 +1101,34 @@ def test_idle_controller_service_does_not_wake_itself(world: World) -> None:
     service = ControllerService(reconciler, world.db, interval=1.0)
     service.start()
     try:
-        time.sleep(2.5)
+        deadline = time.monotonic() + 15
+        while len(passes) < 5:
+            assert time.monotonic() < deadline, f"{len(passes)} passes in 15 s, 1 s apart"
+            time.sleep(0.05)
     finally:
         service.stop()
 
-    assert 1 <= len(passes) <= 5, f"{len(passes)} passes in 2.5 s with a 1 s interval"
+    # The first report of the host and each heartbeat (every few seconds) are commits the
+    # database watch sees: each wakes one pass at once. Passes never wake pass after pass.
+    gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(passes)]
+    assert not any(a < 0.5 and b < 0.5 for a, b in pairwise(gaps)), f"passes {gaps} s apart"
+    assert max(gaps) > 0.9, f"passes {gaps} s apart with a 1 s interval"
 
 
 def test_controller_service_wakes_on_a_new_task(world: World) -> None:
     service = ControllerService(world.reconciler, world.db, interval=30.0)
+    first_pass = threading.Event()
+    reconcile_once = world.reconciler.reconcile_once
+
+    def noting() -> Any:
+        report = reconcile_once()
+        first_pass.set()
+        return report
+
+    world.reconciler.reconcile_once = noting  # type: ignore[method-assign]
     service.start()
     try:
-        time.sleep(0.3)  # the first pass runs at start
+        assert first_pass.wait(10), "no pass ran at start"  # the next is 30 s away
         task_id = world.submit()
         deadline = time.monotonic() + 5
         while world.phase(task_id) != "Running" and time.monotonic() < deadline:

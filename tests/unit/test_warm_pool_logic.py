@@ -178,7 +178,8 @@ def test_a_refill_leaves_the_claimed_container_its_start() -> None:
 
 def test_closing_the_pool_cuts_a_refill_delay_short() -> None:
     engine, pool, _ = pool_after_a_claim(refill_delay=60)
-    time.sleep(0.05)  # a worker is now waiting out the delay
+    # A fill is counted, under the pool's lock, just before it waits out the delay.
+    wait_until(lambda: pool.filling_count() == 1)
 
     began = time.monotonic()
     pool.close()
@@ -189,10 +190,12 @@ def test_closing_the_pool_cuts_a_refill_delay_short() -> None:
 
 def test_a_refill_no_longer_wanted_after_its_delay_makes_nothing() -> None:
     engine, pool, _ = pool_after_a_claim(refill_delay=0.5)
-    time.sleep(0.1)  # a worker is waiting out the delay for the refill
+    wait_until(lambda: pool.filling_count() == 1)  # a worker is waiting out the delay
     pool.want({})  # tasks took the RAM: the pool shrinks to nothing
 
-    time.sleep(1.0)  # past the delay
+    # Past the delay, the worker drops the fill; had it made a container, the fill would
+    # have been counted until the container was made.
+    wait_until(lambda: pool.filling_count() == 0)
 
     assert engine.made == ["a-0"]
     pool.close()
