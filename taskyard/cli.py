@@ -15,6 +15,7 @@ from models.runtimes import BY_NAME, DEFAULT_RUNTIME, RUNTIMES, Runtime, find_ru
 from taskyard.commands.admin import add_admin_verbs
 from taskyard.commands.batches import add_batch_verbs
 from taskyard.commands.context import run
+from taskyard.commands.runtimes import add_runtime_verbs
 from taskyard.commands.tasks import add_task_verbs
 
 
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_task_verbs(verbs)
     add_batch_verbs(verbs)
+    add_runtime_verbs(verbs)
     add_admin_verbs(verbs)
     return parser
 

@@ -266,6 +266,11 @@ class AsyncClient:
                 cursor.dropped(exc)
             await self._sleep(cursor.failed())
 
+    async def runtimes(self) -> dict[str, Any]:
+        """GET /runtimes: `items`, the runtimes the server can run; `not_installed`, the others."""
+        answer: dict[str, Any] = await self._call("GET", "/runtimes")
+        return answer
+
     # --- admin (the admin token) ------------------------------------------------------------
 
     async def capacity(self) -> dict[str, Any]:

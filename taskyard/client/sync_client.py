@@ -291,6 +291,11 @@ class Client:
                 cursor.dropped(exc)
             self._sleep(cursor.failed())
 
+    def runtimes(self) -> dict[str, Any]:
+        """GET /runtimes: `items`, the runtimes the server can run; `not_installed`, the others."""
+        answer: dict[str, Any] = self._call("GET", "/runtimes")
+        return answer
+
     # --- admin (the admin token) ------------------------------------------------------------
 
     def capacity(self) -> dict[str, Any]:

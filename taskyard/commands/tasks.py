@@ -29,6 +29,7 @@ from taskyard.commands.context import (
     on_task,
     show,
 )
+from taskyard.commands.files import add_program_flags, program_fields, save_files
 from taskyard.commands.output import (
     Progress,
     arrow,
@@ -92,7 +93,7 @@ def submit_body(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
     if not code.strip():
         # `submit --wait </dev/null` would run nothing and "succeed".
         raise UsageError(f"no code: the code from {source} is empty")
-    return body
+    return body | program_fields(args)
 
 
 def _submit(ctx: Context) -> int:
@@ -113,6 +114,9 @@ def _submit(ctx: Context) -> int:
     except KeyboardInterrupt:
         ctx.note(f"\ninterrupted: task/{task_id} keeps going; `taskyard cancel {task_id}` stops it")
         return EXIT_INTERRUPTED
+    if ctx.args.out:
+        for path in save_files(task, ctx.args.out):
+            ctx.note(f"saved {path}")
     return finish(ctx, task)
 
 
@@ -360,6 +364,7 @@ def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]")
         action="store_true",
         help="print the task's output live as it is produced, then its outcome",
     )
+    add_program_flags(submit)
     _output_flag(submit, "json", "yaml", "wide", "name")
 
     get = _verb(verbs, "get", _get, "show one task")

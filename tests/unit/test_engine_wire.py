@@ -1,6 +1,6 @@
 """The docker SDK's private parts that `controller.engine_wire` relies on are still there and
 still do what it needs; and no other module of the product reaches into another object's
-private attributes. (tests/e2e/test_engine_wire.py uses them against the real engine.)"""
+private attributes. (tests/e2e/test_engine_wire_real.py uses them against the real engine.)"""
 
 import ast
 import inspect
