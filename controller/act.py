@@ -278,7 +278,7 @@ class Executor:
             image=image_of(runtime, self._settings),
             exec_work=runtime.exec_work,
         )
-        self._memory.recent_storage.append(task.storage_bytes)
+        self._memory.recent_starts.append((runtime.name, task.storage_bytes))
         self._memory.started_here.add(name)
         try:
             started = self._runtime.run(spec)

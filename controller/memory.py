@@ -31,7 +31,10 @@ class PassMemory:
     # until the engine shows them stopped.
     draining: dict[str, Holding] = field(default_factory=dict)
     # The storage sizes of the latest starts, for sizing the warm pool.
-    recent_storage: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_STARTS))
+    # (runtime, storage) of the tasks started lately: the warm pool's shape when none waits.
+    recent_starts: deque[tuple[str, int]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_STARTS)
+    )
     # The capacity row as last written, and when: a pass that changes nothing writes nothing
     # but the heartbeat, now and again.
     capacity_written: dict[str, object] | None = None

@@ -43,6 +43,7 @@ from controller.scheduling import Holding, Placement, Request, place
 from controller.specs import warm_template
 from controller.warm_pool import warm_targets
 from models.phases import Phase, Reason
+from models.runtimes import BY_NAME, DEFAULT_RUNTIME
 from models.settings import Settings
 from sandbox.supervisor import Report
 
@@ -284,19 +285,24 @@ def stuck_changes(
 def warm_pool(
     seen: Observation, memory: PassMemory, settings: Settings
 ) -> tuple[tuple[ContainerSpec, int], ...]:
-    """Size the warm pool to the RAM no task holds, for the sizes that start next."""
+    """Size the warm pool to the RAM no task holds, for the runtimes and sizes that start
+    next (of the runtimes the engine holds)."""
+    installed = seen.health.runtimes
     targets = warm_targets(
         size=settings.warm_pool_size,
         idle_ram=settings.warm_pool_idle_ram_bytes,
         free_ram=seen.host.ram_allocatable - sum(h.ram for h in holdings(seen)),
-        waiting_storage=[
-            t.storage_bytes for t in seen.tasks if t.phase == Phase.PENDING and not t.gpu
+        waiting=[
+            (t.runtime, t.storage_bytes)
+            for t in seen.tasks
+            if t.phase == Phase.PENDING and not t.gpu and t.runtime in installed
         ],
-        recent_storage=list(memory.recent_storage) or [settings.warm_pool_storage_bytes],
+        recent=[shape for shape in memory.recent_starts if shape[0] in installed]
+        or [(DEFAULT_RUNTIME, settings.warm_pool_storage_bytes)],
     )
     return tuple(
-        (warm_template(settings, seen.host.cpu_ids, storage), count)
-        for storage, count in sorted(targets.items())
+        (warm_template(settings, seen.host.cpu_ids, storage, BY_NAME[runtime]), count)
+        for (runtime, storage), count in sorted(targets.items())
     )
 
 

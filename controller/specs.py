@@ -4,6 +4,7 @@ both are hardened alike, so that a warm container can serve any task.
 """
 
 from controller.runtime import ContainerSpec
+from models.runtimes import Runtime
 from models.settings import Settings
 from sandbox.frames import log_budget
 
@@ -52,8 +53,11 @@ def container_spec(
     )
 
 
-def warm_template(settings: Settings, all_cpus: tuple[int, ...], storage: int) -> ContainerSpec:
-    """A warm container's spec: a task's, with an idle memory limit and no task yet."""
+def warm_template(
+    settings: Settings, all_cpus: tuple[int, ...], storage: int, runtime: Runtime
+) -> ContainerSpec:
+    """A warm container's spec: a task's of that runtime, with an idle memory limit and no
+    task yet."""
     return container_spec(
         settings,
         all_cpus=all_cpus,
@@ -66,4 +70,6 @@ def warm_template(settings: Settings, all_cpus: tuple[int, ...], storage: int) -
         storage=storage,
         payload=b"",
         interactive=False,
+        image=runtime.image(settings.image),
+        exec_work=runtime.exec_work,
     )

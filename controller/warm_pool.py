@@ -34,6 +34,7 @@ REFILL_DELAY_SECONDS = 0.15
 
 
 K = TypeVar("K", bound=Hashable)
+S = TypeVar("S", bound=Hashable)  # a shape of warm container: what `warm_targets` counts
 
 
 @dataclass
@@ -52,27 +53,27 @@ def warm_targets(
     size: int,
     idle_ram: int,
     free_ram: int,
-    waiting_storage: Sequence[int],
-    recent_storage: Sequence[int],
-) -> dict[int, int]:
-    """How many warm containers to keep per storage size.
+    waiting: Sequence[S],
+    recent: Sequence[S],
+) -> dict[S, int]:
+    """How many warm containers to keep per shape (a runtime and a storage size).
 
     The scheduler does not count the pool, so the pool can never keep a queued task from its
     slots; instead the pool lives in the RAM that no task holds (`idle_ram` per container, at
-    most `size`) and shrinks as tasks take that RAM. Waiting tasks' sizes come first (they
-    start next); the rest goes to the size used most lately.
+    most `size`) and shrinks as tasks take that RAM. Waiting tasks' shapes come first (they
+    start next); the rest goes to the shape started most lately.
     """
     if size <= 0 or idle_ram <= 0:
         return {}
     budget = min(size, max(0, free_ram) // idle_ram)
-    targets: Counter[int] = Counter()
-    for storage in waiting_storage:
+    targets: Counter[S] = Counter()
+    for shape in waiting:
         if sum(targets.values()) >= budget:
             break
-        targets[storage] += 1
+        targets[shape] += 1
     left = budget - sum(targets.values())
-    if left > 0 and recent_storage:
-        targets[Counter(recent_storage).most_common(1)[0][0]] += left
+    if left > 0 and recent:
+        targets[Counter(recent).most_common(1)[0][0]] += left
     return dict(targets)
 
 

@@ -31,6 +31,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -110,6 +111,7 @@ class Sizes:
     pending_pass_tasks: int
     batch_tasks: int
     batch_runs: int
+    runtime_runs: int
     settle_seconds: float
     deadline_seconds: float
     budgets: dict[str, float]
@@ -128,6 +130,7 @@ FULL = Sizes(
     pending_pass_tasks=10_000,
     batch_tasks=1000,
     batch_runs=5,
+    runtime_runs=5,
     settle_seconds=5.0,
     deadline_seconds=1800,
     budgets={
@@ -138,6 +141,7 @@ FULL = Sizes(
         "watch": 180,
         "rate": 180,
         "batch": 60,
+        "runtimes": 300,
         "reconcile": 300,
         "scheduler": 180,
     },
@@ -155,6 +159,7 @@ QUICK = Sizes(
     pending_pass_tasks=1_000,
     batch_tasks=1000,
     batch_runs=2,
+    runtime_runs=1,
     settle_seconds=1.0,
     deadline_seconds=58,
     budgets={
@@ -165,6 +170,7 @@ QUICK = Sizes(
         "watch": 12,
         "rate": 10,
         "batch": 8,
+        "runtimes": 45,
         "reconcile": 10,
         "scheduler": 10,
     },
@@ -587,6 +593,99 @@ def figure_latency(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
             ],
         )
     ]
+
+
+# --- 1b. latency per runtime -----------------------------------------------------------------
+
+HELLO_IN = {
+    "python": "print('Hello, World!')",
+    "python-data": "print('Hello, World!')",
+    "node": "console.log('Hello, World!');",
+    "bash": "echo 'Hello, World!'",
+    "c": '#include <stdio.h>\nint main(void) { puts("Hello, World!"); return 0; }\n',
+    "cpp": '#include <iostream>\nint main() { std::cout << "Hello, World!" << std::endl; }\n',
+    "java": "public class Main { public static void main(String[] a) {\n"
+    '  System.out.println("Hello, World!"); } }\n',
+}
+
+
+def _runtime_docker(lab: Lab, runtime: Any) -> list[str]:
+    """`docker run` of the runtime's own image, compiling and running as taskyard does, with
+    the Example's limits: what a user without taskyard would type."""
+    steps = [shlex.join(runtime.compile)] if runtime.compile else []
+    script = " && ".join(
+        ["cd /work", 'printf %s "$CODE" > ' + runtime.main_file, *steps, shlex.join(runtime.run)]
+    )
+    return [
+        "docker",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--label",
+        f"{BENCH_LABEL}={lab.run_id}",
+        "--cpus",
+        "2",
+        "-m",
+        "512m",
+        "--tmpfs",
+        "/work:exec,mode=1777",
+        "-e",
+        f"CODE={HELLO_IN[runtime.name]}",
+        runtime.image(IMAGE),
+        "sh",
+        "-c",
+        script,
+    ]
+
+
+def figure_runtimes(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
+    from models.runtimes import RUNTIMES
+
+    serve = lab.serve()
+    rows: list[Row] = []
+    with httpx.Client(base_url=serve.url, timeout=120) as client:
+        installed = {item["name"] for item in client.get("/runtimes").json()["items"]}
+        for runtime in RUNTIMES:
+            if runtime.name not in installed:
+                rows.append(Row(f"1b latency, {runtime.name}", "not installed"))
+                continue
+            body = {**EXAMPLE_1, "code": HELLO_IN[runtime.name], "runtime": runtime.name}
+            command = _runtime_docker(lab, runtime)
+            ours: list[float] = []
+            theirs: list[float] = []
+            for i in range(sizes.runtime_runs + 1):  # the first pair warms up, not counted
+                if remaining(until) < 10:
+                    break
+                began = time.perf_counter()
+                task = created(client.post("/tasks", params={"wait": 60}, json=body))
+                took = time.perf_counter() - began
+                if task["status"]["stdout"] != HELLO:
+                    raise BenchError(f"{runtime.name} ended {task['status']['message']}")
+                raw = run_docker(command, HELLO)
+                if i:
+                    ours.append(took)
+                    theirs.append(raw)
+            if not ours:
+                rows.append(Row(f"1b latency, {runtime.name}", "no run fitted in the budget"))
+                continue
+            ty, raw = statistics.median(ours), statistics.median(theirs)
+            rows.append(
+                Row(
+                    f"1b latency, {runtime.name} (median of {len(ours)})",
+                    seconds(ty),
+                    f"{seconds(raw)} docker run",
+                    times(ty / raw),
+                    notes=[
+                        "runtimes: Example 1's hello world in each runtime, POST /tasks?wait vs "
+                        "`docker run` of the same image compiling and running it the same way "
+                        "(--cpus 2 -m 512m, a tmpfs /work); a warm-up pair not counted"
+                    ]
+                    if not rows
+                    else [],
+                )
+            )
+    return rows
 
 
 # --- 2. burst --------------------------------------------------------------------------------
@@ -1290,6 +1389,7 @@ FIGURES: dict[str, Callable[[Lab, Sizes, float], list[Row]]] = {
     "watch": figure_watch,
     "rate": figure_rate,
     "batch": figure_batch,
+    "runtimes": figure_runtimes,
     "reconcile": figure_reconcile,
     "scheduler": figure_scheduler,
     "burst": figure_burst,
@@ -1300,6 +1400,7 @@ TABLE_ORDER = (
     "burst",
     "rate",
     "batch",
+    "runtimes",
     "reconcile",
     "watch",
     "footprint",

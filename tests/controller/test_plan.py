@@ -660,7 +660,7 @@ def test_plan_upkeep(
     tasks: list[TaskRecord], remembered: PassMemory, engine_ok: bool, expected: list[str]
 ) -> None:
     seen = world(tasks, [container("running", t.id) for t in tasks if t.phase == Phase.RUNNING])
-    seen = replace(seen, health=RuntimeHealth(ok=engine_ok, message="m"))
+    seen = replace(seen, health=RuntimeHealth(ok=engine_ok, message="m", runtimes=INSTALLED))
     assert said(plan_upkeep(seen, remembered, SETTINGS, at=NOW)) == expected
 
 

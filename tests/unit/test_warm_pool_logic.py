@@ -10,24 +10,16 @@ MB = 1 << 20
 
 
 def test_the_pool_lives_in_ram_no_task_holds() -> None:
-    targets = warm_targets(
-        size=4, idle_ram=32 * MB, free_ram=70 * MB, waiting_storage=[], recent_storage=[64 * MB]
-    )
+    targets = warm_targets(size=4, idle_ram=32 * MB, free_ram=70 * MB, waiting=[], recent=[64 * MB])
     assert targets == {64 * MB: 2}
 
 
 def test_no_free_ram_no_pool() -> None:
     assert (
-        warm_targets(
-            size=4, idle_ram=32 * MB, free_ram=0, waiting_storage=[1 * MB], recent_storage=[1 * MB]
-        )
-        == {}
+        warm_targets(size=4, idle_ram=32 * MB, free_ram=0, waiting=[1 * MB], recent=[1 * MB]) == {}
     )
     assert (
-        warm_targets(
-            size=4, idle_ram=32 * MB, free_ram=-5 * MB, waiting_storage=[], recent_storage=[1 * MB]
-        )
-        == {}
+        warm_targets(size=4, idle_ram=32 * MB, free_ram=-5 * MB, waiting=[], recent=[1 * MB]) == {}
     )
 
 
@@ -37,8 +29,8 @@ def test_size_zero_turns_it_off() -> None:
             size=0,
             idle_ram=32 * MB,
             free_ram=10_000 * MB,
-            waiting_storage=[1 * MB],
-            recent_storage=[1 * MB],
+            waiting=[1 * MB],
+            recent=[1 * MB],
         )
         == {}
     )
@@ -49,8 +41,8 @@ def test_waiting_tasks_sizes_come_first_then_the_most_used() -> None:
         size=4,
         idle_ram=MB,
         free_ram=1000 * MB,
-        waiting_storage=[5 * MB, 7 * MB],
-        recent_storage=[1 * MB, 2 * MB, 2 * MB],
+        waiting=[5 * MB, 7 * MB],
+        recent=[1 * MB, 2 * MB, 2 * MB],
     )
     assert targets == {5 * MB: 1, 7 * MB: 1, 2 * MB: 2}
 
@@ -60,8 +52,8 @@ def test_a_long_queue_fills_the_whole_budget_with_its_own_sizes() -> None:
         size=3,
         idle_ram=MB,
         free_ram=1000 * MB,
-        waiting_storage=[5 * MB] * 200,
-        recent_storage=[1 * MB],
+        waiting=[5 * MB] * 200,
+        recent=[1 * MB],
     )
     assert targets == {5 * MB: 3}
 
@@ -199,3 +191,14 @@ def test_a_refill_no_longer_wanted_after_its_delay_makes_nothing() -> None:
 
     assert engine.made == ["a-0"]
     pool.close()
+
+
+def test_the_pool_keeps_warm_containers_of_the_runtimes_that_start_next() -> None:
+    targets = warm_targets(
+        size=3,
+        idle_ram=32 * MB,
+        free_ram=1024 * MB,
+        waiting=[("node", 64 * MB)],
+        recent=[("python", 64 * MB), ("java", 64 * MB), ("java", 64 * MB)],
+    )
+    assert targets == {("node", 64 * MB): 1, ("java", 64 * MB): 2}
