@@ -42,7 +42,7 @@ fi
 # The hostile suites again, with every task under gVisor. Given pytest arguments (a chosen
 # subset), this script runs that subset only.
 GVISOR_SUITE=(tests/e2e/test_hostile.py tests/e2e/test_hardening.py tests/e2e/test_warm_pool.py
-             tests/e2e/test_sandbox_boundary.py)
+             tests/e2e/test_sandbox_boundary.py tests/e2e/test_runtimes.py)
 if [ "$#" -gt 0 ]; then
     step "gVisor: not run (pytest was given arguments)"
 elif docker info --format '{{json .Runtimes}}' | grep -q '"runsc"'; then
