@@ -2,7 +2,7 @@
 
 Service verbs (`serve`, `api`, `controller`, `image build`, `doctor`) run here, with the
 service's settings. Client verbs talk to a running service over REST: they are added from
-`taskyard.commands.tasks`, `.batches` and `.admin`, and `main` hands them to
+`taskyard.commands.tasks`, `.batches`, `.runtimes` and `.admin`, and `main` hands them to
 `taskyard.commands.context.run`.
 """
 
@@ -53,7 +53,7 @@ shared out among them.
 
 Service verbs run it on this host: serve, api, controller, image, doctor.
 Client verbs use a running service over its REST API: submit, get, list, watch, logs,
-cancel, batch, admin. They call --server URL, else $TASKYARD_SERVER, else the address the last
+cancel, batch, runtimes, admin. They call --server URL, else $TASKYARD_SERVER, else the address the last
 `taskyard serve` wrote in its data dir, else http://127.0.0.1:8000.
 
 `taskyard VERB --help` tells more about each."""
