@@ -6,6 +6,7 @@ a real server process, through its sockets, are in tests/e2e/test_http_guard.py.
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,6 +182,27 @@ def test_the_dashboard_allows_only_its_own_origin_and_no_framing(
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def _directives(policy: str) -> dict[str, str]:
+    return dict(part.strip().split(" ", 1) for part in policy.split(";"))
+
+
+def test_blob_urls_are_allowed_for_images_only_and_the_page_says_the_same(
+    tmp_path: Path, database: Database
+) -> None:
+    # Collected PNG and SVG files are shown from Blob URLs the page makes; nothing else may
+    # come from a blob: (no script, frame or object).
+    with client(tmp_path, database) as test_client:
+        response = test_client.get("/")
+    header = _directives(response.headers["Content-Security-Policy"])
+    assert header["img-src"] == "'self' data: blob:"
+    assert [name for name, sources in header.items() if "blob:" in sources] == ["img-src"]
+    meta = re.search(r'http-equiv="Content-Security-Policy"\s+content="([^"]+)"', response.text)
+    assert meta is not None
+    # A <meta> policy cannot say frame-ancestors; every other directive is the header's.
+    header.pop("frame-ancestors")
+    assert _directives(meta.group(1)) == header
 
 
 def test_the_dashboard_page_has_no_inline_script_or_style() -> None:
