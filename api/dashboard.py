@@ -15,12 +15,9 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 STATIC_DIR = Path(__file__).parent / "static"
-# `data:` images only for the page's empty favicon (`<link rel="icon" href="data:,">`);
-# `blob:` images for a task's collected PNG and SVG files, made by the page itself from the
-# API's base64 (an SVG shown by <img> runs no script).
+# `data:` images only for the page's empty favicon (`<link rel="icon" href="data:,">`).
 HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
-    "object-src 'none'; "
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",

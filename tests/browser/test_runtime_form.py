@@ -2,12 +2,14 @@
 picker, local files sent with the task, the collected files and images on the task's page."""
 
 import base64
+import contextlib
 import re
 from pathlib import Path
 
 import pytest
 from dashboard import TASK_SECONDS, open_dashboard, row, screenshot
 from harness import Client, Server, task_body
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
 TASK_URL = re.compile(r"#/tasks/([0-9a-f]{32})$")
@@ -104,12 +106,23 @@ def test_a_bash_task_with_a_file_and_a_collect_glob_shows_its_usage_and_the_coll
 
     # The SVG is an image, never markup: it shows, and its script does not run.
     badge = page.locator('.collected-list li[data-name="out/badge.svg"] img')
-    expect(badge).to_have_attribute("src", re.compile(r"^blob:"))
+    expect(badge).to_have_attribute("src", re.compile(r"^data:image/svg\+xml;base64,"))
     page.wait_for_function(
         "img => img.complete && img.naturalWidth > 0", arg=badge.element_handle()
     )
     expect(page.locator("main svg")).to_have_count(0)
     assert page.evaluate("window.__pwned") is None
+    # Opened on its own (as "open image in new tab" does), its script runs in an opaque
+    # origin, away from the page's token in sessionStorage (a blob: URL would be this origin).
+    alone = page.context.new_page()
+    alone.goto(str(badge.get_attribute("src")))
+    assert alone.evaluate("window.__pwned") == 1
+    assert alone.evaluate("location.origin") == "null"
+    # A download link opened on its own is saved, never rendered as this origin's page.
+    with alone.expect_download() as opened, contextlib.suppress(PlaywrightError):
+        alone.goto(str(page.locator('li[data-name="out/badge.svg"] a').get_attribute("href")))
+    assert opened.value.suggested_filename != ""
+    alone.close()
     screenshot(page, "task-page-collected-files")
 
     task = client.get(task_id)

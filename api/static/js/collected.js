@@ -2,11 +2,12 @@
  * A task's collected files on its page (`status.files`): each with its size and a download
  * link, and the images among them (PNG, SVG, JPEG, GIF, WebP) shown inline.
  *
- * Both go through Blob URLs made from the base64 the API sends (the page's policy allows
- * `blob:` images and nothing else new). A download is an `application/octet-stream` blob, so
- * opening it never renders it; an image is a blob of its own type shown only by <img>, where
- * an SVG's script does not run. No file is ever inserted as markup. The URLs are revoked when
- * the list is drawn again or the page is left.
+ * A download is a Blob URL of an `application/octet-stream` blob made from the API's base64,
+ * so opening it saves it and never renders it. An image is a `data:` URL of its own type,
+ * shown only by <img>, where an SVG's script does not run; opened on its own (a new tab), a
+ * `data:` document has an opaque origin and cannot reach this page's storage, where a `blob:`
+ * one would run as this origin. No file is ever inserted as markup. The Blob URLs are revoked
+ * when the list is drawn again or the page is left.
  */
 
 import { fill, h } from "./dom.js";
@@ -44,7 +45,7 @@ export class CollectedFiles {
       h("a", { href: download, download: file.name.split("/").pop(), class: "mono" },
         file.name),
       h("span", { class: "muted" }, ` ${formatFileSize(file.size)}`),
-      type ? h("img", { src: this.url(new Blob([bytes], { type })), alt: file.name,
+      type ? h("img", { src: `data:${type};base64,${file.content}`, alt: file.name,
         class: "collected-image" }) : null);
   }
 
