@@ -27,7 +27,7 @@ const capacity = new CapacityView(store);
 const taskPage = new TaskPage(store);
 const admin = new AdminView();
 const signIn = new SignIn();
-new SubmitForm(store, (hash) => { location.hash = hash; });
+const submitForm = new SubmitForm(store, (hash) => { location.hash = hash; });
 
 const watch = new Watch({
   onTransition: (event) => store.applyTransition(event),
@@ -75,6 +75,7 @@ function route() {
   }
   if (view === "task") taskPage.show(id);
   else taskPage.hide();
+  if (view === "submit" && !auth.required) submitForm.loadRuntimes();
   if (view === "admin") admin.show();
   else admin.hide();
   document.title = `${{ tasks: "Tasks", submit: "New task", task: "Task", admin: "Admin" }[view]}`

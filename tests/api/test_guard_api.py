@@ -6,6 +6,7 @@ a real server process, through its sockets, are in tests/e2e/test_http_guard.py.
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,6 +182,28 @@ def test_the_dashboard_allows_only_its_own_origin_and_no_framing(
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def _directives(policy: str) -> dict[str, str]:
+    return dict(part.strip().split(" ", 1) for part in policy.split(";"))
+
+
+def test_the_pages_meta_policy_is_the_headers_and_allows_no_blob_urls(
+    tmp_path: Path, database: Database
+) -> None:
+    # A blob: URL is this origin: an SVG collected from a task and opened from one would run
+    # its script here. The page shows collected images from data: URLs (an opaque origin).
+    with client(tmp_path, database) as test_client:
+        response = test_client.get("/")
+    policy = response.headers["Content-Security-Policy"]
+    assert "blob:" not in policy
+    header = _directives(policy)
+    assert header["img-src"] == "'self' data:"
+    meta = re.search(r'http-equiv="Content-Security-Policy"\s+content="([^"]+)"', response.text)
+    assert meta is not None
+    # A <meta> policy cannot say frame-ancestors; every other directive is the header's.
+    header.pop("frame-ancestors")
+    assert _directives(meta.group(1)) == header
 
 
 def test_the_dashboard_page_has_no_inline_script_or_style() -> None:

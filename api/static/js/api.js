@@ -93,6 +93,7 @@ export const api = {
   submit: (body) => request("POST", "tasks", { body }),
   cancel: (id) => request("DELETE", task(id)),
   capacity: () => request("GET", "capacity"),
+  runtimes: () => request("GET", "runtimes"),
   /** GET /watch as a stream (js/watch.js); resumes after `lastEventId`. */
   watch: (options) => stream("watch", options),
   /** A task's output, followed live, as a stream (js/logs.js); resumes after `lastEventId`. */

@@ -19,6 +19,21 @@ export function formatBytes(bytes) {
   return `${trim(bytes / MIB)}MB`;
 }
 
+/** A file or memory size for people: "812 B", "3.2 KB", "9.0 MB", "1.5 GB" (binary units). */
+export function formatFileSize(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < MIB) return `${trim(bytes / 1024)} KB`;
+  if (bytes < GIB) return `${trim(bytes / MIB)} MB`;
+  return `${trim(bytes / GIB)} GB`;
+}
+
+/** Seconds as the API measures them (wall, CPU): "0.018 s", "2.41 s", else `formatDuration`. */
+export function formatSeconds(seconds) {
+  if (seconds < 1) return `${seconds.toFixed(3)} s`;
+  if (seconds < 60) return `${seconds.toFixed(2)} s`;
+  return formatDuration(seconds * 1000);
+}
+
 function trim(value) {
   return value >= 100 || Number.isInteger(value) ? String(Math.round(value)) : value.toFixed(1);
 }

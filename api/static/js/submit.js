@@ -1,22 +1,30 @@
 /**
  * The submit form. Each field is checked with the seed's rules as the person leaves it and
  * again on submit; nothing is sent while a rule is broken. The API's own 4xx answers are
- * shown by the field their `loc` names, or above the form when they name no field. On 201
- * the page goes to the new task, which it then follows live.
+ * shown by the field their `loc` names (a file's, on that file's row), or above the form when
+ * they name no field. On 201 the page goes to the new task, which it then follows live.
+ *
+ * The runtime picker lists what GET /runtimes lists; the code field's placeholder, label and
+ * hello world follow the runtime's language.
  */
 
 import { api, cleanMessage, detailText } from "./api.js";
-import { byId, setText } from "./dom.js";
-import { validate } from "./validation.js";
+import { byId, fill, h, setText } from "./dom.js";
+import { FilePicker } from "./filepicker.js";
+import {
+  DEFAULT_RUNTIME, FALLBACK, describe, helloOf, isHello, optionText,
+} from "./runtimes.js";
+import { lines, parseEnv, validate } from "./validation.js";
 
-const FIELDS = ["code", "cpu", "gpu", "ram", "storage", "timeout_seconds", "stdin"];
+const FIELDS = ["runtime", "code", "cpu", "gpu", "ram", "storage", "timeout_seconds", "stdin",
+  "args", "env", "collect"];
 
 // The seed's two examples, and one that runs long enough to watch it hold a core.
 const EXAMPLES = {
-  hello: { code: "print('Hello, World!')", cpu: "2", gpu: "0", ram: "512MB", storage: "1GB" },
-  count: { code: "for i in range(5): print(f'Count {i}')", cpu: "1", gpu: "0", ram: "256MB",
+  hello: { runtime: "python", code: "print('Hello, World!')", cpu: "2", gpu: "0", ram: "512MB", storage: "1GB" },
+  count: { runtime: "python", code: "for i in range(5): print(f'Count {i}')", cpu: "1", gpu: "0", ram: "256MB",
     storage: "500MB" },
-  sleep: { code: "import time\nfor i in range(5):\n    print(i, flush=True)\n    time.sleep(1)\n",
+  sleep: { runtime: "python", code: "import time\nfor i in range(5):\n    print(i, flush=True)\n    time.sleep(1)\n",
     cpu: "1", gpu: "0", ram: "64MB", storage: "16MB" },
 };
 
@@ -28,6 +36,9 @@ export class SubmitForm {
     this.button = byId("submit-button");
     this.status = byId("submit-status");
     this.formError = byId("form-error");
+    this.runtime = byId("runtime");
+    this.files = new FilePicker();
+    this.runtimes = FALLBACK;
     this.touched = new Set();
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -46,6 +57,53 @@ export class SubmitForm {
       input.addEventListener("input", () => this.touched.has(name) && this.check(name));
     }
     byId("example").addEventListener("change", (event) => this.loadExample(event.target));
+    this.runtime.addEventListener("change", () => this.runtimeChanged());
+    this.showRuntimes(FALLBACK, DEFAULT_RUNTIME);
+  }
+
+  /** Fill the picker from GET /runtimes; called each time the form is shown. */
+  async loadRuntimes() {
+    try {
+      const listing = await api.runtimes();
+      this.showRuntimes(listing.items.length ? listing.items : FALLBACK, this.runtime.value);
+      const missing = listing.not_installed.map((item) => item.name);
+      this.notInstalled = missing.length ? `Not installed on this host: ${missing.join(", ")}.`
+        : "";
+    } catch (error) {
+      this.notInstalled = `Could not list the runtimes (${error.message}).`;
+    }
+    this.describeRuntime();
+  }
+
+  showRuntimes(runtimes, selected) {
+    this.runtimes = runtimes;
+    fill(this.runtime, runtimes.map((runtime) => h("option", { value: runtime.name },
+      optionText(runtime))));
+    const names = runtimes.map((runtime) => runtime.name);
+    this.runtime.value = names.includes(selected) ? selected
+      : names.includes(DEFAULT_RUNTIME) ? DEFAULT_RUNTIME : names[0];
+    this.runtimeChanged();
+  }
+
+  selectedRuntime() {
+    return this.runtimes.find((runtime) => runtime.name === this.runtime.value) ?? FALLBACK[0];
+  }
+
+  /** A new runtime: its language in the code's label and placeholder; its hello world in the
+   * code field unless the person wrote code of their own there. */
+  runtimeChanged() {
+    const runtime = this.selectedRuntime();
+    const code = byId("code");
+    const hello = helloOf(runtime.name);
+    if (isHello(code.value)) code.value = hello;
+    code.placeholder = hello;
+    setText(byId("code-label"), `Code (${runtime.language}, ${runtime.main_file})`);
+    this.describeRuntime();
+  }
+
+  describeRuntime() {
+    const text = describe(this.selectedRuntime());
+    setText(byId("runtime-hint"), this.notInstalled ? `${text}. ${this.notInstalled}` : text);
   }
 
   values() {
@@ -64,10 +122,13 @@ export class SubmitForm {
     input.setAttribute("aria-invalid", message ? "true" : "false");
     box.hidden = !message;
     setText(box, message ?? "");
+    // An error in a folded part of the form (stdin, files, args...) unfolds it.
+    if (message) input.closest("details")?.setAttribute("open", "");
   }
 
   clearErrors() {
     for (const name of FIELDS) this.showError(name, null);
+    this.files.clearErrors();
     this.formError.hidden = true;
   }
 
@@ -75,20 +136,30 @@ export class SubmitForm {
     const example = EXAMPLES[select.value];
     if (!example) return;
     for (const [name, value] of Object.entries(example)) byId(name).value = value;
+    this.runtimeChanged();
     this.clearErrors();
     select.value = "";
     byId("code").focus();
   }
 
-  /** The request body, in the seed's shape; timeout and stdin only when given. */
+  /** The request body, in the seed's shape plus the runtime; the rest only when given. */
   body(values) {
     const body = {
       task_type: "execute_code",
       code: values.code,
       resources: { cpu: values.cpu, gpu: values.gpu, ram: values.ram, storage: values.storage },
+      runtime: values.runtime,
     };
     if (values.timeout_seconds.trim() !== "") body.timeout_seconds = Number(values.timeout_seconds);
     if (values.stdin !== "") body.stdin = values.stdin;
+    const files = this.files.body();
+    if (files.length) body.files = files;
+    const args = lines(values.args);
+    if (args.length) body.args = args;
+    const env = parseEnv(values.env);
+    if (Object.keys(env).length) body.env = env;
+    const collect = lines(values.collect).map((glob) => glob.trim());
+    if (collect.length) body.collect = collect;
     return body;
   }
 
@@ -113,25 +184,44 @@ export class SubmitForm {
     } catch (error) {
       this.showApiErrors(error);
       setText(this.status, `Not submitted (HTTP ${error.status || "error"}).`);
+      this.focusFirstError();
     } finally {
       this.button.disabled = false;
     }
   }
 
-  /** Put each entry of the API's `detail` under the field its `loc` names. */
+  /**
+   * Put each entry of the API's `detail` under the field its `loc` names: ["body", "ram"],
+   * ["body", "resources", "ram"]; a file's (["body", "files", 1, "name"], or a check across
+   * the files whose message begins "files[1]") on that file's row.
+   */
   showApiErrors(error) {
     const loose = [];
     const entries = Array.isArray(error.detail) ? error.detail : [];
     for (const entry of entries) {
       const loc = Array.isArray(entry.loc) ? entry.loc : [];
-      const field = [...loc].reverse().find((part) => FIELDS.includes(part));
-      if (field) this.showError(field, cleanMessage(entry.msg));
-      else loose.push(cleanMessage(entry.msg));
+      const message = cleanMessage(entry.msg);
+      const named = /^files\[(\d+)\]/.exec(message);
+      const field = loc[1] === "resources" ? loc[2] : loc[1];
+      if (field === "files" && Number.isInteger(loc[2])) this.files.showFileError(loc[2], message);
+      else if (field === "files") this.files.showError(message);
+      else if (!field && named) this.files.showFileError(Number(named[1]), message);
+      else if (FIELDS.includes(field)) this.showError(field, message);
+      else loose.push(message);
     }
     if (!entries.length) loose.push(detailText(error.detail) || error.message);
     if (loose.length) {
       this.formError.hidden = false;
       setText(this.formError, loose.join("; "));
+    }
+  }
+
+  /** After a refusal, move focus to the first control that shows why. */
+  focusFirstError() {
+    const invalid = this.form.querySelector('[aria-invalid="true"]');
+    if (invalid) {
+      invalid.closest("details")?.setAttribute("open", "");
+      invalid.focus();
     }
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The live task table: one row per task, newest first, updated in place as transitions
  * arrive, so a person can keep their eye on a row while it moves. A row shows the first line
- * of the task's code and, once it finished, how long it ran. Filtering by phase and searching
+ * of the task's code, its runtime and, once it finished, how long it ran. Filtering by phase and searching
  * by id only hide rows; nothing is re-read from the server to filter.
  */
 
@@ -59,6 +59,7 @@ export class TaskTable {
       phase: h("td", {}, h("span", { class: "phase" })),
       age: h("td", { class: "num" }),
       code: h("td", { class: "code-line wide" }, h("code")),
+      runtime: h("td", { class: "wide mono runtime" }),
       ran: h("td", { class: "num run-time" }),
       resources: h("td", { class: "wide" }),
       created: h("td", { class: "wide" }),
@@ -79,6 +80,7 @@ export class TaskTable {
     const line = firstLine(task.spec.code);
     setText(cells.code.firstChild, line);
     cells.code.title = line;
+    setText(cells.runtime, task.spec.runtime);
     const ran = runTime(task.status);
     setText(cells.ran, ran === null ? "—" : formatRunTime(ran));
     const res = task.spec.resources;

@@ -4,14 +4,16 @@
  * receives every transition from /watch, and this page re-reads the timeline when its task
  * changes. While the task is not terminal, its stdout and stderr stream in from
  * GET /tasks/{id}/logs (js/logs.js); once it is, the final output of GET /tasks/{id}, with its
- * truncated flags, replaces them. Cancel sends DELETE /tasks/{id}; the controller then stops
- * the task.
+ * truncated flags, replaces them; so do the run's usage and its collected files
+ * (js/collected.js). Cancel sends DELETE /tasks/{id}; the controller then stops the task.
  */
 
 import { api } from "./api.js";
+import { CollectedFiles } from "./collected.js";
 import { byId, fill, h, setText } from "./dom.js";
 import {
-  TERMINAL, formatDuration, formatRunTime, formatTime, runTime, shortId,
+  TERMINAL, formatDuration, formatFileSize, formatRunTime, formatSeconds, formatTime, runTime,
+  shortId,
 } from "./format.js";
 import { highlight } from "./highlight.js";
 import { LogFollower } from "./logs.js";
@@ -25,6 +27,7 @@ export class TaskPage {
     this.eventsTimer = null;
     this.follower = null; // the live output of this.id, while it runs
     this.followedAttempt = null;
+    this.collected = new CollectedFiles();
     store.addEventListener("change", (event) => {
       if (event.detail.id === this.id) this.changed();
     });
@@ -71,12 +74,14 @@ export class TaskPage {
 
   hide() {
     this.unfollow();
+    this.collected.release();
     this.id = null;
   }
 
   build(id) {
     const p = {
       phase: h("span", { class: "phase" }, "…"),
+      runtime: h("span", { class: "runtime-badge mono", title: "runtime" }),
       cancel: h("button", { type: "button", class: "button danger", hidden: true,
         onclick: () => this.cancel() }, "Cancel task"),
       status: h("p", { class: "status-line", role: "status", "aria-live": "polite" },
@@ -84,6 +89,9 @@ export class TaskPage {
       message: h("p", { class: "notice", role: "status", "aria-live": "polite", hidden: true }),
       result: h("pre", { class: "output", "aria-labelledby": "result-heading" }),
       exit: h("p", { class: "muted" }),
+      usage: h("dl", { class: "usage", "aria-label": "usage", hidden: true }),
+      files: h("section", { class: "panel full", "aria-labelledby": "files-heading", hidden: true },
+        h("h2", { id: "files-heading" }, "Collected files"), this.collected.box),
       stdout: output("stdout"),
       stderr: output("stderr"),
       code: h("code", { class: "code" }),
@@ -91,19 +99,21 @@ export class TaskPage {
       timeline: h("ol", { class: "timeline" }),
     };
     p.body = h("div", { class: "task-grid" },
-      panel("Result", "result-heading", p.result, p.exit),
+      panel("Result", "result-heading", p.result, p.exit, p.usage),
       panel("Timeline", "timeline-heading", p.timeline),
       panel("Output", "output-heading", p.stdout.box, p.stderr.box),
+      p.files,
       panel("Code", "code-heading", h("pre", { class: "code-block" }, p.code)),
       panel("Spec", "spec-heading", p.spec));
     this.parts = p;
     this.codeShown = false;
+    this.collected.release();
     fill(this.root,
       h("p", { class: "crumbs" }, h("a", { href: "#/" }, "← All tasks")),
       h("div", { class: "task-head" },
         h("h1", { id: "task-heading", tabindex: "-1" }, "Task ",
           h("span", { class: "mono", title: id }, shortId(id))),
-        p.phase, p.cancel),
+        p.phase, p.runtime, p.cancel),
       p.status, p.message, p.body);
   }
 
@@ -122,6 +132,15 @@ export class TaskPage {
     this.tick();
     setText(p.result, status.result ?? (TERMINAL.has(status.phase) ? "" : "not finished yet"));
     setText(p.exit, status.exit_code === null ? "" : `exit code ${status.exit_code}`);
+    setText(p.runtime, task.spec.runtime);
+    showUsage(p.usage, status.usage);
+    // The panel waits for the final read: a transition from /watch carries no files.
+    p.files.hidden = !TERMINAL.has(status.phase) || entry.partial
+      || (!task.spec.collect.length && !status.files.length);
+    if (!p.files.hidden) {
+      this.collected.show(`${task.id}/${task.resource_version}`, status.files,
+        status.files_truncated);
+    }
     if (!TERMINAL.has(status.phase)) {
       this.follow(status.attempt);
     } else if (!entry.partial) {
@@ -132,7 +151,9 @@ export class TaskPage {
       p.stderr.finish(status.stderr, status.stderr_truncated);
     }
     if (!this.codeShown) {
-      fill(p.code, highlight(task.spec.code));
+      // The highlighter knows Python; other languages are shown as plain text.
+      const python = task.spec.runtime.startsWith("python");
+      fill(p.code, python ? highlight(task.spec.code) : task.spec.code);
       this.codeShown = true;
     }
     fill(p.spec, specRows(task));
@@ -270,9 +291,15 @@ function specRows(task) {
   const rows = [
     ["id", task.id],
     ["type", spec.task_type],
+    ["runtime", spec.runtime],
     ["resources", `${res.cpu} cpu · ${res.gpu} gpu · ${res.ram} ram · ${res.storage} storage`],
     ["timeout", `${spec.timeout_seconds} s`],
     ["stdin", spec.stdin === null ? "none" : spec.stdin],
+    ["files", spec.files.map((file) => `${file.name} (${file.encoding})`).join(", ") || "none"],
+    ["args", spec.args.length ? JSON.stringify(spec.args) : "none"],
+    ["env", Object.entries(spec.env).map(([name, value]) => `${name}=${value}`).join(", ")
+      || "none"],
+    ["collect", spec.collect.join(", ") || "none"],
     ["attempt", String(status.attempt)],
     ["cores", status.assigned.cpus.join(", ") || "none"],
     ["GPUs", status.assigned.gpus.join(", ") || "none"],
@@ -281,10 +308,22 @@ function specRows(task) {
     ["started", formatTime(status.started_at)],
     ["finished", formatTime(status.finished_at)],
   ];
+  if (task.batch_id) rows.splice(1, 0, ["batch", task.batch_id]);
   const ran = runTime(status);
   if (ran !== null) rows.push(["run time", formatRunTime(ran)]);
   if (status.stuck) rows.push(["stuck", status.stuck.why]);
   return rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]);
+}
+
+/** What the run cost: wall time, CPU time, peak memory; hidden until the run has ended. */
+function showUsage(dl, usage) {
+  dl.hidden = !usage;
+  if (!usage) return;
+  fill(dl, [
+    ["wall time", formatSeconds(usage.wall_seconds)],
+    ["CPU time", formatSeconds(usage.cpu_seconds)],
+    ["peak memory", formatFileSize(usage.peak_memory_bytes)],
+  ].map(([term, value]) => [h("dt", {}, term), h("dd", { dataset: { usage: term } }, value)]));
 }
 
 function timelineItem(event, previous) {

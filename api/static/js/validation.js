@@ -53,6 +53,34 @@ export function checkTimeout(text) {
     : `timeout_seconds must be between 1 and ${MAX_TIMEOUT_SECONDS}`;
 }
 
+/** The non-blank lines of a text field (args, collect), as typed. */
+export const lines = (text) => text.split(/\r\n|\n|\r/).filter((line) => line.trim() !== "");
+
+/** "A=1\nB=x=y" -> {A: "1", B: "x=y"}; lines without "=" are left to `checkEnv`. */
+export function parseEnv(text) {
+  const env = {};
+  for (const line of lines(text)) {
+    const at = line.indexOf("=");
+    if (at > 0) env[line.slice(0, at).trim()] = line.slice(at + 1);
+  }
+  return env;
+}
+
+// The API's rule for a variable's name (models/schemas.py).
+const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
+
+export function checkEnv(text) {
+  for (const line of lines(text)) {
+    const at = line.indexOf("=");
+    if (at <= 0) return `${pyRepr(line)} is not NAME=VALUE`;
+    const name = line.slice(0, at).trim();
+    if (!ENV_NAME.test(name) || name.length > 128) {
+      return `env name ${pyRepr(name)} must match [A-Z_][A-Z0-9_]* (at most 128 characters)`;
+    }
+  }
+  return null;
+}
+
 /** Field name -> message for each field that breaks a rule; empty when all pass. */
 export function validate(values) {
   const errors = {};
@@ -62,6 +90,7 @@ export function validate(values) {
     ram: checkSize("ram", values.ram),
     storage: checkSize("storage", values.storage),
     timeout_seconds: checkTimeout(values.timeout_seconds),
+    env: checkEnv(values.env ?? ""),
   };
   for (const [field, message] of Object.entries(checks)) if (message) errors[field] = message;
   return errors;
