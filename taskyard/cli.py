@@ -53,8 +53,8 @@ shared out among them.
 
 Service verbs run it on this host: serve, api, controller, image, doctor.
 Client verbs use a running service over its REST API: submit, get, list, watch, logs,
-cancel, batch, runtimes, admin. They call --server URL, else $TASKYARD_SERVER, else the address the last
-`taskyard serve` wrote in its data dir, else http://127.0.0.1:8000.
+cancel, batch, runtimes, admin. They call --server URL, else $TASKYARD_SERVER, else the
+address the last `taskyard serve` wrote in its data dir, else http://127.0.0.1:8000.
 
 `taskyard VERB --help` tells more about each."""
 
