@@ -29,6 +29,7 @@ HEARTBEAT = 0.3
 # A small code limit makes the body limit small (12 × it + 64 KiB = 832 KiB), so that a body
 # refused in time cannot move the server's memory by more than a few MB.
 MAX_CODE_BYTES = 64 * 1024
+# No files: the body limit of these settings is the code's alone (`api.app.max_body_bytes`).
 BODY_LIMIT = 12 * MAX_CODE_BYTES + 64 * 1024
 MIB = 1024 * 1024
 TASK = {
@@ -46,6 +47,7 @@ def _start(tmp_path_factory: pytest.TempPathFactory, name: str, **env: str) -> S
             "TASKYARD_WARM_POOL_SIZE": "0",
             "TASKYARD_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
             "TASKYARD_MAX_CODE_BYTES": str(MAX_CODE_BYTES),
+            "TASKYARD_MAX_FILES_BYTES": "0",
             "TASKYARD_WATCH_HEARTBEAT_SECONDS": str(HEARTBEAT),
             **env,
         },
