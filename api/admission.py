@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import HTTPException
 from sqlmodel import Session
@@ -93,21 +94,47 @@ class Admitted:
 
 def admit(body: TaskCreate, settings: Settings) -> Admitted:
     """Raise 413/422 naming the field where the task cannot be accepted; return what it asks
-    for, with its timeout.
-
-    Code with a NUL character is refused: Python cannot run it, so it could only ever fail.
-    stdin may hold any text."""
-    code_bytes = len(body.code.encode("utf-8"))
-    if code_bytes > settings.max_code_bytes:
+    for, with its timeout."""
+    _check_sizes(body, settings)
+    timeout = (
+        settings.default_timeout_seconds if body.timeout_seconds is None else body.timeout_seconds
+    )
+    if not 1 <= timeout <= settings.max_timeout_seconds:
         raise HTTPException(
-            413,
+            422,
             [
                 field_error(
-                    ["body", "code"],
-                    f"code is {code_bytes} bytes; the limit is {settings.max_code_bytes} bytes",
-                    "too_large",
+                    ["body", "timeout_seconds"],
+                    f"timeout_seconds must be between 1 and {settings.max_timeout_seconds}",
+                    "out_of_range",
                 )
             ],
+        )
+    resources = body.resources
+    asked = Admitted(
+        timeout=timeout,
+        cpu=resources.cpu_count,
+        gpu=resources.gpu_count,
+        ram_bytes=resources.ram_bytes,
+        storage_bytes=resources.storage_bytes,
+    )
+    errors = _resource_problems(asked, settings)
+    if errors:
+        raise HTTPException(422, errors)
+    return asked
+
+
+def _too_large(field: str, message: str) -> HTTPException:
+    return HTTPException(413, [field_error(["body", field], message, "too_large")])
+
+
+def _check_sizes(body: TaskCreate, settings: Settings) -> None:
+    """Code, files and stdin within their limits. Code with a NUL character is refused: no
+    runtime can run it, so it could only ever fail. stdin may hold any text."""
+    code_bytes = len(body.code.encode("utf-8"))
+    if code_bytes > settings.max_code_bytes:
+        raise _too_large(
+            "code", f"code is {code_bytes} bytes; the limit is {settings.max_code_bytes} bytes"
         )
     if "\x00" in body.code:
         raise HTTPException(
@@ -123,52 +150,16 @@ def admit(body: TaskCreate, settings: Settings) -> Admitted:
         )
     files_bytes = sum(len(file.data) for file in body.files)
     if files_bytes > settings.max_files_bytes:
-        raise HTTPException(
-            413,
-            [
-                field_error(
-                    ["body", "files"],
-                    f"files hold {files_bytes} bytes in all; the limit is "
-                    f"{settings.max_files_bytes} bytes",
-                    "too_large",
-                )
-            ],
+        raise _too_large(
+            "files",
+            f"files hold {files_bytes} bytes in all; the limit is {settings.max_files_bytes} bytes",
         )
     if body.stdin is not None and len(body.stdin.encode("utf-8")) > settings.max_code_bytes:
-        raise HTTPException(
-            413,
-            [
-                field_error(
-                    ["body", "stdin"],
-                    f"stdin is larger than {settings.max_code_bytes} bytes",
-                    "too_large",
-                )
-            ],
-        )
+        raise _too_large("stdin", f"stdin is larger than {settings.max_code_bytes} bytes")
 
-    timeout = (
-        settings.default_timeout_seconds if body.timeout_seconds is None else body.timeout_seconds
-    )
-    if not 1 <= timeout <= settings.max_timeout_seconds:
-        raise HTTPException(
-            422,
-            [
-                field_error(
-                    ["body", "timeout_seconds"],
-                    f"timeout_seconds must be between 1 and {settings.max_timeout_seconds}",
-                    "out_of_range",
-                )
-            ],
-        )
 
-    resources = body.resources
-    asked = Admitted(
-        timeout=timeout,
-        cpu=resources.cpu_count,
-        gpu=resources.gpu_count,
-        ram_bytes=resources.ram_bytes,
-        storage_bytes=resources.storage_bytes,
-    )
+def _resource_problems(asked: Admitted, settings: Settings) -> list[dict[str, Any]]:
+    """The resources asked beyond what any host has, or below the engine's minimums."""
     errors = []
     for name, value in (("cpu", asked.cpu), ("gpu", asked.gpu)):
         if value > MAX_COUNT:
@@ -203,9 +194,7 @@ def admit(body: TaskCreate, settings: Settings) -> Admitted:
                 "below_minimum",
             )
         )
-    if errors:
-        raise HTTPException(422, errors)
-    return asked
+    return errors
 
 
 def check_runtime(runtime: str, host: HostLimits | None) -> None:

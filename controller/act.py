@@ -59,6 +59,7 @@ from controller.runtime import (
     TASK_LABEL,
     CapturedOutput,
     ContainerRuntime,
+    ContainerSpec,
 )
 from controller.scheduling import Holding
 from controller.specs import container_spec
@@ -66,6 +67,7 @@ from controller.stats import ControllerStats
 from controller.status import move, note_waiting
 from models.database import Database
 from models.phases import Phase, Reason
+from models.runtimes import Runtime
 from models.settings import Settings
 from models.tables import Capacity, Task, next_attempt
 from sandbox.supervisor import build_payload
@@ -236,6 +238,31 @@ class Executor:
             message = f"runtime {task.runtime!r} is unknown to this controller"
             self._end(task, Phase.FAILED, Reason.START_FAILED, message, message, report)
             return
+        spec = self._task_spec(task, name, runtime, seen)
+        self._memory.recent_starts.append((runtime.name, task.storage_bytes))
+        self._memory.started_here.add(name)
+        try:
+            started = self._runtime.run(spec)
+        except StartRejected as exc:
+            self._end(task, Phase.FAILED, Reason.START_FAILED, str(exc), str(exc), report)
+            self._runtime.remove(name)
+            return
+        crashpoint("after-start")
+        report.started.append(task.id)
+        self._stats.containers_started += 1
+        # The deadline counts on the controller's clock, which is the one `decide` compares
+        # it with; the engine's clock may differ (a VM, a remote engine).
+        task = self._mark_running(task, self._clock())
+        self._followers.follow(task.id, task.attempt, name)
+        if started.has_exited:
+            ended = Exit.from_engine(started, task.started_at)
+            self._finish(task, name, ended, report, forced=None, adopted=False)
+
+    def _task_spec(
+        self, task: TaskRecord, name: str, runtime: Runtime, seen: Observation
+    ) -> ContainerSpec:
+        """The attempt's container: its runtime's image, and the code with what the task
+        brings (read now: the big columns are not in the pass's records)."""
         with self._db.read() as session:
             code, stdin, files, args, env, collect = session.execute(
                 select(
@@ -247,7 +274,6 @@ class Executor:
                     col(Task.collect),
                 ).where(col(Task.id) == task.id)
             ).one()
-        limit = self._settings.output_limit_bytes
         program = program_of(
             runtime,
             files=files,
@@ -257,7 +283,8 @@ class Executor:
             timeout_seconds=task.timeout_seconds,
             settings=self._settings,
         )
-        spec = container_spec(
+        limit = self._settings.output_limit_bytes
+        return container_spec(
             self._settings,
             all_cpus=seen.host.cpu_ids,
             name=name,
@@ -278,24 +305,6 @@ class Executor:
             image=image_of(runtime, self._settings),
             exec_work=runtime.exec_work,
         )
-        self._memory.recent_starts.append((runtime.name, task.storage_bytes))
-        self._memory.started_here.add(name)
-        try:
-            started = self._runtime.run(spec)
-        except StartRejected as exc:
-            self._end(task, Phase.FAILED, Reason.START_FAILED, str(exc), str(exc), report)
-            self._runtime.remove(name)
-            return
-        crashpoint("after-start")
-        report.started.append(task.id)
-        self._stats.containers_started += 1
-        # The deadline counts on the controller's clock, which is the one `decide` compares
-        # it with; the engine's clock may differ (a VM, a remote engine).
-        task = self._mark_running(task, self._clock())
-        self._followers.follow(task.id, task.attempt, name)
-        if started.has_exited:
-            ended = Exit.from_engine(started, task.started_at)
-            self._finish(task, name, ended, report, forced=None, adopted=False)
 
     def _mark_running(self, task: TaskRecord, started_at: datetime) -> TaskRecord:
         """Move Scheduled to Running; the task as it now stands."""
