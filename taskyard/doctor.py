@@ -5,10 +5,13 @@ import shutil
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from controller.docker_runtime import DockerRuntime
 from controller.gpus import discover_gpus
 from models.database import open_database, schema_revision
 from models.migrations import SchemaError
+from models.postgres import is_postgres, sqlalchemy_url
 from models.runtimes import RUNTIMES
 from models.settings import Settings
 from taskyard.service import instance_id
@@ -24,18 +27,16 @@ def diagnose(settings: Settings, say: Callable[[str], None] = print) -> bool:
         if not good and fix:
             say(f"       fix: {fix}")
 
+    url = settings.resolved_database_url
+    shown = make_url(sqlalchemy_url(url)).render_as_string(hide_password=True)
     try:
-        database = open_database(settings.resolved_database_url)
+        database = open_database(url)
         with database.write() as session:
             session.connection()
             session.commit()
         revision = schema_revision(database)
         database.dispose()
-        line(
-            True,
-            "database",
-            f"{settings.resolved_database_url} is writable, schema at revision {revision}",
-        )
+        line(True, "database", f"{shown} is writable, schema at revision {revision}")
     except SchemaError as exc:
         line(
             False,
@@ -44,7 +45,13 @@ def diagnose(settings: Settings, say: Callable[[str], None] = print) -> bool:
             "run the taskyard that last used it, or set TASKYARD_DATABASE_URL to a new file",
         )
     except Exception as exc:  # report any failure as a finding
-        line(False, "database", str(exc), f"make {settings.data_dir} writable")
+        fix = (
+            "check TASKYARD_DATABASE_URL: the server must answer, and its user may create "
+            "tables in that database"
+            if is_postgres(url)
+            else f"make {settings.data_dir} writable"
+        )
+        line(False, "database", str(exc), fix)
 
     health = DockerRuntime(instance_id(settings.data_dir), settings.image).health()
     if health.ok:

@@ -109,7 +109,7 @@ def run_api(settings: Settings, *, with_controller: bool) -> None:
         "taskyard API on http://%s:%d, database %s",
         settings.host,
         settings.port,
-        settings.resolved_database_url,
+        database.display_url,
     )
     token_path = app.state.admin_token_path
     log.info(
@@ -148,7 +148,7 @@ def run_controller(settings: Settings) -> None:
         signal.signal(signum, lambda *_: stop.set())
     settle_heap()
     controller.start()
-    log.info("taskyard controller running against %s", settings.resolved_database_url)
+    log.info("taskyard controller running against %s", database.display_url)
     stop.wait()
     controller.stop()
     database.dispose()
