@@ -25,10 +25,10 @@ GRACE = 5
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: HOST)
     settings = Settings(data_dir=tmp_path, stuck_grace_seconds=GRACE)
-    db = open_database("sqlite:///" + str(tmp_path / "t.db"))
+    db = open_database(database_url)
     fake = FakeRuntime()
     clock = Clock()
     reconciler = Reconciler(

@@ -174,10 +174,10 @@ def spec_for(task_id: str, attempt: int = 1) -> ContainerSpec:
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: HOST)
     settings = Settings(data_dir=tmp_path)
-    db = open_database("sqlite:///" + str(tmp_path / "t.db"))
+    db = open_database(database_url)
     fake = FakeRuntime()
     clock = Clock()
     reconciler = Reconciler(

@@ -35,10 +35,10 @@ ENGINE_WHY = "the container engine is unavailable, so its container cannot be ob
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setattr(controller.loop, "discover_capacity", lambda *_a, **_k: HOST)
     settings = Settings(data_dir=tmp_path, stuck_grace_seconds=GRACE, pending_stuck_seconds=60)
-    db = open_database("sqlite:///" + str(tmp_path / "t.db"))
+    db = open_database(database_url)
     fake = FakeRuntime()
     clock = Clock()
     reconciler = Reconciler(
