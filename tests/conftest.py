@@ -3,7 +3,7 @@ for one run of the test and a fresh PostgreSQL database for the other.
 
 The PostgreSQL server is a real one (`scratch_postgres`), started once per test session in a
 temporary directory; each test gets a new database copied from a template that already has the
-migrations applied (a copy takes about 0.1 s, migrating about as long again).
+migrations applied (a copy takes about 0.05 s; migrating takes 0.2 s).
 `TASKYARD_TEST_STORES=sqlite` (or `postgres`) runs one store only, outside CI. Where PostgreSQL
 cannot be started its tests skip, saying why, except in CI (CI=true), where they fail.
 """
@@ -45,9 +45,12 @@ def postgres() -> Iterator[Postgres]:
     try:
         template = server.create_database()
         open_database(server.url(template)).dispose()
-        yield Postgres(server, template)
-    finally:
+    except BaseException:
         server.stop()
+        raise
+    postgres = Postgres(server, template)
+    yield postgres
+    postgres.stop()
 
 
 @pytest.fixture(params=_stores())
@@ -60,4 +63,4 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     postgres: Postgres = request.getfixturevalue("postgres")
     name, url = postgres.fresh_url()
     yield url
-    postgres.server.drop_database(name)
+    postgres.discard(name)

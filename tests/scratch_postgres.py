@@ -10,9 +10,11 @@ the server and removes the directory.
 import contextlib
 import os
 import pwd
+import queue
 import shutil
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,10 +117,13 @@ class ScratchPostgres:
         )
 
     def create_database(self, template: str | None = None) -> str:
-        """A new database (a copy of `template`, where given); its name."""
+        """A new database (a copy of `template`, where given); its name. A copy is made file
+        by file (STRATEGY FILE_COPY): for a small template, six times faster than through
+        the WAL, PostgreSQL 15's default."""
         name = f"t_{uuid.uuid4().hex[:16]}"
+        copy = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
         with self.admin() as admin:
-            admin.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+            admin.execute(f"CREATE DATABASE {name}{copy}")
         return name
 
     def drop_database(self, name: str) -> None:
@@ -143,16 +148,35 @@ class ScratchPostgres:
 
 class Postgres:
     """A started server, and a template database with the migrations applied that test
-    databases are copied from (tests/conftest.py's `postgres` fixture)."""
+    databases are copied from (tests/conftest.py's `postgres` fixture). Used databases are
+    dropped by a thread of their own (a drop takes about half a second), one at a time."""
 
     def __init__(self, server: ScratchPostgres, template: str) -> None:
         self.server = server
         self.template = template
+        self._used: queue.Queue[str | None] = queue.Queue()
+        self._dropper = threading.Thread(target=self._drop_used, daemon=True)
+        self._dropper.start()
 
     def fresh_url(self) -> tuple[str, str]:
         """A new database, a copy of the template: its name and URL."""
         name = self.server.create_database(template=self.template)
         return name, self.server.url(name)
+
+    def discard(self, name: str) -> None:
+        """Drop this database soon (its connections are cut)."""
+        self._used.put(name)
+
+    def stop(self) -> None:
+        """Stop dropping, then the server (which removes what is left)."""
+        self._used.put(None)
+        self._dropper.join(30)
+        self.server.stop()
+
+    def _drop_used(self) -> None:
+        while (name := self._used.get()) is not None:
+            with contextlib.suppress(psycopg.Error):
+                self.server.drop_database(name)
 
 
 @contextlib.contextmanager

@@ -54,7 +54,7 @@ def other(database_url: str) -> Iterator[Database]:
 def empty_postgres(postgres: Postgres) -> Iterator[str]:
     name = postgres.server.create_database()
     yield postgres.server.url(name)
-    postgres.server.drop_database(name)
+    postgres.discard(name)
 
 
 def transition(task_id: str) -> Transition:
