@@ -165,13 +165,20 @@ def _waiting_for_the_writer_lock(database: Database) -> bool:
     return bool(waiting)
 
 
-def test_a_second_writer_of_transitions_commits_after_the_first(
-    postgres: Postgres, database: Database
-) -> None:
+def test_a_second_writer_of_transitions_commits_after_the_first(postgres: Postgres) -> None:
     """A takes seq N and has not committed; B, which would take N + 1, waits for A's commit. A
-    watcher that read N + 1 before N committed would otherwise never see N."""
-    if not database.is_postgres:
-        pytest.skip("SQLite's writers are one at a time by its file lock")
+    watcher that read N + 1 before N committed would otherwise never see N. (Postgres only:
+    SQLite's writers are one at a time by its file lock.)"""
+    name, url = postgres.fresh_url()
+    database = open_database(url)
+    try:
+        _second_writer_waits(database)
+    finally:
+        database.dispose()
+        postgres.discard(name)
+
+
+def _second_writer_waits(database: Database) -> None:
     first = database.write()
     first.add(transition("a"))
     first.flush()
