@@ -9,7 +9,6 @@ inside the transaction that stores the task, so two requests sent at once cannot
 the last place.
 """
 
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -241,11 +240,12 @@ _ACTIVE_CPUS = (
 )
 
 
-def active_cpus(sqlite: sqlite3.Connection, user: str) -> list[int]:
-    """The CPUs of each of this user's unfinished tasks (on the submission writer's
-    connection, inside its transaction)."""
+def active_cpus(database: Database, driver: Any, user: str) -> list[int]:
+    """The CPUs of each of this user's unfinished tasks (on the submission writer's driver
+    connection, sqlite3 or psycopg, inside its transaction)."""
     phases = [phase.value for phase in ACTIVE_PHASES]
-    return [cpu for (cpu,) in sqlite.execute(_ACTIVE_CPUS, (user, *phases))]
+    rows = driver.execute(database.driver_sql(_ACTIVE_CPUS), (user, *phases)).fetchall()
+    return [cpu for (cpu,) in rows]
 
 
 def quota_problem(active: Sequence[int], settings: Settings, cpu: int) -> HTTPException | None:

@@ -8,7 +8,8 @@ Validation errors are rewritten without the offending input, which may be megaby
 text that cannot even be encoded (a lone surrogate), so that an error never becomes a 500. A body
 that cannot be parsed (nested too deeply, not UTF-8, a number with thousands of digits) is a
 422 saying so. A storage failure (the data disk full, the database locked by another process
-for longer than the busy timeout, an I/O error) is a 503 with `Retry-After`: nothing was
+for longer than the busy timeout, an I/O error; on PostgreSQL also a server that cannot be
+reached, is shutting down or is out of connections) is a 503 with `Retry-After`: nothing was
 stored, and the same request can be sent again once the storage recovers.
 """
 
@@ -17,11 +18,12 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
@@ -187,9 +189,34 @@ _MESSAGES = {
 }
 
 
+_UNREACHABLE = StorageProblem("the database server cannot be reached", 5)
+# PostgreSQL's SQLSTATEs, each code or class (its first two characters) with its problem.
+_POSTGRES_PROBLEMS = {
+    "53100": _PROBLEMS["SQLITE_FULL"],
+    "53": StorageProblem("the database server is out of memory or connections", 5),
+    "55P03": StorageProblem(
+        "the database is locked by another writer for longer than the lock timeout", 2
+    ),
+    "40P01": StorageProblem("the database gave up the request to resolve a lock conflict", 1),
+    "40001": StorageProblem("the database gave up the request to resolve a lock conflict", 1),
+    "57P01": StorageProblem("the database server is shutting down", 5),
+    "57P02": StorageProblem("the database server is shutting down", 5),
+    "57P03": StorageProblem("the database server is starting up", 5),
+    "08": _UNREACHABLE,
+    "25006": _PROBLEMS["SQLITE_READONLY"],
+    "58030": _PROBLEMS["SQLITE_IOERR"],
+}
+
+# The errors that may come from the storage, as raised through SQLAlchemy or by the drivers
+# themselves (the submission writer uses their connections directly).
+STORAGE_ERRORS = (DBAPIError, sqlite3.OperationalError, psycopg.Error)
+
+
 def storage_problem(exc: BaseException) -> StorageProblem | None:
     """The storage failure behind a database error, or None where it is something else."""
-    orig = exc.orig if isinstance(exc, OperationalError) else exc
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(orig, psycopg.Error):
+        return _postgres_problem(orig)
     if not isinstance(orig, sqlite3.OperationalError):
         return None
     name = getattr(orig, "sqlite_errorname", "") or ""
@@ -201,6 +228,14 @@ def storage_problem(exc: BaseException) -> StorageProblem | None:
         if message in text:
             return _PROBLEMS[code]
     return None
+
+
+def _postgres_problem(error: psycopg.Error) -> StorageProblem | None:
+    state = error.sqlstate
+    if state is None:
+        # No answer from the server: it refused the connection, or closed it.
+        return _UNREACHABLE if isinstance(error, psycopg.OperationalError) else None
+    return _POSTGRES_PROBLEMS.get(state) or _POSTGRES_PROBLEMS.get(state[:2])
 
 
 def storage_unavailable(problem: StorageProblem) -> JSONResponse:
@@ -224,5 +259,5 @@ async def _storage_error(_request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(OperationalError, _storage_error)
-    app.add_exception_handler(sqlite3.OperationalError, _storage_error)
+    for kind in STORAGE_ERRORS:
+        app.add_exception_handler(kind, _storage_error)

@@ -18,12 +18,10 @@ Each refusal that leaves a body unread closes the connection after the answer.
 
 import functools
 import ipaddress
-import sqlite3
 from urllib.parse import urlsplit
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,7 +37,7 @@ from api.auth import (
     in_open_mode,
     token_in,
 )
-from api.errors import storage_problem, storage_unavailable
+from api.errors import STORAGE_ERRORS, storage_problem, storage_unavailable
 from models.database import Database
 from models.settings import Settings
 
@@ -117,7 +115,7 @@ class RequestGuard:
                 refusal = await self._foreign(host, origin)
             if refusal is None and (encoding is not None or length not in (None, b"0")):
                 refusal = await self._caller_first(scope)
-        except (OperationalError, sqlite3.OperationalError) as exc:
+        except STORAGE_ERRORS as exc:
             problem = storage_problem(exc)
             if problem is None:
                 raise

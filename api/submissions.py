@@ -2,29 +2,32 @@
 one transaction, and answers each once that transaction is durable.
 
 Sixteen request threads that each begin their own write transaction spend their time in
-SQLite's busy handler (it sleeps up to 100 ms at a time); one writer that commits a group pays
-one fsync for all of it. No 201 is sent before its row is committed.
+SQLite's busy handler (it sleeps up to 100 ms at a time), or on Postgres in the queue for the
+writer lock; one writer that commits a group pays one fsync for all of it. No 201 is sent
+before its row is committed.
 
 A submission is the new row's column values (`task_values`), not an ORM object: the writer
 stores a whole group with one multi-row INSERT per table (tasks, then their first transitions),
 and the route answers from the same values, so no request builds or validates a `Task`. One
-statement per table rather than one step per row also means fewer times this thread lets go
-of the GIL (the sqlite3 driver does around every step) and has to win it back from a busy
-event loop. The values are converted exactly as SQLAlchemy converts them (the columns' own
-bind processors), so the rows are the rows the ORM would store.
+statement per table rather than one step per row also means fewer times this thread lets go of
+the GIL (the sqlite3 driver does around every step) and has to win it back from a busy event
+loop, and on Postgres fewer round trips to the server. The values are converted exactly as
+SQLAlchemy converts them (the columns' own bind processors), so the rows are the rows the ORM
+would store.
 
 A submission is one task (POST /tasks) or a batch of them (POST /batches, `insert_many`): a
 batch is one unit inside the transaction, stored whole or not at all, and refused whole where
 its user's quota cannot take all of it.
 
 The per-user quota is checked here, inside the transaction that stores the task, so it counts
-every task committed before and every task of the same group commit.
+every task committed before and every task of the same group commit. That transaction holds
+the store's write lock (SQLite's, or on Postgres the writer lock of `models.postgres`), so two
+API processes cannot both take a user's last place.
 """
 
 import asyncio
 import contextlib
 import queue
-import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
@@ -45,8 +48,9 @@ MAX_BATCH = 256
 
 TASKS: Table = Task.__table__  # type: ignore[attr-defined]
 TRANSITIONS: Table = Transition.__table__  # type: ignore[attr-defined]
-# The fewest host parameters any SQLite build allows in one statement (SQLite before 3.32).
-MAX_PARAMETERS = 999
+# The fewest host parameters any SQLite build allows in one statement (SQLite before 3.32), and
+# PostgreSQL's limit (its protocol counts them in 16 bits).
+MAX_PARAMETERS = {"sqlite": 999, "postgresql": 65_535}
 
 # The Task columns a new row takes from the model's defaults: plain values, and the
 # factories (the creation time, fresh lists) that are called for each row.
@@ -87,8 +91,8 @@ def _first_transition(task: dict[str, Any]) -> dict[str, Any]:
 
 class _MultiRowInsert:
     """`INSERT INTO table (...) VALUES (...), (...), ...` of whole rows, in as few statements
-    as SQLite's parameter limit allows, each value converted by its column's bind processor
-    (as SQLAlchemy would; a None it would leave as None is not passed through it)."""
+    as the database's parameter limit allows, each value converted by its column's bind
+    processor (as SQLAlchemy would; a None it would leave as None is not passed through it)."""
 
     def __init__(self, table: Table, dialect: Dialect) -> None:
         quote = dialect.identifier_preparer.quote
@@ -104,11 +108,13 @@ class _MultiRowInsert:
             f"INSERT INTO {quote(table.name)} "
             f"({', '.join(quote(name) for name in self._names)}) VALUES "
         )
-        self._one = "(" + ", ".join("?" * len(columns)) + ")"
-        self.rows_per_statement = MAX_PARAMETERS // len(columns)
+        marker = "?" if dialect.paramstyle == "qmark" else "%s"
+        self._one = "(" + ", ".join([marker] * len(columns)) + ")"
+        self.rows_per_statement = MAX_PARAMETERS[dialect.name] // len(columns)
         self._sql: dict[int, str] = {}
 
-    def __call__(self, sqlite: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+    def __call__(self, driver: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert `rows` on the driver's connection (sqlite3 or psycopg)."""
         step = self.rows_per_statement
         converters = list(zip(self._names, self._processors, self._keeps_none, strict=True))
         for start in range(0, len(rows), step):
@@ -120,7 +126,7 @@ class _MultiRowInsert:
                     if processor is not None and (value is not None or not keeps_none):
                         value = processor(value)
                     parameters.append(value)
-            sqlite.execute(self._statement(len(chunk)), parameters)
+            driver.execute(self._statement(len(chunk)), parameters)
 
     def _statement(self, count: int) -> str:
         sql = self._sql.get(count)
@@ -238,16 +244,17 @@ class SubmissionWriter:
 
     def _write(self, group: list[_Submission]) -> None:
         # On the driver's own connection, taken from the writer engine's pool (so with its
-        # pragmas): a group commit is BEGIN IMMEDIATE, as every write of the engine begins, two
-        # INSERTs and COMMIT, with nothing of SQLAlchemy's between them.
+        # settings): a group commit begins as every write of the engine begins (BEGIN
+        # IMMEDIATE, or Postgres' writer lock), then two INSERTs and COMMIT, with nothing of
+        # SQLAlchemy's between them.
         rows: list[dict[str, Any]] = []
         connection = self._db.writer.raw_connection()
         try:
-            sqlite = connection.driver_connection
-            assert isinstance(sqlite, sqlite3.Connection)
-            sqlite.execute("BEGIN IMMEDIATE")
+            driver = connection.driver_connection
+            assert driver is not None
             try:
-                self._check_quotas(sqlite, group)
+                self._db.begin_raw_write(driver)
+                self._check_quotas(driver, group)
                 rows = [
                     row
                     for submission in group
@@ -255,19 +262,19 @@ class SubmissionWriter:
                     for row in submission.rows
                 ]
                 if rows:
-                    self._insert_tasks(sqlite, rows)
-                    self._insert_transitions(sqlite, [_first_transition(row) for row in rows])
-                sqlite.execute("COMMIT")
+                    self._insert_tasks(driver, rows)
+                    self._insert_transitions(driver, [_first_transition(row) for row in rows])
+                driver.commit()
             except BaseException:
-                if sqlite.in_transaction:
-                    sqlite.execute("ROLLBACK")
+                with contextlib.suppress(Exception):  # a lost connection cannot roll back
+                    driver.rollback()
                 raise
         finally:
             connection.close()
         if rows:
             self._db.committed()
 
-    def _check_quotas(self, sqlite: sqlite3.Connection, group: list[_Submission]) -> None:
+    def _check_quotas(self, driver: Any, group: list[_Submission]) -> None:
         """Refuse, with a 429 of their own, the submissions beyond their user's quota,
         counting the unfinished tasks stored and those accepted before them in this group.
         A submission of many tasks is taken or refused whole."""
@@ -279,7 +286,7 @@ class SubmissionWriter:
             if user is None:
                 continue
             if user not in active:
-                active[user] = active_cpus(sqlite, user)
+                active[user] = active_cpus(self._db, driver, user)
             cpus = [row["cpu"] for row in submission.rows]
             problem: HTTPException | None = (
                 quota_problem(active[user], self._settings, cpus[0])

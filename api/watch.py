@@ -1,11 +1,16 @@
 """GET /watch: Server-Sent Events of phase transitions, resumable without gap or duplicate.
 
-One `TransitionFeed` per API process polls SQLite's `data_version` (a few microseconds, every
-`watch_poll_seconds`) and, when another connection committed, reads the new transitions once
-and hands them to every watcher's bounded queue. A watcher first subscribes, then replays what
-it missed from the database, then follows the feed, skipping anything at or below the last
-`seq` it sent. A watcher that falls behind (its queue overflows) is not dropped: it catches up
-from the database, so a slow client costs the server one bounded queue and nothing more.
+One `TransitionFeed` per API process polls a number that moves at every commit by anyone
+(`Database.commit_watch`: SQLite's `data_version`, a few microseconds, every
+`watch_poll_seconds`; on Postgres a count of `NOTIFY`s, each of which also wakes the feed at
+once, so every API process hears every other's commits) and, when it moved, reads the new
+transitions once and hands them to every watcher's bounded queue. Seqs are committed in
+increasing order on both stores (`models.postgres` says how), so reading `seq > last` misses
+nothing, in one process or across several and their restarts. A watcher first subscribes, then
+replays what it missed from the database, then follows the feed, skipping anything at or below
+the last `seq` it sent. A watcher that falls behind (its queue overflows) is not dropped: it
+catches up from the database, so a slow client costs the server one bounded queue and nothing
+more.
 
 A transition reaches every watcher of the process, so what one watcher costs per transition is
 what a fan-out to a thousand costs a thousand times over. Hence the stream is a plain ASGI
@@ -23,6 +28,7 @@ keeps that set up to date.
 import asyncio
 import contextlib
 import json
+import logging
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -46,6 +52,7 @@ from models.schemas import TransitionRead
 from models.tables import TRANSITIONS_COMPACTED_THROUGH, Meta, Task, Transition
 
 router = APIRouter()
+log = logging.getLogger("taskyard.api")
 
 QUEUE_SIZE = 1024
 REPLAY_BATCH = 500
@@ -53,6 +60,8 @@ REPLAY_BATCH = 500
 # thousand watchers takes tens of milliseconds; a task's next move often comes within it, and
 # the watchers not yet woken then send both moves in one write instead of one round each.
 WAKE_SLICE = 100
+# How often the feed tries again to read new transitions after the storage failed it.
+FEED_RETRY_SECONDS = 1.0
 
 
 @dataclass(eq=False)
@@ -234,21 +243,35 @@ class TransitionFeed:
                 await self._task
 
     async def _run(self) -> None:
-        path = self._db.reader.url.database
-        connection = sqlite3.connect(path or ":memory:", check_same_thread=False)
-        # An in-memory database is another one on each connection: read it through the engine.
-        light = connection if path and path != ":memory:" else None
+        commits = self._db.commit_watch(self.poke)
+        # The few columns the feed reads while no one watches come, on SQLite, from a connection
+        # of its own on the event loop (an in-memory database is another one on each
+        # connection: that is read through the engine, as Postgres always is).
+        path = None if self._db.is_postgres else self._db.reader.url.database
+        light = (
+            sqlite3.connect(path, check_same_thread=False) if path and path != ":memory:" else None
+        )
         loop = asyncio.get_running_loop()
         next_beat = loop.time() + self._heartbeat
         try:
             version = None
+            failed_at: float | None = None
             while True:
-                current = connection.execute("PRAGMA data_version").fetchone()[0]
-                if current != version:
-                    version = current
-                    await self._publish_new(light)
-                    self._changed.set()
-                    self._changed = asyncio.Event()
+                current = commits.version()
+                retry = failed_at is None or loop.time() - failed_at >= FEED_RETRY_SECONDS
+                if current != version and retry:
+                    try:
+                        await self._publish_new(light)
+                    except Exception as exc:
+                        # The storage (a Postgres server out of reach, most likely): the feed
+                        # reads again in a second, from where it was, and never stops.
+                        if failed_at is None:
+                            log.warning("watch feed: cannot read new transitions: %s", exc)
+                        failed_at = loop.time()
+                    else:
+                        version, failed_at = current, None
+                        self._changed.set()
+                        self._changed = asyncio.Event()
                 if loop.time() >= next_beat:
                     next_beat = loop.time() + self._heartbeat
                     self._beat()
@@ -257,11 +280,16 @@ class TransitionFeed:
                     await asyncio.sleep(0)  # the woken watchers send, then the feed looks again
                     continue
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(self._poll, next_beat - loop.time())):
+                    wait = min(self._poll, next_beat - loop.time())
+                    if failed_at is not None:
+                        wait = min(wait, FEED_RETRY_SECONDS)
+                    async with asyncio.timeout(wait):
                         await self._poked.wait()
                 self._poked.clear()
         finally:
-            connection.close()
+            commits.close()
+            if light is not None:
+                light.close()
 
     def _beat(self) -> None:
         for subscriber in self._subscribers:

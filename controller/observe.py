@@ -197,10 +197,11 @@ class Observer:
         # hundreds of passes. Indexed, so a pass costs the same with 100 or 100,000 finished
         # tasks.
         with self._db.reader.connect() as connection:
-            sqlite = connection.connection.driver_connection
-            assert sqlite is not None
-            versions = dict(sqlite.execute(_ACTIVE_VERSIONS, _ACTIVE_VALUES).fetchall())
-            versions.update(sqlite.execute(_RESET_VERSIONS, _RESET_VALUES).fetchall())
+            driver = connection.connection.driver_connection  # sqlite3 or psycopg
+            assert driver is not None
+            sql = self._db.driver_sql
+            versions = dict(driver.execute(sql(_ACTIVE_VERSIONS), _ACTIVE_VALUES).fetchall())
+            versions.update(driver.execute(sql(_RESET_VERSIONS), _RESET_VALUES).fetchall())
         known = self._tasks
         stale = [
             pk

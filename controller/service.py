@@ -1,7 +1,8 @@
 """Runs reconcile passes: one APScheduler job (never two passes at once) on an interval, woken
-early by new commits to the database (SQLite's `data_version`, which also sees other processes'
-commits), by container exits (engine events) and by the next deadline. A wake that arrives
-during a pass makes that pass run once more. `taskyard.service` builds it.
+early by new commits to the database (`Database.commit_watch`: SQLite's `data_version`, or
+Postgres' notifications, which also carry other processes' commits), by container exits (engine
+events) and by the next deadline. A wake that arrives during a pass makes that pass run once
+more. `taskyard.service` builds it.
 """
 
 import logging
@@ -18,7 +19,7 @@ from models.database import Database
 
 log = logging.getLogger("taskyard.controller")
 
-# PRAGMA data_version costs microseconds; a new task waits at most this long to be noticed.
+# Reading the commit counter costs microseconds; a new task waits at most this long to be noticed.
 DATABASE_POLL_SECONDS = 0.01
 
 
@@ -103,16 +104,14 @@ class ControllerService:
                 return
 
     def _watch_database(self) -> None:
-        # data_version changes whenever another connection commits: new tasks, cancellations.
-        connection = self._db.reader.raw_connection()
+        # The counter moves whenever another connection commits: new tasks, cancellations.
+        commits = self._db.commit_watch()
         try:
             last = None
             while not self._stop.wait(DATABASE_POLL_SECONDS):
-                cursor = connection.cursor()
-                version = cursor.execute("PRAGMA data_version").fetchone()[0]
-                cursor.close()
+                version = commits.version()
                 if last is not None and version != last:
                     self.wake()
                 last = version
         finally:
-            connection.close()
+            commits.close()

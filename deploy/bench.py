@@ -8,16 +8,18 @@ image built; `deploy/setup-host.sh` does both):
     .venv/bin/python deploy/bench.py --quick           # smoke run for CI, under a minute
     .venv/bin/python deploy/bench.py --only latency rate
 
-Figures (names for `--only`): footprint, latency, burst, handoff, watch, rate, batch,
-reconcile, scheduler. Each one starts what it needs: a `taskyard serve` (or `taskyard api`)
-process on a free 127.0.0.1 port with a temporary data dir, a no-op FastAPI app under uvicorn,
-plain `docker run` containers labelled `taskyard.bench=<run id>`. Everything is stopped and every
-container it started is removed at the end, also after Ctrl-C or SIGTERM. The run has a global
-deadline and each figure a time budget: a figure stops early (fewer runs, or a lower bound such
-as "> 30 s") rather than overrun, and one that does not fit at all is skipped. It reports
-medians and never asserts on time: the exit code is 0 unless something broke (the engine or
-image missing, a server that does not start, a task that fails, a watch client that cannot
-subscribe), and then 1 with the reason under the table. Progress goes to stderr.
+Figures (names for `--only`): footprint, latency, burst, handoff, watch, rate, batch, reconcile,
+scheduler, postgres (the submit rate and watch delivery with the tasks in PostgreSQL beside the
+same with SQLite, on a scratch server this run starts and removes). Each one starts what it
+needs: a `taskyard serve` (or `taskyard api`) process on a free 127.0.0.1 port with a temporary
+data dir, a no-op FastAPI app under uvicorn, plain `docker run` containers labelled
+`taskyard.bench=<run id>`. Everything is stopped and every container it started is removed at
+the end, also after Ctrl-C or SIGTERM. The run has a global deadline and each figure a time
+budget: a figure stops early (fewer runs, or a lower bound such as "> 30 s") rather than
+overrun, and one that does not fit at all is skipped. It reports medians and never asserts on
+time: the exit code is 0 unless something broke (the engine or image missing, a server that does
+not start, a task that fails, a watch client that cannot subscribe), and then 1 with the reason
+under the table. Progress goes to stderr.
 
 The submit rate is driven by `wrk` (Debian package `wrk`) where it is installed; otherwise by
 an asyncio client, which may saturate before the server does (the output says which).
@@ -35,7 +37,6 @@ import shlex
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -144,6 +145,7 @@ FULL = Sizes(
         "runtimes": 300,
         "reconcile": 300,
         "scheduler": 180,
+        "postgres": 300,
     },
 )
 QUICK = Sizes(
@@ -173,6 +175,7 @@ QUICK = Sizes(
         "runtimes": 45,
         "reconcile": 10,
         "scheduler": 10,
+        "postgres": 20,
     },
 )
 
@@ -340,14 +343,19 @@ class Lab:
         self.services: list[Service] = []
         self._serve: Service | None = None
         self._noop: Service | None = None
+        self._postgres: Any = None  # tests/scratch_postgres.py's ScratchPostgres, once started
 
-    def _taskyard(self, verb: str, ready: Callable[[httpx.Client], bool]) -> Service:
+    def _taskyard(
+        self, verb: str, ready: Callable[[httpx.Client], bool], database_url: str | None = None
+    ) -> Service:
         data_dir = self.root / f"{verb}-{len(self.services)}"
         data_dir.mkdir()
         # The server runs the code of the tree this file sits in, whatever is installed.
         python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "TASKYARD_DATA_DIR": str(data_dir), "PYTHONPATH": python_path}
         env.pop("TASKYARD_DATABASE_URL", None)
+        if database_url is not None:
+            env["TASKYARD_DATABASE_URL"] = database_url
         service = Service(
             f"taskyard-{verb}",
             [sys.executable, "-m", "taskyard.cli", verb],
@@ -364,9 +372,24 @@ class Lab:
             self._serve = self._taskyard("serve", _serve_ready)
         return self._serve
 
-    def api_only(self) -> Service:
+    def api_only(self, database_url: str | None = None) -> Service:
         """A fresh `taskyard api` without a controller: submitted tasks stay Pending."""
-        return self._taskyard("api", _answers)
+        return self._taskyard("api", _answers, database_url)
+
+    def postgres_url(self) -> str:
+        """A new database on this run's scratch PostgreSQL, started at the first call with
+        the server's default durability (fsync, synchronous commit), as SQLite's is FULL."""
+        if self._postgres is None:
+            sys.path.insert(0, str(REPO / "tests"))
+            from scratch_postgres import PostgresMissing, ScratchPostgres
+
+            server = ScratchPostgres(durable=True)
+            try:
+                server.start()
+            except PostgresMissing as exc:
+                raise BenchError(str(exc)) from None
+            self._postgres = server
+        return str(self._postgres.url(self._postgres.create_database()))
 
     def noop(self) -> Service:
         if self._noop is None:
@@ -408,6 +431,8 @@ class Lab:
         for service in self.services:
             if service.owner:
                 leftovers += remove_containers(f"{OWNER_LABEL}={service.owner}")
+        if self._postgres is not None:
+            self._postgres.stop()
         shutil.rmtree(self.root, ignore_errors=True)
         return leftovers
 
@@ -915,9 +940,11 @@ async def _follow_watch(
 
 
 async def _watch_fanout(
-    serve: Service, clients: int, until: float
+    serve: Service, clients: int, until: float, submit_to: Service | None = None
 ) -> tuple[list[float], float, float, int, int]:
-    """Delays (ms) of every transition at every client, RSS before/peak, transitions, misses."""
+    """Delays (ms) of every transition at every client, RSS before/peak, transitions, misses.
+    The clients watch `serve`; the task is submitted to `submit_to` (another process on the
+    same database, which runs it), else to `serve` itself."""
     crowd = Crowd(clients)
     rss_before = statistics.median(serve.rss_mb() for _ in range(3))
     connecting = asyncio.Semaphore(100)
@@ -937,7 +964,7 @@ async def _watch_fanout(
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
         rss_connected = serve.rss_mb()
-        async with httpx.AsyncClient(base_url=serve.url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=(submit_to or serve).url, timeout=30) as http:
             response = await http.post("/tasks", json=task_body("print('watched')", ram="64MB"))
             crowd.target = created(response)["id"]
             done, _ = await asyncio.wait(followers, timeout=max(1.0, remaining(until)))
@@ -1066,9 +1093,10 @@ async def _asyncio_load(url: str, body: bytes, duration: int) -> Rate:
     return Rate(ok / took, ok, f"{bad} non-2xx" if bad else "")
 
 
-def figure_rate(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
-    api = lab.api_only()  # no controller: thousands of submitted tasks must not start
-    noop = lab.noop()
+def _submit_rates(
+    lab: Lab, targets: dict[str, str], sizes: Sizes, until: float
+) -> dict[str, list[Rate]]:
+    """POST example 1 to each target URL in alternating rounds; each target's rates."""
     body = json.dumps(task_body("print('hi')", ram="64MB", storage="16MB"))
     script = lab.root / "post.lua"
     script.write_text(
@@ -1076,36 +1104,64 @@ def figure_rate(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
         'wrk.headers["Content-Type"] = "application/json"\n'
         f"wrk.body = [[{body}]]\n"
     )
-    use_wrk = shutil.which("wrk") is not None
 
     def load(url: str, duration: int) -> Rate:
-        if use_wrk:
+        if shutil.which("wrk") is not None:
             return _wrk(url, script, duration)
         return asyncio.run(_asyncio_load(url, body.encode(), duration))
 
-    targets = {"taskyard": api.url + "/tasks", "noop": noop.url + "/noop"}
     for url in targets.values():
         load(url, 1)  # warm-up
-    rates: dict[str, list[Rate]] = {"taskyard": [], "noop": []}
+    rates: dict[str, list[Rate]] = {name: [] for name in targets}
     for i in range(sizes.rate_rounds):
-        if i and remaining(until) < 2 * sizes.rate_seconds + 10:
+        if i and remaining(until) < len(targets) * sizes.rate_seconds + 10:
             break
-        for name in ("noop", "taskyard") if i % 2 == 0 else ("taskyard", "noop"):
+        names = list(targets) if i % 2 == 0 else list(reversed(targets))
+        for name in names:
             rates[name].append(load(targets[name], sizes.rate_seconds))
     errors = [f"{name}: {r.errors}" for name, rs in rates.items() for r in rs if r.errors]
     if errors:
         raise BenchError("submit rate: the load generator saw errors: " + "; ".join(errors))
+    return rates
 
-    assert api.data_dir is not None
-    with contextlib.closing(sqlite3.connect(api.data_dir / "taskyard.db")) as db:
-        rows = db.execute("SELECT count(*) FROM tasks").fetchone()[0]
-    answered = sum(r.answered for r in rates["taskyard"])
-    warmup_rows = rows - answered  # the warm-up's rows, and requests in flight at the end
-    if warmup_rows < 0:
+
+def _task_rows(database_url: str) -> int:
+    """How many tasks the database holds (SQLite or PostgreSQL)."""
+    from sqlalchemy import create_engine, text
+
+    from models.postgres import sqlalchemy_url
+
+    engine = create_engine(sqlalchemy_url(database_url))
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text("SELECT count(*) FROM tasks")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _durable_rows(rows: int, rates: list[Rate]) -> int:
+    """`rows` less what the timed rounds answered: the warm-up's rows (and those in flight at
+    the end). Raises where fewer rows exist than 201s were answered."""
+    answered = sum(r.answered for r in rates)
+    if rows < answered:
         raise BenchError(
             f"submit rate: {answered} POSTs answered 2xx but only {rows} rows "
             "exist: a 201 without a durable row"
         )
+    return rows - answered
+
+
+def figure_rate(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
+    api = lab.api_only()  # no controller: thousands of submitted tasks must not start
+    noop = lab.noop()
+    use_wrk = shutil.which("wrk") is not None
+    targets = {"taskyard": api.url + "/tasks", "noop": noop.url + "/noop"}
+    rates = _submit_rates(lab, targets, sizes, until)
+
+    assert api.data_dir is not None
+    rows = _task_rows(f"sqlite:///{api.data_dir / 'taskyard.db'}")
+    answered = sum(r.answered for r in rates["taskyard"])
+    _durable_rows(rows, rates["taskyard"])
     ours = statistics.median(r.per_second for r in rates["taskyard"])
     theirs = statistics.median(r.per_second for r in rates["noop"])
     generator = (
@@ -1130,6 +1186,77 @@ def figure_rate(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
             ],
         )
     ]
+
+
+# --- the store: PostgreSQL beside SQLite -------------------------------------------------------
+
+
+def figure_postgres(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
+    """The submit rate and watch delivery with the tasks in PostgreSQL, each beside the same
+    measured with SQLite in this run."""
+    sqlite_url = f"sqlite:///{lab.root / 'store-sqlite.db'}"
+    urls = {"sqlite": sqlite_url, "postgres": lab.postgres_url()}
+    apis = {store: lab.api_only(url) for store, url in urls.items()}
+    rates = _submit_rates(lab, {s: api.url + "/tasks" for s, api in apis.items()}, sizes, until)
+    for store, url in urls.items():
+        _durable_rows(_task_rows(url), rates[store])
+        apis[store].stop()  # their tasks stay Pending: no controller runs them
+    rate = {store: statistics.median(r.per_second for r in rates[store]) for store in urls}
+    rows = [
+        Row(
+            f"store: submit rate, {RATE_CONNECTIONS} connections",
+            f"{rate['postgres']:.0f}/s on PostgreSQL",
+            f"{rate['sqlite']:.0f}/s on SQLite",
+            f"{rate['postgres'] / rate['sqlite']:.0%}",
+            notes=[
+                f"store: `taskyard api` alone on each store, {len(rates['sqlite'])} alternating "
+                f"rounds of {sizes.rate_seconds} s (medians), every 201 with its row; "
+                "PostgreSQL 15 from Debian on this host, over a unix socket, fsync and "
+                "synchronous commit on (SQLite: WAL, synchronous=FULL)"
+            ],
+        )
+    ]
+
+    # Watch delivery to another API process: the clients watch a `taskyard api`; the task
+    # runs on a `taskyard serve` over the same database, so each transition reaches the
+    # watched process through the store (SQLite's data_version, Postgres' NOTIFY).
+    clients = sizes.watch_clients
+    figure = f"store: watch on another API process, {clients} clients: p99"
+    if remaining(until) < 20:
+        return [*rows, Row(figure, "skipped: the figure's budget was spent")]
+    urls["sqlite"] = f"sqlite:///{lab.root / 'store-watch.db'}"
+    urls["postgres"] = lab.postgres_url()
+    p99: dict[str, float] = {}
+    p50: dict[str, float] = {}
+    for store, url in urls.items():
+        serve = lab._taskyard("serve", _serve_ready, url)
+        watched = lab._taskyard("api", _answers, url)
+        try:
+            delays, _, _, transitions, missing = asyncio.run(
+                _watch_fanout(watched, clients, until, submit_to=serve)
+            )
+        finally:
+            watched.stop()
+            serve.stop()
+        if missing:
+            raise BenchError(
+                f"store, {store}: {missing} of {clients * transitions} deliveries missing"
+            )
+        p50[store], p99[store] = percentile(delays, 50), percentile(delays, 99)
+    rows.append(
+        Row(
+            figure,
+            f"{p99['postgres']:.0f} ms on PostgreSQL",
+            f"{p99['sqlite']:.0f} ms on SQLite",
+            notes=[
+                f"store: a task run by `taskyard serve`, {clients} clients watching a separate "
+                f"`taskyard api` on the same database; p50 {p50['postgres']:.0f} ms on "
+                f"PostgreSQL (LISTEN/NOTIFY), {p50['sqlite']:.0f} ms on SQLite "
+                "(data_version polled every 10 ms)"
+            ],
+        )
+    )
+    return rows
 
 
 # --- 4. reconcile cost, and the scheduler (in-process, fake engine) ---------------------------
@@ -1393,6 +1520,7 @@ FIGURES: dict[str, Callable[[Lab, Sizes, float], list[Row]]] = {
     "reconcile": figure_reconcile,
     "scheduler": figure_scheduler,
     "burst": figure_burst,
+    "postgres": figure_postgres,
 }
 # In the order the table shows them: the issue's numbered targets, then the untargeted extras.
 TABLE_ORDER = (
@@ -1406,6 +1534,7 @@ TABLE_ORDER = (
     "footprint",
     "handoff",
     "scheduler",
+    "postgres",
 )
 
 

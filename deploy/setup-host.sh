@@ -5,8 +5,10 @@
 #
 #   deploy/setup-host.sh [--test] [--dry-run]
 #     --test     also what the tests need: chromium and fonts-liberation (browser tests), wrk
-#                (benchmark), systemd (systemd-analyze, for the unit file's test), and taskyard's
-#                [test] extras in the virtualenv. deploy/test.sh passes it; deploy/run.sh not.
+#                (benchmark), systemd (systemd-analyze, for the unit file's test), postgresql
+#                and a system user taskyard-pg to run it as (the tests start a scratch server
+#                of their own; none runs as a service), and taskyard's [test] extras in the
+#                virtualenv. deploy/test.sh passes it; deploy/run.sh not.
 #     --dry-run  say what would change on this host, and change nothing.
 #
 #   TASKYARD_VENV    where the virtualenv goes (default: <repo>/.venv)
@@ -18,6 +20,8 @@ VENV="${TASKYARD_VENV:-$REPO/.venv}"
 PYTHON="${TASKYARD_PYTHON:-/usr/bin/python3}"
 DOCKERD_LOG=/var/log/taskyard-dockerd.log
 DAEMON_JSON=/etc/docker/daemon.json
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_USER=taskyard-pg
 # `su` without `-` and some CI runners drop the sbin directories, where dockerd and debootstrap live.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 export DEBIAN_FRONTEND=noninteractive
@@ -71,6 +75,9 @@ if [ "$for_tests" = 1 ]; then
     need "$(has command -v wrk)" wrk
     # tests/unit/test_deploy.py checks deploy/systemd/taskyard.service with systemd-analyze.
     need "$(has command -v systemd-analyze)" systemd
+    # Every API and controller test runs on PostgreSQL too: tests/scratch_postgres.py starts a
+    # server of its own with initdb and pg_ctl from Debian's package, as the user below.
+    need "$(has test -x "$PG_BIN/initdb")" postgresql
 fi
 
 # --- what this run changes, said before it changes anything --------------------------------
@@ -92,6 +99,8 @@ venv_current() {
     [ -x "$VENV/bin/taskyard" ] &&
         { [ "$have" = "$want_stamp" ] || [ "$have" = "${want_stamp%% *} [test]" ]; }
 }
+
+pg_user_missing() { [ "$for_tests" = 1 ] && ! id -u "$PG_USER" >/dev/null 2>&1; }
 
 say "setting up this host for $([ "$for_tests" = 1 ] && echo 'serving and tests' || echo 'serving (deploy/setup-host.sh --test adds the test tools)'); this run will:"
 if [ "${#packages[@]}" -gt 0 ]; then
@@ -119,6 +128,9 @@ if ! docker_answers; then
         say "  - start dockerd in the background (no systemd here; log: $DOCKERD_LOG)"
     fi
 fi
+if pg_user_missing; then
+    say "  - add the system user $PG_USER (the tests' scratch PostgreSQL runs as it: it refuses root)"
+fi
 if venv_current; then
     say "  - leave the virtualenv $VENV as it is (taskyard installed, pyproject.toml unchanged)"
 else
@@ -136,6 +148,13 @@ if [ "${#packages[@]}" -gt 0 ]; then
     say "installing ${packages[*]}"
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${packages[@]}"
+fi
+
+# The package's own cluster and service are not used (the tests start their own server); they
+# are left as Debian set them up.
+if pg_user_missing; then
+    say "adding the system user $PG_USER"
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$PG_USER"
 fi
 
 # --- Docker engine --------------------------------------------------------------------------

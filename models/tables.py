@@ -1,11 +1,22 @@
-"""The SQLite tables: tasks (spec written by the API, status by the controller), their phase
+"""The tables: tasks (spec written by the API, status by the controller), their phase
 transitions, and the host's capacity record (like a Kubernetes Node).
 """
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, Index, LargeBinary, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
 
 from models.clock import utcnow
@@ -13,6 +24,32 @@ from models.phases import Phase, Reason
 
 # The database refuses any other phase (migration 0009 adds it to existing databases).
 PHASE_CHECK = "phase IN ({})".format(", ".join(f"'{phase.value}'" for phase in Phase))
+# Keys, seqs and byte counts: INTEGER on SQLite (64 bits there), BIGINT on PostgreSQL, as the
+# migrations make them.
+BIG = Integer().with_variant(BigInteger(), "postgresql")
+
+
+class AnyText(TypeDecorator[str]):
+    """Text that may hold NUL characters (stdin, what a program prints): TEXT on SQLite, and
+    on PostgreSQL, whose TEXT refuses NUL, BYTEA holding the text's UTF-8."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(LargeBinary())
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        if value is not None and dialect.name == "postgresql":
+            return value.encode()
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if isinstance(value, bytes | memoryview):
+            return bytes(value).decode()
+        return None if value is None else str(value)
 
 
 class Task(SQLModel, table=True):
@@ -25,7 +62,7 @@ class Task(SQLModel, table=True):
 
     # `pk` orders tasks by arrival (first come, first served; newest first in lists);
     # `id` is the opaque name clients see.
-    pk: int | None = Field(default=None, primary_key=True)
+    pk: int | None = Field(default=None, primary_key=True, sa_type=BIG)
     id: str = Field(unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow)
     # Every write to a task adds one: watchers see a change by it, and the controller reloads
@@ -46,11 +83,11 @@ class Task(SQLModel, table=True):
     gpu: int
     gpu_text: str
     ram: str
-    ram_bytes: int
+    ram_bytes: int = Field(sa_type=BIG)
     storage: str
-    storage_bytes: int
+    storage_bytes: int = Field(sa_type=BIG)
     timeout_seconds: int
-    stdin: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    stdin: str | None = Field(default=None, sa_column=Column(AnyText, nullable=True))
     # More stdin arrives while it runs, through WS /tasks/{id}/attach.
     interactive: bool = False
     # The runtime's name (never an alias), and what the task brings beside its code, as given.
@@ -70,10 +107,10 @@ class Task(SQLModel, table=True):
     phase: str = Field(default=Phase.PENDING)
     reason: str = Field(default=Reason.CREATED)
     message: str = "waiting for the controller to schedule it"
-    result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    result: str | None = Field(default=None, sa_column=Column(AnyText, nullable=True))
     exit_code: int | None = None
-    stdout: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    stderr: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    stdout: str | None = Field(default=None, sa_column=Column(AnyText, nullable=True))
+    stderr: str | None = Field(default=None, sa_column=Column(AnyText, nullable=True))
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     assigned_cpus: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -125,7 +162,7 @@ def next_attempt(attempt: int) -> dict[str, Any]:
 class Transition(SQLModel, table=True):
     __tablename__ = "transitions"
 
-    seq: int | None = Field(default=None, primary_key=True)
+    seq: int | None = Field(default=None, primary_key=True, sa_type=BIG)
     task_id: str = Field(index=True)
     from_phase: str | None = None
     to_phase: str
@@ -143,7 +180,7 @@ class OutputChunk(SQLModel, table=True):
     __tablename__ = "output_chunks"
     __table_args__ = (Index("ix_output_chunks_task_seq", "task_id", "seq"),)
 
-    seq: int | None = Field(default=None, primary_key=True)
+    seq: int | None = Field(default=None, primary_key=True, sa_type=BIG)
     task_id: str
     attempt: int
     stream: str  # "stdout" or "stderr"
@@ -158,7 +195,7 @@ class InputChunk(SQLModel, table=True):
     __tablename__ = "input_chunks"
     __table_args__ = (Index("ix_input_chunks_task_seq", "task_id", "seq"),)
 
-    seq: int | None = Field(default=None, primary_key=True)
+    seq: int | None = Field(default=None, primary_key=True, sa_type=BIG)
     task_id: str
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     eof: bool = False
@@ -177,17 +214,17 @@ class Capacity(SQLModel, table=True):
     node: str = Field(default="local", primary_key=True)
     cpus_total: int = 0
     cpu_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    ram_total: int = 0
-    ram_allocatable: int = 0
-    storage_total: int = 0
-    storage_allocatable: int = 0
+    ram_total: int = Field(default=0, sa_type=BIG)
+    ram_allocatable: int = Field(default=0, sa_type=BIG)
+    storage_total: int = Field(default=0, sa_type=BIG)
+    storage_allocatable: int = Field(default=0, sa_type=BIG)
     gpu_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     gpu_names: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     gpu_sharing: int = 1
     allocated_cpus: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     allocated_gpus: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    allocated_ram: int = 0
-    allocated_storage: int = 0
+    allocated_ram: int = Field(default=0, sa_type=BIG)
+    allocated_storage: int = Field(default=0, sa_type=BIG)
     runtime_ok: bool = False
     # The runtimes whose images the engine holds: name -> {image, version, packages}.
     runtimes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -215,7 +252,7 @@ class Meta(SQLModel, table=True):
     __tablename__ = "meta"
 
     key: str = Field(primary_key=True)
-    value: int = 0
+    value: int = Field(default=0, sa_type=BIG)
 
 
 TRANSITIONS_COMPACTED_THROUGH = "transitions_compacted_through"

@@ -19,6 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from sqlalchemy.engine import make_url
+
+from models.postgres import is_postgres, sqlalchemy_url
 from models.settings import Settings
 from models.tables import Task
 from taskyard.commands.output import format_bytes
@@ -41,6 +44,13 @@ class Backup:
 def database_file(settings: Settings) -> Path:
     """The service's SQLite file, from `TASKYARD_DATABASE_URL` or the data dir."""
     url = settings.resolved_database_url
+    if is_postgres(url):
+        shown = make_url(sqlalchemy_url(url)).render_as_string(hide_password=True)
+        raise BackupError(
+            f"the database {shown} is PostgreSQL: back it up with pg_dump "
+            "(pg_dump --format=custom --file=DEST DBNAME), which takes a consistent copy "
+            "while the service runs; taskyard admin backup copies SQLite files only"
+        )
     if not url.startswith(SQLITE_PREFIX) or url.endswith(":memory:"):
         raise BackupError(f"the database {url} is not a SQLite file; back it up with its own tools")
     return Path(url.removeprefix(SQLITE_PREFIX).split("?", 1)[0])

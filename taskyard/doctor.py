@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy.engine import make_url
 
 from controller.docker_runtime import DockerRuntime
 from controller.gpus import discover_gpus
 from controller.runtime import RuntimeHealth
 from models import migrations
 from models.migrations import SchemaError
+from models.postgres import sqlalchemy_url
 from models.runtimes import RUNTIMES
 from models.settings import Settings
 from taskyard.commands.context import server_address
@@ -75,7 +77,8 @@ def _tell(say: Callable[[str], None], finding: Finding) -> None:
 def _database(settings: Settings) -> Finding:
     url = settings.resolved_database_url
     if not url.startswith("sqlite:///"):
-        return Finding("warn", "database", f"{url} is not a SQLite file; not checked")
+        shown = make_url(sqlalchemy_url(url)).render_as_string(hide_password=True)
+        return Finding("warn", "database", f"{shown} is not a SQLite file; not checked")
     path = Path(url.removeprefix("sqlite:///")).absolute()
     if not path.exists():
         place = next(parent for parent in path.parents if parent.exists())

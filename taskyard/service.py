@@ -8,11 +8,14 @@ import threading
 import uuid
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from controller.docker_runtime import DockerRuntime
 from controller.loop import Reconciler
 from controller.service import ControllerService
 from models.database import Database, open_database
 from models.paths import SERVER_URL_FILE
+from models.postgres import sqlalchemy_url
 from models.settings import Settings
 
 log = logging.getLogger("taskyard")
@@ -92,12 +95,17 @@ def local_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _shown(url: str) -> str:
+    """The database URL without its password, for the log."""
+    return make_url(sqlalchemy_url(url)).render_as_string(hide_password=True)
+
+
 def announce(settings: Settings, url: str) -> None:
     """Where everything is: the API, the dashboard, the data, and how to point the CLI here."""
     for line in (
         f"API: {url} (reference: {url}/docs)",
         f"dashboard: {url}/",
-        f"data dir: {settings.data_dir} (database {settings.resolved_database_url})",
+        f"data dir: {settings.data_dir} (database {_shown(settings.resolved_database_url)})",
         f"the CLI on this host finds this address in {settings.data_dir / SERVER_URL_FILE}; "
         f"elsewhere, or as another user: export TASKYARD_SERVER={url}",
     ):
@@ -183,7 +191,7 @@ def run_controller(settings: Settings) -> None:
         signal.signal(signum, lambda *_: stop.set())
     settle_heap()
     controller.start()
-    log.info("taskyard controller running against %s", settings.resolved_database_url)
+    log.info("taskyard controller running against %s", database.display_url)
     stop.wait()
     controller.stop()
     database.dispose()

@@ -28,8 +28,8 @@ SMALL = {"cpu": "1", "gpu": "0", "ram": "64MB", "storage": "100MB"}
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    db = open_database("sqlite:///" + str(tmp_path / "t.db"))
+def database(database_url: str) -> Iterator[Database]:
+    db = open_database(database_url)
     yield db
     db.dispose()
 

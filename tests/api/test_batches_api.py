@@ -38,8 +38,8 @@ def bodies(count: int) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    db = open_database("sqlite:///" + str(tmp_path / "t.db"))
+def database(database_url: str) -> Iterator[Database]:
+    db = open_database(database_url)
     yield db
     db.dispose()
 
@@ -254,20 +254,40 @@ def test_the_cpu_quota_counts_every_task_of_the_batch(tmp_path: Path, database: 
         assert submit_batch(client, tasks[:2], headers=alice)["count"] == 2
 
 
+FULL_AFTER_50_TASKS = """
+CREATE FUNCTION disk_fills() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT count(*) FROM tasks) > 50 THEN
+        RAISE EXCEPTION 'could not extend file: No space left on device'
+            USING ERRCODE = 'disk_full';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER disk_fills AFTER INSERT ON tasks FOR EACH STATEMENT EXECUTE FUNCTION disk_fills();
+"""
+
+
 def test_a_storage_failure_midway_stores_none_of_the_batch(
     client: TestClient, database: Database
 ) -> None:
     before = client.post("/tasks", json=body()).json()["id"]
-    # The database may grow by a few pages only: the batch's INSERTs fill it part of the way,
-    # then SQLite answers SQLITE_FULL, as a full disk does.
-    with database.read() as session:
-        pages = session.connection().exec_driver_sql("PRAGMA page_count").scalar_one()
+    if database.is_postgres:
+        # Postgres is failed by a trigger that raises what a full disk raises (disk_full),
+        # once the batch's INSERTs are part of the way in.
+        with database.write() as session:
+            session.connection().exec_driver_sql(FULL_AFTER_50_TASKS)
+            session.commit()
+    else:
+        # The database may grow by a few pages only: the batch's INSERTs fill it part of the
+        # way, then SQLite answers SQLITE_FULL, as a full disk does.
+        with database.read() as session:
+            pages = session.connection().exec_driver_sql("PRAGMA page_count").scalar_one()
 
-    @event.listens_for(database.writer, "connect")
-    def _small(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute(f"PRAGMA max_page_count={pages + 40}")
+        @event.listens_for(database.writer, "connect")
+        def _small(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute(f"PRAGMA max_page_count={pages + 40}")
 
-    database.writer.dispose()
+        database.writer.dispose()
 
     response = client.post("/batches", json={"tasks": [body("#" * 2000) for _ in range(200)]})
 

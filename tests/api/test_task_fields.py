@@ -26,8 +26,8 @@ def body(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    db = open_database("sqlite:///" + str(tmp_path / "t.db"))
+def database(database_url: str) -> Iterator[Database]:
+    db = open_database(database_url)
     yield db
     db.dispose()
 

@@ -52,8 +52,8 @@ def with_resource(name: str, value: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    db = open_database("sqlite:///" + str(tmp_path / "t.db"))
+def database(database_url: str) -> Iterator[Database]:
+    db = open_database(database_url)
     yield db
     db.dispose()
 

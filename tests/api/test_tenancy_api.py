@@ -28,8 +28,8 @@ ADMIN = "admin-secret"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = open_database("sqlite:///" + str(tmp_path / "t.db"))
+def db(database_url: str) -> Iterator[Database]:
+    database = open_database(database_url)
     yield database
     database.dispose()
 

@@ -1,6 +1,7 @@
 """`taskyard admin backup`: run as a command against the data dir of a real `taskyard api`
 process (no engine needed) while another thread keeps submitting tasks."""
 
+import os
 import re
 import sqlite3
 import stat
@@ -148,4 +149,19 @@ def test_refusals_name_the_problem(tmp_path: Path, where: str, says: str) -> Non
     done = backup(dest, "--data-dir", data)
     assert done.returncode == 1
     assert says.format(data=data, tmp=tmp_path) in done.stderr
+    assert not dest.exists()
+
+
+def test_a_postgres_database_is_refused_naming_pg_dump(tmp_path: Path) -> None:
+    dest = tmp_path / "copy.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "taskyard.cli", "admin", "backup", str(dest)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TASKYARD_DATABASE_URL": "postgresql://ty:s3cret@db.example/ty"},
+    )
+    assert done.returncode == 1
+    assert "is PostgreSQL: back it up with pg_dump" in done.stderr
+    assert "s3cret" not in done.stderr
     assert not dest.exists()

@@ -37,7 +37,7 @@ ENGINE_WHY = "the container engine is unavailable, so its container cannot be ob
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setattr(controller.observe, "discover_capacity", lambda *_a, **_k: HOST)
     settings = Settings(
         data_dir=tmp_path,
@@ -47,7 +47,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         # kill at the deadline does.
         supervisor_deadline_grace_seconds=0,
     )
-    db = open_database("sqlite:///" + str(tmp_path / "t.db"))
+    db = open_database(database_url)
     fake = FakeRuntime()
     clock = Clock()
     reconciler = Reconciler(

@@ -35,36 +35,52 @@ HOST = HostCapacity(
     gpus=(),
     gpu_sharing=1,
 )
+# Another process holds the store's write lock until it reads a line: SQLite's, or the writer
+# lock every Postgres write transaction takes first.
 _HOLD_LOCK = """
-import sqlite3, sys
-connection = sqlite3.connect(sys.argv[1], isolation_level=None)
-connection.execute("BEGIN EXCLUSIVE")
+import sys
+url = sys.argv[1]
+if url.startswith("sqlite:///"):
+    import sqlite3
+    connection = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    connection.execute("BEGIN EXCLUSIVE")
+else:
+    import psycopg
+    from models.postgres import WRITER_LOCK
+    connection = psycopg.connect(url, autocommit=True)
+    connection.execute(f"SELECT pg_advisory_lock({WRITER_LOCK})")
 print("locked", flush=True)
 sys.stdin.readline()
-connection.execute("ROLLBACK")
+connection.close()
 """
+# What a write that waited out the short timeout fails with.
+_LOCKED = {"sqlite": "database is locked", "postgresql": "canceling statement due to lock timeout"}
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = open_database(f"sqlite:///{tmp_path / 'taskyard.db'}")
+def database(database_url: str) -> Iterator[Database]:
+    database = open_database(database_url)
     for engine in (database.writer, database.reader):
 
         @event.listens_for(engine, "connect")
         def _short(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.execute("PRAGMA busy_timeout=200")
+            if database.is_postgres:
+                dbapi_connection.execute("SET lock_timeout = 200")
+                dbapi_connection.commit()
+            else:
+                dbapi_connection.execute("PRAGMA busy_timeout=200")
 
         engine.dispose()
     yield database
     database.dispose()
 
 
-def _met_the_lock(records: list[logging.LogRecord]) -> bool:
+def _met_the_lock(database: Database, records: list[logging.LogRecord]) -> bool:
     """Whether a failed pass was logged with the lock as its cause."""
     return any(
         record.getMessage().startswith("reconcile pass failed")
         and record.exc_info is not None
-        and "database is locked" in str(record.exc_info[1])
+        and _LOCKED[database.writer.dialect.name] in str(record.exc_info[1])
         for record in records
     )
 
@@ -76,6 +92,7 @@ def _phase(client: TestClient, task_id: str) -> str:
 
 def test_passes_that_meet_a_locked_database_are_retried_until_it_is_free(
     database: Database,
+    database_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -99,7 +116,7 @@ def test_passes_that_meet_a_locked_database_are_retried_until_it_is_free(
                 },
             ).json()["id"]
             holder = subprocess.Popen(
-                [sys.executable, "-c", _HOLD_LOCK, str(tmp_path / "taskyard.db")],
+                [sys.executable, "-c", _HOLD_LOCK, database_url],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -109,7 +126,7 @@ def test_passes_that_meet_a_locked_database_are_retried_until_it_is_free(
             with caplog.at_level(logging.ERROR, logger="taskyard.controller"):
                 service.start()
                 deadline = time.monotonic() + 30
-                while not _met_the_lock(caplog.records):
+                while not _met_the_lock(database, caplog.records):
                     assert time.monotonic() < deadline, "no pass met the lock"
                     time.sleep(0.05)
             assert _phase(client, task_id) == "Pending"

@@ -4,7 +4,10 @@ Revision ID: 0001
 Revises:
 Create Date: the schema of commit cc288f4, the first release
 
-Written by hand to match what `SQLModel.metadata.create_all` made at that commit.
+Written by hand to match what `SQLModel.metadata.create_all` made at that commit. On PostgreSQL
+(which came later, with no database of its own to match) keys, seqs and byte counts are BIGINT:
+a 4 GB task would not fit Postgres' INTEGER, which SQLite's 64-bit one holds; and text that
+may hold NUL is BYTEA.
 """
 
 from collections.abc import Sequence
@@ -17,11 +20,17 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# INTEGER on SQLite (64 bits there), BIGINT (BIGSERIAL for a key) on PostgreSQL.
+BIG = sa.Integer().with_variant(sa.BigInteger(), "postgresql")
+# Text that may hold NUL (stdin, what a program prints): PostgreSQL's TEXT cannot, so there it
+# is BYTEA holding the UTF-8 (models.tables.AnyText).
+ANY_TEXT = sa.Text().with_variant(sa.LargeBinary(), "postgresql")
+
 
 def upgrade() -> None:
     op.create_table(
         "tasks",
-        sa.Column("pk", sa.Integer(), nullable=False),
+        sa.Column("pk", BIG, nullable=False),
         sa.Column("id", sa.String(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("resource_version", sa.Integer(), nullable=False),
@@ -30,19 +39,19 @@ def upgrade() -> None:
         sa.Column("cpu", sa.Integer(), nullable=False),
         sa.Column("gpu", sa.Integer(), nullable=False),
         sa.Column("ram", sa.String(), nullable=False),
-        sa.Column("ram_bytes", sa.Integer(), nullable=False),
+        sa.Column("ram_bytes", BIG, nullable=False),
         sa.Column("storage", sa.String(), nullable=False),
-        sa.Column("storage_bytes", sa.Integer(), nullable=False),
+        sa.Column("storage_bytes", BIG, nullable=False),
         sa.Column("timeout_seconds", sa.Integer(), nullable=False),
-        sa.Column("stdin", sa.Text(), nullable=True),
+        sa.Column("stdin", ANY_TEXT, nullable=True),
         sa.Column("cancel_requested_at", sa.DateTime(), nullable=True),
         sa.Column("phase", sa.String(), nullable=False),
         sa.Column("reason", sa.String(), nullable=False),
         sa.Column("message", sa.String(), nullable=False),
-        sa.Column("result", sa.Text(), nullable=True),
+        sa.Column("result", ANY_TEXT, nullable=True),
         sa.Column("exit_code", sa.Integer(), nullable=True),
-        sa.Column("stdout", sa.Text(), nullable=True),
-        sa.Column("stderr", sa.Text(), nullable=True),
+        sa.Column("stdout", ANY_TEXT, nullable=True),
+        sa.Column("stderr", ANY_TEXT, nullable=True),
         sa.Column("stdout_truncated", sa.Boolean(), nullable=False),
         sa.Column("stderr_truncated", sa.Boolean(), nullable=False),
         sa.Column("assigned_cpus", sa.JSON(), nullable=False),
@@ -59,7 +68,7 @@ def upgrade() -> None:
 
     op.create_table(
         "transitions",
-        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("seq", BIG, nullable=False),
         sa.Column("task_id", sa.String(), nullable=False),
         sa.Column("from_phase", sa.String(), nullable=True),
         sa.Column("to_phase", sa.String(), nullable=False),
@@ -76,17 +85,17 @@ def upgrade() -> None:
         sa.Column("node", sa.String(), nullable=False),
         sa.Column("cpus_total", sa.Integer(), nullable=False),
         sa.Column("cpu_ids", sa.JSON(), nullable=False),
-        sa.Column("ram_total", sa.Integer(), nullable=False),
-        sa.Column("ram_allocatable", sa.Integer(), nullable=False),
-        sa.Column("storage_total", sa.Integer(), nullable=False),
-        sa.Column("storage_allocatable", sa.Integer(), nullable=False),
+        sa.Column("ram_total", BIG, nullable=False),
+        sa.Column("ram_allocatable", BIG, nullable=False),
+        sa.Column("storage_total", BIG, nullable=False),
+        sa.Column("storage_allocatable", BIG, nullable=False),
         sa.Column("gpu_ids", sa.JSON(), nullable=False),
         sa.Column("gpu_names", sa.JSON(), nullable=False),
         sa.Column("gpu_sharing", sa.Integer(), nullable=False),
         sa.Column("allocated_cpus", sa.JSON(), nullable=False),
         sa.Column("allocated_gpus", sa.JSON(), nullable=False),
-        sa.Column("allocated_ram", sa.Integer(), nullable=False),
-        sa.Column("allocated_storage", sa.Integer(), nullable=False),
+        sa.Column("allocated_ram", BIG, nullable=False),
+        sa.Column("allocated_storage", BIG, nullable=False),
         sa.Column("runtime_ok", sa.Boolean(), nullable=False),
         sa.Column("runtime_message", sa.String(), nullable=False),
         sa.Column("heartbeat_at", sa.DateTime(), nullable=True),

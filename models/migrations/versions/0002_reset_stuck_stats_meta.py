@@ -37,7 +37,9 @@ def upgrade() -> None:
     op.create_table(
         "meta",
         sa.Column("key", sa.String(), nullable=False),
-        sa.Column("value", sa.Integer(), nullable=False),
+        sa.Column(
+            "value", sa.Integer().with_variant(sa.BigInteger(), "postgresql"), nullable=False
+        ),
         sa.PrimaryKeyConstraint("key"),
     )
 

@@ -29,7 +29,7 @@ def upgrade() -> None:
 
     op.create_table(
         "input_chunks",
-        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.Integer().with_variant(sa.BigInteger(), "postgresql"), nullable=False),
         sa.Column("task_id", sa.String(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
         sa.Column("eof", sa.Boolean(), nullable=False),

@@ -7,6 +7,7 @@ Create Date: runtimes, files and usage (issue #16)
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -17,22 +18,21 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # Existing tasks ran the only runtime there was, with nothing beside their code.
-NEW_TASK_COLUMNS = (
-    ("runtime", sa.String(), "'python'"),
-    ("files", sa.JSON(), "'[]'"),
-    ("args", sa.JSON(), "'[]'"),
-    ("env", sa.JSON(), "'{}'"),
-    ("collect", sa.JSON(), "'[]'"),
-    ("collected_files", sa.JSON(), "'[]'"),
-    ("files_truncated", sa.Boolean(), "0"),
+# (A boolean's default is `false()`: SQLite writes 0, and PostgreSQL refuses 0 for a boolean.)
+NEW_TASK_COLUMNS: tuple[tuple[str, Any, Any], ...] = (
+    ("runtime", sa.String(), sa.text("'python'")),
+    ("files", sa.JSON(), sa.text("'[]'")),
+    ("args", sa.JSON(), sa.text("'[]'")),
+    ("env", sa.JSON(), sa.text("'{}'")),
+    ("collect", sa.JSON(), sa.text("'[]'")),
+    ("collected_files", sa.JSON(), sa.text("'[]'")),
+    ("files_truncated", sa.Boolean(), sa.false()),
 )
 
 
 def upgrade() -> None:
     for name, kind, default in NEW_TASK_COLUMNS:
-        op.add_column(
-            "tasks", sa.Column(name, kind, nullable=False, server_default=sa.text(default))
-        )
+        op.add_column("tasks", sa.Column(name, kind, nullable=False, server_default=default))
     op.add_column("tasks", sa.Column("usage", sa.JSON(), nullable=True))
     op.add_column(
         "capacity",
