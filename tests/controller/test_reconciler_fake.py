@@ -1102,7 +1102,7 @@ def test_idle_controller_service_does_not_wake_itself(world: World) -> None:
     service.start()
     try:
         deadline = time.monotonic() + 15
-        while len(passes) < 5:
+        while len(passes) < 6:
             assert time.monotonic() < deadline, f"{len(passes)} passes in 15 s, 1 s apart"
             time.sleep(0.05)
     finally:
@@ -1110,7 +1110,9 @@ def test_idle_controller_service_does_not_wake_itself(world: World) -> None:
 
     # The first report of the host and each heartbeat (every few seconds) are commits the
     # database watch sees: each wakes one pass at once. Passes never wake pass after pass.
-    gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(passes)]
+    # The first pass commits twice (the host's record, the first compaction); PostgreSQL's
+    # notifications of the two may come apart and wake a pass each, so its gap is left out.
+    gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(passes[1:])]
     assert not any(a < 0.5 and b < 0.5 for a, b in pairwise(gaps)), f"passes {gaps} s apart"
     assert max(gaps) > 0.9, f"passes {gaps} s apart with a 1 s interval"
 
