@@ -833,14 +833,17 @@ def run_plainly(code: str) -> tuple[float, int]:
     return time.perf_counter() - began, done.returncode
 
 
-def run_contained(lab: Lab, code: str) -> int:
-    """One program as the issue's raw `docker run`: its exit code (125 and up: docker's own)."""
-    done = subprocess.run(
-        lab.docker_run(["--cpus", "1", "-m", "128m"], code), capture_output=True, timeout=120
-    )
-    if done.returncode >= 125:
-        raise BenchError(f"docker run failed ({done.returncode}): {done.stderr[-500:]!r}")
-    return done.returncode
+def run_contained(lab: Lab, code: str, retried: list[str]) -> int:
+    """One program as the issue's raw `docker run`: its exit code. A failure of docker's own
+    (125 and up: the engine, not the program) is tried again once, and noted in `retried`."""
+    for _ in range(2):
+        done = subprocess.run(
+            lab.docker_run(["--cpus", "1", "-m", "128m"], code), capture_output=True, timeout=120
+        )
+        if done.returncode < 125:
+            return done.returncode
+        retried.append(done.stderr.decode(errors="replace").strip()[-200:])
+    raise BenchError(f"docker run failed ({done.returncode}): {retried[-1]}")
 
 
 def wait_batch(client: httpx.Client, batch_id: str, until: float) -> None:
@@ -909,10 +912,11 @@ def figure_programs(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
     floor = time.perf_counter() - began
     expected = [code == 0 for _, code in plain]
 
+    retried: list[str] = []
     began = time.perf_counter()
     pool = ThreadPoolExecutor(CORES)
     try:
-        raw_codes = list(pool.map(lambda code: run_contained(lab, code), programs))
+        raw_codes = list(pool.map(lambda code: run_contained(lab, code, retried), programs))
     finally:  # on Ctrl-C or a failure, start no more containers
         pool.shutdown(cancel_futures=True)
     raw = time.perf_counter() - began
@@ -921,9 +925,7 @@ def figure_programs(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
         slots = int(metric_values(client)['taskyard_allocatable{resource="cpu"}'])
         sent = time.time()
         began = time.perf_counter()
-        response = client.post(
-            "/batches", json={"tasks": [task_body(code, storage="1GB") for code in programs]}
-        )
+        response = client.post("/batches", json={"tasks": [task_body(code) for code in programs]})
         if response.status_code != 201:
             raise BenchError(f"POST /batches answered {response.status_code}: {response.text}")
         batch = response.json()
@@ -959,6 +961,14 @@ def figure_programs(lab: Lab, sizes: Sizes, until: float) -> list[Row]:
                 f"taskyard is {ours / floor:.1f}× the floor; verdicts equal to the floor's: "
                 f"{agree} of {count} (docker run: {raw_agree})",
                 *slot_profile(tasks, ours, slots, sent),
+                *(
+                    [
+                        f"programs: {len(retried)} docker run(s) failed on docker's side and were "
+                        f"run again, e.g. {retried[0]}"
+                    ]
+                    if retried
+                    else []
+                ),
             ],
         ),
         Row(
