@@ -145,7 +145,8 @@ class WarmPool(Generic[K]):
                         found = warm
                     else:
                         stale.append(warm)
-                if found is not None or self._closed or not self._filling[key]:
+                being_made = self._filling[key] and self._targets.get(key, 0)
+                if found is not None or self._closed or not being_made:
                     break
                 if (left := until - time.monotonic()) <= 0:
                     break

@@ -282,3 +282,17 @@ def test_a_claim_gives_up_waiting_after_its_bound() -> None:
     assert time.monotonic() - began >= 0.3
     engine.go.set()
     pool.close()
+
+
+def test_a_claim_does_not_wait_for_a_container_no_longer_wanted() -> None:
+    engine = GatedEngine()
+    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60)
+    pool.want({"a": 1})
+    wait_until(lambda: pool.filling_count() == 1)
+    pool.want({})  # it will be discarded when made
+
+    began = time.monotonic()
+    assert pool.claim("a", wait=10) is None
+    assert time.monotonic() - began < 5
+    engine.go.set()
+    pool.close()
