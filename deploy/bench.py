@@ -11,8 +11,9 @@ image built; `deploy/setup-host.sh` does both):
 Figures (names for `--only`): footprint, latency, burst, programs, handoff, watch, rate,
 batch, runtimes, reconcile, scheduler. Each one starts what it needs: a `taskyard serve` (or
 `taskyard api`) process on a free 127.0.0.1 port with a temporary data dir, a no-op FastAPI
-app under uvicorn, plain `docker run` containers labelled `taskyard.bench=<run id>`. Everything is stopped and every
-container it started is removed at the end, also after Ctrl-C or SIGTERM. The run has a global
+app under uvicorn, plain `docker run` containers labelled `taskyard.bench=<run id>`.
+Everything is stopped and every container it started is removed at the end, also after Ctrl-C
+or SIGTERM. The run has a global
 deadline and each figure a time budget: a figure stops early (fewer runs, or a lower bound such
 as "> 30 s") rather than overrun, and one that does not fit at all is skipped. It reports
 medians and never asserts on time: the exit code is 0 unless something broke (the engine or
