@@ -299,6 +299,7 @@ def warm_pool(
         ],
         recent=[shape for shape in memory.recent_starts if shape[0] in installed]
         or [(DEFAULT_RUNTIME, settings.warm_pool_storage_bytes)],
+        slots=len(seen.host.cpu_ids),
     )
     return tuple(
         (warm_template(settings, seen.host.cpu_ids, storage, BY_NAME[runtime]), count)

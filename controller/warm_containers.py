@@ -25,6 +25,10 @@ from controller.runtime import OWNER_LABEL, WARM_LABEL, ContainerSpec, WarmKey
 from controller.warm_pool import Warm, WarmPool
 
 log = logging.getLogger("taskyard.controller")
+# How long a start waits for a warm container already being made, rather than creating one
+# more (a burst drains the pool faster than it refills). A cold start costs as much engine
+# work as a fill, so a fill under way almost always ends first; this bounds a fill that hangs.
+CLAIM_WAIT_SECONDS = 2.0
 
 
 class WarmContainers:
@@ -66,7 +70,9 @@ class WarmContainers:
         """A warm container that can serve `spec`, now the caller's; None where none is ready."""
         key = WarmKey.of(spec)
         pool = self._pool
-        return pool.claim(key) if pool is not None and key is not None else None
+        if pool is None or key is None:
+            return None
+        return pool.claim(key, wait=CLAIM_WAIT_SECONDS)
 
     def ready(self) -> int:
         """Warm containers ready to be claimed now."""

@@ -55,17 +55,20 @@ def warm_targets(
     free_ram: int,
     waiting: Sequence[S],
     recent: Sequence[S],
+    slots: int = 0,
 ) -> dict[S, int]:
     """How many warm containers to keep per shape (a runtime and a storage size).
 
     The scheduler does not count the pool, so the pool can never keep a queued task from its
     slots; instead the pool lives in the RAM that no task holds (`idle_ram` per container, at
-    most `size`) and shrinks as tasks take that RAM. Waiting tasks' shapes come first (they
-    start next); the rest goes to the shape started most lately.
+    most `size`) and shrinks as tasks take that RAM. While a queue waits, the pool grows to one
+    container per CPU slot (`slots`) where `size` is smaller, so that each slot that frees finds
+    its next container started. Waiting tasks' shapes come first (they start next); the rest
+    goes to the shape started most lately.
     """
     if size <= 0 or idle_ram <= 0:
         return {}
-    budget = min(size, max(0, free_ram) // idle_ram)
+    budget = min(max(size, min(len(waiting), slots)), max(0, free_ram) // idle_ram)
     targets: Counter[S] = Counter()
     for shape in waiting:
         if sum(targets.values()) >= budget:
@@ -124,18 +127,30 @@ class WarmPool(Generic[K]):
         for warm in surplus:
             self._discard_quietly(warm)
 
-    def claim(self, key: K) -> Warm[K] | None:
-        """A warm container for this key, now the caller's alone; None if there is none."""
+    def claim(self, key: K, *, wait: float = 0.0) -> Warm[K] | None:
+        """A warm container for this key, now the caller's alone; None if there is none.
+
+        Where none is ready but one is being made for this key, wait up to `wait` seconds
+        for it: a container already on its way starts sooner than a cold one would, and the
+        engine makes one container for the task instead of two."""
         stale: list[Warm[K]] = []
         found = None
+        until = time.monotonic() + wait
         with self._lock:
-            ready = self._ready.get(key, [])
-            while ready and found is None:
-                warm = ready.pop(0)
-                if self._clock() - warm.created < self._max_idle:
-                    found = warm
-                else:
-                    stale.append(warm)
+            while True:
+                ready = self._ready.get(key, [])
+                while ready and found is None:
+                    warm = ready.pop(0)
+                    if self._clock() - warm.created < self._max_idle:
+                        found = warm
+                    else:
+                        stale.append(warm)
+                being_made = self._filling[key] and self._targets.get(key, 0)
+                if found is not None or self._closed or not being_made:
+                    break
+                if (left := until - time.monotonic()) <= 0:
+                    break
+                self._lock.wait(timeout=left)
             if found is not None:
                 self.claimed += 1
                 self._last_claim = self._clock()
@@ -200,6 +215,7 @@ class WarmPool(Generic[K]):
                     self._let_the_claim_start()
                     if self._closed or self._surplus(key):  # no longer needed after the wait
                         self._filling[key] -= 1
+                        self._lock.notify_all()  # a claim waiting for it stops waiting
                         key = None
             for warm in stale:
                 self._discard_quietly(warm)
@@ -236,6 +252,7 @@ class WarmPool(Generic[K]):
             if keep and warm is not None:
                 self._ready.setdefault(key, []).append(warm)
                 self.made += 1
+            self._lock.notify_all()  # a claim may be waiting for this fill
         if warm is None:
             time.sleep(FILL_BACKOFF_SECONDS)
         elif not keep:

@@ -79,6 +79,7 @@ def test_a_claimed_container_is_configured_exactly_as_a_cold_one(
             time.sleep(0.05)
         labels = {"taskyard.owner": owner}
         warm = runtime.run(spec(f"taskyard-{owner[:12]}-aaaa-1", labels, payload, cpus))
+        runtime.keep_warm([])  # no refill to wait for: the next start is cold
         cold = runtime.run(spec(f"taskyard-{owner[:12]}-bbbb-1", labels, payload, cpus))
         warm_attrs = engine.api.inspect_container(warm.name)
         cold_attrs = engine.api.inspect_container(cold.name)

@@ -4,6 +4,8 @@ import itertools
 import threading
 import time
 
+import pytest
+
 from controller.warm_pool import Warm, WarmPool, warm_targets
 
 MB = 1 << 20
@@ -45,6 +47,31 @@ def test_waiting_tasks_sizes_come_first_then_the_most_used() -> None:
         recent=[1 * MB, 2 * MB, 2 * MB],
     )
     assert targets == {5 * MB: 1, 7 * MB: 1, 2 * MB: 2}
+
+
+@pytest.mark.parametrize(
+    ("size", "slots", "waiting", "free_ram", "expected"),
+    [
+        pytest.param(2, 8, 200, 1000, 8, id="a long queue: one per slot"),
+        pytest.param(2, 8, 3, 1000, 3, id="a short queue: one per waiting task"),
+        pytest.param(2, 8, 0, 1000, 2, id="no queue: the configured size"),
+        pytest.param(10, 8, 200, 1000, 10, id="a larger configured size stays"),
+        pytest.param(2, 8, 200, 5, 5, id="never beyond the RAM no task holds"),
+        pytest.param(0, 8, 200, 1000, 0, id="size 0 keeps it off"),
+    ],
+)
+def test_a_queue_grows_the_pool_to_a_container_per_slot(
+    size: int, slots: int, waiting: int, free_ram: int, expected: int
+) -> None:
+    targets = warm_targets(
+        size=size,
+        idle_ram=MB,
+        free_ram=free_ram * MB,
+        waiting=[5 * MB] * waiting,
+        recent=[5 * MB],
+        slots=slots,
+    )
+    assert sum(targets.values()) == expected
 
 
 def test_a_long_queue_fills_the_whole_budget_with_its_own_sizes() -> None:
@@ -202,3 +229,70 @@ def test_the_pool_keeps_warm_containers_of_the_runtimes_that_start_next() -> Non
         recent=[("python", 64 * MB), ("java", 64 * MB), ("java", 64 * MB)],
     )
     assert targets == {("node", 64 * MB): 1, ("java", 64 * MB): 2}
+
+
+class GatedEngine(Engine):
+    """An engine whose containers are made only once `go` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+
+    def make(self, key: str) -> Warm[str]:
+        assert self.go.wait(timeout=10)
+        return super().make(key)
+
+
+def test_a_claim_waits_for_the_container_being_made_instead_of_starting_cold() -> None:
+    engine = GatedEngine()
+    pool: WarmPool[str] = WarmPool(
+        engine.make, engine.discard, max_idle_seconds=60, refill_delay_seconds=0
+    )
+    pool.want({"a": 1})
+    wait_until(lambda: pool.filling_count() == 1)  # a worker is making one
+    threading.Timer(0.2, engine.go.set).start()
+
+    warm = pool.claim("a", wait=10)
+
+    assert warm is not None and warm.name == "a-0"
+    pool.close()
+
+
+def test_a_claim_does_not_wait_where_nothing_is_being_made() -> None:
+    engine = GatedEngine()
+    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60)
+    pool.want({"a": 1})
+    wait_until(lambda: pool.filling_count() == 1)
+
+    began = time.monotonic()
+    assert pool.claim("b", wait=10) is None  # no fill for this key: answered at once
+    assert time.monotonic() - began < 5
+    engine.go.set()
+    pool.close()
+
+
+def test_a_claim_gives_up_waiting_after_its_bound() -> None:
+    engine = GatedEngine()
+    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60)
+    pool.want({"a": 1})
+    wait_until(lambda: pool.filling_count() == 1)
+
+    began = time.monotonic()
+    assert pool.claim("a", wait=0.3) is None  # the fill hangs: the caller starts cold
+    assert time.monotonic() - began >= 0.3
+    engine.go.set()
+    pool.close()
+
+
+def test_a_claim_does_not_wait_for_a_container_no_longer_wanted() -> None:
+    engine = GatedEngine()
+    pool: WarmPool[str] = WarmPool(engine.make, engine.discard, max_idle_seconds=60)
+    pool.want({"a": 1})
+    wait_until(lambda: pool.filling_count() == 1)
+    pool.want({})  # it will be discarded when made
+
+    began = time.monotonic()
+    assert pool.claim("a", wait=10) is None
+    assert time.monotonic() - began < 5
+    engine.go.set()
+    pool.close()
