@@ -5,6 +5,7 @@ The images come from `taskyard image build --all` (deploy/test.sh runs it)."""
 
 import base64
 import struct
+import time
 import zlib
 from typing import Any
 
@@ -183,3 +184,22 @@ def test_hostile_code_in_other_languages_ends_within_its_limits(
     if runtime == "node":
         assert status["stdout_truncated"] is True
         assert len(status["stdout"]) <= 1 << 20
+
+
+def test_files_are_collected_from_a_cancelled_run_too(client: Client) -> None:
+    code = (
+        "import time\nopen('progress.txt', 'w').write('started')\n"
+        "print('ready', flush=True)\ntime.sleep(60)\n"
+    )
+    created = client.submit(body("python", code, collect=["*.txt"]))
+    client.wait_for(created["id"], timeout=60, phases={"Running"})
+    deadline = time.monotonic() + 30
+    # Its output so far, live (the status holds it only once the task has ended).
+    while "ready" not in client.http.get(f"/tasks/{created['id']}/logs").text:
+        assert time.monotonic() < deadline, "the task never said it was ready"
+        time.sleep(0.1)
+    assert client.http.delete(f"/tasks/{created['id']}").status_code == 202
+    status = client.wait_for(created["id"], timeout=60)["status"]
+    assert status["phase"] == "Cancelled", status
+    assert [file["name"] for file in status["files"]] == ["progress.txt"]
+    assert status["usage"] is not None
