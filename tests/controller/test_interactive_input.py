@@ -8,15 +8,15 @@ attach endpoint bounds it.
 import json
 from typing import Any
 
+from fake_world import World, name_of
 from sqlmodel import col, select
-from test_reconciler_fake import World, name_of, world  # noqa: F401  (the fixture)
 
 from api.attach import MAX_INPUT_CHARS, MAX_WAITING_INPUT_BYTES
 from controller.runtime import InputResult
 from models.tables import InputChunk
 
 
-def _interactive(world: World, timeout: int = 30) -> str:  # noqa: F811
+def _interactive(world: World, timeout: int = 30) -> str:
     response = world.client.post(
         "/tasks",
         json={
@@ -35,13 +35,13 @@ def _interactive(world: World, timeout: int = 30) -> str:  # noqa: F811
     return str(task["id"])
 
 
-def _send(world: World, task_id: str, data: bytes, eof: bool = False) -> None:  # noqa: F811
+def _send(world: World, task_id: str, data: bytes, eof: bool = False) -> None:
     with world.db.write() as session:
         session.add(InputChunk(task_id=task_id, data=data, eof=eof))
         session.commit()
 
 
-def test_input_reaches_the_container_in_order_once(world: World) -> None:  # noqa: F811
+def test_input_reaches_the_container_in_order_once(world: World) -> None:
     task_id = _interactive(world)
     name = name_of(task_id)
     assert world.fake.containers[name].spec.interactive is True
@@ -57,7 +57,7 @@ def test_input_reaches_the_container_in_order_once(world: World) -> None:  # noq
     assert name in world.fake.closed_inputs
 
 
-def test_input_after_eof_is_not_sent(world: World) -> None:  # noqa: F811
+def test_input_after_eof_is_not_sent(world: World) -> None:
     task_id = _interactive(world)
     _send(world, task_id, b"", eof=True)
     world.once()
@@ -66,7 +66,7 @@ def test_input_after_eof_is_not_sent(world: World) -> None:  # noqa: F811
     assert world.fake.inputs[name_of(task_id)] == [b""]
 
 
-def test_non_interactive_tasks_get_no_input(world: World) -> None:  # noqa: F811
+def test_non_interactive_tasks_get_no_input(world: World) -> None:
     task_id = world.submit()
     world.once()
     _send(world, task_id, b"ignored\n")
@@ -74,7 +74,7 @@ def test_non_interactive_tasks_get_no_input(world: World) -> None:  # noqa: F811
     assert world.fake.inputs == {}
 
 
-def _waiting(world: World, task_id: str) -> list[bytes]:  # noqa: F811
+def _waiting(world: World, task_id: str) -> list[bytes]:
     """The task's input stored and not yet passed on, oldest first."""
     with world.db.read() as session:
         return list(
@@ -86,7 +86,7 @@ def _waiting(world: World, task_id: str) -> list[bytes]:  # noqa: F811
         )
 
 
-def test_input_passed_on_is_deleted(world: World) -> None:  # noqa: F811
+def test_input_passed_on_is_deleted(world: World) -> None:
     task_id = _interactive(world)
     _send(world, task_id, b"one\n")
     _send(world, task_id, b"two\n")
@@ -100,7 +100,7 @@ def test_input_passed_on_is_deleted(world: World) -> None:  # noqa: F811
     assert _waiting(world, task_id) == []
 
 
-def test_a_task_that_does_not_read_holds_up_no_one(world: World) -> None:  # noqa: F811
+def test_a_task_that_does_not_read_holds_up_no_one(world: World) -> None:
     stalled = _interactive(world, timeout=5)
     world.fake.full_inputs.add(name_of(stalled))
     for number in range(3):
@@ -122,7 +122,7 @@ def test_a_task_that_does_not_read_holds_up_no_one(world: World) -> None:  # noq
 
 
 def test_refused_input_goes_first_and_once_when_the_task_reads_again(
-    world: World,  # noqa: F811
+    world: World,
 ) -> None:
     task_id = _interactive(world)
     name = name_of(task_id)
@@ -152,7 +152,7 @@ def test_refused_input_goes_first_and_once_when_the_task_reads_again(
     assert _waiting(world, task_id) == []
 
 
-def test_attach_refuses_input_while_too_much_waits(world: World) -> None:  # noqa: F811
+def test_attach_refuses_input_while_too_much_waits(world: World) -> None:
     task_id = _interactive(world)
     world.fake.full_inputs.add(name_of(task_id))
     piece = {"type": "data", "stream": "stdin", "data": "x" * MAX_INPUT_CHARS}

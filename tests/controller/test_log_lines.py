@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_world import HOST, OWNER, Clock, World, running
 from fastapi.testclient import TestClient
-from test_reconciler_fake import HOST, OWNER, Clock, World, running
 
 import controller.observe
 from api.app import create_app

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_world import HOST, OWNER, Clock, World, name_of, running
 from fastapi.testclient import TestClient
 from sqlmodel import select
-from test_reconciler_fake import HOST, OWNER, Clock, World, name_of, running
 
 import controller.observe
 import controller.plan

@@ -3,14 +3,14 @@ only in what a claim fits (cores, CPU quota, memory), sized to free RAM and the 
 
 from dataclasses import replace
 
-from test_reconciler_fake import World, world  # noqa: F401  (the fixture)
+from fake_world import World
 
 from controller.runtime import WarmKey
 
 MB = 1 << 20
 
 
-def test_templates_match_the_tasks_they_serve(world: World) -> None:  # noqa: F811
+def test_templates_match_the_tasks_they_serve(world: World) -> None:
     task_id = world.submit()
     world.once()
     started = world.fake.containers[next(iter(world.fake.names()))].spec
@@ -34,7 +34,7 @@ def test_templates_match_the_tasks_they_serve(world: World) -> None:  # noqa: F8
     assert template.name == "" and template.payload == b""
 
 
-def test_waiting_tasks_sizes_are_warmed_first(world: World) -> None:  # noqa: F811
+def test_waiting_tasks_sizes_are_warmed_first(world: World) -> None:
     for _ in range(4):  # two cores: two start, two wait
         world.submit()
     world.once()
@@ -42,6 +42,6 @@ def test_waiting_tasks_sizes_are_warmed_first(world: World) -> None:  # noqa: F8
     assert storages == {100 * MB: world.settings.warm_pool_size}
 
 
-def test_closing_the_reconciler_closes_the_runtime(world: World) -> None:  # noqa: F811
+def test_closing_the_reconciler_closes_the_runtime(world: World) -> None:
     world.reconciler.close()
     assert world.fake.closed
