@@ -5,7 +5,7 @@ guard's refusals (400, 401, 413) are logged as well.
 The caller is the one `api.auth` identified for the request (the guard, or a route's
 dependency, leaves it in the scope under `CALLER_KEY`): a user's token id, `admin`, or `-`
 where no token was needed or none was checked (open mode, `/healthz`). Never the token itself,
-and never the query string, which may carry `?access_token=`.
+and never the query string, which a client may have filled with a secret of its own.
 
 A line is written when the response is complete, so a stream's milliseconds are how long it
 was open; a WebSocket's status is 101 once accepted, else the refusal's (403 where the app
