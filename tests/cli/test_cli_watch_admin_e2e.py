@@ -22,6 +22,10 @@ TERMINAL = {"Succeeded", "Failed", "TimedOut", "Cancelled"}
 LIFECYCLE = ["Pending", "Scheduled", "Running", "Succeeded"]
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Watcher:
     """A `taskyard watch ...` process whose stdout lines are read as they come."""
 
@@ -32,6 +36,9 @@ class Watcher:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # Ctrl-C as at a terminal, even where the test run itself was started in the
+            # background by a shell, which leaves SIGINT ignored in every process it starts.
+            preexec_fn=_ctrl_c_as_at_a_terminal,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
