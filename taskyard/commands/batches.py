@@ -11,22 +11,19 @@ task, in the order of the input.
 
 import argparse
 import json
-import os
 import shutil
 from collections import Counter
-from collections.abc import Callable
 from typing import Any, TextIO
 
 from taskyard.client import (
     TERMINAL_PHASES,
-    TOKEN_ENV,
     ApiError,
     Batch,
     BatchCreated,
     HistoryGone,
     Task,
 )
-from taskyard.commands.context import EXIT_INTERRUPTED, Context, UsageError, common_flags
+from taskyard.commands.context import EXIT_INTERRUPTED, Context, UsageError, client_verb
 from taskyard.commands.output import parse_time, to_yaml
 
 MAX_BATCH_TASKS = 1000  # the server's limit on one POST /batches
@@ -256,29 +253,12 @@ def _cancel(ctx: Context) -> int:
     return 0
 
 
-def _user_token(args: argparse.Namespace) -> str | None:
-    token: str | None = args.token or os.environ.get(TOKEN_ENV) or None
-    return token
-
-
-def _verb(
-    verbs: "argparse._SubParsersAction[argparse.ArgumentParser]",
-    name: str,
-    handler: Callable[[Context], int],
-    help_text: str,
-) -> argparse.ArgumentParser:
-    parser = verbs.add_parser(name, help=help_text, description=help_text)
-    common_flags(parser, token_help=f"bearer token for the API (default: ${TOKEN_ENV})")
-    parser.set_defaults(handler=handler, parser=parser, resolve_token=_user_token)
-    return parser
-
-
 def add_batch_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add `batch submit | get | cancel` to the `taskyard` parser."""
     batch = verbs.add_parser("batch", help="submit many tasks at once, follow and cancel them")
     batch_verbs = batch.add_subparsers(dest="batch_verb", required=True)
 
-    submit = _verb(
+    submit = client_verb(
         batch_verbs,
         "submit",
         _submit,
@@ -298,11 +278,11 @@ def add_batch_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]"
     )
     submit.add_argument("-o", "--output", choices=("json", "name"), help="output format")
 
-    get = _verb(batch_verbs, "get", _get, "show where a batch stands")
+    get = client_verb(batch_verbs, "get", _get, "show where a batch stands")
     get.add_argument("id", metavar="ID")
     get.add_argument("-o", "--output", choices=("json", "yaml"), help="output format")
 
-    cancel = _verb(
+    cancel = client_verb(
         batch_verbs, "cancel", _cancel, "ask for every unfinished task of a batch to stop"
     )
     cancel.add_argument("id", metavar="ID")

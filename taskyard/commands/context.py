@@ -30,6 +30,7 @@ from models.paths import SERVER_URL_FILE, data_dir_of
 from taskyard.client import (
     DEFAULT_SERVER,
     SERVER_ENV,
+    TOKEN_ENV,
     ApiError,
     CannotConnect,
     Client,
@@ -222,3 +223,22 @@ def common_flags(parser: argparse.ArgumentParser, *, token_help: str) -> None:
         f"serve` wrote in its data dir, else {DEFAULT_SERVER})",
     )
     parser.add_argument("--token", help=token_help)
+
+
+def user_token(args: argparse.Namespace) -> str | None:
+    """A client verb's token: `--token`, else $TASKYARD_TOKEN."""
+    token: str | None = args.token or os.environ.get(TOKEN_ENV) or None
+    return token
+
+
+def client_verb(
+    verbs: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    name: str,
+    handler: Callable[[Context], int],
+    help_text: str,
+) -> argparse.ArgumentParser:
+    """A client verb's parser, with the flags every one takes and the user's token."""
+    parser = verbs.add_parser(name, help=help_text, description=help_text)
+    common_flags(parser, token_help=f"bearer token for the API (default: ${TOKEN_ENV})")
+    parser.set_defaults(handler=handler, parser=parser, resolve_token=user_token)
+    return parser

@@ -2,10 +2,8 @@
 
 import argparse
 import json
-import os
 
-from taskyard.client import TOKEN_ENV
-from taskyard.commands.context import Context, common_flags
+from taskyard.commands.context import Context, common_flags, user_token
 from taskyard.commands.output import table
 
 
@@ -15,11 +13,7 @@ def add_runtime_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser
     )
     common_flags(parser, token_help="bearer token for the API (default: $TASKYARD_TOKEN)")
     parser.add_argument("-o", "--output", choices=["json"], help="output format")
-    parser.set_defaults(handler=_runtimes, parser=parser, resolve_token=_user_token)
-
-
-def _user_token(args: argparse.Namespace) -> str | None:
-    return args.token or os.environ.get(TOKEN_ENV) or None
+    parser.set_defaults(handler=_runtimes, parser=parser, resolve_token=user_token)
 
 
 def _runtimes(ctx: Context) -> int:

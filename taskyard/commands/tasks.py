@@ -5,7 +5,6 @@
 
 import argparse
 import json
-import os
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -13,7 +12,6 @@ from models.phases import Phase
 from taskyard.client import (
     DEFAULT_RESOURCES,
     TERMINAL_PHASES,
-    TOKEN_ENV,
     ApiError,
     HistoryGone,
     LogEnd,
@@ -25,7 +23,7 @@ from taskyard.commands.context import (
     AmbiguousTask,
     Context,
     UsageError,
-    common_flags,
+    client_verb,
     on_task,
     show,
 )
@@ -306,23 +304,6 @@ def _cancel(ctx: Context) -> int:
     return 1 if failed else 0
 
 
-def _user_token(args: argparse.Namespace) -> str | None:
-    token: str | None = args.token or os.environ.get(TOKEN_ENV) or None
-    return token
-
-
-def _verb(
-    verbs: "argparse._SubParsersAction[argparse.ArgumentParser]",
-    name: str,
-    handler: Callable[[Context], int],
-    help_text: str,
-) -> argparse.ArgumentParser:
-    parser = verbs.add_parser(name, help=help_text, description=help_text)
-    common_flags(parser, token_help=f"bearer token for the API (default: ${TOKEN_ENV})")
-    parser.set_defaults(handler=handler, parser=parser, resolve_token=_user_token)
-    return parser
-
-
 def _output_flag(parser: argparse.ArgumentParser, *choices: str) -> None:
     parser.add_argument("-o", "--output", choices=choices, help="output format")
 
@@ -334,7 +315,7 @@ _ID_HELP = (
 
 def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add `submit`, `get`, `list`, `watch`, `logs` and `cancel` to the `taskyard` parser."""
-    submit = _verb(verbs, "submit", _submit, "submit a code snippet as a task")
+    submit = client_verb(verbs, "submit", _submit, "submit a code snippet as a task")
     submit.add_argument(
         "file",
         nargs="?",
@@ -367,11 +348,11 @@ def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]")
     add_program_flags(submit)
     _output_flag(submit, "json", "yaml", "wide", "name")
 
-    get = _verb(verbs, "get", _get, "show one task")
+    get = client_verb(verbs, "get", _get, "show one task")
     get.add_argument("id", metavar="ID", help=_ID_HELP)
     _output_flag(get, "json", "yaml", "wide", "name")
 
-    listing = _verb(verbs, "list", _list, "list tasks, newest first")
+    listing = client_verb(verbs, "list", _list, "list tasks, newest first")
     listing.add_argument(
         "--phase", type=phase_arg, choices=PHASES, help="only tasks in this phase (any case)"
     )
@@ -385,7 +366,7 @@ def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]")
     listing.add_argument("--all", action="store_true", help="follow every page")
     _output_flag(listing, "json", "yaml", "wide", "name")
 
-    watch = _verb(verbs, "watch", _watch, "print task transitions live, one line each")
+    watch = client_verb(verbs, "watch", _watch, "print task transitions live, one line each")
     watch.add_argument(
         "--task", metavar="ID", help="only this task (as `get` takes it); ends when it finishes"
     )
@@ -403,7 +384,7 @@ def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]")
     )
     _output_flag(watch, "json")
 
-    logs = _verb(verbs, "logs", _logs, "print a task's output (live with -f)")
+    logs = client_verb(verbs, "logs", _logs, "print a task's output (live with -f)")
     logs.add_argument("id", metavar="ID", help=_ID_HELP)
     logs.add_argument(
         "-f",
@@ -413,5 +394,5 @@ def add_task_verbs(verbs: "argparse._SubParsersAction[argparse.ArgumentParser]")
     )
     logs.add_argument("--stream", choices=("stdout", "stderr"), help="only this stream")
 
-    cancel = _verb(verbs, "cancel", _cancel, "ask for tasks to be cancelled")
+    cancel = client_verb(verbs, "cancel", _cancel, "ask for tasks to be cancelled")
     cancel.add_argument("ids", nargs="+", metavar="ID", help=_ID_HELP)
